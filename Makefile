@@ -1,0 +1,64 @@
+# mw: one binary with the C core and the embedded Lua sources.
+PKGS     := lua5.4 libcurl libuv
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icore $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += -llua5.4-cjson $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LUA_SRC  := $(sort $(wildcard lua/mw/*.lua stdlib/mw/*.lua))
+C_SRC    := $(sort $(wildcard core/*.c))
+OBJ      := $(C_SRC:core/%.c=build/%.o) build/embedded.o
+ASAN_OBJ := $(C_SRC:core/%.c=build/asan/%.o) build/asan/embedded.o
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+.PHONY: all deps test check-asan run bench clean images engine-up
+
+all: mw
+
+mw: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LDLIBS)
+
+build/%.o: core/%.c core/*.h | build
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+build/embed: tools/embed.c | build
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+build/embedded.c: build/embed $(LUA_SRC)
+	build/embed $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+
+build/embedded.o: build/embedded.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+build:
+	mkdir -p build build/asan
+
+mw-asan: $(ASAN_OBJ)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -o $@ $(ASAN_OBJ) $(LDLIBS)
+
+build/asan/%.o: core/%.c core/*.h | build
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
+
+build/asan/embedded.o: build/embedded.c | build
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
+
+deps:
+	@scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory mw
+	@scripts/test.sh
+
+check-asan: deps
+	@$(MAKE) --no-print-directory mw-asan
+	@MW_BIN=./mw-asan scripts/test.sh unit
+
+run: deps
+	@$(MAKE) --no-print-directory mw
+	@scripts/with-engine.sh ./mw run examples/pipeline/stack.lua
+
+bench: deps
+	@$(MAKE) --no-print-directory mw
+	@scripts/with-engine.sh tests/bench/run.sh
+
+clean:
+	rm -rf build mw mw-asan

@@ -1,0 +1,404 @@
+/* mw.fs: the file operations mw needs — atomic writes, directories, advisory locks and
+ * inotify watches (libuv fs events) a task can wait on. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/file.h>
+#include "waiter.h"
+
+#define WATCH_MT "mw.watch"
+#define LOCK_MT "mw.lock"
+
+static int fail(lua_State *L, const char *what, const char *path)
+{
+    int e = errno;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s: %s", what, path, strerror(e));
+    lua_pushstring(L, e == ENOENT ? "ENOENT" : e == EACCES ? "EACCES" : e == EEXIST ? "EEXIST" : "EIO");
+    return 3;
+}
+
+static int fs_read(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(L, "cannot read", path);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) luaL_addlstring(&b, buf, n);
+    int err = ferror(f);
+    fclose(f);
+    if (err) return fail(L, "cannot read", path);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* temp name, fsync, rename: readers see the old file or the new one, never half of one */
+static int fs_write_atomic(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const char *data = luaL_checklstring(L, 2, &n);
+    int mode = (int)luaL_optinteger(L, 3, 0600);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return fail(L, "cannot write", tmp);
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, data + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            errno = e;
+            return fail(L, "cannot write", tmp);
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        unlink(tmp);
+        return fail(L, "cannot write", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return fail(L, "cannot rename to", path);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int fs_mkdirp(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int mode = (int)luaL_optinteger(L, 2, 0700);
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, mode) != 0 && errno != EEXIST) return fail(L, "cannot create", buf);
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int fs_list(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    if (!d) return fail(L, "cannot list", path);
+    lua_newtable(L);
+    int i = 1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, i++);
+    }
+    closedir(d);
+    return 1;
+}
+
+static int fs_stat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (lstat(path, &st) != 0) return fail(L, "cannot stat", path);
+    lua_createtable(L, 0, 5);
+    const char *type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
+                     : S_ISLNK(st.st_mode) ? "link" : S_ISSOCK(st.st_mode) ? "socket" : "other";
+    lua_pushstring(L, type);
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, st.st_mode & 07777);
+    lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    lua_setfield(L, -2, "size");
+    lua_pushnumber(L, (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9);
+    lua_setfield(L, -2, "mtime");
+    lua_pushinteger(L, (lua_Integer)st.st_ino);
+    lua_setfield(L, -2, "ino");
+    return 1;
+}
+
+static int fs_remove(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    if (remove(path) != 0) return fail(L, "cannot remove", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int fs_realpath(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *r = realpath(path, NULL);
+    if (!r) return fail(L, "cannot resolve", path);
+    lua_pushstring(L, r);
+    free(r);
+    return 1;
+}
+
+static int fs_chmod(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    if (chmod(path, (mode_t)luaL_checkinteger(L, 2)) != 0) return fail(L, "cannot chmod", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- advisory locks: held while the process lives, released by the kernel when it dies ---- */
+
+typedef struct { int fd; } lock_ud;
+
+/* fs.lock(path[, content]) -> lock | nil, "locked" | nil, err.  Creates the file when missing. */
+static int fs_lock(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t n = 0;
+    const char *content = luaL_optlstring(L, 2, NULL, &n);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return fail(L, "cannot open", path);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        lua_pushnil(L);
+        if (e == EWOULDBLOCK) { lua_pushliteral(L, "locked"); return 2; }
+        errno = e;
+        return fail(L, "cannot lock", path);
+    }
+    if (content) {
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, content, n, 0) != (ssize_t)n) {
+            close(fd);
+            return fail(L, "cannot write", path);
+        }
+    }
+    lock_ud *k = lua_newuserdatauv(L, sizeof *k, 0);
+    k->fd = fd;
+    luaL_setmetatable(L, LOCK_MT);
+    return 1;
+}
+
+static int lock_close(lua_State *L)
+{
+    lock_ud *k = luaL_checkudata(L, 1, LOCK_MT);
+    if (k->fd >= 0) close(k->fd);
+    k->fd = -1;
+    return 0;
+}
+
+static int lock_tostring(lua_State *L)
+{
+    lock_ud *k = luaL_checkudata(L, 1, LOCK_MT);
+    lua_pushstring(L, k->fd >= 0 ? "lock (held)" : "lock (closed)");
+    return 1;
+}
+
+/* ---- watches ---- */
+
+typedef struct {
+    char *name;
+    int events;
+} fs_event;
+
+typedef struct {
+    mw_waiter w;            /* first: the waiter's op is the watch's op */
+    uv_fs_event_t ev;
+    int ev_open;
+    int closing;            /* handles still to close before free */
+    fs_event *q;
+    int qn, qcap;
+    int error;
+} watch_t;
+
+typedef struct { watch_t *w; } watch_ud;
+
+static void watch_free(watch_t *w)
+{
+    for (int i = 0; i < w->qn; i++) free(w->q[i].name);
+    free(w->q);
+    free(w);
+}
+
+static void watch_part_closed(watch_t *w)
+{
+    if (--w->closing == 0) watch_free(w);
+}
+
+static void ev_closed(uv_handle_t *h)
+{
+    watch_t *w = h->data;
+    watch_part_closed(w);
+}
+
+static void ev_closed_early(uv_handle_t *h)
+{
+    watch_free(h->data);
+}
+
+static void waiter_closed(mw_waiter *mw)
+{
+    watch_part_closed((watch_t *)mw);
+}
+
+static int watch_ready(mw_waiter *mw, lua_State *L)
+{
+    watch_t *w = (watch_t *)mw;
+    if (w->qn == 0) {
+        if (!w->error) return 0;
+        lua_pushnil(L);
+        lua_pushstring(L, uv_strerror(w->error));
+        return 2;
+    }
+    lua_createtable(L, w->qn, 0);
+    for (int i = 0; i < w->qn; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, w->q[i].name ? w->q[i].name : "");
+        lua_setfield(L, -2, "name");
+        lua_pushboolean(L, (w->q[i].events & UV_RENAME) != 0);
+        lua_setfield(L, -2, "rename");
+        lua_pushboolean(L, (w->q[i].events & UV_CHANGE) != 0);
+        lua_setfield(L, -2, "change");
+        lua_rawseti(L, -2, i + 1);
+        free(w->q[i].name);
+    }
+    w->qn = 0;
+    return 1;
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *name, int events, int status)
+{
+    watch_t *w = h->data;
+    if (status < 0) {
+        w->error = status;
+    } else {
+        /* coalesce repeats of one name: a burst of writes is one entry */
+        int i;
+        for (i = 0; i < w->qn; i++) {
+            if ((name == NULL && w->q[i].name == NULL) ||
+                (name && w->q[i].name && strcmp(name, w->q[i].name) == 0)) {
+                w->q[i].events |= events;
+                break;
+            }
+        }
+        if (i == w->qn && w->qn < 4096) {
+            if (w->qn == w->qcap) {
+                int cap = w->qcap ? w->qcap * 2 : 8;
+                fs_event *q = realloc(w->q, sizeof *q * cap);
+                if (!q) return;
+                w->q = q;
+                w->qcap = cap;
+            }
+            w->q[w->qn].name = name ? strdup(name) : NULL;
+            w->q[w->qn].events = events;
+            w->qn++;
+        }
+    }
+    mw_waiter_poke(&w->w);
+}
+
+static int fs_watch(lua_State *L)
+{
+    mw_rt *rt = mw_rt_get(L);
+    const char *path = luaL_checkstring(L, 1);
+    watch_t *w = calloc(1, sizeof *w);
+    if (!w) return luaL_error(L, "watch: out of memory");
+    int rc = uv_fs_event_init(rt->loop, &w->ev);
+    if (rc == 0) rc = uv_fs_event_start(&w->ev, on_fs_event, path, 0);
+    if (rc != 0) {
+        w->ev.data = w;
+        uv_close((uv_handle_t *)&w->ev, ev_closed_early);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot watch %s: %s", path, uv_strerror(rc));
+        return 2;
+    }
+    mw_handle_opened(rt);
+    w->ev.data = w;
+    w->ev_open = 1;
+    mw_waiter_init(&w->w, rt, watch_ready);
+    watch_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->w = w;
+    luaL_setmetatable(L, WATCH_MT);
+    return 1;
+}
+
+static int watch_wait(lua_State *L)
+{
+    watch_ud *u = luaL_checkudata(L, 1, WATCH_MT);
+    if (!u->w) return luaL_error(L, "watch:wait: the watch is closed");
+    return mw_waiter_wait(L, &u->w->w, luaL_optnumber(L, 2, -1), "watch:wait");
+}
+
+static int watch_close(lua_State *L)
+{
+    watch_ud *u = luaL_checkudata(L, 1, WATCH_MT);
+    watch_t *w = u->w;
+    if (!w) return 0;
+    u->w = NULL;
+    w->closing = 2;
+    uv_fs_event_stop(&w->ev);
+    mw_close(w->w.rt, (uv_handle_t *)&w->ev, ev_closed);
+    mw_waiter_close(&w->w, waiter_closed);
+    return 0;
+}
+
+static int watch_tostring(lua_State *L)
+{
+    watch_ud *u = luaL_checkudata(L, 1, WATCH_MT);
+    lua_pushstring(L, u->w ? "watch (open)" : "watch (closed)");
+    return 1;
+}
+
+static const luaL_Reg fs_funcs[] = {
+    { "read", fs_read },       { "write_atomic", fs_write_atomic }, { "mkdirp", fs_mkdirp },
+    { "list", fs_list },       { "stat", fs_stat },                 { "remove", fs_remove },
+    { "realpath", fs_realpath }, { "chmod", fs_chmod },             { "lock", fs_lock },
+    { "watch", fs_watch },     { NULL, NULL }
+};
+
+static const luaL_Reg watch_methods[] = {
+    { "wait", watch_wait }, { "close", watch_close }, { NULL, NULL }
+};
+
+static const luaL_Reg lock_methods[] = { { "close", lock_close }, { NULL, NULL } };
+
+int luaopen_mw_fs(lua_State *L)
+{
+    if (luaL_newmetatable(L, WATCH_MT)) {
+        lua_pushcfunction(L, watch_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, watch_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, watch_tostring);
+        lua_setfield(L, -2, "__tostring");
+        luaL_newlib(L, watch_methods);
+        lua_setfield(L, -2, "__index");
+    }
+    if (luaL_newmetatable(L, LOCK_MT)) {
+        lua_pushcfunction(L, lock_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, lock_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, lock_tostring);
+        lua_setfield(L, -2, "__tostring");
+        luaL_newlib(L, lock_methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 2);
+    luaL_newlib(L, fs_funcs);
+    return 1;
+}

@@ -1,0 +1,72 @@
+/* The runtime every core module shares: one loop, one Lua state, the task scheduler's hooks. */
+#ifndef MW_H
+#define MW_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+typedef struct mw_rt mw_rt;
+typedef struct mw_op mw_op;
+typedef struct mw_task mw_task;
+
+/* A pending operation of a waiting task.  The module that owns it embeds it in its own
+ * request struct; cancel() must stop the I/O and arrange for that struct to be freed. */
+struct mw_op {
+    void (*cancel)(mw_op *op);
+    mw_task *task;
+};
+
+struct mw_rt {
+    uv_loop_t *loop;
+    lua_State *L;
+    uv_idle_t idle;          /* keeps the loop turning while completions wait */
+    int ready_ref;           /* registry: queue of { task, results } to resume */
+    int ready_head, ready_tail;
+    int tasks_ref;           /* registry: thread -> task userdata, for live tasks */
+    int handles;             /* libuv handles modules hold open for Lua */
+    int anchored;            /* registry references held on behalf of Lua */
+    int live_tasks;
+    mw_task *main_task;      /* its return value is the exit code */
+    int stopping;
+    int exit_code;
+    /* budget for calls into user code (core.budget) */
+    int budget_active;
+    long budget_left;
+    uint64_t budget_deadline;
+    int budget_killed;
+    /* the http module's multi handle and its timer; owned by http.c */
+    void *http;
+};
+
+mw_rt *mw_rt_get(lua_State *L);
+
+/* Task side, for modules (core/task.c). */
+mw_task *mw_task_check_current(lua_State *L, const char *fn);   /* raises outside a task */
+int mw_task_wait(lua_State *L, mw_op *op);                      /* returns lua_yield(...) */
+int mw_task_waitk(lua_State *L, mw_op *op, lua_KContext ctx, lua_KFunction k);
+void mw_task_done(mw_rt *rt, mw_op *op, int nresults);          /* pops nresults from rt->L */
+int mw_task_is_waiting(mw_op *op);
+
+/* Handle accounting: modules count the libuv handles they open for Lua; a handle stops
+ * counting when its close is asked for (its memory still lives until the close callback). */
+void mw_handle_opened(mw_rt *rt);
+void mw_close(mw_rt *rt, uv_handle_t *h, uv_close_cb cb);
+int mw_ref(mw_rt *rt, lua_State *L);           /* luaL_ref in the registry, counted */
+void mw_unref(mw_rt *rt, int ref);
+
+int luaopen_mw_core(lua_State *L);
+int luaopen_mw_http(lua_State *L);
+int luaopen_mw_lines(lua_State *L);
+int luaopen_mw_fs(lua_State *L);
+int luaopen_mw_signal(lua_State *L);
+int luaopen_mw_tar(lua_State *L);
+int luaopen_mw_proc(lua_State *L);
+int luaopen_mw_net(lua_State *L);
+
+void mw_http_shutdown(mw_rt *rt);
+void mw_task_init(mw_rt *rt);
+void mw_task_shutdown(mw_rt *rt);
+mw_task *mw_task_spawn_main(mw_rt *rt, int nargs);   /* function and args on rt->L */
+
+#endif

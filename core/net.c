@@ -1,0 +1,481 @@
+/* mw.net: TCP and unix-socket streams on the loop — servers that accept, connections that
+ * read (yielding) and write (queued) — for TCP heartbeats, mw's own API, and test servers. */
+#include <stdlib.h>
+#include <string.h>
+#include "waiter.h"
+#include "linebuf.h"
+
+#define SERVER_MT "mw.server"
+#define CONN_MT "mw.conn"
+
+typedef union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} any_stream;
+
+typedef struct conn {
+    mw_waiter w;             /* readers wait here */
+    any_stream s;
+    mw_linebuf in;
+    int reading, eof, err;
+    int closing;
+    struct conn *next;       /* in a server's accept queue */
+    /* a pending connect */
+    uv_connect_t connect;
+    int connecting;
+} conn_t;
+
+typedef struct {
+    mw_waiter w;             /* accepters wait here */
+    any_stream s;
+    conn_t *queue, *tail;
+    int err;
+    int closing;
+    int port;
+} server_t;
+
+typedef struct { conn_t *c; } conn_ud;
+typedef struct { server_t *s; } server_ud;
+
+/* ---- connections ---- */
+
+static void conn_free(conn_t *c)
+{
+    mw_linebuf_free(&c->in);
+    free(c);
+}
+
+static void conn_part_closed(conn_t *c)
+{
+    if (--c->closing == 0) conn_free(c);
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+    conn_part_closed(h->data);
+}
+
+static void conn_waiter_closed(mw_waiter *w)
+{
+    conn_part_closed((conn_t *)w);
+}
+
+static void conn_shut(conn_t *c)
+{
+    c->closing = 2;
+    if (c->reading) uv_read_stop(&c->s.stream);
+    mw_close(c->w.rt, &c->s.handle, conn_handle_closed);
+    mw_waiter_close(&c->w, conn_waiter_closed);
+}
+
+static int conn_ready(mw_waiter *w, lua_State *L)
+{
+    conn_t *c = (conn_t *)w;
+    if (c->connecting) return 0;
+    if (mw_linebuf_unread(&c->in) > 0) {
+        const char *p;
+        size_t n = mw_linebuf_take(&c->in, &p);
+        lua_pushlstring(L, p, n);
+        return 1;
+    }
+    if (c->err) {
+        lua_pushnil(L);
+        lua_pushstring(L, uv_strerror(c->err));
+        return 2;
+    }
+    if (c->eof) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "eof");
+        return 2;
+    }
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = malloc(suggested);
+    buf->len = buf->base ? suggested : 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    if (n > 0) {
+        if (mw_linebuf_append(&c->in, buf->base, (size_t)n) != 0) c->err = UV_ENOMEM;
+    } else if (n == UV_EOF) {
+        c->eof = 1;
+    } else if (n < 0) {
+        c->err = (int)n;
+    }
+    free(buf->base);
+    if (c->eof || c->err) {
+        uv_read_stop(s);
+        c->reading = 0;
+    }
+    mw_waiter_poke(&c->w);
+}
+
+static conn_t *conn_new(mw_rt *rt)
+{
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->s.handle.data = c;
+    mw_waiter_init(&c->w, rt, conn_ready);
+    return c;
+}
+
+static void conn_start_reading(conn_t *c)
+{
+    if (c->reading || c->eof || c->err) return;
+    if (uv_read_start(&c->s.stream, on_alloc, on_read) == 0) c->reading = 1;
+}
+
+static void push_conn(lua_State *L, conn_t *c)
+{
+    conn_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->c = c;
+    luaL_setmetatable(L, CONN_MT);
+}
+
+static conn_t *check_conn(lua_State *L)
+{
+    conn_ud *u = luaL_checkudata(L, 1, CONN_MT);
+    if (!u->c) luaL_error(L, "connection is closed");
+    return u->c;
+}
+
+static int conn_read(lua_State *L)
+{
+    conn_t *c = check_conn(L);
+    conn_start_reading(c);
+    return mw_waiter_wait(L, &c->w, luaL_optnumber(L, 2, -1), "conn:read");
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    conn_t *c = req->data;
+    if (status < 0 && c && !c->err) c->err = status;
+    free(req);
+}
+
+/* Queues the bytes; a failure shows on a later read or write. */
+static int conn_write(lua_State *L)
+{
+    conn_t *c = check_conn(L);
+    size_t n;
+    const char *p = luaL_checklstring(L, 2, &n);
+    if (c->err) {
+        lua_pushnil(L);
+        lua_pushstring(L, uv_strerror(c->err));
+        return 2;
+    }
+    uv_write_t *req = malloc(sizeof *req + n);
+    if (!req) return luaL_error(L, "conn:write: out of memory");
+    char *copy = (char *)(req + 1);
+    memcpy(copy, p, n);
+    req->data = c;
+    uv_buf_t buf = uv_buf_init(copy, (unsigned)n);
+    int rc = uv_write(req, &c->s.stream, &buf, 1, on_written);
+    if (rc != 0) {
+        free(req);
+        lua_pushnil(L);
+        lua_pushstring(L, uv_strerror(rc));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int conn_close(lua_State *L)
+{
+    conn_ud *u = luaL_checkudata(L, 1, CONN_MT);
+    conn_t *c = u->c;
+    if (!c) return 0;
+    u->c = NULL;
+    conn_shut(c);
+    return 0;
+}
+
+static int conn_tostring(lua_State *L)
+{
+    conn_ud *u = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushstring(L, u->c ? "connection (open)" : "connection (closed)");
+    return 1;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    conn_t *c = req->data;
+    c->connecting = 0;
+    if (status < 0) c->err = status;
+    mw_waiter_poke(&c->w);
+}
+
+/* The waiter delivers "connected" as an empty read; connect() turns that into the conn. */
+static int connect_ready(mw_waiter *w, lua_State *L)
+{
+    conn_t *c = (conn_t *)w;
+    if (c->connecting) return 0;
+    if (c->err) {
+        lua_pushnil(L);
+        lua_pushstring(L, uv_strerror(c->err));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int connect_done(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    conn_ud *u = (conn_ud *)ctx;
+    conn_t *c = u->c;
+    c->w.ready = conn_ready;
+    if (lua_type(L, -1) == LUA_TBOOLEAN) {   /* connected; a failure is (nil, message) */
+        lua_settop(L, 0);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, u);   /* the pending userdata */
+        lua_pushnil(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, u);
+        return 1;
+    }
+    const char *why = lua_tostring(L, -1);
+    if (!why || strcmp(why, "timeout") == 0) why = "timeout";
+    lua_pushstring(L, why);
+    if (u->c) {                                /* close now rather than at the next GC */
+        conn_t *dead = u->c;
+        u->c = NULL;
+        conn_shut(dead);
+    }
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, u);
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+/* net.connect(host, port[, timeout]) or net.connect("unix:/path"[, nil, timeout]) -> conn | nil, err */
+static int net_connect(lua_State *L)
+{
+    mw_rt *rt = mw_rt_get(L);
+    const char *host = luaL_checkstring(L, 1);
+    double timeout = luaL_optnumber(L, 3, 5);
+    mw_task_check_current(L, "net.connect");
+    conn_t *c = conn_new(rt);
+    if (!c) return luaL_error(L, "net.connect: out of memory");
+    int rc;
+    c->connect.data = c;
+    if (strncmp(host, "unix:", 5) == 0) {
+        uv_pipe_init(rt->loop, &c->s.pipe, 0);
+        c->s.handle.data = c;
+        mw_handle_opened(rt);
+        uv_pipe_connect(&c->connect, &c->s.pipe, host + 5, on_connect);
+        rc = 0;
+    } else {
+        struct sockaddr_storage sa;
+        int port = (int)luaL_checkinteger(L, 2);
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&sa);
+        if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa);
+        uv_tcp_init(rt->loop, &c->s.tcp);
+        c->s.handle.data = c;
+        mw_handle_opened(rt);
+        if (rc == 0) {
+            uv_tcp_nodelay(&c->s.tcp, 1);
+            rc = uv_tcp_connect(&c->connect, &c->s.tcp, (struct sockaddr *)&sa, on_connect);
+        }
+    }
+    push_conn(L, c);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, uv_strerror(rc));
+        return 2;    /* the userdata's __gc closes it */
+    }
+    c->connecting = 1;
+    conn_ud *u = lua_touserdata(L, -1);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, u);      /* keep it while the connect is pending */
+    c->w.ready = connect_ready;
+    return mw_waiter_waitk(L, &c->w, timeout, "net.connect", (lua_KContext)u, connect_done);
+}
+
+/* ---- servers ---- */
+
+static void server_part_closed(server_t *s)
+{
+    if (--s->closing == 0) {
+        while (s->queue) {       /* never handed out: close and free */
+            conn_t *c = s->queue;
+            s->queue = c->next;
+            conn_shut(c);
+        }
+        free(s);
+    }
+}
+
+static void server_handle_closed(uv_handle_t *h)
+{
+    server_part_closed(h->data);
+}
+
+static void server_waiter_closed(mw_waiter *w)
+{
+    server_part_closed((server_t *)w);
+}
+
+static int server_ready(mw_waiter *w, lua_State *L)
+{
+    server_t *s = (server_t *)w;
+    if (s->queue) {
+        conn_t *c = s->queue;
+        s->queue = c->next;
+        if (!s->queue) s->tail = NULL;
+        c->next = NULL;
+        push_conn(L, c);
+        return 1;
+    }
+    if (s->err) {
+        lua_pushnil(L);
+        lua_pushstring(L, uv_strerror(s->err));
+        return 2;
+    }
+    return 0;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    server_t *s = server->data;
+    if (status < 0) {
+        s->err = status;
+        mw_waiter_poke(&s->w);
+        return;
+    }
+    conn_t *c = conn_new(s->w.rt);
+    if (!c) return;
+    if (server->type == UV_TCP) uv_tcp_init(s->w.rt->loop, &c->s.tcp);
+    else uv_pipe_init(s->w.rt->loop, &c->s.pipe, 0);
+    c->s.handle.data = c;
+    mw_handle_opened(s->w.rt);
+    if (uv_accept(server, &c->s.stream) != 0) {
+        conn_shut(c);
+        return;
+    }
+    if (server->type == UV_TCP) uv_tcp_nodelay(&c->s.tcp, 1);
+    if (s->tail) s->tail->next = c;
+    else s->queue = c;
+    s->tail = c;
+    mw_waiter_poke(&s->w);
+}
+
+/* net.listen(host, port[, backlog]) or net.listen("unix:/path") -> server | nil, err */
+static int net_listen(lua_State *L)
+{
+    mw_rt *rt = mw_rt_get(L);
+    const char *host = luaL_checkstring(L, 1);
+    int backlog = (int)luaL_optinteger(L, 3, 1024);
+    server_t *s = calloc(1, sizeof *s);
+    if (!s) return luaL_error(L, "net.listen: out of memory");
+    int rc;
+    if (strncmp(host, "unix:", 5) == 0) {
+        uv_pipe_init(rt->loop, &s->s.pipe, 0);
+        rc = uv_pipe_bind(&s->s.pipe, host + 5);
+    } else {
+        struct sockaddr_storage sa;
+        int port = (int)luaL_checkinteger(L, 2);
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&sa);
+        if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa);
+        uv_tcp_init(rt->loop, &s->s.tcp);
+        if (rc == 0) rc = uv_tcp_bind(&s->s.tcp, (struct sockaddr *)&sa, 0);
+    }
+    s->s.handle.data = s;
+    mw_handle_opened(rt);
+    mw_waiter_init(&s->w, rt, server_ready);
+    if (rc == 0) rc = uv_listen(&s->s.stream, backlog, on_connection);
+    if (rc == 0 && s->s.handle.type == UV_TCP) {
+        struct sockaddr_storage sa;
+        int len = sizeof sa;
+        uv_tcp_getsockname(&s->s.tcp, (struct sockaddr *)&sa, &len);
+        s->port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    }
+    server_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->s = s;
+    luaL_setmetatable(L, SERVER_MT);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot listen on %s: %s", host, uv_strerror(rc));
+        return 2;
+    }
+    return 1;
+}
+
+static server_t *check_server(lua_State *L)
+{
+    server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
+    if (!u->s) luaL_error(L, "server is closed");
+    return u->s;
+}
+
+static int server_accept(lua_State *L)
+{
+    server_t *s = check_server(L);
+    return mw_waiter_wait(L, &s->w, luaL_optnumber(L, 2, -1), "server:accept");
+}
+
+static int server_port(lua_State *L)
+{
+    lua_pushinteger(L, check_server(L)->port);
+    return 1;
+}
+
+static int server_close(lua_State *L)
+{
+    server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
+    server_t *s = u->s;
+    if (!s) return 0;
+    u->s = NULL;
+    s->closing = 2;
+    mw_close(s->w.rt, &s->s.handle, server_handle_closed);
+    mw_waiter_close(&s->w, server_waiter_closed);
+    return 0;
+}
+
+static int server_tostring(lua_State *L)
+{
+    server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
+    lua_pushstring(L, u->s ? "server (listening)" : "server (closed)");
+    return 1;
+}
+
+static const luaL_Reg net_funcs[] = { { "listen", net_listen }, { "connect", net_connect }, { NULL, NULL } };
+static const luaL_Reg conn_methods[] = {
+    { "read", conn_read }, { "write", conn_write }, { "close", conn_close }, { NULL, NULL }
+};
+static const luaL_Reg server_methods[] = {
+    { "accept", server_accept }, { "port", server_port }, { "close", server_close }, { NULL, NULL }
+};
+
+static void new_mt(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
+                   lua_CFunction tostr)
+{
+    if (luaL_newmetatable(L, name)) {
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, tostr);
+        lua_setfield(L, -2, "__tostring");
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
+int luaopen_mw_net(lua_State *L)
+{
+    new_mt(L, CONN_MT, conn_methods, conn_close, conn_tostring);
+    new_mt(L, SERVER_MT, server_methods, server_close, server_tostring);
+    luaL_newlib(L, net_funcs);
+    return 1;
+}

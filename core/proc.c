@@ -1,0 +1,209 @@
+/* mw.proc: child processes a task can wait on (tests and benchmarks start mw and helpers with it). */
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <signal.h>
+#include "waiter.h"
+
+#define PROC_MT "mw.process"
+
+typedef struct {
+    mw_waiter w;
+    uv_process_t p;
+    int exited;
+    int64_t status;
+    int term_signal;
+    int closing;
+} proc_t;
+
+typedef struct { proc_t *p; } proc_ud;
+
+static int proc_ready(mw_waiter *w, lua_State *L)
+{
+    proc_t *p = (proc_t *)w;
+    if (!p->exited) return 0;
+    lua_pushinteger(L, p->status);
+    if (p->term_signal) lua_pushinteger(L, p->term_signal);
+    else lua_pushnil(L);
+    return 2;
+}
+
+static void part_closed(proc_t *p)
+{
+    if (--p->closing == 0) free(p);
+}
+
+static void proc_closed(uv_handle_t *h)
+{
+    proc_t *p = h->data;
+    part_closed(p);
+}
+
+static void spawn_failed_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void waiter_closed(mw_waiter *w)
+{
+    part_closed((proc_t *)w);
+}
+
+static void on_child_exit(uv_process_t *h, int64_t status, int sig)
+{
+    proc_t *p = h->data;
+    p->exited = 1;
+    p->status = status;
+    p->term_signal = sig;
+    mw_waiter_poke(&p->w);
+}
+
+/* proc.spawn{ args = {...}, env = { "K=V", ... } | nil, out = path | nil, cwd = dir | nil } */
+static int proc_spawn(lua_State *L)
+{
+    mw_rt *rt = mw_rt_get(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "args");
+    luaL_checktype(L, -1, LUA_TTABLE);
+    int n = (int)luaL_len(L, -1);
+    if (n < 1) return luaL_error(L, "proc.spawn: args must not be empty");
+    char **args = lua_newuserdatauv(L, sizeof(char *) * (n + 1), 0);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, i + 1);
+        args[i] = (char *)luaL_checkstring(L, -1);   /* the args table keeps it alive */
+        lua_pop(L, 1);
+    }
+    args[n] = NULL;
+    char **env = NULL;
+    lua_getfield(L, 1, "env");
+    if (lua_istable(L, -1)) {
+        int m = (int)luaL_len(L, -1);
+        env = lua_newuserdatauv(L, sizeof(char *) * (m + 1), 0);
+        for (int i = 0; i < m; i++) {
+            lua_rawgeti(L, -2, i + 1);
+            env[i] = (char *)luaL_checkstring(L, -1);
+            lua_pop(L, 1);
+        }
+        env[m] = NULL;
+    }
+    lua_getfield(L, 1, "out");
+    const char *out = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, 1, "cwd");
+    const char *cwd = luaL_optstring(L, -1, NULL);
+
+    int fd = -1;
+    if (out) {
+        fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "cannot open %s", out);
+            return 2;
+        }
+    }
+    proc_t *p = calloc(1, sizeof *p);
+    if (!p) return luaL_error(L, "proc.spawn: out of memory");
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_IGNORE;
+    for (int i = 1; i < 3; i++) {
+        if (fd >= 0) { stdio[i].flags = UV_INHERIT_FD; stdio[i].data.fd = fd; }
+        else { stdio[i].flags = UV_INHERIT_FD; stdio[i].data.fd = i; }
+    }
+    uv_process_options_t o;
+    memset(&o, 0, sizeof o);
+    o.file = args[0];
+    o.args = args;
+    o.env = env;
+    o.cwd = cwd;
+    o.exit_cb = on_child_exit;
+    o.stdio_count = 3;
+    o.stdio = stdio;
+    int rc = uv_spawn(rt->loop, &p->p, &o);
+    if (fd >= 0) close(fd);
+    p->p.data = p;
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&p->p, spawn_failed_closed);   /* libuv wants it closed even so */
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot start %s: %s", args[0], uv_strerror(rc));
+        return 2;
+    }
+    mw_handle_opened(rt);
+    mw_waiter_init(&p->w, rt, proc_ready);
+    proc_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->p = p;
+    luaL_setmetatable(L, PROC_MT);
+    return 1;
+}
+
+static proc_t *check_proc(lua_State *L)
+{
+    proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
+    if (!u->p) luaL_error(L, "process: closed");
+    return u->p;
+}
+
+static int proc_wait(lua_State *L)
+{
+    proc_t *p = check_proc(L);
+    return mw_waiter_wait(L, &p->w, luaL_optnumber(L, 2, -1), "process:wait");
+}
+
+static int proc_kill(lua_State *L)
+{
+    static const char *const names[] = { "TERM", "KILL", "INT", "HUP", "STOP", "CONT", NULL };
+    static const int sigs[] = { SIGTERM, SIGKILL, SIGINT, SIGHUP, SIGSTOP, SIGCONT };
+    proc_t *p = check_proc(L);
+    int sig = sigs[luaL_checkoption(L, 2, "TERM", names)];
+    if (p->exited) { lua_pushboolean(L, 0); return 1; }
+    lua_pushboolean(L, uv_process_kill(&p->p, sig) == 0);
+    return 1;
+}
+
+static int proc_pid(lua_State *L)
+{
+    proc_t *p = check_proc(L);
+    lua_pushinteger(L, p->p.pid);
+    return 1;
+}
+
+static int proc_close(lua_State *L)
+{
+    proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
+    proc_t *p = u->p;
+    if (!p) return 0;
+    u->p = NULL;
+    p->closing = 2;
+    mw_close(p->w.rt, (uv_handle_t *)&p->p, proc_closed);
+    mw_waiter_close(&p->w, waiter_closed);
+    return 0;
+}
+
+static int proc_tostring(lua_State *L)
+{
+    proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
+    if (u->p) lua_pushfstring(L, "process %d (%s)", u->p->p.pid, u->p->exited ? "exited" : "running");
+    else lua_pushliteral(L, "process (closed)");
+    return 1;
+}
+
+static const luaL_Reg funcs[] = { { "spawn", proc_spawn }, { NULL, NULL } };
+static const luaL_Reg methods[] = {
+    { "wait", proc_wait }, { "kill", proc_kill }, { "pid", proc_pid }, { "close", proc_close }, { NULL, NULL }
+};
+
+int luaopen_mw_proc(lua_State *L)
+{
+    if (luaL_newmetatable(L, PROC_MT)) {
+        lua_pushcfunction(L, proc_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, proc_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, proc_tostring);
+        lua_setfield(L, -2, "__tostring");
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    return 1;
+}
