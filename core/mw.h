@@ -55,6 +55,9 @@ void mw_close(mw_rt *rt, uv_handle_t *h, uv_close_cb cb);
 int mw_ref(mw_rt *rt, lua_State *L);           /* luaL_ref in the registry, counted */
 void mw_unref(mw_rt *rt, int ref);
 
+int mw_cond_new(lua_State *L);
+void mw_cond_metatable(lua_State *L);
+
 int luaopen_mw_core(lua_State *L);
 int luaopen_mw_http(lua_State *L);
 int luaopen_mw_lines(lua_State *L);

@@ -603,6 +603,22 @@ static int core_kill(lua_State *L)
     return 1;
 }
 
+/* core.hash(s) -> 16 hex digits of FNV-1a 64: config hashes and build-context identities */
+static int core_hash(lua_State *L)
+{
+    size_t n;
+    const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    char buf[17];
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
 static int task_tostring(lua_State *L)
 {
     static const char *const st[] = { "queued", "waiting", "running", "done", "failed", "cancelled" };
@@ -675,7 +691,8 @@ static const luaL_Reg core_funcs[] = {
     { "in_task", core_in_task },   { "join", core_join },       { "cancel", core_cancel },
     { "exit", core_exit },         { "stats", core_stats },     { "budget", core_budget },
     { "pid", core_pid },           { "hostname", core_hostname }, { "isatty", core_isatty },
-    { "kill", core_kill },         { NULL, NULL }
+    { "kill", core_kill },         { "cond", mw_cond_new },     { "hash", core_hash },
+    { NULL, NULL }
 };
 
 static const luaL_Reg task_methods[] = {
@@ -698,6 +715,7 @@ static void task_metatable(lua_State *L)
 int luaopen_mw_core(lua_State *L)
 {
     task_metatable(L);
+    mw_cond_metatable(L);
     luaL_newlib(L, core_funcs);
     return 1;
 }
