@@ -603,6 +603,16 @@ static int core_kill(lua_State *L)
     return 1;
 }
 
+static int core_versions(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, LUA_RELEASE);
+    lua_setfield(L, -2, "lua");
+    lua_pushstring(L, uv_version_string());
+    lua_setfield(L, -2, "uv");
+    return 1;
+}
+
 /* core.hash(s) -> 16 hex digits of FNV-1a 64: config hashes and build-context identities */
 static int core_hash(lua_State *L)
 {
@@ -691,7 +701,7 @@ static const luaL_Reg core_funcs[] = {
     { "in_task", core_in_task },   { "join", core_join },       { "cancel", core_cancel },
     { "exit", core_exit },         { "stats", core_stats },     { "budget", core_budget },
     { "pid", core_pid },           { "hostname", core_hostname }, { "isatty", core_isatty },
-    { "kill", core_kill },         { "cond", mw_cond_new },     { "hash", core_hash },
+    { "kill", core_kill },         { "cond", mw_cond_new },     { "hash", core_hash },       { "versions", core_versions },
     { NULL, NULL }
 };
 

@@ -1,0 +1,147 @@
+-- Turns a validated component into the engine's container create body, and hashes the
+-- resolved definition so a changed component is recognised on the engine by its label.
+local core = require "mw.core"
+local docker = require "mw.docker"
+
+local spec = {}
+
+spec.LABEL_USED_BY = "used-by"
+spec.USED_BY = "millwright"
+
+-- Names on the engine: <stack>-<component>[-<n>], <stack>_<volume>, network <stack>.
+function spec.container_name(stack, comp) return stack.name .. "-" .. comp end
+function spec.network_name(stack) return "mw-" .. stack.name end
+function spec.volume_name(stack, vol) return stack.name .. "_" .. vol end
+function spec.image_tag(stack) return "mw-" .. stack.name end
+
+function spec.labels(stack, extra)
+  local l = { [spec.LABEL_USED_BY] = spec.USED_BY, ["mw.stack"] = stack.name }
+  for k, v in pairs(extra or {}) do l[k] = v end
+  return l
+end
+
+-- A canonical encoding (sorted keys) so equal definitions hash equally.
+local function canon(v, out)
+  local t = type(v)
+  if t == "table" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    out[#out + 1] = "{"
+    for _, k in ipairs(keys) do
+      if type(v[k]) ~= "function" then
+        out[#out + 1] = tostring(k) .. "="
+        canon(v[k], out)
+        out[#out + 1] = ";"
+      end
+    end
+    out[#out + 1] = "}"
+  elseif t == "string" then
+    out[#out + 1] = string.format("%q", v)
+  elseif t ~= "function" then
+    out[#out + 1] = tostring(v)
+  end
+  return out
+end
+
+function spec.hash(v) return core.hash(table.concat(canon(v, {}))) end
+
+local function mounts(stack, c)
+  local list = {}
+  for _, v in ipairs(c.volumes or {}) do
+    if v.type == "volume" then
+      list[#list + 1] = { type = "volume", source = spec.volume_name(stack, v.name), target = v.target,
+                          read_only = v.read_only }
+    elseif v.type == "bind" then
+      list[#list + 1] = { type = "bind", source = v.source, target = v.target, read_only = v.read_only }
+    elseif v.type == "tmpfs" then
+      list[#list + 1] = { type = "tmpfs", target = v.target, size = v.size }
+    end
+  end
+  for _, s in ipairs(c.secrets or {}) do
+    list[#list + 1] = { type = "bind", source = s.source, target = s.target, read_only = true }
+  end
+  return list
+end
+
+-- spec.container(stack, c, image_id) -> create body, config hash
+-- image_id is the resolved image (an ID for builds) so a rebuilt image changes the hash.
+function spec.container(stack, c, image_id)
+  local hb = c.heartbeat
+  local ports = {}
+  for _, p in ipairs(c.ports or {}) do
+    ports[#ports + 1] = { container = p.container, host = p.host, ip = p.ip, proto = p.proto }
+  end
+  if hb and hb.port and (hb.kind == "http" or hb.kind == "tcp") then
+    local published = false
+    for _, p in ipairs(ports) do
+      if p.container == hb.port and p.proto == "tcp" and p.ip == "127.0.0.1" then published = true end
+    end
+    -- the heartbeat port: ephemeral, on 127.0.0.1 only
+    if not published then ports[#ports + 1] = { container = hb.port, ip = "127.0.0.1", proto = "tcp" } end
+  end
+  local resolved = {
+    image = image_id, command = c.command, entrypoint = c.entrypoint, env = c.env,
+    ports = ports, mounts = mounts(stack, c), hostname = c.hostname, user = c.user,
+    working_dir = c.working_dir, stop_signal = c.stop_signal, stop_grace = c.stop_grace,
+    init = c.init, read_only = c.read_only, memory = c.memory, cpus = c.cpus,
+    extra_hosts = c.extra_hosts, labels = c.labels, cap_add = c.cap_add, cap_drop = c.cap_drop,
+    shm_size = c.shm_size, ulimits = c.ulimits, networks = c.networks,
+    secrets = c.secrets and #c.secrets > 0 and c.secrets or nil,
+  }
+  local hash = spec.hash(resolved)
+  local labels = {}
+  for k, v in pairs(c.labels or {}) do labels[k] = v end
+  for k, v in pairs(spec.labels(stack, { ["mw.component"] = c.name, ["mw.config-hash"] = hash })) do
+    labels[k] = v
+  end
+  local extra = {}
+  for _, h in ipairs(c.extra_hosts or {}) do
+    extra[#extra + 1] = type(h) == "table" and (h.host .. ":" .. h.ip) or h
+  end
+  local body = docker.container_spec {
+    image = image_id, cmd = c.command, entrypoint = c.entrypoint, env = c.env, labels = labels,
+    network = spec.network_name(stack), aliases = { c.name }, ports = ports,
+    hostname = c.hostname, user = c.user, workdir = c.working_dir,
+    stop_signal = c.stop_signal, stop_timeout = c.stop_grace and math.ceil(c.stop_grace) or nil,
+    mounts = mounts(stack, c), memory = c.memory,
+    nano_cpus = c.cpus and math.floor(c.cpus * 1e9) or nil,
+    init = c.init or nil, read_only = c.read_only or nil,
+    extra_hosts = #extra > 0 and extra or nil,
+  }
+  local hc = body.HostConfig
+  for _, m in ipairs(hc.Mounts or {}) do
+    if m.Type == "tmpfs" then
+      for _, src in ipairs(mounts(stack, c)) do
+        if src.type == "tmpfs" and src.target == m.Target and src.size then
+          m.TmpfsOptions = { SizeBytes = src.size }
+        end
+      end
+      m.Source = nil
+    end
+  end
+  if c.cap_add and #c.cap_add > 0 then hc.CapAdd = docker.array(c.cap_add) end
+  if c.cap_drop and #c.cap_drop > 0 then hc.CapDrop = docker.array(c.cap_drop) end
+  if c.shm_size then hc.ShmSize = c.shm_size end
+  if c.ulimits and next(c.ulimits) then
+    local u = docker.array()
+    local names = {}
+    for n in pairs(c.ulimits) do names[#names + 1] = n end
+    table.sort(names)
+    for _, n in ipairs(names) do u[#u + 1] = { Name = n, Soft = c.ulimits[n].soft, Hard = c.ulimits[n].hard } end
+    hc.Ulimits = u
+  end
+  return body, hash
+end
+
+-- Whether replacing this component can start the new container before removing the old one:
+-- only when nothing it holds is exclusive (a fixed host port).
+function spec.start_first(c)
+  if not c.heartbeat then return false end
+  for _, p in ipairs(c.ports or {}) do
+    if p.host then return false end
+  end
+  return true
+end
+
+return spec

@@ -1,0 +1,860 @@
+-- The supervisor of one stack: brings components up in dependency order, watches them through
+-- the engine's events and heartbeats, and handles each failure by the component's policy.
+local core = require "mw.core"
+local http = require "mw.http"
+local net = require "mw.net"
+local tar = require "mw.tar"
+local cjson = require "cjson"
+local spec = require "mw.spec"
+local log = require "mw.log"
+local policy = require "mw.policy"
+
+local M = {}
+local Sup = {}
+Sup.__index = Sup
+
+local ACTIONS = { restart = true, recreate = true, reconnect = true, restart_dependents = true,
+                  restart_stack = true, give_up = true, ignore = true }
+local HISTORY = 50
+local POLICY_BUDGET = { instructions = 1e6, seconds = 0.1 }
+local MAX_DELAY = 24 * 3600
+
+-- ---------------------------------------------------------------------------------------------
+-- construction and small helpers
+
+function M.new(o)
+  local self = setmetatable({
+    engine = o.engine, stack = o.stack, comps = {}, images = {}, waiters = {},
+    tasks = {}, network = nil, stopping = false, on_change = o.on_change,
+    started_at = core.time(),
+  }, Sup)
+  for _, name in ipairs(o.stack.order) do self:_add(name, o.stack.components[name]) end
+  return self
+end
+
+function Sup:_add(name, def)
+  local c = { name = name, def = def, state = "pending", restarts = 0, history = {}, hb = {},
+              probes = {} }
+  self.comps[name] = c
+  return c
+end
+
+function Sup:spawn(name, fn, ...)
+  local t = core.spawn(fn, name, ...)
+  self.tasks[t] = true
+  return t
+end
+
+-- Everyone waiting for a state change (dependencies, status writers) gets a nudge.
+function Sup:changed(c)
+  for w in pairs(self.waiters) do w:notify() end
+  if self.on_change then self.on_change(c) end
+end
+
+-- Waits until pred() holds, re-checking on every state change.
+function Sup:wait_until(pred)
+  if pred() then return true end
+  local w = core.cond()
+  self.waiters[w] = true
+  while not pred() do
+    if self.stopping then break end
+    w:wait(5)
+  end
+  self.waiters[w] = nil
+  w:close()
+  return pred()
+end
+
+local function set_state(self, c, state)
+  if c.state == state then return end
+  c.state = state
+  c.state_since = core.time()
+  self:changed(c)
+end
+
+local function is_up(c)
+  return c.state == "running" or c.state == "healthy" or c.state == "starting" or c.state == "unhealthy"
+end
+
+-- Has the dependency met the condition a dependent waits for?
+local function condition_met(d, cond)
+  if cond == "healthy" then return d.state == "healthy" or (d.state == "running" and not d.def.heartbeat) end
+  return is_up(d) or d.state == "stopped"
+end
+
+function Sup:wait_deps(c)
+  return self:wait_until(function()
+    if c.state == "gone" then return true end
+    for dep, cond in pairs(c.def.depends_on) do
+      local d = self.comps[dep]
+      if not d or not condition_met(d, cond) then return false end
+    end
+    return true
+  end)
+end
+
+-- Components that depend on c, directly or not, in start order.
+function Sup:dependents(c)
+  local set = { [c.name] = true }
+  local out = {}
+  for _, name in ipairs(self.stack.order) do
+    local d = self.comps[name]
+    if d and name ~= c.name then
+      for dep in pairs(d.def.depends_on) do
+        if set[dep] then
+          set[name] = true
+          out[#out + 1] = d
+          break
+        end
+      end
+    end
+  end
+  return out
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- the network and images
+
+function Sup:ensure_network()
+  local e = self.engine
+  local name = spec.network_name(self.stack)
+  local list, err = e:network_list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } }
+  if not list then return nil, err end
+  for _, n in ipairs(list) do
+    if n.Name == name then
+      self.network = { id = n.Id, name = name }
+      return self.network
+    end
+  end
+  local id, cerr, code = e:network_create(name, spec.labels(self.stack))
+  if not id then
+    if code == "conflict" then
+      return nil, "a network named " .. name .. " exists but mw does not own it (no used-by=millwright label)"
+    end
+    return nil, cerr
+  end
+  log.info(nil, "network", "created network " .. name)
+  self.network = { id = id, name = name }
+  return self.network
+end
+
+local function dockerfile_in(context, dockerfile)
+  local prefix = context .. "/"
+  if dockerfile:sub(1, #prefix) == prefix then return dockerfile:sub(#prefix + 1) end
+  return nil
+end
+
+-- The image a component runs, as an ID: built from its context (skipped when an image of the
+-- same context identity exists) or taken from the engine's store by name.
+function Sup:image_for(c)
+  local def = c.def
+  local e = self.engine
+  if def.image then
+    local img, err = e:image_inspect(def.image)
+    if img then return img.Id end
+    local ref = def.image:find(":[^/]*$") and def.image or (def.image .. ":latest")
+    log.info(c.name, "pull", "image " .. ref .. " is not here; pulling it")
+    local ok, perr = e:pull(ref)
+    if not ok then return nil, "image " .. def.image .. " is not on the engine and pulling it failed: " .. tostring(perr or err) end
+    img, err = e:image_inspect(ref)
+    if not img then return nil, err end
+    return img.Id
+  end
+  local b = def.build
+  local rel = dockerfile_in(b.context, b.dockerfile)
+  local extra
+  if not rel then
+    local f = io.open(b.dockerfile, "rb")
+    if not f then return nil, "cannot read " .. b.dockerfile end
+    rel = ".mw.Dockerfile"
+    extra = { [rel] = f:read("a") }
+    f:close()
+  end
+  local ctx, terr = tar.pack(b.context, { extra = extra, dockerfile = rel })
+  if not ctx then return nil, terr end
+  local identity = core.hash(ctx .. "\0" .. rel .. "\0" .. spec.hash(b.args or {}) .. "\0" .. tostring(b.target))
+  local tag = spec.image_tag(self.stack) .. ":" .. identity:sub(1, 12)
+  -- components sharing a context share one build: later ones wait for the first
+  while self.images[tag] == "building" do self:wait_until(function() return self.images[tag] ~= "building" end) end
+  if self.images[tag] then return self.images[tag] end
+  self.images[tag] = "building"
+  local img = e:image_inspect(tag)
+  if img then
+    self.images[tag] = img.Id
+    self:changed()
+    return img.Id
+  end
+  local id, err = self:build(c, b, ctx, rel, tag)
+  self.images[tag] = id
+  self:changed()
+  return id, err
+end
+
+function Sup:build(c, b, ctx, rel, tag)
+  local e = self.engine
+  local t0 = core.now()
+  log.info(c.name, "build", "building image " .. tag)
+  local id, err = e:build {
+    context_tar = ctx, tag = tag, dockerfile = rel, target = b.target, buildargs = b.args,
+    labels = spec.labels(self.stack),
+    on_line = function(text)
+      text = text:gsub("%s+$", "")
+      if text:find("^Step ") then log.info(c.name, "build", text) end
+    end,
+  }
+  if not id then return nil, "build failed: " .. tostring(err) end
+  log.info(c.name, "build", string.format("built %s in %s", tag, log.dur(core.now() - t0)))
+  return id
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- containers
+
+local function host_port(info, port)
+  local ports = info.NetworkSettings and info.NetworkSettings.Ports
+  local b = ports and ports[port .. "/tcp"]
+  if type(b) ~= "table" then return nil end
+  for _, x in ipairs(b) do
+    if x.HostIp == "127.0.0.1" or x.HostIp == "0.0.0.0" or x.HostIp == "" then return tonumber(x.HostPort) end
+  end
+  return nil
+end
+
+local function parse_started(s)
+  -- "2026-11-30T01:02:03.456789Z" -> epoch seconds (UTC)
+  local y, mo, d, h, mi, sec, frac = tostring(s):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)(%.?%d*)")
+  if not y then return nil end
+  local days = os.time { year = tonumber(y), month = tonumber(mo), day = tonumber(d), hour = 12 }
+  local base = os.time { year = 1970, month = 1, day = 1, hour = 12 }
+  return (days - base) + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec) + (tonumber("0" .. frac) or 0)
+end
+
+-- After a start (or adoption): learn the heartbeat port and pid, and begin heartbeats.
+function Sup:post_start(c, how)
+  local info, err = self.engine:inspect(c.id)
+  if not info then return nil, err end
+  local st = info.State or {}
+  if st.Status ~= "running" then
+    return nil, "container is " .. tostring(st.Status) .. " right after start (exit code " .. tostring(st.ExitCode) .. ")"
+  end
+  c.pid = st.Pid
+  c.started_wall = parse_started(st.StartedAt) or core.time()
+  c.up_since = core.now() - math.max(0, core.time() - c.started_wall)
+  c.quiet = nil
+  c.oom = nil
+  local hb = c.def.heartbeat
+  c.hb = { misses = 0 }
+  if hb and hb.port then c.hb.host_port = host_port(info, hb.port) end
+  local nets = info.NetworkSettings and info.NetworkSettings.Networks or {}
+  if self.network and not nets[self.network.name] then
+    local ok, cerr = self.engine:network_connect(self.network.id, c.id, { c.name })
+    if not ok then return nil, "cannot attach to network " .. self.network.name .. ": " .. tostring(cerr) end
+    log.info(c.name, "reattached", "was not on network " .. self.network.name .. "; reattached")
+  end
+  if hb then
+    set_state(self, c, "starting")
+  else
+    set_state(self, c, "running")
+  end
+  log.info(c.name, how, string.format("%s (%s)", how, c.id:sub(1, 12)), { container = c.id })
+  self:start_heartbeat(c)
+  return true
+end
+
+-- Creates and starts a fresh container for c, removing any old one first.
+function Sup:create_and_start(c, body)
+  local e = self.engine
+  local name = spec.container_name(self.stack, c.name)
+  local id, err, code = e:create(name, body)
+  if not id and code == "conflict" then
+    -- a leftover of ours under the name: remove it if it is labelled, never otherwise
+    local list = e:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name }, name = { "^/" .. name .. "$" } }
+    local removed = false
+    for _, x in ipairs(list or {}) do
+      for _, n in ipairs(x.Names or {}) do
+        if n == "/" .. name then
+          c.quiet = x.Id
+          e:remove(x.Id, { force = true })
+          removed = true
+        end
+      end
+    end
+    if not removed then
+      return nil, "the name " .. name .. " is taken by a container mw does not own"
+    end
+    id, err, code = e:create(name, body)
+  end
+  if not id then return nil, err end
+  c.id = id
+  local ok, serr = e:start(id)
+  if not ok then return nil, serr end
+  return true
+end
+
+-- Brings c to a running container with the current definition: adopt, start or create.
+function Sup:ensure(c, existing)
+  local e = self.engine
+  local img, ierr = self:image_for(c)
+  if not img then return nil, ierr end
+  local body, hash = spec.container(self.stack, c.def, img)
+  c.hash = hash
+  local keep, stale = nil, {}
+  for _, x in ipairs(existing or {}) do
+    local labels = x.Labels or {}
+    if not keep and labels["mw.config-hash"] == hash and x.State ~= "dead" and x.State ~= "removing" then
+      keep = x
+    else
+      stale[#stale + 1] = x
+    end
+  end
+  for _, x in ipairs(stale) do
+    c.quiet = x.Id
+    local ok, rerr = e:remove(x.Id, { force = true })
+    if not ok then return nil, "cannot remove the old container: " .. tostring(rerr) end
+    log.info(c.name, "removed", "removed outdated container " .. x.Id:sub(1, 12))
+  end
+  if keep then
+    c.id = keep.Id
+    if keep.State == "running" then
+      return self:post_start(c, "adopted")
+    end
+    if keep.State == "paused" then e:unpause(keep.Id) return self:post_start(c, "adopted") end
+    local ok, serr, scode = e:start(keep.Id)
+    if ok then return self:post_start(c, "started") end
+    if scode ~= "notfound" then return nil, serr end
+  end
+  local ok, err = self:create_and_start(c, body)
+  if not ok then return nil, err end
+  return self:post_start(c, "started")
+end
+
+-- The task that brings one component up: waits for its dependencies, then ensure().
+function Sup:bring_up(c, existing)
+  set_state(self, c, "waiting")
+  -- images first: builds run in parallel, not one dependency level at a time
+  local img, ierr = self:image_for(c)
+  self:wait_deps(c)
+  if self.stopping or c.state == "gone" then return end
+  local ok, err = nil, ierr
+  if img then ok, err = self:ensure(c, existing) end
+  if not ok then
+    log.error(c.name, "start_failed", "cannot start: " .. tostring(err))
+    c.handling = false
+    self:failure(c, "exited", { message = err })
+  end
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- heartbeats
+
+local function probe_http(self, c, hb)
+  local port = c.hb.host_port
+  if not port then return false, "heartbeat port " .. tostring(hb.port) .. " is not published" end
+  local res, err = http.request { url = "http://127.0.0.1:" .. port .. hb.path, timeout = hb.timeout }
+  if not res then return false, err end
+  if res.status < 200 or res.status >= 400 then return false, "HTTP " .. res.status end
+  if hb.check then
+    local ok, good, why = core.budget(hb.check, POLICY_BUDGET, res.body)
+    if not ok then return false, "check failed: " .. tostring(good) end
+    if not good then return false, why and tostring(why) or "check said unhealthy" end
+  end
+  return true
+end
+
+local function probe_tcp(_, c, hb)
+  local port = c.hb.host_port
+  if not port then return false, "port " .. tostring(hb.port) .. " is not published" end
+  local conn, err = net.connect("127.0.0.1", port, hb.timeout)
+  if not conn then return false, err end
+  conn:close()
+  return true
+end
+
+local function probe_exec(self, c, hb)
+  local code, out = self.engine:exec(c.id, hb.exec, { timeout = hb.timeout })
+  if code == nil then return false, out end
+  if code ~= 0 then return false, "exit code " .. tostring(code) end
+  return true
+end
+
+local PROBES = { http = probe_http, tcp = probe_tcp, exec = probe_exec }
+
+-- One probe every interval, each in its own task: a heartbeat unanswered by the next tick
+-- is a miss, so a hung component is found within interval x misses + one interval even when
+-- the timeout is longer than the interval.
+function Sup:start_heartbeat(c)
+  self:stop_heartbeat(c)
+  local hb = c.def.heartbeat
+  if not hb then return end
+  local gen = {}
+  c.hb.gen = gen
+  c.hb.task = self:spawn(c.name .. "-heartbeat", function()
+    local started = core.now()
+    while c.hb.gen == gen do
+      local probe = { sent = core.now() }
+      probe.task = core.spawn(function()
+        local ok, why = PROBES[hb.kind](self, c, hb)
+        probe.done = true
+        c.probes[probe] = nil
+        if c.hb.gen ~= gen then return end
+        self:beat(c, probe, ok, why, core.now() - probe.sent, started)
+      end, c.name .. "-probe")
+      c.probes[probe] = true
+      core.sleep(c.def.heartbeat.interval)
+      if not probe.done and c.hb.gen == gen then
+        self:beat(c, probe, false, "no answer within " .. log.dur(c.def.heartbeat.interval), nil, started)
+      end
+    end
+  end)
+end
+
+function Sup:stop_heartbeat(c)
+  if c.hb then c.hb.gen = nil end
+  if c.hb and c.hb.task and c.hb.task ~= core.current() then core.cancel(c.hb.task) end
+  for p in pairs(c.probes) do
+    if not p.done then core.cancel(p.task) end
+  end
+  c.probes = {}
+end
+
+function Sup:beat(c, probe, ok, why, latency, started)
+  local hb = c.def.heartbeat
+  if ok then
+    c.hb.misses = 0
+    c.hb.latency = latency
+    c.hb.last_ok = core.time()
+    if c.state == "starting" or c.state == "unhealthy" then
+      set_state(self, c, "healthy")
+      log.info(c.name, "healthy", string.format("healthy (heartbeat %s)", log.dur(latency)), { latency = latency })
+    end
+    return
+  end
+  if probe.missed then return end
+  probe.missed = true
+  c.hb.misses = c.hb.misses + 1
+  c.hb.last_error = why
+  if c.state == "starting" then
+    if core.now() - started < hb.grace then return end
+    if c.hb.misses >= hb.misses then
+      self:failure(c, "heartbeat", { message = "not healthy within " .. log.dur(hb.grace) .. ": " .. tostring(why) })
+    end
+    return
+  end
+  if c.state == "healthy" and c.hb.misses >= 1 and c.hb.misses < hb.misses then return end
+  if c.hb.misses >= hb.misses then
+    self:failure(c, "heartbeat", { message = string.format("%d heartbeats missed: %s", c.hb.misses, tostring(why)) })
+  end
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- failures and the policy
+
+-- Calls the component's policy under a budget; an error or an overrun means the default.
+function Sup:decide(c, record)
+  local p = c.def.restart or policy.default
+  local ok, action, delay = core.budget(function() return p(record) end, POLICY_BUDGET)
+  local why
+  if not ok then
+    why = tostring(action)
+  elseif not ACTIONS[action] then
+    why = "returned an unknown action " .. tostring(action)
+  elseif delay ~= nil and (type(delay) ~= "number" or delay ~= delay or delay < 0) then
+    why = "returned a bad delay " .. tostring(delay)
+  end
+  if why then
+    log.warn(c.name, "policy_error", "restart policy failed (" .. why .. "); the default policy applies")
+    action, delay = policy.default(record)
+  end
+  delay = math.min(delay or 0, MAX_DELAY)
+  if record.reason == "removed" and action == "restart" then action = "recreate" end
+  return action, delay
+end
+
+local function describe(reason, info)
+  if reason == "exited" then
+    if info.exit_code then return "exited with code " .. info.exit_code end
+    return tostring(info.message or "exited")
+  elseif reason == "oom" then return "killed: out of memory"
+  elseif reason == "removed" then return "container removed"
+  elseif reason == "disconnected" then return "disconnected from the stack network"
+  elseif reason == "heartbeat" then return tostring(info.message or "heartbeat failed")
+  end
+  return reason
+end
+
+-- A failure of c: ask the policy what to do, then do it after its delay.
+function Sup:failure(c, reason, info)
+  info = info or {}
+  if self.stopping or c.handling or c.state == "gone" then return end
+  if c.state == "gave_up" or c.state == "stopped" then
+    if reason ~= "removed" then return end
+  end
+  c.handling = true
+  self:stop_heartbeat(c)
+  local now = core.time()
+  local uptime = c.up_since and (core.now() - c.up_since) or 0
+  local history = {}
+  for i, h in ipairs(c.history) do history[i] = { time = h.time, reason = h.reason, uptime = h.uptime } end
+  local record = {
+    component = c.name, reason = reason, exit_code = info.exit_code, oom = reason == "oom" or info.oom or false,
+    memory = c.def.memory, uptime = uptime, time = now, restarts = c.restarts, history = history,
+    message = info.message,
+  }
+  c.history[#c.history + 1] = { time = now, reason = reason, uptime = uptime }
+  if #c.history > HISTORY then table.remove(c.history, 1) end
+  c.failures = (c.failures or 0) + 1
+  local why = describe(reason, info)
+  c.last_failure = { reason = reason, exit_code = info.exit_code, time = now, message = why }
+  local action, delay = self:decide(c, record)
+  c.up_since = nil
+  self:schedule(c, action, delay, record, why)
+end
+
+function Sup:schedule(c, action, delay, record, why)
+  if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
+  c.runner = nil
+  if action == "give_up" then
+    c.pending = nil
+    c.handling = false
+    set_state(self, c, "gave_up")
+    log.error(c.name, "gave_up", (why and (why .. "; ") or "") .. "giving up (restart policy)", { reason = record.reason })
+    return
+  end
+  if action == "ignore" then
+    c.pending = nil
+    c.handling = false
+    set_state(self, c, "stopped")
+    log.info(c.name, "stopped", (why or "stopped") .. "; not restarting (restart policy)")
+    return
+  end
+  c.pending = { action = action, delay = delay, since = core.now(), record = record }
+  c.retry_at = core.time() + delay
+  set_state(self, c, "backoff")
+  if why then
+    log.warn(c.name, "failed", string.format("%s; %s in %s", why, action:gsub("_", " "), log.dur(delay)),
+      { reason = record.reason, exit_code = record.exit_code, action = action, delay = delay })
+  end
+  c.runner = self:spawn(c.name .. "-recover", function()
+    core.sleep(delay)
+    c.runner = nil
+    self:act(c, action)
+  end)
+end
+
+-- Reload: a pending delay is recomputed under the new policy, counting time already waited.
+function Sup:repolicy(c)
+  local p = c.pending
+  if not p then return end
+  local action, delay = self:decide(c, p.record)
+  local waited = core.now() - p.since
+  local left = math.max(0, delay - waited)
+  c.pending = nil
+  log.info(c.name, "repolicy", string.format("new policy: %s in %s", action:gsub("_", " "), log.dur(left)))
+  self:schedule(c, action, left, p.record, nil)
+  if c.pending then c.pending.since, c.pending.delay = p.since, delay end
+end
+
+-- Stops c's container quietly (the die event it causes is ours, not a failure).
+function Sup:quiet_stop(c)
+  self:stop_heartbeat(c)
+  if c.runner and c.runner ~= core.current() then core.cancel(c.runner) c.runner = nil end
+  c.pending = nil
+  if c.id then
+    c.quiet = c.id
+    self.engine:stop(c.id, math.ceil(c.def.stop_grace or 10))
+  end
+  set_state(self, c, "restarting")
+end
+
+function Sup:act(c, action)
+  c.pending = nil
+  local e = self.engine
+  local ok, err
+  if action == "restart_dependents" or action == "restart_stack" then
+    local group = {}
+    if action == "restart_stack" then
+      for _, name in ipairs(self.stack.order) do
+        if name ~= c.name and self.comps[name] then group[#group + 1] = self.comps[name] end
+      end
+    else
+      group = self:dependents(c)
+    end
+    local names = {}
+    for _, d in ipairs(group) do names[#names + 1] = d.name end
+    log.info(c.name, "escalate", action == "restart_stack" and "restarting the whole stack"
+      or ("restarting it and its dependents: " .. (#names > 0 and table.concat(names, ", ") or "none")))
+    for i = #group, 1, -1 do
+      local d = group[i]
+      if d.state ~= "gave_up" then d.handling = true; self:quiet_stop(d) end
+    end
+    c.restarts = c.restarts + 1
+    set_state(self, c, "restarting")
+    ok, err = self:restart_container(c)
+    c.handling = false
+    if not ok then
+      for _, d in ipairs(group) do d.handling = false end
+      log.error(c.name, "restart_failed", "restart failed: " .. tostring(err))
+      return self:failure(c, "exited", { message = err })
+    end
+    for _, d in ipairs(group) do
+      self:spawn(d.name .. "-restart", function()
+        self:wait_deps(d)
+        d.restarts = d.restarts + 1
+        local dok, derr = self:restart_container(d)
+        d.handling = false
+        if not dok then self:failure(d, "exited", { message = derr }) end
+      end)
+    end
+    return
+  end
+  c.restarts = c.restarts + 1
+  set_state(self, c, "restarting")
+  if action == "reconnect" then
+    ok, err = e:network_connect(self.network.id, c.id, { c.name })
+    if ok then
+      c.handling = false
+      set_state(self, c, c.def.heartbeat and "starting" or "running")
+      log.info(c.name, "reconnected", "reconnected to network " .. self.network.name)
+      c.up_since = core.now()
+      self:start_heartbeat(c)
+      return
+    end
+    log.warn(c.name, "reconnect_failed", "reconnect failed (" .. tostring(err) .. "); recreating")
+    action = "recreate"
+  end
+  if action == "restart" then
+    ok, err = self:restart_container(c)
+  else
+    ok, err = self:recreate(c)
+  end
+  c.handling = false
+  if not ok then
+    log.error(c.name, "restart_failed", action .. " failed: " .. tostring(err))
+    self:failure(c, "exited", { message = err })
+  end
+end
+
+-- Starts the same container again; falls back to a new one when it is gone.
+function Sup:restart_container(c)
+  if not c.id then return self:recreate(c) end
+  local ok, err, code = self.engine:start(c.id)
+  if ok then return self:post_start(c, "restarted") end
+  if code == "notfound" then return self:recreate(c) end
+  return nil, err
+end
+
+function Sup:recreate(c)
+  local e = self.engine
+  if c.id then
+    c.quiet = c.id
+    e:remove(c.id, { force = true })
+    c.id = nil
+  end
+  local img, ierr = self:image_for(c)
+  if not img then return nil, ierr end
+  local body, hash = spec.container(self.stack, c.def, img)
+  c.hash = hash
+  local ok, err = self:create_and_start(c, body)
+  if not ok then return nil, err end
+  return self:post_start(c, "recreated")
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- the engine's events
+
+function Sup:by_id(id)
+  for _, c in pairs(self.comps) do
+    if c.id == id then return c end
+  end
+  return nil
+end
+
+function Sup:on_container_event(ev)
+  local actor = ev.Actor or {}
+  local attrs = actor.Attributes or {}
+  local c = self.comps[attrs["mw.component"] or ""]
+  if not c or actor.ID ~= c.id or c.quiet == actor.ID then return end
+  local action = ev.Action or ev.status
+  if action == "oom" then
+    c.oom = true
+  elseif action == "die" then
+    local code = tonumber(attrs.exitCode)
+    if c.oom then self:failure(c, "oom", { exit_code = code })
+    else self:failure(c, "exited", { exit_code = code }) end
+  elseif action == "destroy" then
+    if c.handling then
+      c.gone = true
+    else
+      self:failure(c, "removed", {})
+    end
+  end
+end
+
+function Sup:on_network_event(ev)
+  if (ev.Action or ev.status) ~= "disconnect" then return end
+  local attrs = (ev.Actor or {}).Attributes or {}
+  local c = self:by_id(attrs.container)
+  if not c or c.quiet == c.id then return end
+  self:failure(c, "disconnected", {})
+end
+
+-- One reader per stream; on loss it reconnects from the last event seen and re-lists.
+function Sup:watch(kind, filters, handler)
+  return self:spawn("events-" .. kind, function()
+    local delay = 0.1
+    local ev, err
+    while not self.stopping do
+      if not ev then
+        ev, err = self.engine:events { filters = filters, since = self.events_since }
+      else
+        local ok
+        ok, err = ev:reconnect()
+        if not ok then ev:close() ev = nil end
+      end
+      if ev and not err then
+        if delay > 0.1 then
+          log.info(nil, "engine", "event stream back; checking every component")
+          self:resync()
+        end
+        delay = 0.1
+        self.streams = self.streams or {}
+        self.streams[kind] = ev
+        while true do
+          local e, rerr = ev:next()
+          if not e then err = rerr break end
+          handler(self, e)
+        end
+      end
+      if self.stopping then break end
+      log.warn(nil, "engine", string.format("lost the engine's %s event stream (%s); retrying in %s",
+        kind, tostring(err), log.dur(delay)))
+      core.sleep(delay)
+      delay = math.min(delay * 2, 5)
+    end
+    if ev then ev:close() end
+  end)
+end
+
+-- After a gap in the events: any component whose container is gone or not running has failed.
+function Sup:resync()
+  local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } }
+  if not list then
+    log.warn(nil, "engine", "cannot list containers: " .. tostring(err))
+    return
+  end
+  local by_id = {}
+  for _, x in ipairs(list) do by_id[x.Id] = x end
+  for _, c in pairs(self.comps) do
+    if c.id and is_up(c) and not c.handling then
+      local x = by_id[c.id]
+      if not x then
+        self:failure(c, "removed", {})
+      elseif x.State ~= "running" and x.State ~= "paused" then
+        self:failure(c, "exited", { exit_code = tonumber((x.Status or ""):match("%((%-?%d+)%)")) })
+      end
+    end
+  end
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- the whole
+
+-- Lists what the engine has for this stack, grouped by component.
+function Sup:actual()
+  local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } }
+  if not list then return nil, err end
+  local by = {}
+  for _, x in ipairs(list) do
+    local comp = (x.Labels or {})["mw.component"]
+    if comp then
+      by[comp] = by[comp] or {}
+      table.insert(by[comp], x)
+    end
+  end
+  return by
+end
+
+function Sup:start()
+  local net_ok, err = self:ensure_network()
+  if not net_ok then return nil, err end
+  local by, lerr = self:actual()
+  if not by then return nil, lerr end
+  -- events first, so nothing that happens during bring-up is missed
+  self.events_since = string.format("%.9f", core.time())
+  self:watch("container", { label = { "used-by=millwright", "mw.stack=" .. self.stack.name },
+                            type = { "container" } }, Sup.on_container_event)
+  self:watch("network", { type = { "network" }, network = { self.network.name } }, Sup.on_network_event)
+  for comp, list in pairs(by) do
+    if not self.comps[comp] then
+      for _, x in ipairs(list) do
+        self.engine:remove(x.Id, { force = true })
+        log.info(comp, "removed", "removed container " .. x.Id:sub(1, 12) .. " of a component no longer in the stack")
+      end
+    end
+  end
+  for _, name in ipairs(self.stack.order) do
+    local c = self.comps[name]
+    c.runner = self:spawn(name .. "-up", function()
+      self:bring_up(c, by[name])
+      if c.runner == core.current() then c.runner = nil end
+    end)
+  end
+  return true
+end
+
+-- Waits until every component is up (healthy where it has a heartbeat), or gave up.
+function Sup:wait_ready(timeout)
+  local deadline = timeout and (core.now() + timeout)
+  return self:wait_until(function()
+    if deadline and core.now() > deadline then return true end
+    for _, c in pairs(self.comps) do
+      if c.state ~= "healthy" and c.state ~= "gave_up" and c.state ~= "stopped"
+        and not (c.state == "running" and not c.def.heartbeat) then
+        return false
+      end
+    end
+    return true
+  end)
+end
+
+-- Stops supervising; containers keep running.
+function Sup:stop()
+  self.stopping = true
+  for w in pairs(self.waiters) do w:notify() end
+  for _, s in pairs(self.streams or {}) do s:close() end
+  for _, c in pairs(self.comps) do
+    c.hb.gen = nil
+    for p in pairs(c.probes) do if not p.done then core.cancel(p.task) end end
+  end
+  local me = core.current()
+  for t in pairs(self.tasks) do
+    if t ~= me and t:status() ~= "done" and t:status() ~= "failed" and t:status() ~= "cancelled" then
+      core.cancel(t)
+    end
+  end
+  self.tasks = {}
+end
+
+-- What `mw status` shows of a running supervisor.
+function Sup:snapshot()
+  local out = { stack = self.stack.name, file = self.stack.file, pid = core.pid(), since = self.started_at,
+                components = {} }
+  for _, name in ipairs(self.stack.order) do
+    local c = self.comps[name]
+    if c then
+      out.components[#out.components + 1] = {
+        name = name, state = c.state, container = c.id, restarts = c.restarts,
+        uptime = c.up_since and (core.now() - c.up_since) or nil,
+        retry_at = c.state == "backoff" and c.retry_at or nil,
+        last_failure = c.last_failure, heartbeat_latency = c.hb and c.hb.latency or nil,
+        heartbeat = c.def.heartbeat and c.def.heartbeat.kind or nil,
+        heartbeat_port = c.hb and c.hb.host_port or nil,
+        next_action = c.pending and c.pending.action or nil,
+      }
+    end
+  end
+  return out
+end
+
+M.cjson = cjson
+return M
