@@ -377,7 +377,7 @@ static int core_current(lua_State *L)
 {
     mw_task *t = task_of(L);
     if (!t) return 0;
-    push_task(mw_rt_get(L), t);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
     return 1;
 }
 

@@ -35,6 +35,14 @@ t.test("several tasks may join the same task", function()
   t.same({ core.join(j2) }, { true, 7 })
 end)
 
+t.test("current() is the running task, nil outside", function()
+  local holder = {}
+  holder.t = core.spawn(function() core.yield(); return core.current() == holder.t end)
+  t.same({ core.join(holder.t) }, { true, true })
+  t.eq(core.current() ~= nil, true, "the test runs in the main task")
+  t.eq(select(2, core.budget(function() return core.current() end)), nil)
+end)
+
 t.test("sleep waits about as long as asked", function()
   local t0 = core.now()
   core.sleep(0.05)
