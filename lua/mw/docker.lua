@@ -1,0 +1,1139 @@
+-- The Docker Engine API client: the one module that knows the Engine's HTTP paths, query
+-- strings and JSON shapes. The reconciler and supervisor use only the engine object that
+-- docker.connect returns, so another backend (Swarm services, say) can stand behind it.
+--
+-- "notes §N" below cites /work/shared/notes/docker-engine-api.md, where the quirks come from.
+-- Failures are `nil, message, code`: message is the engine's own text when it sent one,
+-- code a short symbol (see CODES, plus "transport", "badjson" and "failed" for errors
+-- reported in-band under HTTP 200).
+local cjson = require "cjson"
+local http = require "mw.http"
+local fs = require "mw.fs"
+local core = require "mw.core"
+local frames = require "mw.frames"
+
+local docker = {}
+
+docker.MIN_API = "1.41"          -- Debian 12's docker.io 20.10 (notes §1)
+docker.MAX_API = "1.47"          -- the newest shape this client was written against
+docker.DEFAULT_SOCKET = "/var/run/docker.sock"
+
+local CALL_TIMEOUT = 120         -- ordinary calls; a busy engine can take a while to remove
+local CONNECT_TIMEOUT = 5
+local PING_TIMEOUT = 10
+local DEDUPE_WINDOW = 1024       -- events remembered for dedupe after a resume
+local MAX_ERROR_BODY = 64 * 1024 -- how much of a failed stream's body is read for its message
+
+-- HTTP status -> code symbol. 304 is success for start/stop; the callers decide.
+local CODES = {
+  [304] = "notmodified", [400] = "bad", [401] = "forbidden", [403] = "forbidden",
+  [404] = "notfound", [409] = "conflict",
+}
+
+local function status_code(status)
+  if CODES[status] then return CODES[status] end
+  if status >= 500 then return "server" end
+  return "http" .. tostring(status)
+end
+
+---------------------------------------------------------------------------------------------
+-- JSON. cjson 2.1.0 (Debian) encodes every empty table as {} and has no empty-array marker,
+-- yet the Engine wants Cmd/Env as arrays and Labels/ExposedPorts/filters as objects. So
+-- bodies are encoded here, with the kind explicit where a table may be empty.
+
+local ARRAY = { __name = "mw.json.array" }
+local OBJECT = { __name = "mw.json.object" }
+
+-- Marks t (or a new table) as a JSON array, even when empty.
+function docker.array(t) return setmetatable(t or {}, ARRAY) end
+-- Marks t (or a new table) as a JSON object, even when empty or with keys 1..n.
+function docker.object(t) return setmetatable(t or {}, OBJECT) end
+
+local array, object = docker.array, docker.object
+
+local function is_sequence(t)
+  local n = #t
+  if n == 0 then return false end
+  local count = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
+    count = count + 1
+  end
+  return count == n
+end
+
+local encode
+
+local function encode_object(t, depth)
+  local keys = {}
+  for k in pairs(t) do
+    if type(k) ~= "string" and type(k) ~= "number" then
+      error("json: object key of type " .. type(k), depth + 2)
+    end
+    keys[#keys + 1] = tostring(k)
+  end
+  table.sort(keys)   -- deterministic bodies: easier to test and to diff
+  local parts = {}
+  for i, k in ipairs(keys) do
+    local v = t[k]
+    if v == nil then v = t[tonumber(k)] end
+    parts[i] = cjson.encode(k) .. ":" .. encode(v, depth + 1)
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+encode = function(v, depth)
+  depth = depth or 0
+  if depth > 64 then error("json: nesting too deep (a cycle?)", 2) end
+  local tv = type(v)
+  if v == nil or v == cjson.null then return "null" end
+  if tv == "boolean" then return tostring(v) end
+  if tv == "string" then return cjson.encode(v) end
+  if tv == "number" then
+    if math.type(v) == "integer" then return string.format("%d", v) end
+    if v ~= v or v == math.huge or v == -math.huge then error("json: cannot encode " .. tostring(v), 2) end
+    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", math.tointeger(v)) end
+    return string.format("%.17g", v)
+  end
+  if tv ~= "table" then error("json: cannot encode a " .. tv, 2) end
+  local mt = getmetatable(v)
+  if mt == ARRAY or (mt ~= OBJECT and is_sequence(v)) then
+    local parts = {}
+    for i = 1, #v do parts[i] = encode(v[i], depth + 1) end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  return encode_object(v, depth)
+end
+
+-- Encodes a Lua value as JSON: empty unmarked tables become {}, sequences arrays.
+function docker.encode(v) return encode(v, 0) end
+
+-- cjson decodes JSON null as a sentinel and every number as a float (1.0): make the result
+-- plain Lua (null fields absent, integral numbers integers) so callers need not know cjson.
+local function normalize(v, depth)
+  if type(v) ~= "table" or depth > 64 then return v end
+  for k, x in pairs(v) do
+    if x == cjson.null then
+      v[k] = nil
+    elseif math.type(x) == "float" and x == math.floor(x) and math.abs(x) < 2 ^ 63 then
+      v[k] = math.tointeger(x)
+    elseif type(x) == "table" then
+      normalize(x, depth + 1)
+    end
+  end
+  return v
+end
+
+-- Decodes JSON text -> value | nil, err.
+function docker.decode(s)
+  if s == nil or s == "" then return nil, "empty body" end
+  local ok, v = pcall(cjson.decode, s)
+  if not ok then return nil, "bad JSON: " .. tostring(v) end
+  return normalize(v, 0)
+end
+
+---------------------------------------------------------------------------------------------
+-- URLs
+
+local function escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+-- A path segment: names of images carry "/" and ":" which the Engine's router takes as is
+-- (routes like /images/{name:.*}/json), so those stay; anything else is escaped.
+local function seg(s)
+  if type(s) ~= "string" or s == "" then error("docker: want a non-empty id or name, got " .. tostring(s), 3) end
+  return (s:gsub("[^%w%-%._~:/@]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function query_string(q)
+  if not q then return "" end
+  local keys = {}
+  for k, v in pairs(q) do if v ~= nil then keys[#keys + 1] = k end end
+  if #keys == 0 then return "" end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    local v = q[k]
+    if type(v) == "boolean" then v = v and "1" or "0" end
+    parts[i] = escape(k) .. "=" .. escape(v)
+  end
+  return "?" .. table.concat(parts, "&")
+end
+
+-- Filters as the Engine wants them: a JSON object of arrays of strings, e.g.
+-- { label = {"used-by=millwright", "mw.stack=x"}, status = "running" }. A string value is a
+-- one-element list; the old map form { ["k=v"] = true } is accepted too.
+local function filters_json(f)
+  if f == nil then return nil end
+  if type(f) == "string" then return f end
+  local o = object()
+  for k, v in pairs(f) do
+    local list = array()
+    if type(v) == "string" then
+      list[1] = v
+    elseif type(v) == "table" and (is_sequence(v) or next(v) == nil) then
+      for i, x in ipairs(v) do list[i] = tostring(x) end
+    elseif type(v) == "table" then
+      for x in pairs(v) do list[#list + 1] = tostring(x) end
+      table.sort(list)
+    else
+      error("docker: filter " .. tostring(k) .. " wants a string or a list", 3)
+    end
+    o[k] = list
+  end
+  return encode(o, 0)
+end
+docker.filters_json = filters_json
+
+---------------------------------------------------------------------------------------------
+-- Versions and hosts
+
+local function parse_version(v)
+  if type(v) ~= "string" then return nil end
+  local a, b = v:match("^v?(%d+)%.(%d+)$")
+  if not a then return nil end
+  return tonumber(a), tonumber(b)
+end
+
+-- Compares "1.41"-style versions: -1, 0, 1 (nil when either does not parse).
+function docker.version_cmp(a, b)
+  local a1, a2 = parse_version(a)
+  local b1, b2 = parse_version(b)
+  if not a1 or not b1 then return nil end
+  if a1 ~= b1 then return a1 < b1 and -1 or 1 end
+  if a2 ~= b2 then return a2 < b2 and -1 or 1 end
+  return 0
+end
+
+-- Parses DOCKER_HOST -> { kind = "unix", path } | { kind = "tcp", host, port } (each with
+-- `where`, the canonical text for messages) | nil, err.
+function docker.parse_host(host)
+  if host == nil or host == "" then
+    return { kind = "unix", path = docker.DEFAULT_SOCKET, where = "unix://" .. docker.DEFAULT_SOCKET }
+  end
+  local path = host:match("^unix://(/.+)$")
+  if path then return { kind = "unix", path = path, where = "unix://" .. path } end
+  local rest = host:match("^tcp://(.+)$")
+  if rest then
+    rest = rest:gsub("/$", "")
+    local h, port
+    if rest:sub(1, 1) == "[" then
+      h, port = rest:match("^(%[[%x:%.]+%]):(%d+)$")
+    else
+      h, port = rest:match("^([%w%.%-_]+):(%d+)$")
+    end
+    port = tonumber(port)
+    if h and port and port >= 1 and port <= 65535 then
+      return { kind = "tcp", host = h, port = port, where = "tcp://" .. h .. ":" .. port }
+    end
+  end
+  return nil, string.format('bad DOCKER_HOST "%s" (want unix:///path or tcp://host:port)', host)
+end
+
+-- Splits an image reference into the name and tag the pull endpoint wants; no tag means
+-- "latest", because without one the Engine pulls every tag (notes §4).
+function docker.split_image(ref)
+  local name, digest = ref:match("^(.-)@(.+)$")
+  if name then return name, digest end
+  local base, tag = ref:match("^(.*):([%w_][%w_%.%-]*)$")
+  if base and not tag:find("/", 1, true) and base ~= "" then return base, tag end
+  return ref, "latest"
+end
+
+---------------------------------------------------------------------------------------------
+-- The engine object and its transport
+
+local Engine = {}
+Engine.__index = Engine
+
+function Engine:__tostring()
+  return string.format("Docker %s (API %s) at %s", self.version or "?", self.api or "?", self.where)
+end
+
+local function count(self, kind, status)
+  local key = kind .. " " .. tostring(status)
+  self.calls[key] = (self.calls[key] or 0) + 1
+  self.total = self.total + 1
+end
+
+-- The engine's own message from an error body ({"message": ...}), else the body's first
+-- line, else the status.
+local function engine_message(status, body)
+  if body and body ~= "" then
+    local v = docker.decode(body)
+    if type(v) == "table" and type(v.message) == "string" and v.message ~= "" then return v.message end
+    local line = body:match("^%s*([^\r\n]+)")
+    if line then return line:sub(1, 200) end
+  end
+  return "HTTP " .. tostring(status)
+end
+
+-- Builds the request table for mw.http. opts: query, json (a value to encode), body,
+-- headers, timeout (false = none), mode.
+function Engine:_request(method, path, opts)
+  local headers = {}
+  if opts.headers then for k, v in pairs(opts.headers) do headers[k] = v end end
+  local body = opts.body
+  if opts.json ~= nil then
+    body = encode(opts.json, 0)
+    headers["Content-Type"] = "application/json" -- else libcurl sends form-encoded: 400 (notes §2)
+  elseif method == "POST" and body == nil then
+    body = ""                                    -- an empty body, not a chunked one (notes §2)
+  end
+  local timeout = opts.timeout
+  if timeout == nil then timeout = CALL_TIMEOUT elseif timeout == false then timeout = nil end
+  local prefix = opts.unversioned and "" or ("/v" .. self.api)
+  return {
+    method = method,
+    url = self.base .. prefix .. path .. query_string(opts.query),
+    headers = headers,
+    body = body,
+    unix = self.unix,
+    tls = self.tls,
+    timeout = timeout,
+    connect_timeout = CONNECT_TIMEOUT,
+    mode = opts.mode,
+  }
+end
+
+function Engine:_transport_error(err)
+  return string.format("Docker engine at %s: %s", self.where, tostring(err))
+end
+
+-- One request -> response (2xx) | nil, message, code, response.
+function Engine:_call(kind, method, path, opts)
+  opts = opts or {}
+  local res, err = http.request(self:_request(method, path, opts))
+  if not res then
+    count(self, kind, "transport")
+    return nil, self:_transport_error(err), "transport"
+  end
+  count(self, kind, res.status)
+  if res.status >= 200 and res.status < 300 then return res end
+  return nil, engine_message(res.status, res.body), status_code(res.status), res
+end
+
+-- One request whose answer is JSON -> value | nil, message, code.
+function Engine:_json(kind, method, path, opts)
+  local res, err, code = self:_call(kind, method, path, opts)
+  if not res then return nil, err, code end
+  local v, jerr = docker.decode(res.body)
+  if v == nil then return nil, kind .. ": " .. jerr, "badjson" end
+  return v
+end
+
+-- Opens a streamed response -> stream (2xx, headers arrived) | nil, message, code. On an
+-- error status the body is read (bounded) for the engine's message.
+function Engine:_stream(kind, method, path, opts)
+  local st, err = http.stream(self:_request(method, path, opts))
+  if not st then
+    count(self, kind, "transport")
+    return nil, self:_transport_error(err), "transport"
+  end
+  count(self, kind, st.status)
+  if st.status >= 200 and st.status < 300 then return st end
+  local parts, size = {}, 0
+  while size < MAX_ERROR_BODY do
+    local piece = st:read()
+    if not piece then break end
+    parts[#parts + 1] = piece
+    size = size + #piece
+  end
+  st:close()
+  return nil, engine_message(st.status, table.concat(parts, "\n")), status_code(st.status)
+end
+
+---------------------------------------------------------------------------------------------
+-- Connecting
+
+local function env_opts()
+  return {
+    host = os.getenv("DOCKER_HOST"),
+    api_version = os.getenv("DOCKER_API_VERSION"),
+    cert_path = os.getenv("DOCKER_CERT_PATH"),
+    tls_verify = os.getenv("DOCKER_TLS_VERIFY"),
+  }
+end
+
+-- Connects to the engine named by opts (host, api_version, cert_path, tls_verify; with no
+-- opts at all, the DOCKER_* environment) -> engine | nil, err, code. Pings, negotiates the
+-- API version and reads the engine's version.
+function docker.connect(opts)
+  opts = opts or env_opts()
+  local target, err = docker.parse_host(opts.host)
+  if not target then return nil, err, "bad" end
+  local self = setmetatable({
+    where = target.where, calls = {}, total = 0, api = nil, version = nil,
+  }, Engine)
+
+  if target.kind == "unix" then
+    local st, serr, scode = fs.stat(target.path)
+    -- fs.stat does not follow a final symlink (Docker Desktop's socket is one): resolve it.
+    if st and st.type == "link" and fs.realpath then
+      local real, rerr, rcode = fs.realpath(target.path)
+      if real then st, serr, scode = fs.stat(real) else st, serr, scode = nil, rerr, rcode end
+    end
+    if not st then
+      if scode == "ENOENT" or tostring(serr):find("No such file", 1, true) then
+        return nil, string.format("no Docker engine at %s (no such file)", target.path), "notfound"
+      end
+      return nil, string.format("no Docker engine at %s (%s)", target.path, tostring(serr)), "notfound"
+    end
+    if st.type ~= "socket" then
+      return nil, string.format("%s is not a socket", target.path), "bad"
+    end
+    self.unix = target.path
+    self.base = "http://docker"   -- with a unix socket libcurl never resolves the host (notes §1)
+  else
+    local scheme = "http"
+    if opts.cert_path and opts.cert_path ~= "" then
+      -- TLS as the docker CLI does it: the three PEM files in DOCKER_CERT_PATH, and verify
+      -- the server unless DOCKER_TLS_VERIFY is empty (notes §1).
+      local dir = opts.cert_path:gsub("/$", "")
+      local files = {}
+      for _, f in ipairs({ "ca", "cert", "key" }) do
+        local p = dir .. "/" .. f .. ".pem"
+        if not fs.stat(p) then
+          return nil, string.format("DOCKER_CERT_PATH %s has no %s.pem", dir, f), "bad"
+        end
+        files[f] = p
+      end
+      local verify = opts.tls_verify ~= nil and opts.tls_verify ~= ""
+      self.tls = { ca = files.ca, cert = files.cert, key = files.key, verify = verify }
+      scheme = "https"
+    end
+    self.base = scheme .. "://" .. target.host .. ":" .. target.port
+  end
+
+  local pinned = opts.api_version
+  if pinned == "" then pinned = nil end
+  if pinned then
+    if not parse_version(pinned) then
+      return nil, string.format('bad DOCKER_API_VERSION "%s" (want a version like 1.44)', pinned), "bad"
+    end
+    pinned = pinned:gsub("^v", "")
+    if docker.version_cmp(pinned, docker.MIN_API) < 0 then
+      return nil, string.format("DOCKER_API_VERSION %s is older than mw supports (%s or newer)",
+        pinned, docker.MIN_API), "version"
+    end
+  end
+
+  -- GET, not HEAD: the body ("OK") is part of telling an engine from some other server.
+  local res, perr = http.request(self:_request("GET", "/_ping", {
+    unversioned = true, timeout = PING_TIMEOUT,
+  }))
+  if not res then
+    count(self, "_ping", "transport")
+    return nil, string.format("no Docker engine answers at %s: %s", self.where, tostring(perr)), "transport"
+  end
+  count(self, "_ping", res.status)
+  local daemon_api = res.headers and res.headers["api-version"]
+  local body = res.body or ""
+  if not parse_version(daemon_api) then
+    local snippet = body:sub(1, 60):gsub("[%c]", " ")
+    return nil, string.format('%s does not look like a Docker engine (HTTP %d, %s, body "%s")',
+      self.where, res.status,
+      daemon_api and ('api-version "' .. daemon_api .. '"') or "no api-version header",
+      snippet), "notdocker"
+  end
+  if res.status ~= 200 then
+    return nil, string.format("Docker engine at %s is not ready: %s", self.where,
+      engine_message(res.status, body)), status_code(res.status)
+  end
+  self.daemon_api = daemon_api
+  self.os = res.headers["ostype"]
+
+  if pinned then
+    self.api = pinned            -- DOCKER_API_VERSION disables negotiation (notes §1)
+  else
+    if docker.version_cmp(daemon_api, docker.MIN_API) < 0 then
+      return nil, string.format(
+        "Docker engine at %s speaks API %s; mw needs %s or newer (Docker 20.10 or later)",
+        self.where, daemon_api, docker.MIN_API), "version"
+    end
+    -- Never hard-pin the minimum: Docker 29.0-29.2 refuse API < 1.44 by default (notes §1).
+    self.api = docker.version_cmp(daemon_api, docker.MAX_API) < 0 and daemon_api or docker.MAX_API
+  end
+
+  local v, verr, vcode = self:_json("version", "GET", "/version")
+  if not v then
+    return nil, string.format("Docker engine at %s: %s", self.where, verr), vcode
+  end
+  self.version = v.Version
+  self.min_api = v.MinAPIVersion
+  self.info = v
+  return self
+end
+
+-- A docker.connect with the DOCKER_* environment.
+function docker.from_env()
+  return docker.connect(env_opts())
+end
+
+-- True when the API version in use is at least v.
+function Engine:api_at_least(v)
+  return docker.version_cmp(self.api, v) >= 0
+end
+
+-- Pings again (the engine may have restarted) -> true | nil, err, code.
+function Engine:ping()
+  local res, err, code = self:_call("_ping", "GET", "/_ping", { unversioned = true, timeout = PING_TIMEOUT })
+  if not res then return nil, err, code end
+  return true
+end
+
+---------------------------------------------------------------------------------------------
+-- Containers
+
+local function env_list(env)
+  local list = array()
+  if env == nil then return list end
+  if is_sequence(env) then
+    for i, s in ipairs(env) do list[i] = s end
+    return list
+  end
+  local keys = {}
+  for k in pairs(env) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do list[i] = k .. "=" .. tostring(env[k]) end
+  return list
+end
+
+local function command(v, what)
+  if v == nil then return nil end
+  if type(v) == "string" then return array { "/bin/sh", "-c", v } end
+  if type(v) ~= "table" then error("container_spec: " .. what .. " wants a list or a string", 3) end
+  local list = array()
+  for i, s in ipairs(v) do list[i] = tostring(s) end
+  return list
+end
+
+local SPEC_FIELDS = {
+  image = true, cmd = true, entrypoint = true, env = true, labels = true, network = true,
+  aliases = true, ports = true, hostname = true, user = true, workdir = true, tty = true,
+  stop_signal = true, stop_timeout = true, mounts = true, memory = true, nano_cpus = true,
+  init = true, read_only = true, extra_hosts = true, healthcheck = true,
+}
+
+-- Builds a container create body from a friendly description (see the brief in the module
+-- header). Follows notes §2: ExposedPorts and PortBindings both (a binding whose port is
+-- not exposed is silently ignored up to 28.x), restart policy "no" and no AutoRemove (mw
+-- owns restarts and needs exit codes and logs), NetworkMode set to the one network with a
+-- single EndpointsConfig entry (1.41 accepts only one at create).
+function docker.container_spec(s)
+  for k in pairs(s) do
+    if not SPEC_FIELDS[k] then error("container_spec: unknown field " .. tostring(k), 2) end
+  end
+  if type(s.image) ~= "string" or s.image == "" then error("container_spec: image is required", 2) end
+  local labels = object()
+  for k, v in pairs(s.labels or {}) do labels[k] = tostring(v) end
+  local body = {
+    Image = s.image,
+    Cmd = command(s.cmd, "cmd"),
+    Entrypoint = command(s.entrypoint, "entrypoint"),
+    Env = env_list(s.env),
+    Labels = labels,
+    Hostname = s.hostname,
+    User = s.user,
+    WorkingDir = s.workdir,
+    Tty = s.tty and true or false,
+    StopSignal = s.stop_signal,
+    StopTimeout = s.stop_timeout,
+    Healthcheck = s.healthcheck,
+  }
+  local host = {
+    RestartPolicy = { Name = "no" },
+    AutoRemove = false,
+    Init = s.init,
+    ReadonlyRootfs = s.read_only,
+    Memory = s.memory,
+    NanoCpus = s.nano_cpus,
+  }
+  if s.extra_hosts then host.ExtraHosts = array(s.extra_hosts) end
+  if s.ports and #s.ports > 0 then
+    local exposed, bindings = object(), object()
+    for _, p in ipairs(s.ports) do
+      local key = tostring(p.container or error("container_spec: a port needs container", 2))
+        .. "/" .. (p.proto or "tcp")
+      exposed[key] = object()
+      bindings[key] = bindings[key] or array()
+      local b = bindings[key]
+      b[#b + 1] = {
+        HostIp = p.ip or "127.0.0.1",       -- the host reaches containers only on 127.0.0.1
+        HostPort = p.host and tostring(p.host) or "", -- "" = ephemeral, known after start
+      }
+    end
+    body.ExposedPorts = exposed
+    host.PortBindings = bindings
+  end
+  if s.mounts then
+    local mounts = array()
+    for i, m in ipairs(s.mounts) do
+      mounts[i] = {
+        Type = m.type or "volume", Source = m.source, Target = m.target,
+        ReadOnly = m.read_only and true or false,
+      }
+    end
+    host.Mounts = mounts
+  end
+  if s.network then
+    host.NetworkMode = s.network
+    local aliases = array()
+    for i, a in ipairs(s.aliases or {}) do aliases[i] = a end
+    body.NetworkingConfig = { EndpointsConfig = { [s.network] = { Aliases = aliases } } }
+  end
+  body.HostConfig = host
+  return body
+end
+
+-- Creates a container from a raw create body -> id, warnings | nil, err, code.
+-- 404: image missing (create never pulls); 409: name in use.
+function Engine:create(name, spec)
+  local v, err, code = self:_json("containers/create", "POST", "/containers/create", {
+    query = { name = name }, json = spec,
+  })
+  if not v then return nil, err, code end
+  return v.Id, v.Warnings
+end
+
+-- true | true, "notmodified" (already running) | nil, err, code.
+function Engine:start(id)
+  local res, err, code = self:_call("containers/start", "POST", "/containers/" .. seg(id) .. "/start")
+  if res then return true end
+  if code == "notmodified" then return true, "notmodified" end
+  return nil, err, code
+end
+
+-- Stops with SIGTERM, then SIGKILL after t seconds -> true | true, "notmodified" | nil, err, code.
+function Engine:stop(id, t)
+  local res, err, code = self:_call("containers/stop", "POST", "/containers/" .. seg(id) .. "/stop", {
+    query = { t = t }, timeout = (t or 10) + CALL_TIMEOUT,  -- the call blocks ~t seconds
+  })
+  if res then return true end
+  if code == "notmodified" then return true, "notmodified" end
+  return nil, err, code
+end
+
+-- -> true | nil, err, code (409 "conflict" when not running).
+function Engine:kill(id, signal)
+  local res, err, code = self:_call("containers/kill", "POST", "/containers/" .. seg(id) .. "/kill", {
+    query = { signal = signal },
+  })
+  if not res then return nil, err, code end
+  return true
+end
+
+-- opts: force, volumes (anonymous volumes) -> true | true, "gone" (404) | nil, err, code.
+function Engine:remove(id, opts)
+  opts = opts or {}
+  local res, err, code = self:_call("containers/remove", "DELETE", "/containers/" .. seg(id), {
+    query = { force = opts.force and "true" or nil, v = opts.volumes and "true" or nil },
+  })
+  if res then return true end
+  if code == "notfound" then return true, "gone" end
+  return nil, err, code
+end
+
+-- -> the inspect table | nil, err, code. State.Status is the one to read (notes §2).
+function Engine:inspect(id)
+  return self:_json("containers/inspect", "GET", "/containers/" .. seg(id) .. "/json")
+end
+
+-- Lists containers, stopped ones too -> list | nil, err, code. Filter by label: names are
+-- unanchored regexps (notes §2, §9.2).
+function Engine:list(filters)
+  return self:_json("containers/list", "GET", "/containers/json", {
+    query = { all = "1", filters = filters_json(filters) },
+  })
+end
+
+function Engine:pause(id)
+  local res, err, code = self:_call("containers/pause", "POST", "/containers/" .. seg(id) .. "/pause")
+  if not res then return nil, err, code end
+  return true
+end
+
+function Engine:unpause(id)
+  local res, err, code = self:_call("containers/unpause", "POST", "/containers/" .. seg(id) .. "/unpause")
+  if not res then return nil, err, code end
+  return true
+end
+
+local Waiter = {}
+Waiter.__index = Waiter
+
+-- Posts a wait and returns as soon as the engine accepted it (its headers flush before it
+-- blocks), so it can be posted before start and miss no exit (notes §2, §9.3)
+-- -> waiter | nil, err, code. condition: "not-running" (default), "next-exit", "removed".
+function Engine:waiter(id, condition)
+  local st, err, code = self:_stream("containers/wait", "POST", "/containers/" .. seg(id) .. "/wait", {
+    query = { condition = condition or "not-running" }, mode = "raw", timeout = false,
+  })
+  if not st then return nil, err, code end
+  return setmetatable({ st = st, engine = self }, Waiter)
+end
+
+-- Blocks until the condition -> exit status, error message or nil | nil, err, code.
+function Waiter:result()
+  local parts = {}
+  while true do
+    local chunk, err = self.st:read()
+    if not chunk then
+      if err ~= "eof" then self.st:close(); return nil, self.engine:_transport_error(err), "transport" end
+      break
+    end
+    parts[#parts + 1] = chunk
+  end
+  self.st:close()
+  local v, jerr = docker.decode(table.concat(parts))
+  if type(v) ~= "table" then return nil, "wait: " .. tostring(jerr), "badjson" end
+  return v.StatusCode, v.Error and v.Error.Message ~= "" and v.Error.Message or nil
+end
+
+function Waiter:close() self.st:close() end
+Waiter.__close = Waiter.close
+
+-- Waits for the condition -> exit status, error message or nil | nil, err, code.
+function Engine:wait(id, condition)
+  local w, err, code = self:waiter(id, condition)
+  if not w then return nil, err, code end
+  return w:result()
+end
+
+-- Runs cmd (a list, or a string for /bin/sh -c) in a running container and waits
+-- -> exit code, output (stdout and stderr interleaved as produced), stderr alone
+-- | nil, err, code. opts: env, user, workdir, timeout.
+function Engine:exec(id, cmd, opts)
+  opts = opts or {}
+  local body = {
+    Cmd = command(cmd, "cmd"), AttachStdout = true, AttachStderr = true, Tty = false,
+    Env = opts.env and env_list(opts.env) or nil, User = opts.user, WorkingDir = opts.workdir,
+  }
+  local v, err, code = self:_json("containers/exec", "POST", "/containers/" .. seg(id) .. "/exec", { json = body })
+  if not v then return nil, err, code end
+  -- Without an Upgrade header the start call answers with the raw-stream frames and ends
+  -- when the command does (notes §2, exec).
+  local res, serr, scode = self:_call("exec/start", "POST", "/exec/" .. seg(v.Id) .. "/start", {
+    json = object { Detach = false, Tty = false }, timeout = opts.timeout,
+  })
+  if not res then return nil, serr, scode end
+  local d = frames.new()
+  local fs_, derr = d:feed(res.body or "")
+  if derr then return nil, "exec output: " .. derr, "badjson" end
+  local all, errs = {}, {}
+  for _, f in ipairs(fs_) do
+    if f[1] == "error" then return nil, "exec: " .. f[2], "server" end
+    all[#all + 1] = f[2]
+    if f[1] == "stderr" then errs[#errs + 1] = f[2] end
+  end
+  -- The exit code can lag the end of the stream by a moment: poll briefly.
+  for _ = 1, 100 do
+    local info, ierr, icode = self:_json("exec/inspect", "GET", "/exec/" .. seg(v.Id) .. "/json")
+    if not info then return nil, ierr, icode end
+    if not info.Running and info.ExitCode ~= nil then
+      return info.ExitCode, table.concat(all), table.concat(errs)
+    end
+    core.sleep(0.01)
+  end
+  return nil, "exec: command still running after its output ended", "timeout"
+end
+
+---------------------------------------------------------------------------------------------
+-- Logs
+
+local Logs = {}
+Logs.__index = Logs
+
+-- Opens the logs of a container -> reader | nil, err, code. opts: follow, tail (n or
+-- "all"), since (unix seconds), timestamps, tty (skip the inspect that finds out).
+-- Without a TTY the stream is framed; with one it is raw text (notes §6).
+function Engine:logs(id, opts)
+  opts = opts or {}
+  local tty = opts.tty
+  if tty == nil then
+    local info, err, code = self:inspect(id)
+    if not info then return nil, err, code end
+    tty = info.Config and info.Config.Tty or false
+  end
+  local st, err, code = self:_stream("containers/logs", "GET", "/containers/" .. seg(id) .. "/logs", {
+    query = {
+      stdout = "1", stderr = "1",
+      follow = opts.follow and "1" or nil,
+      tail = opts.tail and tostring(opts.tail) or nil,
+      since = opts.since and tostring(opts.since) or nil,
+      timestamps = opts.timestamps and "1" or nil,
+    },
+    mode = "raw",
+    timeout = (not opts.follow) and CALL_TIMEOUT or false,
+  })
+  if not st then return nil, err, code end
+  return setmetatable({
+    st = st, tty = tty, timestamps = opts.timestamps,
+    demux = (not tty) and frames.new() or nil, lines = frames.lines(),
+    queue = {}, head = 1, done = nil,
+  }, Logs)
+end
+
+local function push(self, stream, text)
+  self.queue[#self.queue + 1] = { stream, text }
+end
+
+-- -> stream ("stdout" | "stderr"), line[, timestamp] | nil, "eof" | nil, err.
+-- A stream-3 frame (an error from the daemon itself) comes back as nil, "engine: <text>".
+function Logs:next()
+  while true do
+    local item = self.queue[self.head]
+    if item then
+      self.queue[self.head] = nil
+      self.head = self.head + 1
+      if item[1] == "error" then return nil, "engine: " .. item[2] end
+      if self.timestamps then
+        local ts, text = item[2]:match("^(%S+) (.*)$")
+        if ts then return item[1], text, ts end
+      end
+      return item[1], item[2]
+    end
+    self.queue, self.head = {}, 1
+    if self.done then return nil, self.done end
+    local chunk, err = self.st:read()
+    if not chunk then
+      self.done = err or "eof"
+      for _, l in ipairs(self.lines:flush()) do push(self, l[1], l[2]) end
+      if self.done == "eof" and self.demux and self.demux:pending() then
+        self.done = "logs: stream ended inside a frame"
+      end
+      self.st:close()
+    elseif self.tty then
+      for _, l in ipairs(self.lines:feed("stdout", chunk)) do push(self, l[1], l[2]) end
+    else
+      local fs_, derr = self.demux:feed(chunk)
+      for _, f in ipairs(fs_) do
+        if f[1] == "error" then
+          push(self, "error", f[2])
+        else
+          for _, l in ipairs(self.lines:feed(f[1], f[2])) do push(self, l[1], l[2]) end
+        end
+      end
+      if derr then
+        self.done = "logs: " .. derr
+        self.st:close()
+      end
+    end
+  end
+end
+
+function Logs:close()
+  self.done = self.done or "closed"
+  self.st:close()
+end
+Logs.__close = Logs.close   -- `local r <close> = engine:logs(...)` ends the transfer on error
+
+---------------------------------------------------------------------------------------------
+-- Events
+
+local Events = {}
+Events.__index = Events
+
+-- Larger of two timeNano digit strings (no documented ordering: notes §5).
+local function later(a, b)
+  if a == nil then return b end
+  if #a ~= #b then return #a > #b and a or b end
+  return a > b and a or b
+end
+
+local function nano_to_since(nano)
+  if #nano <= 9 then return "0." .. string.rep("0", 9 - #nano) .. nano end
+  return nano:sub(1, -10) .. "." .. nano:sub(-9)
+end
+
+-- Opens an event stream -> stream | nil, err, code. opts: filters, since ("sec.nsec"),
+-- until, dedupe (how many recent events to remember, default 1024).
+-- A slow reader loses events (notes §5): read it from a task that does nothing else.
+-- Give a fresh stream a since too (a second ago, say): the engine flushes its response
+-- headers before it subscribes (moby getEvents), so an event in between would be lost;
+-- since replays it, and the dedupe drops what comes twice.
+function Engine:events(opts)
+  opts = opts or {}
+  local ev = setmetatable({
+    engine = self, filters = opts.filters, until_ = opts["until"],
+    last_time = opts.since, last_nano = nil,
+    seen = {}, ring = {}, ring_pos = 0, window = opts.dedupe or DEDUPE_WINDOW,
+    junk = 0, dups = 0, count = 0, st = nil,
+  }, Events)
+  local ok, err, code = ev:_open()
+  if not ok then return nil, err, code end
+  return ev
+end
+
+function Events:_open()
+  local st, err, code = self.engine:_stream("events", "GET", "/events", {
+    query = { filters = filters_json(self.filters), since = self.last_time, ["until"] = self.until_ },
+    mode = "lines", timeout = false,   -- no heartbeat: an idle stream is not a dead one
+  })
+  if not st then return nil, err, code end
+  self.st = st
+  return true
+end
+
+local function remember(self, key)
+  self.ring_pos = self.ring_pos % self.window + 1
+  local old = self.ring[self.ring_pos]
+  if old then self.seen[old] = nil end
+  self.ring[self.ring_pos] = key
+  self.seen[key] = true
+end
+
+-- -> event | nil, "eof" | nil, err. event.timeNano is the exact digit string (a double
+-- loses the last digits). Lines that are not JSON are counted in self.junk and skipped;
+-- repeats of (Actor.ID, Action, timeNano) are counted in self.dups and skipped.
+function Events:next()
+  while true do
+    if not self.st then return nil, "closed" end
+    local line, err = self.st:read()
+    if not line then return nil, err or "eof" end
+    line = line:gsub("^\30", "")   -- a json-seq record separator, should one ever come
+    if line:find("%S") then
+      -- The top-level timeNano is the last unquoted one (moby's struct order).
+      local nano
+      for digits in line:gmatch('"timeNano"%s*:%s*(%d+)') do nano = digits end
+      local ev = docker.decode(line)
+      if type(ev) ~= "table" then
+        self.junk = self.junk + 1
+      else
+        if nano then ev.timeNano = nano
+        elseif ev.time then nano = string.format("%d", ev.time) .. "000000000"; ev.timeNano = nano end
+        local actor = ev.Actor or {}
+        local key = table.concat({ tostring(actor.ID or ev.id or ""), tostring(ev.Action or ev.status or ""),
+          tostring(nano or "") }, "\0")
+        if self.seen[key] then
+          self.dups = self.dups + 1
+        else
+          remember(self, key)
+          if nano then
+            self.last_nano = later(self.last_nano, nano)
+            self.last_time = nano_to_since(self.last_nano)
+          end
+          self.count = self.count + 1
+          return ev
+        end
+      end
+    end
+  end
+end
+
+-- Reopens the stream from last_time, keeping the dedupe memory, so events replayed by
+-- `since` are not delivered twice -> true | nil, err, code. Callers should list after it:
+-- events are not a reliable log (notes §9.1). opts.until bounds the new stream.
+function Events:reconnect(opts)
+  if self.st then self.st:close(); self.st = nil end
+  if opts and opts["until"] then self.until_ = opts["until"] end
+  return self:_open()
+end
+
+function Events:close()
+  if self.st then self.st:close(); self.st = nil end
+end
+Events.__close = Events.close
+
+---------------------------------------------------------------------------------------------
+-- Networks
+
+function Engine:network_list(filters)
+  return self:_json("networks/list", "GET", "/networks", { query = { filters = filters_json(filters) } })
+end
+
+-- -> id, warning | nil, err, code. CheckDuplicate below 1.44: without it 20.10 happily
+-- creates a second network of the same name (notes §3, §9.6).
+function Engine:network_create(name, labels, opts)
+  opts = opts or {}
+  local lab = object()
+  for k, v in pairs(labels or {}) do lab[k] = tostring(v) end
+  local body = {
+    Name = name, Driver = opts.driver or "bridge", Labels = lab,
+    Internal = opts.internal, Attachable = opts.attachable,
+  }
+  if not self:api_at_least("1.44") then body.CheckDuplicate = true end
+  local v, err, code = self:_json("networks/create", "POST", "/networks/create", { json = body })
+  if not v then return nil, err, code end
+  return v.Id, (v.Warning ~= "" and v.Warning or nil)
+end
+
+function Engine:network_inspect(id)
+  return self:_json("networks/inspect", "GET", "/networks/" .. seg(id))
+end
+
+-- -> true | true, "already" (403 "already exists in network", notes §3) | nil, err, code.
+function Engine:network_connect(net, container, aliases)
+  local al = array()
+  for i, a in ipairs(aliases or {}) do al[i] = a end
+  local res, err, code = self:_call("networks/connect", "POST", "/networks/" .. seg(net) .. "/connect", {
+    json = { Container = container, EndpointConfig = { Aliases = al } },
+  })
+  if res then return true end
+  if code == "forbidden" and (err:find("already exists in network", 1, true)
+      or err:find("already attached", 1, true)) then
+    return true, "already"
+  end
+  return nil, err, code
+end
+
+-- -> true | true, "gone" (not connected) | nil, err, code.
+function Engine:network_disconnect(net, container, force)
+  local res, err, code = self:_call("networks/disconnect", "POST", "/networks/" .. seg(net) .. "/disconnect", {
+    json = { Container = container, Force = force and true or false },
+  })
+  if res then return true end
+  if err and err:find("is not connected", 1, true) then return true, "gone" end
+  return nil, err, code
+end
+
+-- -> true | true, "gone" | nil, err, code (403 "forbidden" while endpoints remain).
+function Engine:network_remove(id)
+  local res, err, code = self:_call("networks/remove", "DELETE", "/networks/" .. seg(id))
+  if res then return true end
+  if code == "notfound" then return true, "gone" end
+  return nil, err, code
+end
+
+---------------------------------------------------------------------------------------------
+-- Volumes
+
+-- -> name | nil, err, code. Creating an existing volume returns it (the Engine is idempotent).
+function Engine:volume_create(name, labels, opts)
+  opts = opts or {}
+  local lab = object()
+  for k, v in pairs(labels or {}) do lab[k] = tostring(v) end
+  local v, err, code = self:_json("volumes/create", "POST", "/volumes/create", {
+    json = { Name = name, Driver = opts.driver or "local", Labels = lab },
+  })
+  if not v then return nil, err, code end
+  return v.Name
+end
+
+function Engine:volume_list(filters)
+  local v, err, code = self:_json("volumes/list", "GET", "/volumes", { query = { filters = filters_json(filters) } })
+  if not v then return nil, err, code end
+  return v.Volumes or {}
+end
+
+function Engine:volume_inspect(name)
+  return self:_json("volumes/inspect", "GET", "/volumes/" .. seg(name))
+end
+
+-- -> true | true, "gone" | nil, err, code (409 while in use).
+function Engine:volume_remove(name, force)
+  local res, err, code = self:_call("volumes/remove", "DELETE", "/volumes/" .. seg(name), {
+    query = { force = force and "true" or nil },
+  })
+  if res then return true end
+  if code == "notfound" then return true, "gone" end
+  return nil, err, code
+end
+
+---------------------------------------------------------------------------------------------
+-- Images
+
+-- Emits each line of a build's "stream" text.
+local function emit_lines(on_line, text)
+  if not on_line then return end
+  for line in text:gmatch("([^\n]*)\n?") do
+    line = line:gsub("\r$", "")
+    if line ~= "" then on_line(line) end
+  end
+end
+
+-- Builds an image with the classic builder (BuildKit needs session endpoints: notes §4).
+-- o: context_tar (a tar, gzip allowed), tag, dockerfile, labels, buildargs, target,
+-- nocache, on_line(text) -> image id | nil, err, code. Errors arrive in-band under HTTP
+-- 200 (notes §4, §9.7): they come back with code "failed".
+function Engine:build(o)
+  if type(o.context_tar) ~= "string" then error("build: context_tar (a string) is required", 2) end
+  local q = {
+    rm = "1", forcerm = "1", pull = "0", version = "1",
+    t = o.tag, dockerfile = o.dockerfile, target = o.target, nocache = o.nocache and "1" or nil,
+  }
+  if o.labels then q.labels = encode(object(o.labels), 0) end
+  if o.buildargs then q.buildargs = encode(object(o.buildargs), 0) end
+  local st, err, code = self:_stream("build", "POST", "/build", {
+    query = q, body = o.context_tar, mode = "lines", timeout = false,
+    -- An empty Expect: stops libcurl waiting for 100-continue on bodies > 1 MB (notes §8).
+    headers = { ["Content-Type"] = "application/x-tar", ["Expect"] = "" },
+  })
+  if not st then return nil, err, code end
+  local id, built
+  while true do
+    local line, rerr = st:read()
+    if not line then
+      st:close()
+      if rerr ~= "eof" then return nil, "build: " .. self:_transport_error(rerr), "transport" end
+      break
+    end
+    local msg = line:find("%S") and docker.decode(line)
+    if type(msg) == "table" then
+      if msg.errorDetail or msg.error then
+        st:close()
+        local text = (msg.errorDetail and msg.errorDetail.message) or msg.error
+        return nil, tostring(text):gsub("%s+$", ""), "failed"
+      end
+      if type(msg.stream) == "string" then
+        emit_lines(o.on_line, msg.stream)
+        built = msg.stream:match("Successfully built (%x+)") or built
+      end
+      if type(msg.aux) == "table" and msg.aux.ID then id = msg.aux.ID end
+    end
+  end
+  id = id or built
+  if not id then return nil, "build: the engine ended the build without an image id", "failed" end
+  return id
+end
+
+-- Pulls an image, always with a tag ("latest" when none): without one the Engine pulls
+-- every tag (notes §4). o.on_line(text) gets the status lines -> true | nil, err, code.
+function Engine:pull(image, o)
+  o = o or {}
+  local name, tag = docker.split_image(image)
+  local st, err, code = self:_stream("images/create", "POST", "/images/create", {
+    query = { fromImage = name, tag = tag }, mode = "lines", timeout = false,
+  })
+  if not st then return nil, err, code end
+  while true do
+    local line, rerr = st:read()
+    if not line then
+      st:close()
+      if rerr ~= "eof" then return nil, "pull: " .. self:_transport_error(rerr), "transport" end
+      return true
+    end
+    local msg = line:find("%S") and docker.decode(line)
+    if type(msg) == "table" then
+      if msg.errorDetail or msg.error then
+        st:close()
+        return nil, tostring((msg.errorDetail and msg.errorDetail.message) or msg.error), "failed"
+      end
+      if o.on_line and msg.status then
+        o.on_line(msg.id and (msg.id .. ": " .. msg.status) or msg.status)
+      end
+    end
+  end
+end
+
+function Engine:image_list(filters)
+  return self:_json("images/list", "GET", "/images/json", { query = { filters = filters_json(filters) } })
+end
+
+function Engine:image_inspect(name)
+  return self:_json("images/inspect", "GET", "/images/" .. seg(name) .. "/json")
+end
+
+-- -> true | true, "gone" | nil, err, code (409 while a container uses it, unless force).
+function Engine:image_remove(name, force)
+  local res, err, code = self:_call("images/remove", "DELETE", "/images/" .. seg(name), {
+    query = { force = force and "true" or nil },
+  })
+  if res then return true end
+  if code == "notfound" then return true, "gone" end
+  return nil, err, code
+end
+
+docker.Engine = Engine
+return docker
