@@ -1,0 +1,250 @@
+-- The environment a stack file runs in: safe libraries, the mw.* stdlib, Lua files beside it.
+local sandbox = {}
+
+-- The stdlib modules a stack file may require. Orchestrator modules share the mw. prefix in
+-- the binary, so the list is explicit rather than "whatever require can find".
+local STDLIB = {
+  "mw.duration", "mw.backoff", "mw.policy", "mw.health", "mw.secret", "mw.autoscale",
+}
+local ALLOWED = {}
+for _, name in ipairs(STDLIB) do ALLOWED[name] = true end
+
+-- Globals a stack file might reach for, with the reason it cannot have them.
+local DENIED = {
+  io = "is not available in stack files (loading a stack must have no side effects)",
+  debug = "is not available in stack files",
+  package = "is not available in stack files",
+  dofile = "is not available in stack files (use require \"name\" for a file beside the stack file)",
+  loadfile = "is not available in stack files (use require \"name\" for a file beside the stack file)",
+  collectgarbage = "is not available in stack files",
+}
+local OS_ALLOWED = { time = true, clock = true, date = true, getenv = true }
+
+-- Edit distance, for "did you mean" hints here and in the stack validator.
+local function distance(a, b)
+  if #a > 64 or #b > 64 then return math.huge end
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    local ca = a:byte(i)
+    for j = 1, #b do
+      local cost = ca == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- The closest candidate to name, if it is close enough to be a likely typo.
+function sandbox.suggest(name, candidates)
+  if type(name) ~= "string" then return nil end
+  local best, best_d
+  local lname = name:lower()
+  for _, c in ipairs(candidates) do
+    local d = lname == c:lower() and 0 or distance(name, c)
+    if d < (best_d or math.huge) or (d == best_d and c < best) then best, best_d = c, d end
+  end
+  if best and best_d <= math.max(2, #name // 3) and best_d < #name then return best end
+  return nil
+end
+
+-- A short, printable rendering of a key for a message (keys may hold any bytes).
+local function keyname(k)
+  if type(k) ~= "string" then return "(" .. type(k) .. ")" end
+  local s = k:sub(1, 40):gsub("[%c\128-\255\\']", function(c) return string.format("\\x%02x", c:byte()) end)
+  return s .. (#k > 40 and "..." or "")
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function first_line(msg)
+  msg = type(msg) == "string" and msg or "(error object is a " .. type(msg) .. " value)"
+  return (msg:match("^[^\n]*"))
+end
+
+-- A per-environment read-only view of a stdlib module: the module itself is shared by every
+-- load of every stack, so a stack file must not be able to change it for the next one.
+local function readonly(mod, name)
+  if type(mod) ~= "table" then return mod end
+  return setmetatable({}, {
+    __index = mod,
+    __newindex = function(_, k)
+      error(string.format("module '%s' is read-only (cannot set '%s')", name, keyname(k)), 2)
+    end,
+    __pairs = function() return next, mod, nil end,
+    __metatable = false,
+  })
+end
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s, rerr = f:read("a")
+  f:close()
+  if not s then return nil, path .. ": " .. tostring(rerr or "cannot read (a directory?)") end
+  return s
+end
+
+-- Source text as a file loader would see it: load() of a string, unlike luaL_loadfile, keeps a
+-- UTF-8 byte order mark and a "#!" first line, and both are syntax errors.
+function sandbox.source_text(src)
+  if src:sub(1, 3) == "\239\187\191" then src = src:sub(4) end
+  if src:sub(1, 1) == "#" then src = src:gsub("^[^\n]*", "", 1) end
+  return src
+end
+
+-- A fresh environment for a stack file in dir (an absolute path). Nothing is shared between
+-- two environments except the read-only stdlib modules, so the result depends only on dir.
+-- shown_dir, if given, is how messages name that directory (the path the user typed).
+function sandbox.env(dir, shown_dir)
+  if type(dir) ~= "string" or dir == "" then error("sandbox.env: expected a directory path", 2) end
+  dir = dir:gsub("/+$", "")
+  if dir == "" then dir = "/" end
+  shown_dir = type(shown_dir) == "string" and shown_dir:gsub("/+$", "") or dir
+
+  local env = {}
+  local loaded, loading, required = {}, {}, {}
+
+  for _, k in ipairs { "pairs", "ipairs", "select", "type", "tostring", "tonumber", "error",
+                       "assert", "pcall", "xpcall", "next", "rawget", "rawset", "rawequal",
+                       "rawlen" } do
+    env[k] = _G[k]
+  end
+  env._VERSION = _VERSION
+  env.string = copy(string)
+  env.table = copy(table)
+  env.utf8 = copy(utf8)
+  env.coroutine = copy(coroutine)
+  env.math = copy(math)
+  -- Reseeding would change the host's math.random for everything else in the process.
+  env.math.randomseed = nil
+
+  local os_t = {}
+  for k in pairs(OS_ALLOWED) do os_t[k] = os[k] end
+  env.os = setmetatable(os_t, {
+    __index = function(_, k)
+      error(string.format("os.%s is not available in stack files", keyname(k)), 2)
+    end,
+    __metatable = false,
+  })
+
+  -- stdout may carry machine output (mw status --json); the user's prints go to stderr.
+  env.print = function(...)
+    local n = select("#", ...)
+    local parts = {}
+    for i = 1, n do parts[i] = tostring((select(i, ...))) end
+    io.stderr:write(table.concat(parts, "\t"), "\n")
+  end
+
+  -- A finalizer would run later, outside the load's budget, in the middle of mw's own work.
+  env.setmetatable = function(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+      error("setmetatable: __gc metamethods are not allowed in stack files", 2)
+    end
+    return setmetatable(t, mt)
+  end
+  -- Only tables: the string metatable is the host's string library itself.
+  env.getmetatable = function(v)
+    if type(v) ~= "table" then return nil end
+    return getmetatable(v)
+  end
+
+  -- Text chunks only, always in this environment: bytecode can break the VM's invariants.
+  env.load = function(chunk, chunkname, mode, e)
+    if mode ~= nil and mode ~= "t" then
+      error("load: only text chunks are allowed in stack files (mode \"t\")", 2)
+    end
+    if e ~= nil and e ~= env then
+      error("load: stack files may only load chunks into their own environment", 2)
+    end
+    if type(chunk) == "string" and chunk:byte(1) == 27 then
+      return nil, "binary chunks are not allowed in stack files"
+    end
+    return load(chunk, chunkname, "t", env)
+  end
+
+  env.require = function(name)
+    if type(name) ~= "string" then
+      error("require: expected a module name, got " .. type(name), 2)
+    end
+    local v = loaded[name]
+    if v ~= nil then return v end
+    if loading[name] then error(string.format("require: '%s' requires itself (a require cycle)", keyname(name)), 2) end
+
+    if name:sub(1, 3) == "mw." then
+      if not ALLOWED[name] then
+        error(string.format("module '%s' is not available to stack files (they may require %s)",
+          keyname(name), table.concat(STDLIB, ", ")), 2)
+      end
+      local ok, mod = pcall(require, name)
+      if not ok then
+        error(string.format("module '%s' is not available: %s", name, first_line(mod)), 2)
+      end
+      v = readonly(mod, name)
+      loaded[name] = v
+      return v
+    end
+
+    -- A file beside the stack file: "helpers" -> dir/helpers.lua, "lib.x" -> dir/lib/x.lua.
+    if name:find("..", 1, true) or name:find("/", 1, true) or not name:find("^[%w_][%w_.]*$")
+        or name:sub(-1) == "." then
+      error(string.format("require: bad module name '%s' (use the plain name of a Lua file " ..
+        "beside the stack file, without '/' or '..')", keyname(name)), 2)
+    end
+    local path = (dir == "/" and "" or dir) .. "/" .. name:gsub("%.", "/") .. ".lua"
+    -- Recorded before loading so the reloader also watches a helper that fails to load.
+    required[#required + 1] = path
+    local src, err = read_file(path)
+    if not src then
+      err = first_line(err)
+      error(string.format("module '%s' not found (%s)", name,
+        err:find("No such file", 1, true) and "no file " .. path or err), 2)
+    end
+    local rel = name:gsub("%.", "/") .. ".lua"
+    local shown = (shown_dir == "." and rel) or (shown_dir == "" and "/" .. rel) or (shown_dir .. "/" .. rel)
+    local fn, lerr = load(sandbox.source_text(src), "@" .. shown, "t", env)
+    if not fn then error(first_line(lerr), 0) end
+    loading[name] = true
+    local ok, r = pcall(fn, name, path)
+    loading[name] = nil
+    if not ok then error(r, 0) end
+    if r == nil then r = true end
+    loaded[name] = r
+    return r
+  end
+
+  env._G = env
+  -- Plain field, read by the stack loader with rawget; the reloader watches these files.
+  env.__required = required
+
+  local function names()
+    local t = {}
+    for k in next, env do if type(k) == "string" then t[#t + 1] = k end end
+    table.sort(t)
+    return t
+  end
+
+  setmetatable(env, {
+    __index = function(_, k)
+      if DENIED[k] then error(string.format("'%s' %s", k, DENIED[k]), 2) end
+      local hint = sandbox.suggest(k, names())
+      error(string.format("undeclared global '%s'%s", keyname(k),
+        hint and string.format(" (did you mean '%s'?)", hint) or ""), 2)
+    end,
+    __newindex = function(_, k)
+      error(string.format("assignment to undeclared global '%s' (use local)", keyname(k)), 2)
+    end,
+    __metatable = false,
+  })
+  return env
+end
+
+sandbox.modules = STDLIB
+
+return sandbox

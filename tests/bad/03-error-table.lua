@@ -1,0 +1,2 @@
+-- expect: 03%-error%-table%.lua: %(error object is a table value%)
+error({ code = 1 })

@@ -1,0 +1,2 @@
+-- expect: 04%-error%-multiline%.lua:2: first line second line$
+error("first line\nsecond line")

@@ -1,0 +1,6 @@
+-- expect: component 'web': has both 'image' and 'build'; give one
+return {
+  components = {
+    web = { image = "nginx", build = "." },
+  },
+}

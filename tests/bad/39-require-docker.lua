@@ -1,0 +1,3 @@
+-- expect: module 'mw%.docker' is not available to stack files
+local docker = require "mw.docker"
+return {}

@@ -1,0 +1,3 @@
+-- expect: only text chunks are allowed
+local f = load("return 1", "x", "b")
+return {}

@@ -1,0 +1,3 @@
+-- expect: 43%-read%-undeclared%.lua:2: undeclared global 'pirnt' %(did you mean 'print'%?%)
+pirnt("hello")
+return {}

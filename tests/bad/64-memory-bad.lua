@@ -1,0 +1,6 @@
+-- expect: field 'memory': bad size "lots"
+return {
+  components = {
+    web = { image = "nginx", memory = "lots" },
+  },
+}

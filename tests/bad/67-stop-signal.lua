@@ -1,0 +1,6 @@
+-- expect: field 'stop_signal': unknown signal "SIGFOO"
+return {
+  components = {
+    web = { image = "nginx", stop_signal = "SIGFOO" },
+  },
+}

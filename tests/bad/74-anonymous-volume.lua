@@ -1,0 +1,6 @@
+-- expect: anonymous volume "/data"
+return {
+  components = {
+    web = { image = "nginx", volumes = { "/data" } },
+  },
+}

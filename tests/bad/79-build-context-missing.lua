@@ -1,0 +1,6 @@
+-- expect: field 'build%.context': build context "%./nope" is not a directory
+return {
+  components = {
+    web = { build = { context = "./nope" } },
+  },
+}

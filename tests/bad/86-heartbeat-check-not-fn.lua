@@ -1,0 +1,6 @@
+-- expect: field 'heartbeat%.check': must be a function
+return {
+  components = {
+    web = { image = "nginx", heartbeat = { check = "yes" } },
+  },
+}

@@ -1,0 +1,6 @@
+-- expect: port ranges are not supported
+return {
+  components = {
+    web = { image = "nginx", ports = { "8000-8010:8000-8010" } },
+  },
+}
