@@ -569,6 +569,7 @@ end
 function Sup:act(c, action)
   c.pending = nil
   local e = self.engine
+  log.info(c.name, "restarting", action:gsub("_", " ") .. " now", { action = action })
   local ok, err
   if action == "restart_dependents" or action == "restart_stack" then
     local group = {}

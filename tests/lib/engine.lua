@@ -1,0 +1,199 @@
+-- Helpers for tests against the real engine: a per-run id, a busybox test image, stack files in
+-- temp dirs, mw processes with JSON logs to poll, and cleanup by label that runs even on failure.
+local core = require "mw.core"
+local proc = require "mw.proc"
+local fs = require "mw.fs"
+local tar = require "mw.tar"
+local cjson = require "cjson"
+local docker = require "mw.docker"
+
+local E = {}
+
+E.run_id = string.format("t%x%x", core.pid(), math.floor(core.time() * 1000) % 0xfffff)
+E.stacks = {}
+E.dirs = {}
+E.procs = {}
+
+local engine
+function E.engine()
+  if not engine then engine = assert(docker.connect()) end
+  return engine
+end
+
+local function sh(cmd)
+  local ok = os.execute(cmd)
+  return ok
+end
+
+function E.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(fs.mkdirp(d, 448))
+  E.dirs[#E.dirs + 1] = d
+  return d
+end
+
+-- The busybox image every test component runs (FROM scratch + Debian's static busybox).
+local image
+function E.image()
+  if image then return image end
+  local d = E.tmpdir()
+  assert(sh("cp /bin/busybox " .. d .. "/busybox"))
+  local f = assert(io.open(d .. "/Dockerfile", "w"))
+  f:write('FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\n')
+  f:close()
+  local ctx = assert(tar.pack(d))
+  local tag = "mw-test-" .. E.run_id .. ":busybox"
+  local id, err = E.engine():build { context_tar = ctx, tag = tag,
+    labels = { ["used-by"] = "millwright", ["mw.test"] = E.run_id } }
+  assert(id, err)
+  image = tag
+  return image
+end
+
+-- A command that serves {"beats": n} on /debug/vars at port 8089 with busybox httpd.
+function E.httpd_cmd(extra)
+  return { "sh", "-c", "mkdir -p /w/debug && echo '{\"ok\":true}' > /w/debug/vars && "
+    .. (extra or "") .. "exec httpd -f -p 8089 -h /w" }
+end
+
+-- Writes a stack file; `body` is Lua source whose `return` is the stack, with IMAGE and NAME
+-- substituted. Returns the file path and the stack name.
+function E.stack(short, body)
+  local name = (E.run_id .. "-" .. short):lower()
+  E.stacks[#E.stacks + 1] = name
+  local d = E.tmpdir()
+  local src = body:gsub("IMAGE", E.image()):gsub("NAME", name)
+  local path = d .. "/stack.lua"
+  assert(fs.write_atomic(path, src, 420))
+  return path, name, d
+end
+
+-- Starts `mw <args>` with JSON logs into a file; returns a handle.
+function E.mw(args, opts)
+  opts = opts or {}
+  local out = E.tmpdir() .. "/mw.log"
+  local argv = { os.getenv("MW_BIN") or "./mw" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
+  for _, k in ipairs { "MW_LUA_PATH", "DOCKER_HOST", "HOME", "XDG_RUNTIME_DIR" } do
+    if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
+  end
+  for _, kv in ipairs(opts.env or {}) do env[#env + 1] = kv end
+  local p = assert(proc.spawn { args = argv, env = env, out = out, cwd = opts.cwd })
+  local h = { p = p, out = out, pid = p:pid() }
+  E.procs[#E.procs + 1] = h
+  -- every JSON event line so far
+  function h.events()
+    local text = fs.read(out) or ""
+    local list = {}
+    for line in text:gmatch("[^\n]+") do
+      local ok, ev = pcall(cjson.decode, line)
+      if ok and type(ev) == "table" then list[#list + 1] = ev end
+    end
+    return list
+  end
+  function h.text() return fs.read(out) or "" end
+  -- waits for an event matching fields (event, component, and any other field) after index `from`
+  function h.wait_event(want, timeout, from)
+    local deadline = core.now() + (timeout or 30)
+    while true do
+      local evs = h.events()
+      for i = (from or 0) + 1, #evs do
+        local ev = evs[i]
+        local ok = true
+        for k, v in pairs(want) do if ev[k] ~= v then ok = false break end end
+        if ok then return ev, i end
+      end
+      if core.now() > deadline then
+        error(string.format("timed out waiting for %s; log:\n%s", cjson.encode(want), h.text()), 2)
+      end
+      local code = p:wait(0.05)
+      if code then
+        error(string.format("mw exited (%s) while waiting for %s; log:\n%s", tostring(code), cjson.encode(want), h.text()), 2)
+      end
+    end
+  end
+  function h.stop(sig)
+    if not h.closed then
+      p:kill(sig or "TERM")
+      local code = p:wait(10)
+      if not code then p:kill("KILL"); code = p:wait(5) end
+      h.code = code
+      p:close()
+      h.closed = true
+    end
+    return h.code
+  end
+  return h
+end
+
+-- Runs mw to completion (for check, status, destroy...) -> exit code, output.
+function E.mw_sync(args, opts)
+  local h = E.mw(args, opts)
+  local code = h.p:wait((opts and opts.timeout) or 60)
+  if not code then h.p:kill("KILL"); code = h.p:wait(5) end
+  h.p:close()
+  h.closed = true
+  return code, h.text()
+end
+
+-- Containers of a stack by component name (running or not).
+function E.containers(stack)
+  local list = assert(E.engine():list { label = { "used-by=millwright", "mw.stack=" .. stack } })
+  local by = {}
+  for _, x in ipairs(list) do
+    local comp = x.Labels["mw.component"]
+    by[comp] = by[comp] or {}
+    table.insert(by[comp], x)
+  end
+  return by
+end
+
+-- Waits until every named component has exactly one running container.
+function E.wait_running(stack, comps, timeout)
+  local deadline = core.now() + (timeout or 60)
+  while true do
+    local by = E.containers(stack)
+    local ok = true
+    for _, c in ipairs(comps) do
+      local l = by[c]
+      if not l or #l ~= 1 or l[1].State ~= "running" then ok = false end
+    end
+    if ok then return by end
+    if core.now() > deadline then error("timed out waiting for " .. table.concat(comps, ", ") .. " to run", 2) end
+    core.sleep(0.05)
+  end
+end
+
+-- Removes everything this run made: containers, networks, volumes, images, temp dirs, mws.
+function E.cleanup()
+  for _, h in ipairs(E.procs) do pcall(h.stop, "KILL") end
+  local e = E.engine()
+  local selectors = { "mw.test=" .. E.run_id }
+  for _, s in ipairs(E.stacks) do selectors[#selectors + 1] = "mw.stack=" .. s end
+  for _, sel in ipairs(selectors) do
+    for _, x in ipairs(e:list { label = { "used-by=millwright", sel } } or {}) do e:remove(x.Id, { force = true, volumes = true }) end
+  end
+  for _, sel in ipairs(selectors) do
+    for _, n in ipairs(e:network_list { label = { "used-by=millwright", sel } } or {}) do e:network_remove(n.Id) end
+    for _, v in ipairs((e:volume_list { label = { "used-by=millwright", sel } }) or {}) do
+      e:volume_remove(v.Name or v, true)
+    end
+  end
+  for _, sel in ipairs(selectors) do
+    for _, i in ipairs(e:image_list { label = { "used-by=millwright", sel } } or {}) do e:image_remove(i.Id, true) end
+  end
+  for _, d in ipairs(E.dirs) do sh("rm -rf '" .. d .. "'") end
+end
+
+-- Runs the test file's cases, then cleans up whatever happened.
+function E.run(t)
+  local ok, rc = pcall(t.run)
+  local cok, cerr = pcall(E.cleanup)
+  if not cok then print("cleanup failed: " .. tostring(cerr)) end
+  if not ok then print("FAIL harness: " .. tostring(rc)); return 1 end
+  return rc
+end
+
+return E
