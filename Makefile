@@ -1,5 +1,5 @@
 # mw: one binary with the C core and the embedded Lua sources.
-PKGS     := lua5.4 libcurl libuv
+PKGS     := lua5.4 libcurl libuv yaml-0.1
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icore $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -235,7 +235,9 @@ function Sup:post_start(c, how)
   if not info then return nil, err end
   local st = info.State or {}
   if st.Status ~= "running" then
-    return nil, "container is " .. tostring(st.Status) .. " right after start (exit code " .. tostring(st.ExitCode) .. ")"
+    -- it already ended: a failure like any exit, with the engine's exit code
+    return nil, "exited right after start with code " .. tostring(st.ExitCode),
+      { exit_code = st.ExitCode, oom = st.OOMKilled, exited = true }
   end
   c.pid = st.Pid
   c.started_wall = parse_started(st.StartedAt) or core.time()
@@ -335,13 +337,10 @@ function Sup:bring_up(c, existing)
   local img, ierr = self:image_for(c)
   self:wait_deps(c)
   if self.stopping or c.state == "gone" then return end
-  local ok, err = nil, ierr
-  if img then ok, err = self:ensure(c, existing) end
-  if not ok then
-    log.error(c.name, "start_failed", "cannot start: " .. tostring(err))
-    c.handling = false
-    self:failure(c, "exited", { message = err })
-  end
+  local ok, err, info = nil, ierr, nil
+  if img then ok, err, info = self:ensure(c, existing) end
+  if not ok then return self:start_failed(c, err, info) end
+  self:settle(c)
 end
 
 -- ---------------------------------------------------------------------------------------------
@@ -590,20 +589,20 @@ function Sup:act(c, action)
     end
     c.restarts = c.restarts + 1
     set_state(self, c, "restarting")
-    ok, err = self:restart_container(c)
-    c.handling = false
+    local info
+    ok, err, info = self:restart_container(c)
     if not ok then
       for _, d in ipairs(group) do d.handling = false end
-      log.error(c.name, "restart_failed", "restart failed: " .. tostring(err))
-      return self:failure(c, "exited", { message = err })
+      return self:start_failed(c, err, info)
     end
+    self:settle(c)
     for _, d in ipairs(group) do
       self:spawn(d.name .. "-restart", function()
         self:wait_deps(d)
         d.restarts = d.restarts + 1
-        local dok, derr = self:restart_container(d)
-        d.handling = false
-        if not dok then self:failure(d, "exited", { message = derr }) end
+        local dok, derr, dinfo = self:restart_container(d)
+        if not dok then return self:start_failed(d, derr, dinfo) end
+        self:settle(d)
       end)
     end
     return
@@ -623,22 +622,50 @@ function Sup:act(c, action)
     log.warn(c.name, "reconnect_failed", "reconnect failed (" .. tostring(err) .. "); recreating")
     action = "recreate"
   end
+  local info
   if action == "restart" then
-    ok, err = self:restart_container(c)
+    ok, err, info = self:restart_container(c)
   else
-    ok, err = self:recreate(c)
+    ok, err, info = self:recreate(c)
   end
-  c.handling = false
-  if not ok then
-    log.error(c.name, "restart_failed", action .. " failed: " .. tostring(err))
-    self:failure(c, "exited", { message = err })
-  end
+  if not ok then return self:start_failed(c, err, info) end
+  self:settle(c)
 end
 
--- Starts the same container again; falls back to a new one when it is gone.
+-- The end of a recovery: failures count again; a die that came while we were busy is one.
+function Sup:settle(c)
+  c.handling = false
+  local d = c.died
+  c.died = nil
+  if d and d.id == c.id then self:failure(c, d.oom and "oom" or "exited", { exit_code = d.exit_code }) end
+end
+
+-- A start that did not take: an exit right after start is an ordinary failure (with its exit
+-- code); anything else (image missing, engine error) is logged and goes to the policy too.
+function Sup:start_failed(c, err, info)
+  c.handling = false
+  info = info or {}
+  if not info.exited then
+    log.error(c.name, "start_failed", "cannot start: " .. tostring(err))
+    info.message = err
+  end
+  self:failure(c, info.oom and "oom" or "exited", info)
+end
+
+-- Starts the same container again (stopping it first if it still runs, hung or paused);
+-- falls back to a new one when it is gone.
 function Sup:restart_container(c)
   if not c.id then return self:recreate(c) end
-  local ok, err, code = self.engine:start(c.id)
+  local e = self.engine
+  local info = e:inspect(c.id)
+  if not info then return self:recreate(c) end
+  local status = info.State and info.State.Status
+  if status == "paused" or status == "running" or status == "restarting" then
+    c.quiet = c.id
+    if status == "paused" then e:unpause(c.id) end
+    e:kill(c.id, "KILL")
+  end
+  local ok, err, code = e:start(c.id)
   if ok then return self:post_start(c, "restarted") end
   if code == "notfound" then return self:recreate(c) end
   return nil, err
@@ -678,6 +705,9 @@ function Sup:on_container_event(ev)
   local action = ev.Action or ev.status
   if action == "oom" then
     c.oom = true
+  elseif action == "die" and c.handling then
+    -- mid-recovery (between our start and settle): remember it for settle()
+    c.died = { id = actor.ID, exit_code = tonumber(attrs.exitCode), oom = c.oom }
   elseif action == "die" then
     local code = tonumber(attrs.exitCode)
     if c.oom then self:failure(c, "oom", { exit_code = code })
