@@ -597,6 +597,14 @@ function Engine:create(name, spec)
   return v.Id, v.Warnings
 end
 
+-- Renames a container -> true | nil, err, code (409 when the name is taken).
+function Engine:rename(id, name)
+  local res, err, code = self:_call("containers/rename", "POST", "/containers/" .. seg(id) .. "/rename",
+    { query = { name = name } })
+  if not res then return nil, err, code end
+  return true
+end
+
 -- true | true, "notmodified" (already running) | nil, err, code.
 function Engine:start(id)
   local res, err, code = self:_call("containers/start", "POST", "/containers/" .. seg(id) .. "/start")

@@ -1,12 +1,108 @@
--- `mw run`: connect, take the stack's place in line, supervise, reload on change, and leave
--- the containers running on exit.
+-- `mw run`: connect, take the stack's place in line, supervise, reload on change, keep the
+-- status file current, and leave the containers running on exit.
 local core = require "mw.core"
+local fs = require "mw.fs"
 local signal = require "mw.signal"
+local cjson = require "cjson"
 local log = require "mw.log"
 local docker = require "mw.docker"
+local queue = require "mw.queue"
+local stack = require "mw.stack"
 local supervisor = require "mw.supervisor"
 
 local M = {}
+
+local DEBOUNCE = 0.05       -- a burst of writes (an editor's save) is one reload
+local STATUS_EVERY = 5      -- the status file is rewritten at least this often
+
+-- A mailbox: the main loop's one place to wait for signals, file changes and step-downs.
+local function mailbox()
+  local box = { q = {}, cond = core.cond() }
+  function box.put(msg)
+    box.q[#box.q + 1] = msg
+    box.cond:notify()
+  end
+  function box.get()
+    while #box.q == 0 do box.cond:wait() end
+    return table.remove(box.q, 1)
+  end
+  return box
+end
+
+local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
+local function basename(p) return p:match("([^/]*)$") end
+
+-- Watches the stack file and every Lua file it required: their directories, so that editors
+-- which replace a file by renaming a new one over it are seen too.
+local function watch_files(ctx, files)
+  for _, w in pairs(ctx.watches or {}) do w.closed = true; w.watch:close() end
+  ctx.watches = {}
+  local by_dir = {}
+  for _, f in ipairs(files) do
+    local d = dirname(f)
+    by_dir[d] = by_dir[d] or {}
+    by_dir[d][basename(f)] = true
+  end
+  for dir, names in pairs(by_dir) do
+    local w, err = fs.watch(dir)
+    if not w then
+      log.warn(nil, "watch", "cannot watch " .. dir .. " for changes: " .. tostring(err))
+    else
+      local entry = { watch = w }
+      ctx.watches[dir] = entry
+      core.spawn(function()
+        while not entry.closed do
+          local evs = w:wait()
+          if not evs then break end
+          for _, ev in ipairs(evs) do
+            if names[ev.name] then ctx.box.put { kind = "changed", file = dir .. "/" .. ev.name } break end
+          end
+        end
+      end, "watch " .. dir)
+    end
+  end
+end
+
+local function write_status(ctx)
+  local snap = ctx.sup:snapshot()
+  snap.updated = core.time()
+  snap.state_dir = ctx.state_dir
+  local ok, err = fs.write_atomic(ctx.status_file, cjson.encode(snap), 384)
+  if not ok and not ctx.status_warned then
+    ctx.status_warned = true
+    log.warn(nil, "status", "cannot write " .. ctx.status_file .. ": " .. tostring(err))
+  end
+end
+
+-- Loads the stack file again; on success swaps it in, on failure keeps the running one.
+local function reload(ctx, why)
+  local t0 = core.now()
+  local s, err, required = stack.load(ctx.file)
+  if not s then
+    log.warn(nil, "reload_failed", "reload failed, keeping the running configuration: " .. tostring(err))
+    local files = { ctx.stack.file }
+    for _, f in ipairs(required or {}) do files[#files + 1] = f end
+    for _, f in ipairs(ctx.stack.required or {}) do files[#files + 1] = f end
+    watch_files(ctx, files)
+    if ctx.on_reload then ctx.on_reload(false, err) end
+    return false
+  end
+  if s.name ~= ctx.stack.name then
+    log.warn(nil, "reload_failed", string.format("reload failed: the stack's name changed from %s to %s; restart mw to switch stacks",
+      ctx.stack.name, s.name))
+    return false
+  end
+  local summary = ctx.sup:apply(s)
+  ctx.stack = s
+  local files = { s.file }
+  for _, f in ipairs(s.required or {}) do files[#files + 1] = f end
+  watch_files(ctx, files)
+  log.info(nil, "reloaded", string.format("reloaded in %d ms (%s): %s", math.floor((core.now() - t0) * 1000 + 0.5),
+    why, summary), { ms = (core.now() - t0) * 1000 })
+  if ctx.on_reload then ctx.on_reload(true) end
+  return true
+end
+M.reload = reload
 
 function M.run(o)
   local s = o.stack
@@ -15,10 +111,58 @@ function M.run(o)
     io.stderr:write("mw: ", err, "\n")
     return 1
   end
+  local box = mailbox()
   local sigs = signal.watch { "INT", "TERM", "HUP" }
-  local ctx = { engine = engine, stack = s, file = o.file, sigs = sigs }
+  local ctx = { engine = engine, stack = s, file = o.file, box = box }
+  core.spawn(function()
+    while true do
+      local name = sigs:wait()
+      if not name then return end
+      box.put { kind = "signal", name = name }
+    end
+  end, "signals")
 
-  local sup = supervisor.new { engine = engine, stack = s }
+  -- one active mw per stack: wait in line (or cut in with --force)
+  ctx.state_dir = o.state_dir or queue.default_dir()
+  local q, qerr = queue.enter { dir = ctx.state_dir, stack = s.name, force = o.force }
+  if not q then
+    io.stderr:write("mw: cannot join the queue for stack ", s.name, ": ", tostring(qerr), "\n")
+    sigs:close()
+    return 1
+  end
+  ctx.status_file = ctx.state_dir .. "/" .. s.name .. "/status.json"
+  local waiting = core.spawn(function()
+    local ok, werr = q:wait(function(info)
+      log.info(nil, "waiting", string.format("another mw runs stack %s: waiting for pid %s on %s (since %s), %d ahead",
+        s.name, tostring(info.pid), tostring(info.host), os.date("%H:%M:%S", math.floor(info.since or 0)), info.ahead or 1),
+        { pid = info.pid, ahead = info.ahead })
+    end)
+    box.put { kind = ok and "active" or "lost", err = werr }
+  end, "queue")
+  while true do
+    local msg = box.get()
+    if msg.kind == "active" then break end
+    if msg.kind == "lost" then
+      log.info(nil, "stop", "left the queue (" .. tostring(msg.err) .. ")")
+      q:leave()
+      sigs:close()
+      return 0
+    end
+    if msg.kind == "signal" and msg.name ~= "HUP" then
+      core.cancel(waiting)
+      q:leave()
+      log.info(nil, "stop", "stopped while waiting in line (signal " .. msg.name .. ")")
+      sigs:close()
+      return 0
+    end
+  end
+  core.spawn(function()
+    local r = q:replaced()
+    if r then box.put { kind = "replaced" } end
+  end, "replaced")
+
+  local status_cond = core.cond()
+  local sup = supervisor.new { engine = engine, stack = s, on_change = function() status_cond:notify() end }
   ctx.sup = sup
   log.info(nil, "start", string.format("stack %s: %d component%s, engine %s (API %s)", s.name, #s.order,
     #s.order == 1 and "" or "s", tostring(engine.version), tostring(engine.api)))
@@ -26,21 +170,53 @@ function M.run(o)
   if not ok then
     io.stderr:write("mw: ", tostring(serr), "\n")
     sup:stop()
+    q:leave()
     sigs:close()
     return 1
   end
+  local status_task = core.spawn(function()
+    while true do
+      write_status(ctx)
+      status_cond:wait(STATUS_EVERY)
+      core.sleep(0.02)          -- coalesce a burst of changes into one write
+    end
+  end, "status")
+  local files = { s.file }
+  for _, f in ipairs(s.required or {}) do files[#files + 1] = f end
+  watch_files(ctx, files)
 
   local rc = 0
   while true do
-    local name = sigs:wait()
-    if name == "HUP" then
-      if M.reload then M.reload(ctx) end
-    else
-      log.info(nil, "stop", "stopping supervision (signal " .. tostring(name) .. "); containers keep running")
+    local msg = box.get()
+    if msg.kind == "changed" then
+      -- debounce: wait until the files are quiet, then reload once
+      while true do
+        core.sleep(DEBOUNCE)
+        local more = false
+        for i = #box.q, 1, -1 do
+          if box.q[i].kind == "changed" then table.remove(box.q, i) more = true end
+        end
+        if not more then break end
+      end
+      reload(ctx, "file changed")
+    elseif msg.kind == "signal" and msg.name == "HUP" then
+      reload(ctx, "SIGHUP")
+    elseif msg.kind == "signal" then
+      log.info(nil, "stop", "stopping supervision (signal " .. tostring(msg.name) .. "); containers keep running")
+      break
+    elseif msg.kind == "replaced" then
+      log.info(nil, "replaced", "another mw took over this stack (--force); stepping down, containers keep running")
       break
     end
   end
   sup:stop()
+  core.cancel(status_task)
+  for _, w in pairs(ctx.watches or {}) do w.closed = true; w.watch:close() end
+  -- the status file is ours to remove only while it still says so (a successor rewrites it)
+  local cur = fs.read(ctx.status_file)
+  local okj, doc = pcall(cjson.decode, cur or "")
+  if okj and type(doc) == "table" and doc.pid == core.pid() then fs.remove(ctx.status_file) end
+  q:leave()
   sigs:close()
   return rc
 end

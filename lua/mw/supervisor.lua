@@ -317,6 +317,10 @@ function Sup:ensure(c, existing)
   end
   if keep then
     c.id = keep.Id
+    local name = spec.container_name(self.stack, c.name)
+    if keep.Names and keep.Names[1] ~= "/" .. name then
+      e:rename(keep.Id, name)      -- a replacement interrupted before its rename
+    end
     if keep.State == "running" then
       return self:post_start(c, "adopted")
     end
@@ -864,6 +868,186 @@ function Sup:stop()
     end
   end
   self.tasks = {}
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- reload
+
+local function describe_policy(p)
+  if type(p) == "function" then return tostring(p) end
+  local ok, d = pcall(policy.describe, p)
+  return ok and d or tostring(p)
+end
+
+local function same(a, b)
+  return spec.hash(a or {}) == spec.hash(b or {})
+end
+
+-- Heartbeat settings that only mw uses (the port is part of the container's definition).
+local function hb_settings(hb)
+  if not hb then return false end
+  return { hb.kind, hb.path, hb.interval, hb.timeout, hb.misses, hb.grace, hb.exec, tostring(hb.check) }
+end
+
+-- Applies a newly loaded stack: policies and heartbeat settings at once, pending delays
+-- recomputed; changed components replaced, added ones started, removed ones removed.
+-- Returns a one-line summary of what changed.
+function Sup:apply(new)
+  local old = self.stack
+  self.stack = new
+  local notes = { policy = {}, heartbeat = {}, added = {}, removed = {}, checking = {} }
+  for _, name in ipairs(old.order) do
+    if not new.components[name] then
+      local c = self.comps[name]
+      notes.removed[#notes.removed + 1] = name
+      self:retire(c)
+    end
+  end
+  for _, name in ipairs(new.order) do
+    local def = new.components[name]
+    local c = self.comps[name]
+    if not c then
+      c = self:_add(name, def)
+      notes.added[#notes.added + 1] = name
+      c.runner = self:spawn(name .. "-up", function() self:bring_up(c, nil) end)
+    else
+      local olddef = c.def
+      c.def = def
+      if describe_policy(olddef.restart) ~= describe_policy(def.restart) then notes.policy[#notes.policy + 1] = name end
+      if c.pending then self:repolicy(c) end
+      if not same(hb_settings(olddef.heartbeat), hb_settings(def.heartbeat)) then
+        notes.heartbeat[#notes.heartbeat + 1] = name
+        if c.id and (c.state == "healthy" or c.state == "starting" or c.state == "unhealthy" or c.state == "running") then
+          if def.heartbeat and c.state == "running" then set_state(self, c, "starting") end
+          if not def.heartbeat and c.state ~= "running" then set_state(self, c, "running") end
+          local port = c.hb and c.hb.host_port
+          c.hb = { misses = 0, host_port = port }
+          self:start_heartbeat(c)
+        end
+      end
+      notes.checking[#notes.checking + 1] = c
+    end
+  end
+  -- which definitions changed is known once images are resolved: in the background
+  self:spawn("reconcile", function()
+    for _, c in ipairs(notes.checking) do
+      if c.id and c.state ~= "gone" and not c.replacing then
+        local img = self:image_for(c)
+        if img then
+          local _, hash = spec.container(self.stack, c.def, img)
+          if hash ~= c.hash then
+            c.replacing = true
+            self:spawn(c.name .. "-replace", function() self:replace(c, img) end)
+          end
+        end
+      end
+    end
+  end)
+  local parts = {}
+  local function add(label, list)
+    if #list > 0 then parts[#parts + 1] = label .. " " .. table.concat(list, ", ") end
+  end
+  add("new policy for", notes.policy)
+  add("new heartbeat for", notes.heartbeat)
+  add("added", notes.added)
+  add("removed", notes.removed)
+  if #parts == 0 then parts[1] = "no policy or component added or removed" end
+  return table.concat(parts, "; ") .. "; changed definitions are replaced"
+end
+
+-- A component no longer in the stack: stop supervising it and remove its container.
+function Sup:retire(c)
+  self:stop_heartbeat(c)
+  if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
+  c.runner, c.pending = nil, nil
+  set_state(self, c, "gone")
+  self.comps[c.name] = nil
+  self:spawn(c.name .. "-retire", function()
+    if c.id then
+      c.quiet = c.id
+      self.engine:stop(c.id, math.ceil(c.def.stop_grace or 10))
+      self.engine:remove(c.id, { force = true })
+      log.info(c.name, "removed", "removed (no longer in the stack)")
+    end
+  end)
+end
+
+-- Probes a candidate container until it answers its heartbeat, or the deadline passes.
+function Sup:wait_healthy(c, id, port, deadline)
+  local hb = c.def.heartbeat
+  local cand = { name = c.name, id = id, hb = { host_port = port }, def = c.def }
+  local why
+  while core.now() < deadline do
+    local ok, w = PROBES[hb.kind](self, cand, hb)
+    if ok then return true end
+    why = w
+    core.sleep(math.min(hb.interval, 0.2))
+  end
+  return nil, why or "no answer"
+end
+
+-- Replaces c's container with one of its new definition: start-first (new healthy, then old
+-- removed: no downtime) when nothing it holds is exclusive, else stop-first.
+function Sup:replace(c, img)
+  local e = self.engine
+  local body, hash = spec.container(self.stack, c.def, img)
+  local name = spec.container_name(self.stack, c.name)
+  local old = c.id
+  local t0 = core.now()
+  if spec.start_first(c.def) and old then
+    local tmp = name .. "-next-" .. hash:sub(1, 8)
+    local id, err = e:create(tmp, body)
+    if id then
+      local ok, serr = e:start(id)
+      local port
+      if ok then
+        local info = e:inspect(id)
+        port = info and host_port(info, c.def.heartbeat.port)
+      end
+      local healthy, why = nil, serr
+      if ok and port then
+        healthy, why = self:wait_healthy(c, id, port, core.now() + math.max(c.def.heartbeat.grace, 5))
+      end
+      if not healthy then
+        e:remove(id, { force = true })
+        c.replacing = nil
+        log.error(c.name, "replace_failed", "the new container did not become healthy (" .. tostring(why)
+          .. "); the old one keeps serving")
+        return
+      end
+      -- switch: heartbeats move to the new container, then the old one goes
+      self:stop_heartbeat(c)
+      c.quiet = old
+      c.id, c.hash = id, hash
+      e:remove(old, { force = true })
+      e:rename(id, name)
+      c.replacing = nil
+      local pok, perr, pinfo = self:post_start(c, "replaced")
+      if not pok then return self:start_failed(c, perr, pinfo) end
+      log.info(c.name, "replace", string.format("replaced start-first in %s", log.dur(core.now() - t0)))
+      return
+    end
+    log.warn(c.name, "replace", "cannot start the new container beside the old one (" .. tostring(err) .. "); stop-first")
+  end
+  self:stop_heartbeat(c)
+  if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
+  c.runner, c.pending = nil, nil
+  c.handling = true
+  if old then
+    c.quiet = old
+    e:stop(old, math.ceil(c.def.stop_grace or 10))
+    e:remove(old, { force = true })
+    c.id = nil
+  end
+  set_state(self, c, "restarting")
+  local ok, err = self:create_and_start(c, body)
+  c.hash = hash
+  c.replacing = nil
+  if not ok then return self:start_failed(c, err) end
+  local pok, perr, pinfo = self:post_start(c, "replaced")
+  if not pok then return self:start_failed(c, perr, pinfo) end
+  self:settle(c)
+  log.info(c.name, "replace", string.format("replaced stop-first in %s", log.dur(core.now() - t0)))
 end
 
 -- What `mw status` shows of a running supervisor.

@@ -97,6 +97,7 @@ function E.mw(args, opts)
   -- waits for an event matching fields (event, component, and any other field) after index `from`
   function h.wait_event(want, timeout, from)
     local deadline = core.now() + (timeout or 30)
+    local exited
     while true do
       local evs = h.events()
       for i = (from or 0) + 1, #evs do
@@ -108,10 +109,11 @@ function E.mw(args, opts)
       if core.now() > deadline then
         error(string.format("timed out waiting for %s; log:\n%s", cjson.encode(want), h.text()), 2)
       end
-      local code = p:wait(0.05)
-      if code then
-        error(string.format("mw exited (%s) while waiting for %s; log:\n%s", tostring(code), cjson.encode(want), h.text()), 2)
+      if exited then
+        error(string.format("mw exited (%s) while waiting for %s; log:\n%s", tostring(exited), cjson.encode(want), h.text()), 2)
       end
+      local code = not h.closed and p:wait(0.05)
+      if code then exited = code end      -- read the log once more: its last lines may be the ones
     end
   end
   function h.stop(sig)
