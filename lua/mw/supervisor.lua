@@ -432,9 +432,13 @@ function Sup:beat(c, probe, ok, why, latency, started)
     end
     return
   end
+  -- a probe that ended in error is a failed heartbeat; one still unanswered at the next tick
+  -- only a missed one (it may answer late)
+  if latency then c.failed_probes = (c.failed_probes or 0) + 1 end
   if probe.missed then return end
   probe.missed = true
   c.hb.misses = c.hb.misses + 1
+  c.missed = (c.missed or 0) + 1
   c.hb.last_error = why
   if c.state == "starting" then
     if core.now() - started < hb.grace then return end
@@ -1065,6 +1069,8 @@ function Sup:snapshot()
         heartbeat = c.def.heartbeat and c.def.heartbeat.kind or nil,
         heartbeat_port = c.hb and c.hb.host_port or nil,
         next_action = c.pending and c.pending.action or nil,
+        missed = c.missed or 0, failed_probes = c.failed_probes or 0, failures = c.failures or 0,
+        last_probe_error = c.hb and c.hb.last_error or nil,
       }
     end
   end
