@@ -8,8 +8,9 @@ local spec = {}
 spec.LABEL_USED_BY = "used-by"
 spec.USED_BY = "millwright"
 
--- Names on the engine: <stack>-<component>[-<n>], <stack>_<volume>, network <stack>.
-function spec.container_name(stack, comp) return stack.name .. "-" .. comp end
+-- Names on the engine: <stack>-<component>[-<n>] (the instance key), <stack>_<volume>,
+-- network mw-<stack>.
+function spec.container_name(stack, key) return stack.name .. "-" .. key end
 function spec.network_name(stack) return "mw-" .. stack.name end
 function spec.volume_name(stack, vol) return stack.name .. "_" .. vol end
 function spec.image_tag(stack) return "mw-" .. stack.name end
@@ -64,9 +65,10 @@ local function mounts(stack, c)
   return list
 end
 
--- spec.container(stack, c, image_id) -> create body, config hash
--- image_id is the resolved image (an ID for builds) so a rebuilt image changes the hash.
-function spec.container(stack, c, image_id)
+-- spec.container(stack, c, image_id[, instance]) -> create body, config hash
+-- image_id is the resolved image (an ID for builds) so a rebuilt image changes the hash; the
+-- instance number is a label only, so every instance of a component has the same hash.
+function spec.container(stack, c, image_id, instance)
   local hb = c.heartbeat
   local ports = {}
   for _, p in ipairs(c.ports or {}) do
@@ -92,7 +94,8 @@ function spec.container(stack, c, image_id)
   local hash = spec.hash(resolved)
   local labels = {}
   for k, v in pairs(c.labels or {}) do labels[k] = v end
-  for k, v in pairs(spec.labels(stack, { ["mw.component"] = c.name, ["mw.config-hash"] = hash })) do
+  for k, v in pairs(spec.labels(stack, { ["mw.component"] = c.name, ["mw.config-hash"] = hash,
+                                          ["mw.instance"] = tostring(instance or 1) })) do
     labels[k] = v
   end
   local extra = {}

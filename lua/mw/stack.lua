@@ -19,7 +19,7 @@ local COMPONENT_FIELDS = {
   "image", "build", "command", "entrypoint", "env", "depends_on", "heartbeat", "restart",
   "ports", "volumes", "secrets", "scale", "autoscale", "working_dir", "user", "labels",
   "hostname", "extra_hosts", "stop_signal", "stop_grace", "init", "read_only", "cap_add",
-  "cap_drop", "memory", "cpus", "shm_size", "ulimits", "networks",
+  "cap_drop", "memory", "cpus", "shm_size", "ulimits", "networks", "rollout",
 }
 
 local CAPABILITIES = {}
@@ -921,10 +921,33 @@ end
 function spec.scale(_, path, v) return integer(path, v, 0, 1000) end
 
 -- Owned by mw.autoscale; here it only has to be a table (or false to turn it off).
+-- autoscale = { min =, max =, every =, decide = function(s) return desired end }
 function spec.autoscale(_, path, v)
   if v == false then return nil end
-  if type(v) ~= "table" then must(path, v, "a table") end
-  return v
+  if type(v) ~= "table" then must(path, v, "a table { min =, max =, every =, decide = function(s) ... end }") end
+  fields(path, v, { "min", "max", "every", "decide" })
+  local a = { min = 1, max = 8, every = 5 }
+  if rawget(v, "min") ~= nil then a.min = integer(sub(path, "min"), rawget(v, "min"), 0, 1000) end
+  if rawget(v, "max") ~= nil then a.max = integer(sub(path, "max"), rawget(v, "max"), 1, 1000) end
+  if a.min > a.max then fail(path, string.format("min (%d) is above max (%d)", a.min, a.max), "min") end
+  if rawget(v, "every") ~= nil then a.every = dur(sub(path, "every"), rawget(v, "every"), true) end
+  local decide = rawget(v, "decide")
+  if type(decide) ~= "function" and not (type(decide) == "table" and getmetatable(decide)) then
+    must(sub(path, "decide"), decide, "a function(s) returning the desired number of instances")
+  end
+  a.decide = decide
+  return a
+end
+
+-- rollout = { parallel = 1, timeout = "60s" }: how a changed component with several
+-- instances is replaced: how many at once, and how long each new one may take to be healthy.
+function spec.rollout(_, path, v)
+  if type(v) ~= "table" then must(path, v, "a table { parallel =, timeout = }") end
+  fields(path, v, { "parallel", "timeout" })
+  local r = { parallel = 1 }
+  if rawget(v, "parallel") ~= nil then r.parallel = integer(sub(path, "parallel"), rawget(v, "parallel"), 1, 100) end
+  if rawget(v, "timeout") ~= nil then r.timeout = dur(sub(path, "timeout"), rawget(v, "timeout"), true) end
+  return r
 end
 
 function spec.working_dir(_, path, v)

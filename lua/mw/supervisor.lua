@@ -24,19 +24,39 @@ local MAX_DELAY = 24 * 3600
 
 function M.new(o)
   local self = setmetatable({
-    engine = o.engine, stack = o.stack, comps = {}, images = {}, waiters = {},
+    engine = o.engine, stack = o.stack, comps = {}, groups = {}, images = {}, waiters = {},
     tasks = {}, network = nil, stopping = false, on_change = o.on_change,
     started_at = core.time(),
   }, Sup)
-  for _, name in ipairs(o.stack.order) do self:_add(name, o.stack.components[name]) end
+  for _, name in ipairs(o.stack.order) do self:_group(name, o.stack.components[name]) end
   return self
 end
 
-function Sup:_add(name, def)
-  local c = { name = name, def = def, state = "pending", restarts = 0, history = {}, hb = {},
-              probes = {} }
-  self.comps[name] = c
+-- A component is a group of instances: each has its own container, heartbeat, failure record
+-- and backoff. Instance 1 is named like the component, instance i>1 "<component>-<i>".
+function Sup:_group(name, def)
+  local g = { name = name, def = def, desired = def.scale or 1, instances = {} }
+  self.groups[name] = g
+  for i = 1, g.desired do self:_instance(g, i) end
+  return g
+end
+
+function Sup:_instance(g, i)
+  local key = i == 1 and g.name or (g.name .. "-" .. i)
+  local c = { name = g.name, index = i, key = key, group = g, def = g.def, state = "pending",
+              restarts = 0, history = {}, hb = {}, probes = {} }
+  self.comps[key] = c
+  g.instances[i] = c
   return c
+end
+
+-- The instances of a group in index order.
+local function instances(g)
+  local out = {}
+  for i in pairs(g.instances) do out[#out + 1] = i end
+  table.sort(out)
+  for k, i in ipairs(out) do out[k] = g.instances[i] end
+  return out
 end
 
 function Sup:spawn(name, fn, ...)
@@ -86,27 +106,42 @@ function Sup:wait_deps(c)
   return self:wait_until(function()
     if c.state == "gone" then return true end
     for dep, cond in pairs(c.def.depends_on) do
-      local d = self.comps[dep]
-      if not d or not condition_met(d, cond) then return false end
+      local g = self.groups[dep]
+      if not g then return false end
+      for _, d in pairs(g.instances) do
+        if not condition_met(d, cond) then return false end
+      end
     end
     return true
   end)
 end
 
--- Components that depend on c, directly or not, in start order.
+-- Instances of the components that depend on c's, directly or not, in start order.
 function Sup:dependents(c)
   local set = { [c.name] = true }
   local out = {}
   for _, name in ipairs(self.stack.order) do
-    local d = self.comps[name]
-    if d and name ~= c.name then
-      for dep in pairs(d.def.depends_on) do
+    local g = self.groups[name]
+    if g and name ~= c.name then
+      for dep in pairs(g.def.depends_on) do
         if set[dep] then
           set[name] = true
-          out[#out + 1] = d
+          for _, d in ipairs(instances(g)) do out[#out + 1] = d end
           break
         end
       end
+    end
+  end
+  return out
+end
+
+-- Every instance but c, in start order.
+function Sup:all_but(c)
+  local out = {}
+  for _, name in ipairs(self.stack.order) do
+    local g = self.groups[name]
+    for _, d in ipairs(g and instances(g) or {}) do
+      if d ~= c then out[#out + 1] = d end
     end
   end
   return out
@@ -153,7 +188,7 @@ function Sup:image_for(c)
     local img, err = e:image_inspect(def.image)
     if img then return img.Id end
     local ref = def.image:find(":[^/]*$") and def.image or (def.image .. ":latest")
-    log.info(c.name, "pull", "image " .. ref .. " is not here; pulling it")
+    log.info(c.key, "pull", "image " .. ref .. " is not here; pulling it")
     local ok, perr = e:pull(ref)
     if not ok then return nil, "image " .. def.image .. " is not on the engine and pulling it failed: " .. tostring(perr or err) end
     img, err = e:image_inspect(ref)
@@ -193,17 +228,17 @@ end
 function Sup:build(c, b, ctx, rel, tag)
   local e = self.engine
   local t0 = core.now()
-  log.info(c.name, "build", "building image " .. tag)
+  log.info(c.key, "build", "building image " .. tag)
   local id, err = e:build {
     context_tar = ctx, tag = tag, dockerfile = rel, target = b.target, buildargs = b.args,
     labels = spec.labels(self.stack),
     on_line = function(text)
       text = text:gsub("%s+$", "")
-      if text:find("^Step ") then log.info(c.name, "build", text) end
+      if text:find("^Step ") then log.info(c.key, "build", text) end
     end,
   }
   if not id then return nil, "build failed: " .. tostring(err) end
-  log.info(c.name, "build", string.format("built %s in %s", tag, log.dur(core.now() - t0)))
+  log.info(c.key, "build", string.format("built %s in %s", tag, log.dur(core.now() - t0)))
   return id
 end
 
@@ -251,14 +286,14 @@ function Sup:post_start(c, how)
   if self.network and not nets[self.network.name] then
     local ok, cerr = self.engine:network_connect(self.network.id, c.id, { c.name })
     if not ok then return nil, "cannot attach to network " .. self.network.name .. ": " .. tostring(cerr) end
-    log.info(c.name, "reattached", "was not on network " .. self.network.name .. "; reattached")
+    log.info(c.key, "reattached", "was not on network " .. self.network.name .. "; reattached")
   end
   if hb then
     set_state(self, c, "starting")
   else
     set_state(self, c, "running")
   end
-  log.info(c.name, how, string.format("%s (%s)", how, c.id:sub(1, 12)), { container = c.id })
+  log.info(c.key, how, string.format("%s (%s)", how, c.id:sub(1, 12)), { container = c.id })
   self:start_heartbeat(c)
   return true
 end
@@ -266,7 +301,7 @@ end
 -- Creates and starts a fresh container for c, removing any old one first.
 function Sup:create_and_start(c, body)
   local e = self.engine
-  local name = spec.container_name(self.stack, c.name)
+  local name = spec.container_name(self.stack, c.key)
   local id, err, code = e:create(name, body)
   if not id and code == "conflict" then
     -- a leftover of ours under the name: remove it if it is labelled, never otherwise
@@ -298,7 +333,7 @@ function Sup:ensure(c, existing)
   local e = self.engine
   local img, ierr = self:image_for(c)
   if not img then return nil, ierr end
-  local body, hash = spec.container(self.stack, c.def, img)
+  local body, hash = spec.container(self.stack, c.def, img, c.index)
   c.hash = hash
   local keep, stale = nil, {}
   for _, x in ipairs(existing or {}) do
@@ -313,11 +348,11 @@ function Sup:ensure(c, existing)
     c.quiet = x.Id
     local ok, rerr = e:remove(x.Id, { force = true })
     if not ok then return nil, "cannot remove the old container: " .. tostring(rerr) end
-    log.info(c.name, "removed", "removed outdated container " .. x.Id:sub(1, 12))
+    log.info(c.key, "removed", "removed outdated container " .. x.Id:sub(1, 12))
   end
   if keep then
     c.id = keep.Id
-    local name = spec.container_name(self.stack, c.name)
+    local name = spec.container_name(self.stack, c.key)
     if keep.Names and keep.Names[1] ~= "/" .. name then
       e:rename(keep.Id, name)      -- a replacement interrupted before its rename
     end
@@ -391,7 +426,7 @@ function Sup:start_heartbeat(c)
   if not hb then return end
   local gen = {}
   c.hb.gen = gen
-  c.hb.task = self:spawn(c.name .. "-heartbeat", function()
+  c.hb.task = self:spawn(c.key .. "-heartbeat", function()
     local started = core.now()
     while c.hb.gen == gen do
       local probe = { sent = core.now() }
@@ -401,7 +436,7 @@ function Sup:start_heartbeat(c)
         c.probes[probe] = nil
         if c.hb.gen ~= gen then return end
         self:beat(c, probe, ok, why, core.now() - probe.sent, started)
-      end, c.name .. "-probe")
+      end, c.key .. "-probe")
       c.probes[probe] = true
       core.sleep(c.def.heartbeat.interval)
       if not probe.done and c.hb.gen == gen then
@@ -428,7 +463,7 @@ function Sup:beat(c, probe, ok, why, latency, started)
     c.hb.last_ok = core.time()
     if c.state == "starting" or c.state == "unhealthy" then
       set_state(self, c, "healthy")
-      log.info(c.name, "healthy", string.format("healthy (heartbeat %s)", log.dur(latency)), { latency = latency })
+      log.info(c.key, "healthy", string.format("healthy (heartbeat %s)", log.dur(latency)), { latency = latency })
     end
     return
   end
@@ -469,7 +504,7 @@ function Sup:decide(c, record)
     why = "returned a bad delay " .. tostring(delay)
   end
   if why then
-    log.warn(c.name, "policy_error", "restart policy failed (" .. why .. "); the default policy applies")
+    log.warn(c.key, "policy_error", "restart policy failed (" .. why .. "); the default policy applies")
     action, delay = policy.default(record)
   end
   delay = math.min(delay or 0, MAX_DELAY)
@@ -503,7 +538,7 @@ function Sup:failure(c, reason, info)
   local history = {}
   for i, h in ipairs(c.history) do history[i] = { time = h.time, reason = h.reason, uptime = h.uptime } end
   local record = {
-    component = c.name, reason = reason, exit_code = info.exit_code, oom = reason == "oom" or info.oom or false,
+    component = c.name, instance = c.index, reason = reason, exit_code = info.exit_code, oom = reason == "oom" or info.oom or false,
     memory = c.def.memory, uptime = uptime, time = now, restarts = c.restarts, history = history,
     message = info.message,
   }
@@ -524,24 +559,24 @@ function Sup:schedule(c, action, delay, record, why)
     c.pending = nil
     c.handling = false
     set_state(self, c, "gave_up")
-    log.error(c.name, "gave_up", (why and (why .. "; ") or "") .. "giving up (restart policy)", { reason = record.reason })
+    log.error(c.key, "gave_up", (why and (why .. "; ") or "") .. "giving up (restart policy)", { reason = record.reason })
     return
   end
   if action == "ignore" then
     c.pending = nil
     c.handling = false
     set_state(self, c, "stopped")
-    log.info(c.name, "stopped", (why or "stopped") .. "; not restarting (restart policy)")
+    log.info(c.key, "stopped", (why or "stopped") .. "; not restarting (restart policy)")
     return
   end
   c.pending = { action = action, delay = delay, since = core.now(), record = record }
   c.retry_at = core.time() + delay
   set_state(self, c, "backoff")
   if why then
-    log.warn(c.name, "failed", string.format("%s; %s in %s", why, action:gsub("_", " "), log.dur(delay)),
+    log.warn(c.key, "failed", string.format("%s; %s in %s", why, action:gsub("_", " "), log.dur(delay)),
       { reason = record.reason, exit_code = record.exit_code, action = action, delay = delay })
   end
-  c.runner = self:spawn(c.name .. "-recover", function()
+  c.runner = self:spawn(c.key .. "-recover", function()
     core.sleep(delay)
     c.runner = nil
     self:act(c, action)
@@ -556,7 +591,7 @@ function Sup:repolicy(c)
   local waited = core.now() - p.since
   local left = math.max(0, delay - waited)
   c.pending = nil
-  log.info(c.name, "repolicy", string.format("new policy: %s in %s", action:gsub("_", " "), log.dur(left)))
+  log.info(c.key, "repolicy", string.format("new policy: %s in %s", action:gsub("_", " "), log.dur(left)))
   self:schedule(c, action, left, p.record, nil)
   if c.pending then c.pending.since, c.pending.delay = p.since, delay end
 end
@@ -576,20 +611,18 @@ end
 function Sup:act(c, action)
   c.pending = nil
   local e = self.engine
-  log.info(c.name, "restarting", action:gsub("_", " ") .. " now", { action = action })
+  log.info(c.key, "restarting", action:gsub("_", " ") .. " now", { action = action })
   local ok, err
   if action == "restart_dependents" or action == "restart_stack" then
     local group = {}
     if action == "restart_stack" then
-      for _, name in ipairs(self.stack.order) do
-        if name ~= c.name and self.comps[name] then group[#group + 1] = self.comps[name] end
-      end
+      group = self:all_but(c)
     else
       group = self:dependents(c)
     end
     local names = {}
-    for _, d in ipairs(group) do names[#names + 1] = d.name end
-    log.info(c.name, "escalate", action == "restart_stack" and "restarting the whole stack"
+    for _, d in ipairs(group) do names[#names + 1] = d.key end
+    log.info(c.key, "escalate", action == "restart_stack" and "restarting the whole stack"
       or ("restarting it and its dependents: " .. (#names > 0 and table.concat(names, ", ") or "none")))
     for i = #group, 1, -1 do
       local d = group[i]
@@ -605,7 +638,7 @@ function Sup:act(c, action)
     end
     self:settle(c)
     for _, d in ipairs(group) do
-      self:spawn(d.name .. "-restart", function()
+      self:spawn(d.key .. "-restart", function()
         self:wait_deps(d)
         d.restarts = d.restarts + 1
         local dok, derr, dinfo = self:restart_container(d)
@@ -622,12 +655,12 @@ function Sup:act(c, action)
     if ok then
       c.handling = false
       set_state(self, c, c.def.heartbeat and "starting" or "running")
-      log.info(c.name, "reconnected", "reconnected to network " .. self.network.name)
+      log.info(c.key, "reconnected", "reconnected to network " .. self.network.name)
       c.up_since = core.now()
       self:start_heartbeat(c)
       return
     end
-    log.warn(c.name, "reconnect_failed", "reconnect failed (" .. tostring(err) .. "); recreating")
+    log.warn(c.key, "reconnect_failed", "reconnect failed (" .. tostring(err) .. "); recreating")
     action = "recreate"
   end
   local info
@@ -654,7 +687,7 @@ function Sup:start_failed(c, err, info)
   c.handling = false
   info = info or {}
   if not info.exited then
-    log.error(c.name, "start_failed", "cannot start: " .. tostring(err))
+    log.error(c.key, "start_failed", "cannot start: " .. tostring(err))
     info.message = err
   end
   self:failure(c, info.oom and "oom" or "exited", info)
@@ -688,7 +721,7 @@ function Sup:recreate(c)
   end
   local img, ierr = self:image_for(c)
   if not img then return nil, ierr end
-  local body, hash = spec.container(self.stack, c.def, img)
+  local body, hash = spec.container(self.stack, c.def, img, c.index)
   c.hash = hash
   local ok, err = self:create_and_start(c, body)
   if not ok then return nil, err end
@@ -708,7 +741,8 @@ end
 function Sup:on_container_event(ev)
   local actor = ev.Actor or {}
   local attrs = actor.Attributes or {}
-  local c = self.comps[attrs["mw.component"] or ""]
+  local comp, idx = attrs["mw.component"] or "", tonumber(attrs["mw.instance"]) or 1
+  local c = self.comps[idx == 1 and comp or (comp .. "-" .. idx)]
   if not c or actor.ID ~= c.id or c.quiet == actor.ID then return end
   local action = ev.Action or ev.status
   if action == "oom" then
@@ -798,16 +832,19 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- the whole
 
--- Lists what the engine has for this stack, grouped by component.
+-- Lists what the engine has for this stack: by[component][instance] = { containers }.
 function Sup:actual()
   local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } }
   if not list then return nil, err end
   local by = {}
   for _, x in ipairs(list) do
-    local comp = (x.Labels or {})["mw.component"]
+    local labels = x.Labels or {}
+    local comp = labels["mw.component"]
     if comp then
+      local idx = tonumber(labels["mw.instance"]) or 1
       by[comp] = by[comp] or {}
-      table.insert(by[comp], x)
+      by[comp][idx] = by[comp][idx] or {}
+      table.insert(by[comp][idx], x)
     end
   end
   return by
@@ -823,20 +860,25 @@ function Sup:start()
   self:watch("container", { label = { "used-by=millwright", "mw.stack=" .. self.stack.name },
                             type = { "container" } }, Sup.on_container_event)
   self:watch("network", { type = { "network" }, network = { self.network.name } }, Sup.on_network_event)
-  for comp, list in pairs(by) do
-    if not self.comps[comp] then
-      for _, x in ipairs(list) do
-        self.engine:remove(x.Id, { force = true })
-        log.info(comp, "removed", "removed container " .. x.Id:sub(1, 12) .. " of a component no longer in the stack")
+  for comp, per in pairs(by) do
+    local g = self.groups[comp]
+    for idx, list in pairs(per) do
+      if not g or not g.instances[idx] then
+        for _, x in ipairs(list) do
+          self.engine:remove(x.Id, { force = true })
+          log.info(comp, "removed", "removed container " .. x.Id:sub(1, 12) .. (g and " of an instance beyond the scale"
+            or " of a component no longer in the stack"))
+        end
       end
     end
   end
   for _, name in ipairs(self.stack.order) do
-    local c = self.comps[name]
-    c.runner = self:spawn(name .. "-up", function()
-      self:bring_up(c, by[name])
-      if c.runner == core.current() then c.runner = nil end
-    end)
+    for _, c in ipairs(instances(self.groups[name])) do
+      c.runner = self:spawn(c.key .. "-up", function()
+        self:bring_up(c, by[name] and by[name][c.index])
+        if c.runner == core.current() then c.runner = nil end
+      end)
+    end
   end
   return true
 end
@@ -894,34 +936,39 @@ local function hb_settings(hb)
 end
 
 -- Applies a newly loaded stack: policies and heartbeat settings at once, pending delays
--- recomputed; changed components replaced, added ones started, removed ones removed.
--- Returns a one-line summary of what changed.
+-- recomputed; scale changes add or retire instances; changed components are replaced (rolled
+-- one instance at a time); added ones start, removed ones go. Returns a one-line summary.
 function Sup:apply(new)
   local old = self.stack
   self.stack = new
-  local notes = { policy = {}, heartbeat = {}, added = {}, removed = {}, checking = {} }
+  local notes = { policy = {}, heartbeat = {}, added = {}, removed = {}, scaled = {}, checking = {} }
   for _, name in ipairs(old.order) do
-    if not new.components[name] then
-      local c = self.comps[name]
+    local g = self.groups[name]
+    if g and not new.components[name] then
       notes.removed[#notes.removed + 1] = name
-      self:retire(c)
+      for _, c in ipairs(instances(g)) do self:retire(c) end
+      self.groups[name] = nil
     end
   end
   for _, name in ipairs(new.order) do
     local def = new.components[name]
-    local c = self.comps[name]
-    if not c then
-      c = self:_add(name, def)
+    local g = self.groups[name]
+    if not g then
+      g = self:_group(name, def)
       notes.added[#notes.added + 1] = name
-      c.runner = self:spawn(name .. "-up", function() self:bring_up(c, nil) end)
+      for _, c in ipairs(instances(g)) do
+        c.runner = self:spawn(c.key .. "-up", function() self:bring_up(c, nil) end)
+      end
     else
-      local olddef = c.def
-      c.def = def
+      local olddef = g.def
+      g.def = def
       if describe_policy(olddef.restart) ~= describe_policy(def.restart) then notes.policy[#notes.policy + 1] = name end
-      if c.pending then self:repolicy(c) end
-      if not same(hb_settings(olddef.heartbeat), hb_settings(def.heartbeat)) then
-        notes.heartbeat[#notes.heartbeat + 1] = name
-        if c.id and (c.state == "healthy" or c.state == "starting" or c.state == "unhealthy" or c.state == "running") then
+      local hb_changed = not same(hb_settings(olddef.heartbeat), hb_settings(def.heartbeat))
+      if hb_changed then notes.heartbeat[#notes.heartbeat + 1] = name end
+      for _, c in ipairs(instances(g)) do
+        c.def = def
+        if c.pending then self:repolicy(c) end
+        if hb_changed and c.id and is_up(c) then
           if def.heartbeat and c.state == "running" then set_state(self, c, "starting") end
           if not def.heartbeat and c.state ~= "running" then set_state(self, c, "running") end
           local port = c.hb and c.hb.host_port
@@ -929,19 +976,28 @@ function Sup:apply(new)
           self:start_heartbeat(c)
         end
       end
-      notes.checking[#notes.checking + 1] = c
+      if not g.autoscaled and (def.scale or 1) ~= g.desired then
+        notes.scaled[#notes.scaled + 1] = string.format("%s %d -> %d", name, g.desired, def.scale or 1)
+        self:scale(g, def.scale or 1)
+      end
+      notes.checking[#notes.checking + 1] = g
     end
   end
   -- which definitions changed is known once images are resolved: in the background
   self:spawn("reconcile", function()
-    for _, c in ipairs(notes.checking) do
-      if c.id and c.state ~= "gone" and not c.replacing then
-        local img = self:image_for(c)
+    for _, g in ipairs(notes.checking) do
+      if self.groups[g.name] == g and not g.rolling then
+        local first = instances(g)[1]
+        local img = first and self:image_for(first)
         if img then
-          local _, hash = spec.container(self.stack, c.def, img)
-          if hash ~= c.hash then
-            c.replacing = true
-            self:spawn(c.name .. "-replace", function() self:replace(c, img) end)
+          local _, hash = spec.container(self.stack, g.def, img, 1)
+          local stale = {}
+          for _, c in ipairs(instances(g)) do
+            if c.id and c.hash ~= hash and c.state ~= "gone" then stale[#stale + 1] = c end
+          end
+          if #stale > 0 then
+            g.rolling = true
+            self:spawn(g.name .. "-roll", function() self:roll(g, stale, img) end)
           end
         end
       end
@@ -953,25 +1009,77 @@ function Sup:apply(new)
   end
   add("new policy for", notes.policy)
   add("new heartbeat for", notes.heartbeat)
+  add("scaled", notes.scaled)
   add("added", notes.added)
   add("removed", notes.removed)
-  if #parts == 0 then parts[1] = "no policy or component added or removed" end
+  if #parts == 0 then parts[1] = "no policy, heartbeat, scale or component changed" end
   return table.concat(parts, "; ") .. "; changed definitions are replaced"
 end
 
--- A component no longer in the stack: stop supervising it and remove its container.
-function Sup:retire(c)
+-- Sets a group's scale: new instances start, the highest-numbered go first.
+function Sup:scale(g, n)
+  local was = g.desired
+  g.desired = n
+  for i = was + 1, n do
+    if not g.instances[i] then
+      local c = self:_instance(g, i)
+      c.runner = self:spawn(c.key .. "-up", function() self:bring_up(c, nil) end)
+    end
+  end
+  local list = instances(g)
+  for k = #list, 1, -1 do
+    if list[k].index > n then self:retire(list[k], "scaled down") end
+  end
+  self:changed()
+end
+
+-- Replaces the stale instances of a group one at a time (rollout.parallel at once): each new
+-- one must be healthy before the next goes; one that never is stops the roll, old ones serving.
+function Sup:roll(g, stale, img)
+  local ro = g.def.rollout or {}
+  local parallel = ro.parallel or 1
+  local t0 = core.now()
+  local k, failed = 1, nil
+  while k <= #stale and not failed do
+    local batch = {}
+    for j = k, math.min(#stale, k + parallel - 1) do
+      local c = stale[j]
+      batch[#batch + 1] = self:spawn(c.key .. "-replace", function()
+        c.replacing = true
+        local ok, why = self:replace(c, img)
+        c.replacing = nil
+        if not ok then failed = failed or string.format("%s: %s", c.key, tostring(why)) end
+      end)
+    end
+    for _, t in ipairs(batch) do core.join(t) end
+    k = k + parallel
+  end
+  g.rolling = nil
+  if #stale > 1 then
+    if failed then
+      log.error(g.name, "roll_stopped", string.format("rolling replacement stopped (%s); %d old instance%s keep serving",
+        failed, #stale - k + parallel, (#stale - k + parallel) == 1 and "" or "s"))
+    else
+      log.info(g.name, "rolled", string.format("rolled %d instances in %s", #stale, log.dur(core.now() - t0)))
+    end
+  end
+end
+
+-- An instance no longer wanted (its component left the stack, or the scale went down):
+-- stop supervising it and remove its container.
+function Sup:retire(c, why)
   self:stop_heartbeat(c)
   if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
   c.runner, c.pending = nil, nil
   set_state(self, c, "gone")
-  self.comps[c.name] = nil
-  self:spawn(c.name .. "-retire", function()
+  self.comps[c.key] = nil
+  if c.group.instances[c.index] == c then c.group.instances[c.index] = nil end
+  self:spawn(c.key .. "-retire", function()
     if c.id then
       c.quiet = c.id
       self.engine:stop(c.id, math.ceil(c.def.stop_grace or 10))
       self.engine:remove(c.id, { force = true })
-      log.info(c.name, "removed", "removed (no longer in the stack)")
+      log.info(c.key, "removed", "removed (" .. (why or "no longer in the stack") .. ")")
     end
   end)
 end
@@ -994,8 +1102,8 @@ end
 -- removed: no downtime) when nothing it holds is exclusive, else stop-first.
 function Sup:replace(c, img)
   local e = self.engine
-  local body, hash = spec.container(self.stack, c.def, img)
-  local name = spec.container_name(self.stack, c.name)
+  local body, hash = spec.container(self.stack, c.def, img, c.index)
+  local name = spec.container_name(self.stack, c.key)
   local old = c.id
   local t0 = core.now()
   if spec.start_first(c.def) and old then
@@ -1010,14 +1118,13 @@ function Sup:replace(c, img)
       end
       local healthy, why = nil, serr
       if ok and port then
-        healthy, why = self:wait_healthy(c, id, port, core.now() + math.max(c.def.heartbeat.grace, 5))
+        healthy, why = self:wait_healthy(c, id, port, core.now() + ((c.def.rollout or {}).timeout or math.max(c.def.heartbeat.grace, 5)))
       end
       if not healthy then
         e:remove(id, { force = true })
-        c.replacing = nil
-        log.error(c.name, "replace_failed", "the new container did not become healthy (" .. tostring(why)
+        log.error(c.key, "replace_failed", "the new container did not become healthy (" .. tostring(why)
           .. "); the old one keeps serving")
-        return
+        return nil, "not healthy: " .. tostring(why)
       end
       -- switch: heartbeats move to the new container, then the old one goes
       self:stop_heartbeat(c)
@@ -1025,13 +1132,12 @@ function Sup:replace(c, img)
       c.id, c.hash = id, hash
       e:remove(old, { force = true })
       e:rename(id, name)
-      c.replacing = nil
       local pok, perr, pinfo = self:post_start(c, "replaced")
-      if not pok then return self:start_failed(c, perr, pinfo) end
-      log.info(c.name, "replace", string.format("replaced start-first in %s", log.dur(core.now() - t0)))
-      return
+      if not pok then self:start_failed(c, perr, pinfo) return nil, perr end
+      log.info(c.key, "replace", string.format("replaced start-first in %s", log.dur(core.now() - t0)))
+      return true
     end
-    log.warn(c.name, "replace", "cannot start the new container beside the old one (" .. tostring(err) .. "); stop-first")
+    log.warn(c.key, "replace", "cannot start the new container beside the old one (" .. tostring(err) .. "); stop-first")
   end
   self:stop_heartbeat(c)
   if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
@@ -1046,23 +1152,35 @@ function Sup:replace(c, img)
   set_state(self, c, "restarting")
   local ok, err = self:create_and_start(c, body)
   c.hash = hash
-  c.replacing = nil
-  if not ok then return self:start_failed(c, err) end
+  if not ok then self:start_failed(c, err) return nil, err end
   local pok, perr, pinfo = self:post_start(c, "replaced")
-  if not pok then return self:start_failed(c, perr, pinfo) end
+  if not pok then self:start_failed(c, perr, pinfo) return nil, perr end
   self:settle(c)
-  log.info(c.name, "replace", string.format("replaced stop-first in %s", log.dur(core.now() - t0)))
+  log.info(c.key, "replace", string.format("replaced stop-first in %s", log.dur(core.now() - t0)))
+  return true
 end
 
 -- What `mw status` shows of a running supervisor.
 function Sup:snapshot()
   local out = { stack = self.stack.name, file = self.stack.file, pid = core.pid(), since = self.started_at,
                 components = {} }
+  out.groups = {}
   for _, name in ipairs(self.stack.order) do
-    local c = self.comps[name]
-    if c then
+    local g = self.groups[name]
+    local running, healthy = 0, 0
+    for _, c in ipairs(g and instances(g) or {}) do
+      if is_up(c) then running = running + 1 end
+      if c.state == "healthy" or (c.state == "running" and not c.def.heartbeat) then healthy = healthy + 1 end
+    end
+    if g then
+      out.groups[#out.groups + 1] = { name = name, desired = g.desired, running = running, healthy = healthy,
+                                      depends_on = g.def.depends_on }
+    end
+  end
+  for _, name in ipairs(self.stack.order) do
+    for _, c in ipairs(self.groups[name] and instances(self.groups[name]) or {}) do
       out.components[#out.components + 1] = {
-        name = name, state = c.state, container = c.id, restarts = c.restarts,
+        name = c.key, component = name, instance = c.index, state = c.state, container = c.id, restarts = c.restarts,
         uptime = c.up_since and (core.now() - c.up_since) or nil,
         retry_at = c.state == "backoff" and c.retry_at or nil,
         last_failure = c.last_failure, heartbeat_latency = c.hb and c.hb.latency or nil,

@@ -71,7 +71,7 @@ return {
         return "restart", helpers.quick:delay(#failure.history + 1)
       end,
       heartbeat = true,
-      autoscale = { min = 1, max = 5 },
+      autoscale = { min = 1, max = 5, every = "10s", decide = function(s) return s.desired end },
     }),
 
     steady = { image = "steady", restart = policy.always { backoff = backoff.constant { delay = "2s" } } },
