@@ -58,6 +58,7 @@ static void setup_package(lua_State *L)
     preload(L, "mw.tar", luaopen_mw_tar);
     preload(L, "mw.proc", luaopen_mw_proc);
     preload(L, "mw.net", luaopen_mw_net);
+    preload(L, "mw.yaml", luaopen_mw_yaml);
     preload(L, "cjson", luaopen_cjson);
     /* searchers: preload, ours, then Lua files on package.path (empty unless a script sets it) */
     lua_getglobal(L, "package");

@@ -77,6 +77,7 @@ commands:
                             force-remove the component's container; a running mw recovers it
   destroy [stack.lua | --stack S | --all] [--volumes]
                             remove what mw made for a stack (never anything unlabelled)
+  import compose.yaml [-o stack.lua]   write a stack.lua equivalent to a compose file
   version                   versions of mw, Lua, libuv, libcurl and the engine
   help [command]            this text
 
@@ -212,6 +213,7 @@ end
 local COMMANDS = {
   run = run, check = check, version = version, help = help, script = script,
   policy = policy_preview,
+  import = function(args) return require("mw.import").main(args, { parse = parse, say = say }) end,
   ["--help"] = help, ["-h"] = help, ["--version"] = version,
 }
 

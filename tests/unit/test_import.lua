@@ -1,0 +1,1040 @@
+-- mw import: the YAML decoder, compose -> stack.lua field by field, and a corpus of compose files.
+local t = require "t"
+local yaml = require "mw.yaml"
+local import = require "mw.import"
+local stack = require "mw.stack"
+local core = require "mw.core"
+local fs = require "mw.fs"
+local proc = require "mw.proc"
+
+local NULL = yaml.null
+local CORPUS = "tests/compose"
+
+-- YAML -----------------------------------------------------------------------------------------
+
+local function decode(text)
+  local v, err = yaml.decode(text)
+  if v == nil then error("decode failed: " .. tostring(err), 2) end
+  return v
+end
+
+t.test("yaml: plain scalars resolve to numbers, booleans and null; the rest stays text", function()
+  local v = decode([[
+int: 42
+neg: -7
+plus: +7
+float: 2.5
+exp: 1e3
+half: -.5
+hex: 0x1f
+oct: 0o17
+zero: 0
+leading_zero: 0755
+big: 9223372036854775808
+inf: .inf
+ninf: -.Inf
+nan: .nan
+t1: true
+t2: True
+f1: false
+yes: yes
+no: no
+on: on
+off: off
+tilde: ~
+null1: null
+empty:
+quoted_int: "42"
+single: '3.0'
+tagged: !!str 12
+custom_tag: !reset 5
+version: 1.10
+port: 8080:80
+colon_time: 22:22
+]])
+  t.eq(math.type(v.int), "integer"); t.eq(v.int, 42)
+  t.eq(v.neg, -7); t.eq(v.plus, 7)
+  t.eq(math.type(v.float), "float"); t.eq(v.float, 2.5)
+  t.eq(v.exp, 1000.0); t.eq(v.half, -0.5)
+  t.eq(v.hex, 31); t.eq(v.oct, 15); t.eq(v.zero, 0)
+  t.eq(v.leading_zero, "0755", "a leading zero keeps the text (modes, zip codes)")
+  t.eq(math.type(v.big), "float")
+  t.eq(v.inf, math.huge); t.eq(v.ninf, -math.huge); t.ok(v.nan ~= v.nan)
+  t.eq(v.t1, true); t.eq(v.t2, true); t.eq(v.f1, false)
+  t.eq(v.yes, "yes"); t.eq(v.no, "no"); t.eq(v.on, "on"); t.eq(v.off, "off")
+  t.eq(v.tilde, NULL); t.eq(v.null1, NULL); t.eq(v.empty, NULL)
+  t.eq(v.quoted_int, "42"); t.eq(v.single, "3.0"); t.eq(v.tagged, "12")
+  t.eq(v.custom_tag, 5)
+  t.eq(v.version, 1.1)
+  t.eq(v.port, "8080:80", "no YAML 1.1 sexagesimal numbers")
+  t.eq(v.colon_time, "22:22")
+end)
+
+t.test("yaml: null is one unique light userdata, kept in mappings and sequences", function()
+  t.eq(type(NULL), "userdata")
+  local cjson = require "cjson"
+  t.ok(NULL ~= cjson.null, "not NULL, so not cjson.null either")
+  local v = decode("a:\nb: [~, 1, null]\nc:\n  - \n  - x\n")
+  t.eq(v.a, NULL)
+  t.same(v.b, { NULL, 1, NULL })
+  t.same(v.c, { NULL, "x" })
+  t.eq(decode(""), NULL)
+  t.eq(decode("# only a comment\n"), NULL)
+  t.eq(decode("---\n...\n"), NULL)
+end)
+
+t.test("yaml: block and flow nesting, keys are always strings", function()
+  local v = decode([==[
+services:
+  web:
+    ports: ["80:80", 443]
+    env: {A: 1, B: "two"}
+    list:
+      - name: x
+        items: [[1, 2], []]
+      - {}
+8080: numeric key
+true: boolean key
+]==])
+  t.same(v.services.web.ports, { "80:80", 443 })
+  t.same(v.services.web.env, { A = 1, B = "two" })
+  t.eq(v.services.web.list[1].name, "x")
+  t.same(v.services.web.list[1].items, { { 1, 2 }, {} })
+  t.same(v.services.web.list[2], {})
+  t.eq(v["8080"], "numeric key")
+  t.eq(v["true"], "boolean key")
+end)
+
+t.test("yaml: literal and folded block scalars, quoted escapes", function()
+  local v = decode("lit: |\n  line one\n  line two\nfold: >\n  a\n  b\n\n  c\n" ..
+    "q: \"tab\\there \\\"x\\\" \\u00e9\"\ns: 'it''s'\n")
+  t.eq(v.lit, "line one\nline two\n")
+  t.eq(v.fold, "a b\nc\n")
+  t.eq(v.q, "tab\there \"x\" \u{e9}")
+  t.eq(v.s, "it's")
+end)
+
+t.test("yaml: anchors, aliases and merge keys", function()
+  local v = decode([[
+base: &base
+  restart: always
+  env: &env {A: 1, B: 2}
+  tags: [x, y]
+other: &other
+  restart: never
+  extra: 1
+one:
+  <<: *base
+  restart: on-failure
+two:
+  <<: [*other, *base]
+three:
+  env:
+    <<: *env
+    B: 3
+    C: 4
+copy: *base
+]])
+  t.eq(v.one.restart, "on-failure", "a key given in the mapping wins over a merged one")
+  t.same(v.one.env, { A = 1, B = 2 })
+  t.eq(v.two.restart, "never", "the first merged mapping wins")
+  t.eq(v.two.extra, 1)
+  t.same(v.two.tags, { "x", "y" })
+  t.same(v.three.env, { A = 1, B = 3, C = 4 })
+  t.same(v.copy, v.base)
+  t.ok(v.copy ~= v.base and v.copy.env ~= v.base.env, "an alias is a copy, not a shared table")
+  v.copy.env.A = 99
+  t.eq(v.base.env.A, 1)
+  t.eq(v.one["<<"], nil, "the merge key itself is not kept")
+  -- an anchor may be redefined; an alias takes the latest
+  local r = decode("a: &x 1\nb: &x 2\nc: *x\n")
+  t.eq(r.c, 2)
+  -- a quoted "<<" is an ordinary key
+  t.eq(decode("'<<': 1\n")["<<"], 1)
+end)
+
+t.test("yaml: errors carry line and column", function()
+  local cases = {
+    { "a: [1\n", "^line 2, column 1: did not find expected ',' or ']'" },
+    { "services:\n  web:\n    image: nginx\n     ports:\n", "^line 4, column 11: mapping values are not allowed" },
+    { "a:\n  b: 1\n c: 2\n", "^line 3, column 2: did not find expected key" },
+    { "a: 1\na: 2\n", "^line 2, column 1: duplicate key 'a'" },
+    { "a: *nowhere\n", "^line 1, column 4: unknown anchor 'nowhere'" },
+    { "a: &a [1, *a]\n", "^line 1, column 11: unknown anchor 'a'" },
+    { "a:\n  <<: 5\n", "^line 2, column 3: merge key '<<' needs a mapping or a list of mappings" },
+    { "a:\n  <<: [{x: 1}, 2]\n", "^line 2, column 3: merge key" },
+    { "? [1, 2]\n: x\n", "^line 1, column 3: only text can be a mapping key" },
+    { "ok: 1\nbad: \"\x01\"\n", "^line 2, column 7: control characters are not allowed" },
+    { "a: \xff\n", "^line 1, column 4: invalid leading UTF%-8 octet" },
+    { "a:\n\t- 1\n", "^line 2, column 1: found character that cannot start any token" },
+  }
+  for _, c in ipairs(cases) do
+    local v, err = yaml.decode(c[1])
+    t.eq(v, nil, c[1])
+    t.match(err, c[2], c[1])
+    t.ok(not err:find("\n"), "one line")
+  end
+end)
+
+t.test("yaml: only the first document is read", function()
+  t.eq(decode("--- 1\n--- 2\n"), 1)
+  t.same(decode("a: 1\n---\nb: [unclosed\n"), { a = 1 })
+end)
+
+t.test("yaml: an alias bomb is refused quickly", function()
+  local lines = { 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]' }
+  for i = 2, 9 do
+    local p, c = string.char(96 + i - 1), string.char(96 + i)
+    lines[#lines + 1] = c .. ": &" .. c .. " [" .. string.rep("*" .. p .. ",", 8) .. "*" .. p .. "]"
+  end
+  local t0 = os.clock()
+  local v, err = yaml.decode(table.concat(lines, "\n"))
+  t.eq(v, nil)
+  t.match(err, "^line %d+, column %d+: document too large: more than 1000000 nodes")
+  t.ok(os.clock() - t0 < 2, "took " .. (os.clock() - t0) .. "s")
+  -- the same shape a little smaller is fine
+  local ok = yaml.decode(table.concat(lines, "\n", 1, 5))
+  t.eq(#ok.e, 9)
+  t.eq(yaml.max_nodes, 1000000)
+end)
+
+t.test("yaml: nesting deeper than the limit is refused, flow or block", function()
+  t.eq(yaml.max_depth, 200)
+  local ok = yaml.decode(string.rep("[", 200) .. string.rep("]", 200))
+  t.ok(ok, "200 levels are fine")
+  local v, err = yaml.decode(string.rep("[", 201) .. string.rep("]", 201))
+  t.eq(v, nil)
+  t.eq(err, "line 1, column 201: nesting deeper than 200 levels")
+  local block = {}
+  for i = 0, 210 do block[#block + 1] = string.rep(" ", i) .. "k" .. i .. ":" end
+  v, err = yaml.decode(table.concat(block, "\n") .. " x\n")
+  t.eq(v, nil)
+  t.match(err, "^line 201, column 201: nesting deeper than 200 levels")
+  -- a deep flow sequence far past the limit fails just as fast
+  v, err = yaml.decode(string.rep("[", 1e6))
+  t.eq(v, nil); t.match(err, "nesting deeper")
+  -- an alias can carry depth too
+  v, err = yaml.decode("a: &a " .. string.rep("[", 150) .. string.rep("]", 150) ..
+    "\nb: " .. string.rep("[", 60) .. "*a" .. string.rep("]", 60) .. "\n")
+  t.eq(v, nil); t.match(err, "nesting deeper than 200 levels")
+end)
+
+t.test("yaml: misuse raises; big documents decode", function()
+  t.ok(not pcall(yaml.decode), "no argument")
+  t.ok(not pcall(yaml.decode, {}), "a table")
+  local items = {}
+  for i = 1, 50000 do items[i] = "- {n: " .. i .. ", s: item" .. i .. "}" end
+  local v = decode(table.concat(items, "\n"))
+  t.eq(#v, 50000); t.eq(v[50000].n, 50000); t.eq(v[1].s, "item1")
+end)
+
+-- convert, field by field ------------------------------------------------------------------------
+
+-- A scratch directory with files for bind mounts, builds, secrets and env files.
+local SCRATCH = os.tmpname()
+os.remove(SCRATCH)
+assert(fs.mkdirp(SCRATCH .. "/proj/app"))
+assert(fs.mkdirp(SCRATCH .. "/proj/conf"))
+assert(fs.mkdirp(SCRATCH .. "/elsewhere"))
+assert(fs.write_atomic(SCRATCH .. "/proj/app/Dockerfile", "FROM scratch\n"))
+assert(fs.write_atomic(SCRATCH .. "/proj/app/Dockerfile.prod", "FROM scratch\n"))
+assert(fs.write_atomic(SCRATCH .. "/proj/conf/app.conf", "x = 1\n"))
+assert(fs.write_atomic(SCRATCH .. "/proj/pw.txt", "hunter2\n"))
+local PROJ = SCRATCH .. "/proj"
+
+-- compose text -> source, warnings, loaded stack (or nil, message)
+local function conv(text, opts)
+  opts = opts or {}
+  opts.dir = opts.dir or PROJ
+  opts.env = opts.env or {}
+  local files = opts.files
+  opts.files = nil
+  if files then
+    opts.read = function(p)
+      local rel = p:sub(#opts.dir + 2)
+      if files[rel] then return files[rel] end
+      return nil, p .. ": No such file or directory"
+    end
+  end
+  local src, w, w2 = import.convert(decode(text), opts)
+  if not src then return nil, w, w2 end
+  local s, err = stack.load((opts.out_dir or opts.dir) .. "/stack.lua", { source = src })
+  if not s then error("stack.load failed: " .. err .. "\n" .. src, 2) end
+  return src, w, s
+end
+
+local function has(list, pat)
+  for _, x in ipairs(list) do if x:find(pat) then return x end end
+  return nil
+end
+
+local function warned(w, pat) t.ok(has(w, pat), "no warning matching " .. pat .. " in: " .. table.concat(w, " | ")) end
+
+local function commented(src, pat)
+  for line in src:gmatch("[^\n]+") do
+    if line:find("^%s*%-%- compose: ") and line:find(pat) then return end
+  end
+  error("no comment matching " .. pat .. " in:\n" .. src, 2)
+end
+
+t.test("convert: image, command and entrypoint (string or list)", function()
+  local src, w, s = conv([[
+services:
+  web:
+    image: nginx:1.25
+    command: nginx -g 'daemon off;'
+    entrypoint: ["/docker-entrypoint.sh"]
+  job:
+    image: busybox
+    command: ["sh", "-c", "echo 1"]
+    entrypoint: ""
+]])
+  local c = s.components.web
+  t.eq(c.image, "nginx:1.25")
+  t.same(c.command, { "nginx", "-g", "daemon off;" })
+  t.same(c.entrypoint, { "/docker-entrypoint.sh" })
+  t.same(s.components.job.command, { "sh", "-c", "echo 1" })
+  t.eq(s.components.job.entrypoint, nil)
+  warned(w, "service job: 'entrypoint': an empty value resets the image's")
+  commented(src, 'entrypoint: ""')
+  t.match(src, "^%-%- Imported from compose.yaml by `mw import`")
+  t.ok(not src:find("require"), "no require when no policy is used")
+end)
+
+t.test("convert: build as a string or a mapping, args in both forms, target, image beside build", function()
+  local src, w, s = conv([[
+services:
+  a:
+    build: ./app
+  b:
+    build:
+      context: app
+      dockerfile: Dockerfile.prod
+      target: prod
+      args:
+        VERSION: 2
+        FLAG: "yes"
+        FROM_ENV:
+      labels: {x: y}
+    image: example/b:1
+  c:
+    build:
+      context: ./app
+      args: ["A=1", "B=x=y", "PASSED"]
+]], { env = { FROM_ENV = "e1", PASSED = "p1" } })
+  t.eq(s.components.a.build.context, PROJ .. "/app")
+  local b = s.components.b.build
+  t.eq(b.context, PROJ .. "/app")
+  t.eq(b.dockerfile, PROJ .. "/app/Dockerfile.prod")
+  t.eq(b.target, "prod")
+  -- an arg without a value comes from the environment mw runs in, as with compose
+  t.match(src, 'FROM_ENV = os.getenv "FROM_ENV"')
+  t.same(b.args, { VERSION = "2", FLAG = "yes", FROM_ENV = os.getenv("FROM_ENV") })
+  t.eq(s.components.b.image, nil)
+  warned(w, "service b: 'image': ignored beside 'build'")
+  warned(w, "service b: 'build.labels' has no equivalent")
+  t.same(s.components.c.build.args, { A = "1", B = "x=y", PASSED = os.getenv("PASSED") })
+end)
+
+t.test("convert: environment as a map or a list, passthrough, env_file precedence", function()
+  local src, w, s = conv([[
+services:
+  web:
+    image: nginx
+    env_file:
+      - common.env
+      - path: ./web.env
+      - path: ./optional.env
+        required: false
+    environment:
+      - OVERRIDE=from-environment
+      - PLAIN=1
+      - FROM_SHELL
+  db:
+    image: postgres
+    environment:
+      NUM: 5
+      FLOAT: 1.5
+      BOOL: true
+      NOTHING:
+      EMPTY: ""
+]], { files = {
+    ["common.env"] = "# comment\nA=1\nOVERRIDE=common\nexport B='x y'\n",
+    ["web.env"] = "A=2 # trailing comment\nC=\"multi\nline\"\nD=${NOT_INTERPOLATED}\n",
+  }, env = { FROM_SHELL = "shell", NOTHING = "n" } })
+  local e = s.components.web.env
+  t.eq(e.A, "2", "a later env_file wins")
+  t.eq(e.B, "x y")
+  t.eq(e.C, "multi\nline")
+  t.eq(e.D, "${NOT_INTERPOLATED}", "env_file values are literal")
+  t.eq(e.OVERRIDE, "from-environment", "environment wins over env_file")
+  t.eq(e.PLAIN, "1")
+  t.eq(e.FROM_SHELL, os.getenv("FROM_SHELL"), "read when the stack loads")
+  t.match(src, "%-%- from %./common%.env\n%s+B = \"x y\",")
+  t.match(src, "%-%- from %./web%.env\n")
+  t.match(src, "%-%- from the compose file's environment\n")
+  t.match(src, 'FROM_SHELL = os.getenv "FROM_SHELL"')
+  warned(w, "service web: 'env_file': not found when imported")
+  commented(src, "env_file: %./optional%.env")
+  local d = s.components.db.env
+  t.same(d, { NUM = "5", FLOAT = "1.5", BOOL = "true", NOTHING = os.getenv("NOTHING"), EMPTY = "" })
+  -- a required env_file that is missing stops the import with one line
+  local nothing, err = conv("services:\n  a:\n    image: x\n    env_file: gone.env\n", { files = {} })
+  t.eq(nothing, nil)
+  t.match(err, "^service a: env_file gone.env: No such file or directory$")
+end)
+
+t.test("convert: interpolation from the environment and .env, as compose does", function()
+  local src, w, s = conv([[
+services:
+  web:
+    image: "nginx:${TAG}"
+    environment:
+      A: ${FROM_DOTENV}
+      B: ${UNSET:-default}
+      C: ${EMPTY:-empty-default}
+      D: ${EMPTY-kept-empty}
+      E: ${SET:+alternative}
+      F: $$literal and $${braced}
+      G: ${UNSET:-${SET}-nested}
+      H: $SET/suffix
+      I: ${NOT_THERE}
+      J: ${SHADOWED}
+    ports:
+      - "${PORT:-8080}:80"
+]], { files = { [".env"] = "TAG=1.25\nFROM_DOTENV=dot\nSHADOWED=dotenv\n" },
+      env = { SET = "s", EMPTY = "", SHADOWED = "process" } })
+  local c = s.components.web
+  t.eq(c.image, "nginx:1.25")
+  t.same(c.env, { A = "dot", B = "default", C = "empty-default", D = "", E = "alternative",
+                  F = "$literal and ${braced}", G = "s-nested", H = "s/suffix", I = "", J = "process" })
+  t.eq(c.ports[1].host, 8080)
+  warned(w, "^variable 'NOT_THERE' is not set; using an empty string$")
+  t.ok(not src:find("TAG"), "nothing left to interpolate")
+  t.match(src, 'F = "%$literal and %${braced}"')
+  local nothing, err = conv("services:\n  a:\n    image: ${IMAGE:?set IMAGE first}\n")
+  t.eq(nothing, nil)
+  t.eq(err, "services.a.image: required variable IMAGE is missing a value: set IMAGE first")
+  nothing, err = conv("services:\n  a:\n    image: ${IMAGE\n")
+  t.eq(nothing, nil); t.match(err, "unterminated")
+end)
+
+t.test("convert: depends_on as a list or with conditions", function()
+  local src, w, s = conv([[
+services:
+  web:
+    image: app
+    depends_on:
+      db: {condition: service_healthy}
+      cache: {condition: service_started}
+      migrate: {condition: service_completed_successfully}
+      plain: {condition: service_healthy}
+  worker:
+    image: app
+    depends_on: [db, cache]
+  db:
+    image: postgres
+    healthcheck: {test: ["CMD", "pg_isready"]}
+  cache: {image: redis}
+  migrate: {image: app}
+  plain: {image: app}
+]])
+  t.same(s.components.web.depends_on, { db = "healthy", cache = "started", migrate = "started", plain = "started" })
+  t.same(s.components.worker.depends_on, { db = "started", cache = "started" })
+  t.match(src, 'depends_on = { "db", "cache" }')
+  warned(w, "service web: 'depends_on.migrate.condition': no equivalent")
+  warned(w, "service web: depends on plain being healthy, but plain has no healthcheck")
+  commented(src, "depends_on plain: condition service_healthy")
+end)
+
+t.test("convert: healthcheck forms become heartbeats with compose's timings", function()
+  local src, w, s = conv([[
+services:
+  list:
+    image: redis
+    healthcheck:
+      test: ["CMD", "redis-cli", "ping"]
+      interval: 1m30s
+      timeout: 10s
+      retries: 5
+      start_period: 1m
+      start_interval: 2s
+  shell:
+    image: pg
+    healthcheck: {test: ["CMD-SHELL", "pg_isready || exit 1"], interval: 500ms}
+  string:
+    image: web
+    healthcheck: {test: "curl -f http://localhost/"}
+  none:
+    image: x
+    healthcheck: {test: ["NONE"]}
+  disabled:
+    image: x
+    healthcheck: {disable: yes}
+  inherit:
+    image: x
+    healthcheck: {interval: 5s}
+]])
+  local hb = s.components.list.heartbeat
+  t.eq(hb.kind, "exec")
+  t.same(hb.exec, { "redis-cli", "ping" })
+  t.eq(hb.interval, 90); t.eq(hb.timeout, 10); t.eq(hb.misses, 5); t.eq(hb.grace, 60)
+  warned(w, "service list: 'healthcheck.start_interval' has no equivalent")
+  hb = s.components.shell.heartbeat
+  t.same(hb.exec, { "sh", "-c", "pg_isready || exit 1" })
+  t.eq(hb.interval, 0.5); t.eq(hb.timeout, 30, "compose's default timeout"); t.eq(hb.misses, 3)
+  t.same(s.components.string.heartbeat.exec, { "sh", "-c", "curl -f http://localhost/" })
+  t.eq(s.components.string.heartbeat.interval, 30, "compose's default interval")
+  t.eq(s.components.none.heartbeat, false)
+  t.eq(s.components.disabled.heartbeat, false)
+  t.eq(s.components.inherit.heartbeat, false)
+  warned(w, "service inherit: 'healthcheck': without 'test' it relies on the image's HEALTHCHECK")
+  commented(src, "healthcheck: {interval: 5s}")
+end)
+
+t.test("convert: restart and deploy.restart_policy become policies", function()
+  local src, w, s = conv([[
+services:
+  a: {image: x, restart: "no"}
+  b: {image: x, restart: no}
+  c: {image: x, restart: always}
+  d: {image: x, restart: unless-stopped}
+  e: {image: x, restart: on-failure}
+  f: {image: x, restart: "on-failure:4"}
+  g:
+    image: x
+    deploy:
+      restart_policy: {condition: on-failure, delay: 5s, max_attempts: 2, window: 90s}
+  h:
+    image: x
+    deploy:
+      restart_policy: {condition: none}
+  i:
+    image: x
+    restart: always
+    deploy:
+      restart_policy: {condition: none}
+  j: {image: x}
+]])
+  local k = function(n) return s.components[n].restart.kind end
+  t.eq(k("a"), "never"); t.eq(k("b"), "never"); t.eq(k("c"), "always"); t.eq(k("d"), "always")
+  t.eq(k("e"), "on_failure"); t.eq(s.components.e.restart.limit, nil)
+  t.eq(k("f"), "on_failure"); t.same(s.components.f.restart.limit, { restarts = 4, within = 3600 })
+  t.eq(k("g"), "on_failure"); t.same(s.components.g.restart.limit, { restarts = 2, within = 90 })
+  t.eq(s.components.g.restart.backoff:delay(3), 5)
+  t.eq(k("h"), "never")
+  t.eq(k("i"), "always")
+  warned(w, "service i: 'deploy.restart_policy': ignored")
+  t.match(src, 'local policy  = require "mw.policy"')
+  t.match(src, 'local backoff = require "mw.backoff"')
+  t.match(src, "restart = policy.on_failure { backoff = backoff.constant { delay = \"5s\" }, " ..
+    "limit = { restarts = 2, within = \"1m30s\" } }")
+  t.match(src, "Without 'restart' compose never restarts a service; here j gets mw's default policy")
+end)
+
+t.test("convert: ports in short and long syntax, small ranges expanded", function()
+  local src, w, s = conv([[
+services:
+  web:
+    image: x
+    ports:
+      - 80
+      - "8080:8080"
+      - "127.0.0.1:5432:5432"
+      - "53:53/udp"
+      - "[::1]:9000:9000"
+      - "127.0.0.1::7000"
+      - "3000-3002:4000-4002"
+      - "6000-6001/udp"
+      - target: 443
+        published: "8443"
+        host_ip: 127.0.0.1
+        protocol: tcp
+        mode: host
+      - target: 81
+      - "1000-1100"
+      - "2000-2005:2000"
+]])
+  local p = s.components.web.ports
+  local function show(x) return string.format("%s:%s:%d/%s", x.ip, tostring(x.host), x.container, x.proto) end
+  local got = {}
+  for i, x in ipairs(p) do got[i] = show(x) end
+  t.same(got, {
+    "0.0.0.0:nil:80/tcp", "0.0.0.0:8080:8080/tcp", "127.0.0.1:5432:5432/tcp", "0.0.0.0:53:53/udp",
+    "::1:9000:9000/tcp", "127.0.0.1:nil:7000/tcp",
+    "0.0.0.0:3000:4000/tcp", "0.0.0.0:3001:4001/tcp", "0.0.0.0:3002:4002/tcp",
+    "0.0.0.0:nil:6000/udp", "0.0.0.0:nil:6001/udp",
+    "127.0.0.1:8443:443/tcp", "0.0.0.0:nil:81/tcp",
+  })
+  warned(w, "service web: 'ports.mode' has no equivalent")
+  warned(w, "service web: 'ports': no equivalent for a range of more than 20 ports")
+  warned(w, "service web: 'ports': no equivalent for a host range")
+  commented(src, "ports: 1000%-1100")
+  commented(src, "ports: 2000%-2005:2000")
+end)
+
+t.test("convert: volumes (named, bind, tmpfs, long syntax) and anonymous ones refused", function()
+  local src, w, s = conv([[
+services:
+  web:
+    image: x
+    volumes:
+      - data:/var/lib/data
+      - ./conf/app.conf:/etc/app.conf:ro
+      - ./conf:/etc/conf:rw,z
+      - /var/anon
+      - type: bind
+        source: conf
+        target: /long/conf
+        read_only: true
+      - type: volume
+        source: data
+        target: /long/data
+        volume: {nocopy: true}
+      - type: tmpfs
+        target: /cache
+        tmpfs: {size: 1048576}
+      - type: volume
+        target: /anon2
+    tmpfs:
+      - /run:size=64m
+volumes:
+  data:
+]])
+  local v = s.components.web.volumes
+  t.eq(#v, 7)
+  t.same(v[1], { type = "volume", name = "data", target = "/var/lib/data", read_only = false })
+  t.same(v[2], { type = "bind", source = PROJ .. "/conf/app.conf", target = "/etc/app.conf", read_only = true })
+  t.same(v[3], { type = "bind", source = PROJ .. "/conf", target = "/etc/conf", read_only = false })
+  t.same(v[4], { type = "bind", source = PROJ .. "/conf", target = "/long/conf", read_only = true })
+  t.eq(v[5].type, "volume"); t.eq(v[5].target, "/long/data")
+  t.same(v[6], { type = "tmpfs", target = "/cache", size = 1048576 })
+  t.same(v[7], { type = "tmpfs", target = "/run", size = 64 * 1024 * 1024 })
+  warned(w, "service web: 'volumes': the mount option 'z' has no equivalent")
+  warned(w, "service web: 'volumes': an anonymous volume would be lost")
+  warned(w, "service web: 'volumes.volume' has no equivalent")
+  commented(src, "volumes: /var/anon")
+  commented(src, "volumes: {target: /anon2, type: volume}")
+  -- an undeclared named volume is worth a word
+  local _, w2 = conv("services:\n  a:\n    image: x\n    volumes: [\"undeclared:/d\"]\n")
+  warned(w2, "volume 'undeclared' is not declared")
+end)
+
+t.test("convert: secrets from files; environment and external ones are kept as comments", function()
+  local src, w, s = conv([[
+services:
+  app:
+    image: x
+    secrets:
+      - pw
+      - source: pw
+        target: renamed
+        mode: 0400
+      - token
+      - gone
+secrets:
+  pw: {file: ./pw.txt}
+  token: {environment: TOKEN}
+]])
+  local got = {}
+  for _, sec in ipairs(s.components.app.secrets) do got[sec.name] = sec.source end
+  t.same(got, { pw = PROJ .. "/pw.txt", renamed = PROJ .. "/pw.txt" })
+  warned(w, "service app: 'secrets.mode' has no equivalent")
+  warned(w, "service app: 'secrets': secret 'token' is not a file")
+  warned(w, "service app: 'secrets': no top%-level secret 'gone'")
+  warned(w, "^secret 'token': 'environment' has no equivalent")
+  commented(src, "secret token: environment: TOKEN")
+  t.ok(not src:find("hunter2"), "a secret's content never appears")
+end)
+
+t.test("convert: networks, deploy resources, and the remaining fields", function()
+  local src, w, s = conv([[
+services:
+  app:
+    image: x
+    networks:
+      default:
+      front: {aliases: [www]}
+      back:
+    deploy:
+      replicas: 3
+      resources:
+        limits: {cpus: "0.5", memory: 256M}
+        reservations: {memory: 64M}
+    working_dir: /srv
+    user: 1000
+    labels: ["a.b=c", "flag"]
+    hostname: app.local
+    extra_hosts: ["gw:host-gateway", "db=10.0.0.2", "v6:::1"]
+    stop_signal: SIGQUIT
+    stop_grace_period: 1m5s
+    init: on
+    read_only: "yes"
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    shm_size: 128m
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+      nproc: 512
+  legacy:
+    image: y
+    mem_limit: 1g
+    cpus: 2
+    scale: 2
+    deploy:
+      resources:
+        limits: {memory: 2g}
+    extra_hosts:
+      one: 10.0.0.1
+      many: [10.0.0.2, 10.0.0.3]
+    labels: {x: 1}
+networks:
+  front:
+  back:
+]])
+  local c = s.components.app
+  t.same(c.networks, { "back", "front" })
+  warned(w, "service app: 'networks.front.aliases' has no equivalent")
+  t.eq(c.scale, 3); t.eq(c.cpus, 0.5); t.eq(c.memory, 256 * 1024 * 1024)
+  warned(w, "service app: 'deploy.resources.reservations' has no equivalent")
+  t.eq(c.working_dir, "/srv"); t.eq(c.user, "1000")
+  t.same(c.labels, { ["a.b"] = "c", flag = "" })
+  t.eq(c.hostname, "app.local")
+  t.same(c.extra_hosts, { "gw:host-gateway", "db:10.0.0.2", "v6:::1" })
+  t.eq(c.stop_signal, "SIGQUIT"); t.eq(c.stop_grace, 65)
+  t.eq(c.init, true); t.eq(c.read_only, true)
+  t.same(c.cap_add, { "NET_ADMIN" }); t.same(c.cap_drop, { "ALL" })
+  t.eq(c.shm_size, 128 * 1024 * 1024)
+  t.same(c.ulimits, { nofile = { soft = 1024, hard = 2048 }, nproc = { soft = 512, hard = 512 } })
+  local l = s.components.legacy
+  t.eq(l.memory, 2 * 1024 ^ 3, "deploy's limit is read first; mem_limit is kept as a comment")
+  warned(w, "service legacy: 'mem_limit': ignored: 'memory' is already set")
+  commented(src, "mem_limit: 1g")
+  t.eq(l.cpus, 2); t.eq(l.scale, 2)
+  t.same(l.extra_hosts, { "many:10.0.0.2", "many:10.0.0.3", "one:10.0.0.1" })
+  t.same(l.labels, { x = "1" })
+end)
+
+t.test("convert: service names are made valid component names, dependencies follow", function()
+  local src, w, s = conv([[
+services:
+  Web.App: {image: x, depends_on: [DB]}
+  DB: {image: y}
+  db: {image: z}
+  _x: {image: w}
+]])
+  t.ok(s.components["web-app"])
+  t.ok(s.components.db and s.components["db-2"])
+  t.ok(s.components.x)
+  warned(w, "service 'Web.App' becomes component 'web%-app'")
+  warned(w, "service '_x' becomes component 'x'")
+  t.same(s.components["web-app"].depends_on, { db = "started" })
+  t.eq(s.components.db.image, "y", "DB sorts first, so it keeps the plain name")
+  t.match(src, '%-%- compose service "?Web.App"?')
+  t.match(src, '%["web%-app"%] = {')
+end)
+
+t.test("convert: strings are quoted so any value survives", function()
+  local _, _, s = conv([==[
+services:
+  app:
+    image: x
+    environment:
+      QUOTES: 'say "hi" \ back'
+      NEWLINE: "a\nb\tc"
+      UTF8: "héllo wörld ✓"
+      BRACKETS: "]] [[ --[["
+      CTRL: "bell\a"
+      lua-keyword: x
+      and: y
+]==])
+  t.same(s.components.app.env, {
+    QUOTES = 'say "hi" \\ back', NEWLINE = "a\nb\tc", UTF8 = "héllo wörld ✓",
+    BRACKETS = "]] [[ --[[", CTRL = "bell\a", ["lua-keyword"] = "x", ["and"] = "y",
+  })
+end)
+
+t.test("convert: paths are rewritten when the stack file goes elsewhere", function()
+  local src, w, s = conv([[
+services:
+  app:
+    build: ./app
+    volumes: ["./conf:/conf:ro", "/tmp:/abs"]
+    secrets: [pw]
+secrets:
+  pw: {file: pw.txt}
+]], { out_dir = SCRATCH .. "/elsewhere" })
+  t.match(src, 'build = "%.%./proj/app"')
+  t.match(src, '"%.%./proj/conf:/conf:ro"')
+  t.match(src, '"/tmp:/abs"')
+  t.match(src, 'pw = "%.%./proj/pw.txt"')
+  t.eq(s.components.app.build.context, PROJ .. "/app")
+  warned(w, "the stack file is not beside the compose file")
+end)
+
+t.test("convert: the stack is named after the compose project", function()
+  local src = conv("name: My_Project\nservices:\n  a: {image: x}\n")
+  t.match(src, 'name = "my_project"')
+  src = conv("services:\n  a: {image: x}\n")
+  t.match(src, 'name = "proj"')
+  src = conv("services:\n  a: {image: x}\n", { env = { COMPOSE_PROJECT_NAME = "fromenv" } })
+  t.match(src, 'name = "fromenv"')
+end)
+
+t.test("convert: unusable compose files fail with one line", function()
+  local cases = {
+    { "- a\n- b\n", "^not a compose file: expected a mapping with 'services', got a list$" },
+    { "just text\n", "got a string" },
+    { "{}\n", "got an empty mapping" },
+    { "version: '3'\n", "^no services" },
+    { "services: {}\n", "^no services" },
+    { "services: [a]\n", "'services' must be a mapping" },
+    { "services:\n  web:\n", "^service web must be a mapping" },
+    { "services:\n  web: {ports: [80]}\n", "^service web has neither 'image' nor 'build'$" },
+    { "services:\n  web: {build: 'git@github.com:x/y.git'}\n", "is remote" },
+    { "services:\n  web: {image: x, healthcheck: {test: [FOO, x]}}\n", "must start with CMD, CMD%-SHELL or NONE" },
+    { "services:\n  web: {image: x, stop_grace_period: soon}\n", "bad duration" },
+  }
+  for _, c in ipairs(cases) do
+    local src, err = conv(c[1])
+    t.eq(src, nil, c[1])
+    t.match(err, c[2], c[1])
+  end
+end)
+
+t.test("convert: every unsupported key is reported and kept as a comment", function()
+  local keys = { "privileged", "devices", "network_mode", "pid", "sysctls", "logging", "profiles",
+                 "configs", "expose", "links", "container_name", "security_opt", "tty", "x-custom" }
+  local lines = { "services:", "  svc:", "    image: x" }
+  local values = {
+    privileged = "true", devices = "[/dev/fuse]", network_mode = "host", pid = "host",
+    sysctls = "{net.core.somaxconn: 1024}", logging = "{driver: none}", profiles = "[dev]",
+    configs = "[cfg]", expose = "[80]", links = "[db]", container_name = "fixed",
+    security_opt = "[seccomp:unconfined]", tty = "true", ["x-custom"] = "{a: 1}",
+  }
+  for _, k in ipairs(keys) do lines[#lines + 1] = "    " .. k .. ": " .. values[k] end
+  lines[#lines + 1] = "x-top: 1"
+  local src, w = conv(table.concat(lines, "\n") .. "\n")
+  for _, k in ipairs(keys) do
+    local pat = k:gsub("%-", "%%-")
+    warned(w, "^service svc: '" .. pat .. "' has no equivalent.*%(kept as a comment%)$")
+    commented(src, "^%s+%-%- compose: " .. pat .. ": ")
+  end
+  warned(w, "^top%-level 'x%-top' has no equivalent")
+  commented(src, "x%-top: 1")
+end)
+
+-- The corpus ---------------------------------------------------------------------------------
+
+-- What each corpus file must give: components, and the keys it must report as unsupported.
+local EXPECT = {
+  ["web-postgres-redis"] = { comps = 3 },
+  ["wordpress-mysql"] = { comps = 2, unsupported = { "expose" } },
+  ["nginx-proxy"] = { comps = 2, unsupported = { "expose" } },
+  monitoring = { comps = 5, unsupported = { "privileged", "devices", "expose" } },
+  traefik = { comps = 3 },
+  ["build-args"] = { comps = 4, unsupported = { "build.cache_from", "image" } },
+  anchors = { comps = 3, unsupported = { "logging", "x-logging", "x-service" } },
+  ["env-files"] = { comps = 2, unsupported = { "env_file" } },
+  healthchecks = { comps = 8, unsupported = { "healthcheck.start_interval", "healthcheck",
+                                             "depends_on.migrate.condition" } },
+  ["long-syntax"] = { comps = 1, unsupported = { "ports.mode", "secrets.uid", "volumes.bind", "tmpfs" } },
+  deploy = { comps = 3, unsupported = { "deploy.placement", "deploy.update_config", "cpu_shares",
+                                        "memswap_limit", "deploy.resources.reservations" } },
+  unsupported = { comps = 4, unsupported = {
+    "container_name", "privileged", "devices", "sysctls", "network_mode", "logging", "security_opt",
+    "dns", "x-notes", "profiles", "pid", "ipc", "tty", "stdin_open", "platform", "pull_policy",
+    "configs", "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
+    "external", "driver_opts", "ipam", "x-project-owner" } },
+  names = { comps = 4 },
+  ["django-celery"] = { comps = 5 },
+}
+
+local function corpus_dirs()
+  local names = assert(fs.list(CORPUS))
+  local out = {}
+  for _, n in ipairs(names) do
+    if n ~= "broken" and fs.stat(CORPUS .. "/" .. n .. "/compose.yaml") then out[#out + 1] = n end
+  end
+  table.sort(out)
+  return out
+end
+
+local function import_corpus(name)
+  local dir = CORPUS .. "/" .. name
+  local doc = decode(assert(fs.read(dir .. "/compose.yaml")))
+  local src, w = import.convert(doc, { dir = dir, env = { HOME = "/root" }, file = "compose.yaml" })
+  return src, w, dir
+end
+
+t.test("corpus: at least 12 realistic compose files, each with expectations", function()
+  local dirs = corpus_dirs()
+  t.ok(#dirs >= 12, "only " .. #dirs .. " corpus files")
+  for _, n in ipairs(dirs) do t.ok(EXPECT[n], "no expectations for corpus file " .. n) end
+end)
+
+for _, name in ipairs(corpus_dirs()) do
+  t.test("corpus " .. name .. ": imports, passes mw check, reports what it leaves out", function()
+    local src, w, dir = import_corpus(name)
+    t.ok(src, "convert failed: " .. tostring(w))
+    local s, err = stack.load(dir .. "/stack.lua", { source = src })
+    t.ok(s, err)
+    local want = EXPECT[name]
+    local n = 0
+    for _ in pairs(s.components) do n = n + 1 end
+    t.eq(n, want.comps, "components")
+    -- every warning about a key has its comment, and every comment its warning
+    local comments = {}
+    for line in src:gmatch("[^\n]+") do
+      local key = line:match("^%s*%-%- compose: ([^:]+):")
+      if key then comments[#comments + 1] = key end
+    end
+    for _, msg in ipairs(w) do
+      local key = msg:match("^service [^:]+: '([^']+)'") or msg:match("^top%-level '([^']+)'")
+        or msg:match("^%a+ [^:]+: '([^']+)' has no equivalent")
+      if key then t.ok(has(comments, "^" .. key:gsub("%p", "%%%0")) or src:find(key, 1, true),
+        name .. ": warning without a comment: " .. msg) end
+    end
+    for _, k in ipairs(want.unsupported or {}) do
+      local pat = "'" .. k:gsub("%p", "%%%0") .. "'"
+      t.ok(has(w, pat), name .. ": no warning for " .. k .. " in " .. table.concat(w, " | "))
+      t.ok(src:find("-- compose: [^\n]*" .. k:gsub("%p", "%%%0")), name .. ": no comment for " .. k)
+    end
+    -- the output is deterministic
+    t.eq(import_corpus(name), src)
+  end)
+end
+
+t.test("corpus: values survive the trip", function()
+  local function load(name)
+    local src, _, dir = import_corpus(name)
+    return assert(stack.load(dir .. "/stack.lua", { source = src }))
+  end
+  local s = load("env-files")
+  t.eq(s.name, "envdemo")
+  t.eq(s.components.web.image, "nginx:1.25.3", "from .env")
+  t.eq(s.components.web.env.LOG_FORMAT, "text")
+  t.eq(s.components.web.env.WELCOME, "Hello\nWorld")
+  t.eq(s.components.web.env.GREETING, "cost is $5")
+  t.eq(s.components.db.env.POSTGRES_PASSWORD, "s3cr3t pass")
+  t.eq(s.components.db.image, "postgres:16")
+  s = load("anchors")
+  t.eq(s.components.api.env.LOG_LEVEL, "debug")
+  t.eq(s.components.worker.env.TZ, "Europe/Berlin")
+  t.eq(s.components.api.heartbeat.interval, 15)
+  t.eq(s.components.worker.depends_on.api, "healthy")
+  s = load("traefik")
+  t.eq(s.components.whoami.scale, 2)
+  t.eq(s.components.whoami.labels["traefik.http.routers.whoami.rule"], "Host(`whoami.localhost`) && PathPrefix(`/`)")
+  s = load("healthchecks")
+  t.eq(s.components.waits.depends_on.inherited, "started")
+  t.eq(s.components["exec-list"].heartbeat.interval, 90)
+  s = load("deploy")
+  t.eq(s.components.worker.scale, 3)
+  t.eq(s.components.worker.memory, 512 * 1024 * 1024)
+  s = load("names")
+  t.ok(s.components["api-server"] and s.components.web_app and s.components.internal)
+end)
+
+local BROKEN = {
+  ["syntax-error"] = { decode = "^line 4, column 11: mapping values are not allowed in this context$" },
+  ["not-a-mapping"] = { convert = "^not a compose file: expected a mapping with 'services', got a list$" },
+  ["empty"] = { convert = "got an empty document$" },
+  ["no-services"] = { convert = "^no services" },
+  ["no-image"] = { convert = "^service web has neither 'image' nor 'build'$" },
+  ["missing-env-file"] = { convert = "^service web: env_file ./does%-not%-exist.env: No such file or directory$" },
+  ["remote-build"] = { convert = "^service app: build context .* is remote" },
+  ["bad-image"] = { check = "field 'image': bad image reference \"Example/Web:Latest\"" },
+  ["missing-bind"] = { check = "bind mount source \"./data/mysql\" does not exist" },
+}
+
+t.test("corpus: broken files fail with one clear line", function()
+  local names = assert(fs.list(CORPUS .. "/broken"))
+  t.ok(#names >= 4)
+  for _, f in ipairs(names) do
+    local name = f:match("^(.*)%.yaml$")
+    local want = BROKEN[name]
+    t.ok(want, "no expectation for broken/" .. f)
+    local path = CORPUS .. "/broken/" .. f
+    local doc, err = yaml.decode(assert(fs.read(path)))
+    if want.decode then
+      t.eq(doc, nil, f); t.match(err, want.decode, f)
+    else
+      t.ok(doc ~= nil, f .. ": " .. tostring(err))
+      local src, cerr = import.convert(doc, { dir = CORPUS .. "/broken", env = {} })
+      if want.convert then
+        t.eq(src, nil, f); t.match(cerr, want.convert, f)
+      else
+        t.ok(src, f .. ": " .. tostring(cerr))
+        local s, lerr = stack.load(CORPUS .. "/broken/stack.lua", { source = src })
+        t.eq(s, nil, f); t.match(lerr, want.check, f)
+      end
+    end
+  end
+end)
+
+-- The command ------------------------------------------------------------------------------------
+
+local function self_exe()
+  local p = io.popen("readlink /proc/" .. core.pid() .. "/exe")
+  local exe = p:read("l")
+  p:close()
+  return exe
+end
+
+local function sh(cmd)
+  local outf, errf = SCRATCH .. "/out.txt", SCRATCH .. "/err.txt"
+  local p = assert(proc.spawn { args = { "/bin/sh", "-c", cmd .. " >" .. outf .. " 2>" .. errf } })
+  local code = p:wait(60)
+  p:close()
+  local out, err = fs.read(outf) or "", fs.read(errf) or ""
+  os.remove(outf); os.remove(errf)
+  return code, out, err
+end
+
+t.test("mw import: stdout, -o, --force, and exit 2 with one line for broken files", function()
+  local _
+  local mw = self_exe()
+  local root = os.getenv("MW_LUA_PATH")
+  local env = root and ("MW_LUA_PATH=" .. root .. " ") or ""
+  local code, out, err = sh(env .. mw .. " import " .. CORPUS .. "/wordpress-mysql/compose.yaml")
+  t.eq(code, 0, err)
+  t.match(out, "^%-%- Imported from compose.yaml")
+  t.match(err, "^mw import: service db: 'expose' has no equivalent")
+
+  local target = SCRATCH .. "/elsewhere/stack.lua"
+  code, _, err = sh(env .. mw .. " import " .. CORPUS .. "/nginx-proxy/compose.yaml -o " .. target)
+  t.eq(code, 0, err)
+  t.match(err, "wrote .*stack.lua: 2 components, %d+ warnings\n$")
+  code, out, err = sh(env .. mw .. " check " .. target)
+  t.eq(code, 0, err)
+  t.match(out, "stack nginx%-proxy")
+  code, _, err = sh(env .. mw .. " import " .. CORPUS .. "/nginx-proxy/compose.yaml -o " .. target)
+  t.eq(code, 2)
+  t.match(err, "^mw import: .*stack.lua already exists %(use %-%-force to overwrite it%)\n$")
+  code, _, err = sh(env .. mw .. " import " .. CORPUS .. "/nginx-proxy/compose.yaml --output " .. target .. " --force")
+  t.eq(code, 0, err)
+  os.remove(target)
+
+  for _, f in ipairs(assert(fs.list(CORPUS .. "/broken"))) do
+    code, out, err = sh(env .. mw .. " import " .. CORPUS .. "/broken/" .. f)
+    t.eq(code, 2, f)
+    t.eq(out, "", f)
+    local _, lines = err:gsub("\n", "")
+    t.eq(lines, 1, f .. ": " .. err)
+    t.match(err, "^mw import: ", f)
+  end
+  _, _, err = sh(env .. mw .. " import " .. CORPUS .. "/broken/syntax-error.yaml")
+  t.eq(err, "mw import: " .. CORPUS .. "/broken/syntax-error.yaml: line 4, column 11: " ..
+    "mapping values are not allowed in this context\n")
+  code, _, err = sh(env .. mw .. " import")
+  t.eq(code, 2); t.match(err, "usage: mw import compose.yaml")
+  code, _, err = sh(env .. mw .. " import " .. SCRATCH .. "/nothing.yaml")
+  t.eq(code, 2); t.match(err, "^mw import: cannot read .*nothing.yaml: No such file")
+end)
+
+t.test("cleanup", function()
+  assert(sh("rm -rf " .. SCRATCH) == 0)
+end)
+
+os.exit(t.run())
