@@ -3,14 +3,14 @@ PKGS     := lua5.4 libcurl libuv yaml-0.1
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icore $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += -llua5.4-cjson $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LDLIBS   += -llua5.4-cjson -lhttp_parser $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 LUA_SRC  := $(sort $(wildcard lua/mw/*.lua stdlib/mw/*.lua))
 C_SRC    := $(sort $(wildcard core/*.c))
 OBJ      := $(C_SRC:core/%.c=build/%.o) build/embedded.o
 ASAN_OBJ := $(C_SRC:core/%.c=build/asan/%.o) build/asan/embedded.o
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all deps test check-asan run bench clean images engine-up
+.PHONY: all deps test check-asan run bench clean examples
 
 all: mw
 
@@ -44,7 +44,11 @@ build/asan/embedded.o: build/embedded.c | build
 deps:
 	@scripts/deps.sh
 
-test: deps
+# The example stacks' static binaries and busybox copy (fast when up to date).
+examples: deps
+	@$(MAKE) --no-print-directory -C examples
+
+test: deps examples
 	@$(MAKE) --no-print-directory mw
 	@scripts/test.sh
 
@@ -52,7 +56,7 @@ check-asan: deps
 	@$(MAKE) --no-print-directory mw-asan
 	@MW_BIN=./mw-asan scripts/test.sh unit
 
-run: deps
+run: deps examples
 	@$(MAKE) --no-print-directory mw
 	@scripts/with-engine.sh ./mw run examples/pipeline/stack.lua
 
@@ -62,3 +66,24 @@ bench: deps
 
 clean:
 	rm -rf build mw mw-asan
+	-$(MAKE) --no-print-directory -C examples clean
+
+# Reliability: the fault proxy the fault tests put between mw and the engine, libFuzzer
+# targets, valgrind over the unit tests, and the long soak (scripts/fuzz.sh, soak.sh, valgrind.sh).
+.PHONY: fuzz soak check-valgrind fault-proxy
+
+fault-proxy: build/mw-fault-proxy
+
+build/mw-fault-proxy: tests/faults/proxy.c | build
+	$(CC) -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $<
+
+fuzz:
+	@scripts/fuzz.sh
+
+soak: deps
+	@$(MAKE) --no-print-directory mw build/mw-fault-proxy
+	@scripts/soak.sh
+
+check-valgrind: deps
+	@$(MAKE) --no-print-directory mw
+	@scripts/valgrind.sh

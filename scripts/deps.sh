@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mw needs to build and test; prints the apt-get line when not root.
 set -euo pipefail
-pkgs=(build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev libuv1-dev lua-cjson-dev libyaml-dev
+pkgs=(build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev libuv1-dev lua-cjson-dev libyaml-dev libhttp-parser-dev
       busybox-static docker.io lua5.4)
 missing=()
 for p in "${pkgs[@]}"; do
