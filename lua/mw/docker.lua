@@ -597,6 +597,14 @@ function Engine:create(name, spec)
   return v.Id, v.Warnings
 end
 
+-- One sample of a container's resource use -> stats | nil, err, code. one-shot (API 1.41+)
+-- answers at once instead of waiting a second for a second sample; CPU use is computed by
+-- the caller from two samples it took.
+function Engine:stats(id)
+  return self:_json("containers/stats", "GET", "/containers/" .. seg(id) .. "/stats",
+    { query = { stream = "false", ["one-shot"] = "true" } })
+end
+
 -- Renames a container -> true | nil, err, code (409 when the name is taken).
 function Engine:rename(id, name)
   local res, err, code = self:_call("containers/rename", "POST", "/containers/" .. seg(id) .. "/rename",

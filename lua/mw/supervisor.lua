@@ -8,6 +8,7 @@ local cjson = require "cjson"
 local spec = require "mw.spec"
 local log = require "mw.log"
 local policy = require "mw.policy"
+local duration = require "mw.duration"
 
 local M = {}
 local Sup = {}
@@ -35,7 +36,9 @@ end
 -- A component is a group of instances: each has its own container, heartbeat, failure record
 -- and backoff. Instance 1 is named like the component, instance i>1 "<component>-<i>".
 function Sup:_group(name, def)
-  local g = { name = name, def = def, desired = def.scale or 1, instances = {} }
+  local desired = def.scale or 1
+  if def.autoscale then desired = math.max(def.autoscale.min, math.min(def.autoscale.max, desired)) end
+  local g = { name = name, def = def, desired = desired, instances = {} }
   self.groups[name] = g
   for i = 1, g.desired do self:_instance(g, i) end
   return g
@@ -391,6 +394,7 @@ local function probe_http(self, c, hb)
   local res, err = http.request { url = "http://127.0.0.1:" .. port .. hb.path, timeout = hb.timeout }
   if not res then return false, err end
   if res.status < 200 or res.status >= 400 then return false, "HTTP " .. res.status end
+  if #res.body <= 65536 then c.hb.body = res.body end     -- autoscale decisions may read it
   if hb.check then
     local ok, good, why = core.budget(hb.check, POLICY_BUDGET, res.body)
     if not ok then return false, "check failed: " .. tostring(good) end
@@ -457,6 +461,7 @@ end
 
 function Sup:beat(c, probe, ok, why, latency, started)
   local hb = c.def.heartbeat
+  if self.on_beat then self.on_beat(c.key, ok, latency) end     -- metrics
   if ok then
     c.hb.misses = 0
     c.hb.latency = latency
@@ -500,6 +505,9 @@ function Sup:decide(c, record)
     why = tostring(action)
   elseif not ACTIONS[action] then
     why = "returned an unknown action " .. tostring(action)
+  elseif type(delay) == "string" then
+    local d, derr = duration.parse(delay)     -- "500ms" is as good as 0.5
+    if d then delay = d else why = "returned a bad delay: " .. tostring(derr) end
   elseif delay ~= nil and (type(delay) ~= "number" or delay ~= delay or delay < 0) then
     why = "returned a bad delay " .. tostring(delay)
   end
@@ -872,6 +880,7 @@ function Sup:start()
       end
     end
   end
+  self:autoscaler()
   for _, name in ipairs(self.stack.order) do
     for _, c in ipairs(instances(self.groups[name])) do
       c.runner = self:spawn(c.key .. "-up", function()
@@ -976,7 +985,10 @@ function Sup:apply(new)
           self:start_heartbeat(c)
         end
       end
-      if not g.autoscaled and (def.scale or 1) ~= g.desired then
+      if def.autoscale then
+        local n = math.max(def.autoscale.min, math.min(def.autoscale.max, g.desired))
+        if n ~= g.desired then self:scale(g, n) end
+      elseif (def.scale or 1) ~= g.desired then
         notes.scaled[#notes.scaled + 1] = string.format("%s %d -> %d", name, g.desired, def.scale or 1)
         self:scale(g, def.scale or 1)
       end
@@ -1031,6 +1043,82 @@ function Sup:scale(g, n)
     if list[k].index > n then self:retire(list[k], "scaled down") end
   end
   self:changed()
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- autoscaling
+
+local SCALE_BUDGET = { instructions = 1e6, seconds = 0.1 }
+
+-- One sample per instance: CPU (cores, from two successive one-shot stats), memory, heartbeat
+-- latency and the JSON the instance serves.
+function Sup:sample(g)
+  local out = {}
+  local tasks = {}
+  for _, c in ipairs(instances(g)) do
+    local row = { index = c.index, state = c.state, latency = c.hb and c.hb.latency }
+    out[#out + 1] = row
+    if c.hb and c.hb.body then
+      local ok, v = pcall(cjson.decode, c.hb.body)
+      if ok then row.json = v end
+    end
+    if c.id and is_up(c) then
+      tasks[#tasks + 1] = core.spawn(function()
+        local st = self.engine:stats(c.id)
+        if not st then return end
+        local usage = st.cpu_stats and st.cpu_stats.cpu_usage and st.cpu_stats.cpu_usage.total_usage
+        local now = core.now()
+        if usage and c.cpu_prev and now > c.cpu_prev.t then
+          row.cpu = math.max(0, (usage - c.cpu_prev.usage) / 1e9 / (now - c.cpu_prev.t))
+        end
+        if usage then c.cpu_prev = { usage = usage, t = now } end
+        row.memory = st.memory_stats and st.memory_stats.usage
+      end, c.key .. "-stats")
+    end
+  end
+  for _, t in ipairs(tasks) do core.join(t) end
+  return out
+end
+
+function Sup:autoscale_once(g)
+  local a = g.def.autoscale
+  local s = { component = g.name, desired = g.desired, min = a.min, max = a.max, now = core.time(),
+              last_change = g.last_change, instances = self:sample(g) }
+  local ok, n = core.budget(a.decide, SCALE_BUDGET, s)
+  if not ok or type(n) ~= "number" or n ~= n then
+    log.warn(g.name, "autoscale_error", "autoscale decide failed (" .. tostring(ok and ("returned " .. tostring(n)) or n)
+      .. "); the scale stays " .. g.desired)
+    return
+  end
+  n = math.max(a.min, math.min(a.max, math.floor(n)))
+  if n ~= g.desired and self.groups[g.name] == g then
+    log.info(g.name, "autoscale", string.format("autoscale: %d -> %d instances", g.desired, n),
+      { from = g.desired, to = n })
+    g.autoscaled = true
+    g.last_change = core.time()
+    self:scale(g, n)
+  end
+end
+
+-- One task for every autoscaled component: each is sampled on its own period.
+function Sup:autoscaler()
+  return self:spawn("autoscale", function()
+    local due = {}
+    while not self.stopping do
+      local now = core.now()
+      for name, g in pairs(self.groups) do
+        local a = g.def.autoscale
+        if a then
+          due[name] = due[name] or (now + a.every)
+          if now >= due[name] then
+            due[name] = now + a.every
+            self:autoscale_once(g)
+          end
+        end
+      end
+      core.sleep(0.1)
+    end
+  end)
 end
 
 -- Replaces the stale instances of a group one at a time (rollout.parallel at once): each new

@@ -57,13 +57,18 @@ function E.httpd_cmd(extra)
     .. (extra or "") .. "exec httpd -f -p 8089 -h /w" }
 end
 
+-- Stack source with IMAGE and NAME substituted (for rewriting a stack file in a test).
+function E.render(body, name)
+  return (body:gsub("IMAGE", E.image()):gsub("NAME", name))
+end
+
 -- Writes a stack file; `body` is Lua source whose `return` is the stack, with IMAGE and NAME
--- substituted. Returns the file path and the stack name.
+-- substituted. Returns the file path, the stack name and the file's directory.
 function E.stack(short, body)
   local name = (E.run_id .. "-" .. short):lower()
   E.stacks[#E.stacks + 1] = name
   local d = E.tmpdir()
-  local src = body:gsub("IMAGE", E.image()):gsub("NAME", name)
+  local src = E.render(body, name)
   local path = d .. "/stack.lua"
   assert(fs.write_atomic(path, src, 420))
   return path, name, d
