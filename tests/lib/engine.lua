@@ -151,8 +151,10 @@ function E.containers(stack)
   local by = {}
   for _, x in ipairs(list) do
     local comp = x.Labels["mw.component"]
-    by[comp] = by[comp] or {}
-    table.insert(by[comp], x)
+    if comp then      -- a build's intermediate containers carry the stack's labels but no component
+      by[comp] = by[comp] or {}
+      table.insert(by[comp], x)
+    end
   end
   return by
 end

@@ -1,0 +1,449 @@
+-- The commands around a stack against the real engine: destroy, inspect, kill, logs, status.
+local t = require "t"
+local core = require "mw.core"
+local fs = require "mw.fs"
+local proc = require "mw.proc"
+local cjson = require "cjson"
+local docker = require "mw.docker"
+local E = require "engine"
+
+local e = E.engine()
+
+-- Runs `mw <args>` to completion with stdout and stderr apart -> exit code, stdout, stderr.
+local function mw(args, timeout)
+  local d = E.tmpdir()
+  local argv = { "sh", "-c", 'exec "$@" 2>"$0"', d .. "/err", os.getenv("MW_BIN") or "./mw" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
+  for _, k in ipairs { "MW_LUA_PATH", "DOCKER_HOST", "HOME", "XDG_RUNTIME_DIR" } do
+    if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
+  end
+  local p = assert(proc.spawn { args = argv, env = env, out = d .. "/out" })
+  local code = p:wait(timeout or 60)
+  if not code then p:kill("KILL") code = p:wait(5) end
+  p:close()
+  return code, fs.read(d .. "/out") or "", fs.read(d .. "/err") or ""
+end
+
+local function lines(s)
+  local n = 0
+  for _ in s:gmatch("[^\n]*\n") do n = n + 1 end
+  return n
+end
+
+local function count(s, pat)
+  local n = 0
+  for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+-- Every distinct match of pat in s, and whether any came twice.
+local function distinct(s, pat)
+  local seen, list, dup = {}, {}, false
+  for m in s:gmatch(pat) do
+    if seen[m] then dup = true else seen[m] = true list[#list + 1] = m end
+  end
+  return list, dup
+end
+
+-- A stack's containers by component. Unlike E.containers this skips the builder's
+-- intermediate containers, which carry the stack's labels (given to the build) but no
+-- component.
+local function containers(stack)
+  local by = {}
+  for _, x in ipairs(assert(e:list { label = { "used-by=millwright", "mw.stack=" .. stack, "mw.component" } })) do
+    local comp = x.Labels["mw.component"]
+    by[comp] = by[comp] or {}
+    table.insert(by[comp], x)
+  end
+  return by
+end
+
+local function wait_running(stack, comps)
+  return t.wait_for(function()
+    local by = containers(stack)
+    for _, c in ipairs(comps) do
+      local l = by[c]
+      if not l or #l ~= 1 or l[1].State ~= "running" then return nil end
+    end
+    return by
+  end, 60, table.concat(comps, ", ") .. " running")
+end
+
+local function id_of(stack, comp)
+  local l = containers(stack)[comp]
+  return l and l[1] and l[1].Id
+end
+
+-- ---------------------------------------------------------------------------------------------
+
+t.test("destroy removes a stack's containers, network and image, nothing else; twice is fine", function()
+  local file_a, a, dir_a = E.stack("da", [[
+return { name = "NAME", components = {
+  app  = { build = "." },
+  side = { image = "IMAGE", command = { "sleep", "1000" } },
+} }
+]])
+  assert(fs.write_atomic(dir_a .. "/Dockerfile", "FROM " .. E.image() .. '\nCMD ["sleep", "1000"]\n'))
+  local file_b, b = E.stack("db", [[
+return { name = "NAME", components = { keep = { image = "IMAGE", command = { "sleep", "1000" } } } }
+]])
+  local ha = E.mw({ "run", "--log-format", "json", file_a })
+  local hb = E.mw({ "run", "--log-format", "json", file_b })
+  wait_running(a, { "app", "side" })
+  wait_running(b, { "keep" })
+  t.eq(ha.stop(), 0)
+  t.eq(hb.stop(), 0)
+
+  -- look-alikes: the stack's labels without used-by=millwright, and a name like ours
+  local foreign = "mwtest-" .. E.run_id .. "-foreign"
+  local made = {}
+  local ok, err = pcall(function()
+    made.net1 = assert(e:network_create(foreign, { ["mw.stack"] = a }))
+    made.net2 = assert(e:network_create("mw-" .. a .. "-x", {}))
+    made.ctr = assert(e:create(foreign, docker.container_spec {
+      image = E.image(), cmd = { "sleep", "1000" },
+      labels = { ["used-by"] = "nobody", ["mw.stack"] = a, ["mw.component"] = "app" },
+    }))
+    assert(e:volume_create(a .. "_data", { ["used-by"] = "millwright", ["mw.stack"] = a }))
+
+    local code, out, errs = mw({ "destroy", "--stack", a })
+    t.eq(code, 0, errs)
+    t.match(out, "removed container " .. a:gsub("%p", "%%%0") .. "%-app\n")
+    t.match(out, "removed container " .. a:gsub("%p", "%%%0") .. "%-side\n")
+    t.match(out, "removed network mw%-" .. a:gsub("%p", "%%%0") .. "\n")
+    t.match(out, "removed image mw%-" .. a:gsub("%p", "%%%0") .. ":%x+\n")
+    t.eq(lines(out), 4, out)
+    t.eq(errs, "mw: kept 1 volume (use --volumes to remove it)\n")
+
+    t.eq(#assert(e:list { label = { "used-by=millwright", "mw.stack=" .. a } }), 0, "the stack's containers are gone")
+    t.eq(#assert(e:network_list { label = { "used-by=millwright", "mw.stack=" .. a } }), 0, "its network is gone")
+    t.eq(#assert(e:image_list { label = { "used-by=millwright", "mw.stack=" .. a } }), 0, "its image is gone")
+    t.ok(e:inspect(made.ctr), "the container without used-by=millwright is still there")
+    t.ok(e:network_inspect(made.net1), "the network without used-by=millwright is still there")
+    t.ok(e:network_inspect(made.net2), "the network named like ours is still there")
+    t.ok(e:volume_inspect(a .. "_data"), "the volume is kept")
+    t.ok(id_of(b, "keep"), "the other stack's container is still there")
+    t.eq(#assert(e:network_list { label = { "used-by=millwright", "mw.stack=" .. b } }), 1, "and its network")
+    t.ok(e:image_inspect(E.image()), "the test image (no stack label) is still there")
+
+    code, out, errs = mw({ "destroy", "--stack", a })
+    t.eq(code, 0, "twice")
+    t.eq(out, "", "nothing removed the second time")
+    t.match(errs, "kept 1 volume")
+
+    code, out = mw({ "destroy", file_a, "--volumes" })
+    t.eq(code, 0)
+    t.eq(out, "removed volume " .. a .. "_data\n")
+    code, out, errs = mw({ "destroy", file_a, "--volumes" })
+    t.eq(code, 0)
+    t.eq(out .. errs, "")
+  end)
+  if made.ctr then e:remove(made.ctr, { force = true }) end
+  if made.net1 then e:network_remove(made.net1) end
+  if made.net2 then e:network_remove(made.net2) end
+  if not ok then error(err, 0) end
+end)
+
+-- ---------------------------------------------------------------------------------------------
+
+-- A component whose introspection JSON changes every 100 ms, and one without a heartbeat.
+local VARS = [==[
+return { name = "NAME", components = {
+  vars = { image = "IMAGE", heartbeat = { interval = "200ms", grace = "10s" },
+    command = { "sh", "-c", "mkdir -p /w/debug; i=0; "
+      .. [=[while true; do i=$((i+1)); echo "{\"n\":$i}" > /w/debug/v.tmp; mv /w/debug/v.tmp /w/debug/vars; ]=]
+      .. "sleep 0.1; done & exec httpd -f -p 8089 -h /w" } },
+  quiet = { image = "IMAGE", command = { "sleep", "1000" } },
+} }
+]==]
+
+t.test("inspect returns the component's live JSON, with or without a running mw", function()
+  local file, stack = E.stack("insp", VARS)
+  local h = E.mw({ "run", "--log-format", "json", file })
+  h.wait_event({ event = "healthy", component = "vars" }, 60)
+  local code, out, errs = mw({ "inspect", "vars", "--stack", stack })
+  t.eq(code, 0, errs)
+  t.match(out, '^{"n":%d+}\n$', "as received when stdout is not a terminal")
+  local n1 = cjson.decode(out).n
+  core.sleep(0.35)
+  code, out = mw({ "inspect", "vars", "--stack", stack })
+  t.eq(code, 0)
+  local n2 = cjson.decode(out).n
+  t.ok(n2 > n1, string.format("live: %d then %d", n1, n2))
+
+  code, out, errs = mw({ "inspect", "quiet", "--stack", stack })
+  t.eq(code, 1, "no heartbeat")
+  t.eq(out, "")
+  t.match(errs, "^mw: component quiet has no heartbeat")
+  t.eq(lines(errs), 1, errs)
+
+  -- no mw: the engine's port and the stack file's path
+  t.eq(h.stop(), 0)
+  code, out, errs = mw({ "inspect", "vars", "--stack", stack })
+  t.eq(code, 0, errs)
+  t.ok(cjson.decode(out).n > n2, "still live")
+  code, out, errs = mw({ "inspect", file, "vars" })
+  t.eq(code, 0, errs)
+  t.ok(cjson.decode(out).n, "by the stack file")
+  code = mw({ "inspect", "quiet", file })
+  t.eq(code, 1)
+end)
+
+-- ---------------------------------------------------------------------------------------------
+
+t.test("kill: unknown names and names in two stacks are one line and exit 1; kill removes", function()
+  local dup = E.run_id .. "-dup"
+  local body = 'return { name = "NAME", components = { ["' .. dup
+    .. '"] = { image = "IMAGE", command = { "sleep", "1000" } } } }'
+  local file_a, a = E.stack("ka", body)
+  local file_b, b = E.stack("kb", body)
+  local ha = E.mw({ "run", "--log-format", "json", file_a })
+  local hb = E.mw({ "run", "--log-format", "json", file_b })
+  wait_running(a, { dup })
+  wait_running(b, { dup })
+
+  for _, cmd in ipairs { "kill", "inspect", "logs" } do
+    local code, out, errs = mw({ cmd, dup })
+    t.eq(code, 1, cmd .. " of an ambiguous name")
+    t.eq(out, "")
+    t.eq(lines(errs), 1, errs)
+    t.ok(errs:find(a, 1, true) and errs:find(b, 1, true), "names both stacks: " .. errs)
+    t.match(errs, "%-%-stack")
+  end
+
+  local code, out, errs = mw({ "kill", "nosuch-" .. E.run_id })
+  t.eq(code, 1)
+  t.eq(out, "")
+  t.match(errs, "^mw: no component nosuch")
+  t.eq(lines(errs), 1, errs)
+  code, out, errs = mw({ "kill", "nosuch", "--stack", a })
+  t.eq(code, 1)
+  t.eq(out, "")
+  t.eq(errs, "mw: no component nosuch in stack " .. a .. "\n")
+
+  local before_a, before_b = id_of(a, dup), id_of(b, dup)
+  code, out, errs = mw({ "kill", dup, "--stack", a })
+  t.eq(code, 0, errs)
+  t.eq(out .. errs, "", "no output on success")
+  t.ok(not e:inspect(before_a), "its container is gone")
+  t.eq(id_of(b, dup), before_b, "the other stack's is untouched")
+  -- the running mw recovers it
+  t.wait_for(function()
+    local id = id_of(a, dup)
+    return id and id ~= before_a
+  end, 30, "a new container")
+  ha.stop()
+  hb.stop()
+end)
+
+-- ---------------------------------------------------------------------------------------------
+
+local LOGS = [==[
+local policy = require "mw.policy"
+local backoff = require "mw.backoff"
+return { name = "NAME", components = {
+  talker = { image = "IMAGE",
+    command = { "sh", "-c",
+      [=[echo "out-$(cat /proc/sys/kernel/random/uuid)"; echo err-line >&2; exec sleep 1000]=] } },
+  crasher = { image = "IMAGE",
+    command = { "sh", "-c", [=[echo "boot-$(cat /proc/sys/kernel/random/uuid)"; sleep 0.5; exit 3]=] },
+    restart = policy.on_failure { backoff = backoff.constant { delay = "300ms" } } },
+} }
+]==]
+
+t.test("logs shows both streams with the prefix; -f follows components across restarts", function()
+  local file, stack = E.stack("logs", LOGS)
+  local h = E.mw({ "run", "--log-format", "json", file })
+  wait_running(stack, { "talker" })
+  t.wait_for(function()
+    local _, out = mw({ "logs", "--stack", stack })
+    return out:find("err-line", 1, true) and out:find("boot-", 1, true)
+  end, 30, "the first lines of both")
+
+  local code, out, errs = mw({ "logs", "--stack", stack })
+  t.eq(code, 0, errs)
+  t.match(out, "talker  | out%-%x+%-", "stdout, the prefix padded to the longest name")
+  t.match(out, "talker  | err%-line\n", "stderr")
+  t.match(out, "crasher | boot%-")
+  code, out = mw({ "logs", "talker", "--stack", stack, "--tail", "1" })
+  t.eq(code, 0)
+  t.eq(lines(out), 1, out)
+  code, out = mw({ "logs", "talker", file })
+  t.eq(code, 0)
+  t.match(out, "^talker | ")
+
+  -- follow: a recreated talker (kill) and a crasher restarted in place
+  local f = E.mw({ "logs", "-f", "talker", "crasher", "--stack", stack })
+  t.wait_for(function() return f.text():find("talker  | out-", 1, true) end, 20, "the first talker line")
+  local crashes = #distinct(f.text(), "boot%-[%x%-]+")
+  local talker_id = id_of(stack, "talker")
+  code = mw({ "kill", "talker", "--stack", stack })
+  t.eq(code, 0)
+  t.wait_for(function()
+    local list = distinct(f.text(), "out%-[%x%-]+")
+    return #list >= 2
+  end, 30, "a line from the recreated talker; got:\n" .. f.text())
+  t.ok(id_of(stack, "talker") ~= talker_id, "talker was recreated")
+  t.wait_for(function() return #distinct(f.text(), "boot%-[%x%-]+") >= crashes + 2 end, 30,
+    "lines from the restarted crasher")
+  t.eq(f.stop("INT"), 0, "-f ends on SIGINT with 0")
+  local text = f.text()
+  local outs, dup1 = distinct(text, "out%-[%x%-]+")
+  local boots, dup2 = distinct(text, "boot%-[%x%-]+")
+  t.ok(not dup1 and not dup2, "no line twice:\n" .. text)
+  t.eq(#outs, 2)
+  t.eq(count(text, "talker  | err%-line"), 2, "stderr of both talkers")
+  t.ok(#boots >= 2)
+  h.stop()
+end)
+
+-- ---------------------------------------------------------------------------------------------
+
+local STATUS = [==[
+local policy = require "mw.policy"
+local backoff = require "mw.backoff"
+return { name = "NAME", components = {
+  ok = { image = "IMAGE", heartbeat = { interval = "200ms", grace = "10s" },
+    command = { "sh", "-c", "mkdir -p /w/debug && echo '{}' > /w/debug/vars && exec httpd -f -p 8089 -h /w" } },
+  slow = { image = "IMAGE", command = { "sh", "-c", "exit 3" },
+    restart = policy.on_failure { backoff = backoff.constant { delay = "1h" } } },
+  quit = { image = "IMAGE", command = { "sh", "-c", "exit 4" }, restart = function() return "give_up" end },
+} }
+]==]
+
+local function by_name(st)
+  local out = {}
+  for _, c in ipairs(st.components) do out[c.name] = c end
+  return out
+end
+
+local function json_status(args)
+  local code, out, errs = mw(args)
+  t.eq(code, 0, errs)
+  local ok, doc = pcall(cjson.decode, out)
+  t.ok(ok, "status --json parses: " .. out)
+  return doc
+end
+
+t.test("status --json: healthy, backing off, given up; without mw from the engine", function()
+  local file, stack, dir = E.stack("stat", STATUS)
+  local sdir = E.tmpdir()
+  local h = E.mw({ "run", "--log-format", "json", "--state-dir", sdir, file })
+  h.wait_event({ event = "healthy", component = "ok" }, 60)
+  h.wait_event({ event = "failed", component = "slow" }, 30)
+  h.wait_event({ event = "gave_up", component = "quit" }, 30)
+  local st
+  t.wait_for(function()
+    local doc = json_status { "status", "--json", "--state-dir", sdir, "--stack", stack }
+    st = doc.stacks[1]
+    local c = by_name(st)
+    return c.ok and c.ok.state == "healthy" and c.slow.state == "backoff" and c.quit.state == "gave_up"
+  end, 10, "the live states")
+  t.eq(st.stack, stack)
+  t.eq(st.live, true)
+  t.eq(st.pid, h.pid)
+  local c = by_name(st)
+  local now = core.time()
+  t.eq(c.ok.source, "mw")
+  t.eq(c.ok.container, id_of(stack, "ok"))
+  t.eq(#c.ok.container, 64)
+  t.eq(c.ok.heartbeat, "http")
+  t.ok(type(c.ok.heartbeat_latency) == "number" and c.ok.heartbeat_latency >= 0, "latency")
+  t.ok(type(c.ok.uptime) == "number" and c.ok.uptime >= 0 and c.ok.uptime < 120, "uptime")
+  t.eq(c.ok.restarts, 0)
+  t.eq(c.slow.source, "mw")
+  t.ok(type(c.slow.retry_at) == "number" and c.slow.retry_at > now + 3000, "retries in an hour")
+  t.eq(c.slow.last_failure.reason, "exited")
+  t.eq(c.slow.last_failure.exit_code, 3)
+  t.eq(c.slow.next_action, "restart")
+  t.eq(c.quit.state, "gave_up")
+  t.eq(c.quit.last_failure.exit_code, 4)
+
+  local code, out, errs = mw({ "status", "--state-dir", sdir, file })
+  t.eq(code, 0, errs)
+  t.match(out, "supervised by mw %(pid " .. h.pid .. "%)")
+  t.match(out, "\nCOMPONENT%s+STATE%s+CONTAINER%s+UPTIME%s+RESTARTS%s+LAST FAILURE%s+HEARTBEAT\n")
+  t.match(out, "\nok%s+healthy%s+%x%x%x%x%x%x%x%x%x%x%x%x%s")
+  t.match(out, "\nslow%s+backing off until %d%d:%d%d:%d%d%s")
+  t.match(out, "exited 3, %d+s ago")
+  t.match(out, "\nquit%s+gave up%s")
+  -- the header's columns line up with the rows
+  local header = out:match("\n(COMPONENT[^\n]*)")
+  local row = out:match("\n(ok [^\n]*)")
+  t.eq(row:find("healthy", 1, true), header:find("STATE", 1, true))
+
+  -- every stack: this one is among them
+  local all = json_status { "status", "--json", "--state-dir", sdir }
+  local found
+  for _, s in ipairs(all.stacks) do if s.stack == stack then found = s end end
+  t.ok(found and found.live, "listed with no stack given")
+
+  -- no mw: the engine's view
+  t.eq(h.stop(), 0)
+  st = json_status({ "status", "--json", "--state-dir", sdir, "--stack", stack }).stacks[1]
+  t.eq(st.live, false)
+  c = by_name(st)
+  t.eq(c.ok.source, "engine")
+  t.eq(c.ok.state, "running")
+  t.eq(c.slow.state, "exited")
+  t.eq(c.slow.exit_code, 3)
+  t.eq(c.quit.exit_code, 4)
+  code, out = mw({ "status", "--stack", stack, "--state-dir", sdir })
+  t.eq(code, 0)
+  t.match(out, "no mw running")
+  t.match(out, "\nslow%s+exited %(code 3%)")
+  -- a stack file with a component the engine has no container for
+  local file2 = dir .. "/more.lua"
+  assert(fs.write_atomic(file2, string.format(
+    'return { name = %q, components = { ok = { image = %q }, ghost = { image = %q } } }', stack, E.image(), E.image())))
+  code, out = mw({ "status", file2, "--state-dir", sdir })
+  t.eq(code, 0)
+  t.match(out, "\nghost%s+not created")
+  code, out, errs = mw({ "status", "--stack", "nosuch-" .. E.run_id })
+  t.eq(code, 1)
+  t.eq(out, "")
+  t.eq(lines(errs), 1)
+end)
+
+-- ---------------------------------------------------------------------------------------------
+
+t.test("scaled components: a row and a log prefix per instance; kill of one instance", function()
+  local file, stack = E.stack("scale", [==[
+return { name = "NAME", components = {
+  web = { image = "IMAGE", scale = 2, command = { "sh", "-c", "echo hello from $(hostname); exec sleep 1000" } },
+} }
+]==])
+  local h = E.mw({ "run", "--log-format", "json", file })
+  local by = t.wait_for(function()
+    local l = containers(stack).web
+    if not l or #l ~= 2 then return nil end
+    for _, x in ipairs(l) do if x.State ~= "running" then return nil end end
+    return l
+  end, 60, "two instances")
+  local second
+  for _, x in ipairs(by) do if x.Labels["mw.instance"] == "2" then second = x.Id end end
+  t.ok(second, "instance 2 is labelled")
+
+  local st = json_status({ "status", "--json", "--stack", stack }).stacks[1]
+  local names = {}
+  for i, c in ipairs(st.components) do names[i] = c.name end
+  t.same(names, { "web", "web-2" })
+
+  local code, out = mw({ "logs", "web", "--stack", stack })
+  t.eq(code, 0)
+  t.ok(("\n" .. out):find("\nweb   | hello from ", 1, true), out)
+  t.ok(("\n" .. out):find("\nweb-2 | hello from ", 1, true), out)
+  code, out = mw({ "logs", "web-2", "--stack", stack })
+  t.eq(code, 0)
+  t.match(out, "^web%-2 | hello")
+  t.eq(lines(out), 1)
+
+  code = mw({ "kill", "web-2", "--stack", stack })
+  t.eq(code, 0)
+  t.ok(not e:inspect(second), "instance 2's container is gone")
+  t.eq(#(containers(stack).web or {}) >= 1, true, "instance 1 is untouched")
+  h.stop()
+end)
+
+os.exit(E.run(t))
