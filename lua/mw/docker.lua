@@ -7,6 +7,7 @@
 -- code a short symbol (see CODES, plus "transport", "badjson" and "failed" for errors
 -- reported in-band under HTTP 200).
 local cjson = require "cjson"
+local secret = require "mw.secret"
 local http = require "mw.http"
 local fs = require "mw.fs"
 local core = require "mw.core"
@@ -496,7 +497,11 @@ local function env_list(env)
   local keys = {}
   for k in pairs(env) do keys[#keys + 1] = k end
   table.sort(keys)
-  for i, k in ipairs(keys) do list[i] = k .. "=" .. tostring(env[k]) end
+  for i, k in ipairs(keys) do
+    local v = env[k]
+    if secret.is(v) then v = secret.reveal(v) end     -- only the engine sees a secret's value
+    list[i] = k .. "=" .. tostring(v)
+  end
   return list
 end
 

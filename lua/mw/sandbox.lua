@@ -78,6 +78,8 @@ local function readonly(mod, name)
       error(string.format("module '%s' is read-only (cannot set '%s')", name, keyname(k)), 2)
     end,
     __pairs = function() return next, mod, nil end,
+    -- a callable module (secret "x") stays callable through its view
+    __call = function(_, ...) return mod(...) end,
     __metatable = false,
   })
 end

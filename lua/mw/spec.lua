@@ -2,6 +2,7 @@
 -- resolved definition so a changed component is recognised on the engine by its label.
 local core = require "mw.core"
 local docker = require "mw.docker"
+local secret = require "mw.secret"
 
 local spec = {}
 
@@ -24,7 +25,7 @@ end
 -- A canonical encoding (sorted keys) so equal definitions hash equally.
 local function canon(v, out)
   local t = type(v)
-  if t == "table" then
+  if t == "table" and not secret.is(v) then
     local keys = {}
     for k in pairs(v) do keys[#keys + 1] = k end
     table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
@@ -39,6 +40,10 @@ local function canon(v, out)
     out[#out + 1] = "}"
   elseif t == "string" then
     out[#out + 1] = string.format("%q", v)
+  elseif t == "table" and secret.is(v) then
+    -- a change of a secret must change the hash, but the label must not carry the value:
+    -- hash it on its own first
+    out[#out + 1] = "secret:" .. core.hash("mw-secret\0" .. secret.reveal(v))
   elseif t ~= "function" then
     out[#out + 1] = tostring(v)
   end
@@ -47,11 +52,21 @@ end
 
 function spec.hash(v) return core.hash(table.concat(canon(v, {}))) end
 
-local function mounts(stack, c)
+-- The engine's name of a component's named volume: instances get their own (data, data-2, …)
+-- unless the volume is marked shared.
+function spec.instance_volume(stack, v, instance)
+  if v.shared or (instance or 1) == 1 then return spec.volume_name(stack, v.name) end
+  return spec.volume_name(stack, v.name) .. "-" .. instance
+end
+
+-- Extra networks beyond the stack's own: mw-<stack>-<name>.
+function spec.extra_network(stack, name) return "mw-" .. stack.name .. "-" .. name end
+
+local function mounts(stack, c, instance)
   local list = {}
   for _, v in ipairs(c.volumes or {}) do
     if v.type == "volume" then
-      list[#list + 1] = { type = "volume", source = spec.volume_name(stack, v.name), target = v.target,
+      list[#list + 1] = { type = "volume", source = spec.instance_volume(stack, v, instance), target = v.target,
                           read_only = v.read_only }
     elseif v.type == "bind" then
       list[#list + 1] = { type = "bind", source = v.source, target = v.target, read_only = v.read_only }
@@ -65,10 +80,16 @@ local function mounts(stack, c)
   return list
 end
 
--- spec.container(stack, c, image_id[, instance]) -> create body, config hash
+-- spec.container(stack, c, image_id[, instance[, overrides]]) -> create body, config hash
+-- overrides: what a policy changed at run time (a higher memory limit after an OOM kill).
 -- image_id is the resolved image (an ID for builds) so a rebuilt image changes the hash; the
 -- instance number is a label only, so every instance of a component has the same hash.
-function spec.container(stack, c, image_id, instance)
+function spec.container(stack, c, image_id, instance, overrides)
+  if overrides and next(overrides) then
+    local merged = setmetatable({}, { __index = c })
+    for k, v in pairs(overrides) do merged[k] = v end
+    c = merged
+  end
   local hb = c.heartbeat
   local ports = {}
   for _, p in ipairs(c.ports or {}) do
@@ -84,7 +105,7 @@ function spec.container(stack, c, image_id, instance)
   end
   local resolved = {
     image = image_id, command = c.command, entrypoint = c.entrypoint, env = c.env,
-    ports = ports, mounts = mounts(stack, c), hostname = c.hostname, user = c.user,
+    ports = ports, volumes = c.volumes, hostname = c.hostname, user = c.user,
     working_dir = c.working_dir, stop_signal = c.stop_signal, stop_grace = c.stop_grace,
     init = c.init, read_only = c.read_only, memory = c.memory, cpus = c.cpus,
     extra_hosts = c.extra_hosts, labels = c.labels, cap_add = c.cap_add, cap_drop = c.cap_drop,
@@ -107,7 +128,7 @@ function spec.container(stack, c, image_id, instance)
     network = spec.network_name(stack), aliases = { c.name }, ports = ports,
     hostname = c.hostname, user = c.user, workdir = c.working_dir,
     stop_signal = c.stop_signal, stop_timeout = c.stop_grace and math.ceil(c.stop_grace) or nil,
-    mounts = mounts(stack, c), memory = c.memory,
+    mounts = mounts(stack, c, instance), memory = c.memory,
     nano_cpus = c.cpus and math.floor(c.cpus * 1e9) or nil,
     init = c.init or nil, read_only = c.read_only or nil,
     extra_hosts = #extra > 0 and extra or nil,
@@ -115,7 +136,7 @@ function spec.container(stack, c, image_id, instance)
   local hc = body.HostConfig
   for _, m in ipairs(hc.Mounts or {}) do
     if m.Type == "tmpfs" then
-      for _, src in ipairs(mounts(stack, c)) do
+      for _, src in ipairs(mounts(stack, c, instance)) do
         if src.type == "tmpfs" and src.target == m.Target and src.size then
           m.TmpfsOptions = { SizeBytes = src.size }
         end

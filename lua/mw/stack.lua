@@ -3,6 +3,7 @@ local sandbox  = require "mw.sandbox"
 local duration = require "mw.duration"
 local backoff  = require "mw.backoff"
 local policy   = require "mw.policy"
+local secret   = require "mw.secret"
 
 local stack = {}
 
@@ -417,6 +418,7 @@ end
 local function scalar(path, v)
   local tv = type(v)
   if tv == "string" then return text(path, v) end
+  if tv == "table" and secret.is(v) then return v end       -- kept wrapped: it never prints
   if tv == "boolean" then return tostring(v) end
   if tv == "number" then
     if v ~= v or v == math.huge or v == -math.huge then fail(path, "must be a finite number") end
@@ -693,7 +695,15 @@ function spec.heartbeat(_, path, v)
   for k, d in pairs(HEARTBEAT_DEFAULTS) do hb[k] = d end
   if v == true then return hb end
   if type(v) ~= "table" then must(path, v, "true, false or a table { port =, path =, interval =, ... }") end
-  fields(path, v, { "port", "path", "tcp", "exec", "interval", "timeout", "misses", "grace", "check" })
+  fields(path, v, { "port", "path", "tcp", "exec", "interval", "timeout", "misses", "grace", "check", "send", "expect" })
+  for _, f in ipairs { "send", "expect" } do
+    local x = rawget(v, f)
+    if x ~= nil then
+      if rawget(v, "tcp") == nil then fail(sub(path, f), "is for TCP heartbeats ({ tcp = port, send =, expect = })") end
+      nonempty(sub(path, f), x)
+      hb[f] = x
+    end
+  end
   local tcp, exec = rawget(v, "tcp"), rawget(v, "exec")
   if tcp ~= nil and exec ~= nil then fail(path, "give one of 'tcp' and 'exec', not both", "exec") end
   if tcp ~= nil or exec ~= nil then
@@ -877,14 +887,21 @@ local function volume(ctx, path, v)
     if size ~= nil then m.size = bytes(sub(path, "size"), size) end
     return m
   end
-  fields(path, v, { "source", "target", "read_only", "tmpfs", "size" })
+  fields(path, v, { "source", "target", "read_only", "tmpfs", "size", "shared" })
   local src, target = rawget(v, "source"), rawget(v, "target")
+  local shared = rawget(v, "shared")
+  if shared ~= nil then boolean(sub(path, "shared"), shared) end
   if src == nil then fail(path, "needs 'source' (a volume name or a path) or 'tmpfs'") end
   if target == nil then fail(path, "needs 'target' (the path in the container)") end
   nonempty(sub(path, "source"), src)
   local ro = rawget(v, "read_only")
   if ro ~= nil then boolean(sub(path, "read_only"), ro) end
-  return volume_from(ctx, path, src, target, ro == true)
+  local m = volume_from(ctx, path, src, target, ro == true)
+  if shared then
+    if m.type ~= "volume" then fail(sub(path, "shared"), "only a named volume can be shared by instances") end
+    m.shared = true
+  end
+  return m
 end
 
 function spec.volumes(ctx, path, v)

@@ -301,10 +301,62 @@ function Sup:post_start(c, how)
   return true
 end
 
+-- Named volumes exist before the container that mounts them, with mw's labels (the engine
+-- would create them unlabelled on its own); one made by someone else is used as it is.
+function Sup:ensure_volumes(c)
+  local e = self.engine
+  self.volumes = self.volumes or {}
+  for _, v in ipairs(c.def.volumes or {}) do
+    if v.type == "volume" then
+      local name = spec.instance_volume(self.stack, v, c.index)
+      if not self.volumes[name] then
+        local info = e:volume_inspect(name)
+        if info then
+          if not (info.Labels and info.Labels["used-by"] == "millwright") then
+            log.warn(c.key, "volume", "volume " .. name .. " exists and mw did not make it; using it as it is")
+          end
+        else
+          local ok, err = e:volume_create(name, spec.labels(self.stack, { ["mw.volume"] = v.name }))
+          if not ok then return nil, "cannot create volume " .. name .. ": " .. tostring(err) end
+          log.info(c.key, "volume", "created volume " .. name)
+        end
+        self.volumes[name] = true
+      end
+    end
+  end
+  return true
+end
+
+-- The extra networks a component asks for, created with mw's labels -> { name = id }.
+function Sup:extra_networks(c)
+  local e = self.engine
+  self.extra = self.extra or {}
+  local out = {}
+  for _, n in ipairs(c.def.networks or {}) do
+    local name = spec.extra_network(self.stack, n)
+    if not self.extra[name] then
+      local list = e:network_list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } } or {}
+      for _, x in ipairs(list) do if x.Name == name then self.extra[name] = x.Id end end
+      if not self.extra[name] then
+        local id, err = e:network_create(name, spec.labels(self.stack, { ["mw.network"] = n }))
+        if not id then return nil, "cannot create network " .. name .. ": " .. tostring(err) end
+        log.info(c.key, "network", "created network " .. name)
+        self.extra[name] = id
+      end
+    end
+    out[name] = self.extra[name]
+  end
+  return out
+end
+
 -- Creates and starts a fresh container for c, removing any old one first.
 function Sup:create_and_start(c, body)
   local e = self.engine
   local name = spec.container_name(self.stack, c.key)
+  local vok, verr = self:ensure_volumes(c)
+  if not vok then return nil, verr end
+  local nets, nerr = self:extra_networks(c)
+  if not nets then return nil, nerr end
   local id, err, code = e:create(name, body)
   if not id and code == "conflict" then
     -- a leftover of ours under the name: remove it if it is labelled, never otherwise
@@ -326,6 +378,10 @@ function Sup:create_and_start(c, body)
   end
   if not id then return nil, err end
   c.id = id
+  for _, netid in pairs(nets) do
+    local ok, cerr = e:network_connect(netid, id, { c.name })
+    if not ok then return nil, "cannot connect to an extra network: " .. tostring(cerr) end
+  end
   local ok, serr = e:start(id)
   if not ok then return nil, serr end
   return true
@@ -336,7 +392,7 @@ function Sup:ensure(c, existing)
   local e = self.engine
   local img, ierr = self:image_for(c)
   if not img then return nil, ierr end
-  local body, hash = spec.container(self.stack, c.def, img, c.index)
+  local body, hash = spec.container(self.stack, c.def, img, c.index, c.overrides)
   c.hash = hash
   local keep, stale = nil, {}
   for _, x in ipairs(existing or {}) do
@@ -408,6 +464,23 @@ local function probe_tcp(_, c, hb)
   if not port then return false, "port " .. tostring(hb.port) .. " is not published" end
   local conn, err = net.connect("127.0.0.1", port, hb.timeout)
   if not conn then return false, err end
+  -- a bare connect cannot see a frozen process (the kernel answers the handshake): with
+  -- send/expect the service itself has to answer
+  if hb.send then conn:write(hb.send) end
+  if hb.expect then
+    local got, deadline = "", core.now() + hb.timeout
+    while not got:find(hb.expect, 1, true) do
+      local left = deadline - core.now()
+      local data, rerr
+      if left > 0 then data, rerr = conn:read(left) else rerr = "timeout" end
+      if not data then
+        conn:close()
+        return false, "no " .. string.format("%q", hb.expect) .. " in the answer (" .. tostring(rerr) .. ")"
+      end
+      got = got .. data
+      if #got > 65536 then break end
+    end
+  end
   conn:close()
   return true
 end
@@ -499,7 +572,7 @@ end
 -- Calls the component's policy under a budget; an error or an overrun means the default.
 function Sup:decide(c, record)
   local p = c.def.restart or policy.default
-  local ok, action, delay = core.budget(function() return p(record) end, POLICY_BUDGET)
+  local ok, action, delay, changes = core.budget(function() return p(record) end, POLICY_BUDGET)
   local why
   if not ok then
     why = tostring(action)
@@ -517,6 +590,21 @@ function Sup:decide(c, record)
   end
   delay = math.min(delay or 0, MAX_DELAY)
   if record.reason == "removed" and action == "restart" then action = "recreate" end
+  -- a policy may change what the next container gets: a higher memory limit after an OOM kill
+  if not why and action == "recreate" and type(changes) == "table" then
+    for k, v in pairs(changes) do
+      if k == "memory" and math.type(v) == "integer" and v >= 6 * 1024 * 1024 then
+        c.overrides = c.overrides or {}
+        c.overrides.memory = v
+        log.info(c.key, "override", string.format("policy raised the memory limit to %d MiB", v // 1048576))
+      elseif k == "cpus" and type(v) == "number" and v > 0 then
+        c.overrides = c.overrides or {}
+        c.overrides.cpus = v
+      else
+        log.warn(c.key, "policy_error", "policy asked to change " .. tostring(k) .. "; only memory and cpus can change")
+      end
+    end
+  end
   return action, delay
 end
 
@@ -547,7 +635,7 @@ function Sup:failure(c, reason, info)
   for i, h in ipairs(c.history) do history[i] = { time = h.time, reason = h.reason, uptime = h.uptime } end
   local record = {
     component = c.name, instance = c.index, reason = reason, exit_code = info.exit_code, oom = reason == "oom" or info.oom or false,
-    memory = c.def.memory, uptime = uptime, time = now, restarts = c.restarts, history = history,
+    memory = (c.overrides and c.overrides.memory) or c.def.memory, uptime = uptime, time = now, restarts = c.restarts, history = history,
     message = info.message,
   }
   c.history[#c.history + 1] = { time = now, reason = reason, uptime = uptime }
@@ -729,7 +817,7 @@ function Sup:recreate(c)
   end
   local img, ierr = self:image_for(c)
   if not img then return nil, ierr end
-  local body, hash = spec.container(self.stack, c.def, img, c.index)
+  local body, hash = spec.container(self.stack, c.def, img, c.index, c.overrides)
   c.hash = hash
   local ok, err = self:create_and_start(c, body)
   if not ok then return nil, err end
@@ -1190,7 +1278,7 @@ end
 -- removed: no downtime) when nothing it holds is exclusive, else stop-first.
 function Sup:replace(c, img)
   local e = self.engine
-  local body, hash = spec.container(self.stack, c.def, img, c.index)
+  local body, hash = spec.container(self.stack, c.def, img, c.index, c.overrides)
   local name = spec.container_name(self.stack, c.key)
   local old = c.id
   local t0 = core.now()
@@ -1274,6 +1362,7 @@ function Sup:snapshot()
         last_failure = c.last_failure, heartbeat_latency = c.hb and c.hb.latency or nil,
         heartbeat = c.def.heartbeat and c.def.heartbeat.kind or nil,
         heartbeat_port = c.hb and c.hb.host_port or nil,
+        heartbeat_path = c.def.heartbeat and c.def.heartbeat.path or nil,
         next_action = c.pending and c.pending.action or nil,
         missed = c.missed or 0, failed_probes = c.failed_probes or 0, failures = c.failures or 0,
         last_probe_error = c.hb and c.hb.last_error or nil,
