@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <signal.h>
+#include <errno.h>
+#include <sys/syscall.h>
 #include "waiter.h"
 
 #define PROC_MT "mw.process"
@@ -186,7 +188,129 @@ static int proc_tostring(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg funcs[] = { { "spawn", proc_spawn }, { NULL, NULL } };
+/* ---- watching a process mw did not start: a pidfd (Linux 5.3+) becomes readable when it
+ * exits, about 2 ms after a kill here, where the engine's die event takes 70-100 ms
+ * (shared/notes/footprint.md) ---- */
+
+#define PIDWATCH_MT "mw.pidwatch"
+
+typedef struct {
+    mw_waiter w;
+    uv_poll_t poll;
+    int fd;
+    int exited;
+    int polling;             /* the uv_poll_t was initialised */
+    int closing;
+} pidwatch_t;
+
+typedef struct { pidwatch_t *p; } pidwatch_ud;
+
+static int pidwatch_ready(mw_waiter *w, lua_State *L)
+{
+    pidwatch_t *p = (pidwatch_t *)w;
+    if (!p->exited) return 0;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void pidwatch_part_closed(pidwatch_t *p)
+{
+    if (--p->closing == 0) {
+        if (p->fd >= 0) close(p->fd);
+        free(p);
+    }
+}
+
+static void pidwatch_poll_closed(uv_handle_t *h)
+{
+    pidwatch_part_closed(h->data);
+}
+
+static void pidwatch_waiter_closed(mw_waiter *w)
+{
+    pidwatch_part_closed((pidwatch_t *)w);
+}
+
+static void on_pidfd(uv_poll_t *h, int status, int events)
+{
+    (void)status; (void)events;
+    pidwatch_t *p = h->data;
+    p->exited = 1;
+    uv_poll_stop(h);
+    mw_waiter_poke(&p->w);
+}
+
+/* proc.watch(pid) -> watch | nil, err: w:wait([timeout]) -> true once the process is gone */
+static int proc_watch(lua_State *L)
+{
+    mw_rt *rt = mw_rt_get(L);
+    int pid = (int)luaL_checkinteger(L, 1);
+    if (pid <= 0) return luaL_error(L, "proc.watch: bad pid %d", pid);
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int gone = 0;
+    if (fd < 0) {
+        if (errno != ESRCH) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "cannot watch pid %d: %s", pid, strerror(errno));
+            return 2;
+        }
+        gone = 1;       /* already exited: the watch is ready at once */
+    }
+    pidwatch_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        if (fd >= 0) close(fd);
+        return luaL_error(L, "proc.watch: out of memory");
+    }
+    p->fd = fd;
+    p->exited = gone;
+    mw_waiter_init(&p->w, rt, pidwatch_ready);
+    if (!gone) {
+        uv_poll_init(rt->loop, &p->poll, fd);
+        p->poll.data = p;
+        p->polling = 1;
+        mw_handle_opened(rt);
+        uv_poll_start(&p->poll, UV_READABLE, on_pidfd);
+    }
+    pidwatch_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->p = p;
+    luaL_setmetatable(L, PIDWATCH_MT);
+    return 1;
+}
+
+static int pidwatch_wait(lua_State *L)
+{
+    pidwatch_ud *u = luaL_checkudata(L, 1, PIDWATCH_MT);
+    if (!u->p) return luaL_error(L, "pid watch: closed");
+    return mw_waiter_wait(L, &u->p->w, luaL_optnumber(L, 2, -1), "pidwatch:wait");
+}
+
+static int pidwatch_close(lua_State *L)
+{
+    pidwatch_ud *u = luaL_checkudata(L, 1, PIDWATCH_MT);
+    pidwatch_t *p = u->p;
+    if (!p) return 0;
+    u->p = NULL;
+    p->closing = p->polling ? 2 : 1;
+    if (p->polling) {
+        uv_poll_stop(&p->poll);
+        mw_close(p->w.rt, (uv_handle_t *)&p->poll, pidwatch_poll_closed);
+    }
+    mw_waiter_close(&p->w, pidwatch_waiter_closed);
+    return 0;
+}
+
+static int pidwatch_tostring(lua_State *L)
+{
+    pidwatch_ud *u = luaL_checkudata(L, 1, PIDWATCH_MT);
+    lua_pushstring(L, u->p ? (u->p->exited ? "pid watch (exited)" : "pid watch (alive)") : "pid watch (closed)");
+    return 1;
+}
+
+static const luaL_Reg pidwatch_methods[] = {
+    { "wait", pidwatch_wait }, { "close", pidwatch_close }, { NULL, NULL }
+};
+
+static const luaL_Reg funcs[] = { { "spawn", proc_spawn }, { "watch", proc_watch }, { NULL, NULL } };
 static const luaL_Reg methods[] = {
     { "wait", proc_wait }, { "kill", proc_kill }, { "pid", proc_pid }, { "close", proc_close }, { NULL, NULL }
 };
@@ -201,6 +325,18 @@ int luaopen_mw_proc(lua_State *L)
         lua_pushcfunction(L, proc_tostring);
         lua_setfield(L, -2, "__tostring");
         luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, PIDWATCH_MT)) {
+        lua_pushcfunction(L, pidwatch_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, pidwatch_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, pidwatch_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_newtable(L);
+        luaL_setfuncs(L, pidwatch_methods, 0);
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);

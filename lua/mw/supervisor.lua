@@ -3,6 +3,7 @@
 local core = require "mw.core"
 local http = require "mw.http"
 local net = require "mw.net"
+local proc = require "mw.proc"
 local tar = require "mw.tar"
 local cjson = require "cjson"
 local spec = require "mw.spec"
@@ -298,7 +299,37 @@ function Sup:post_start(c, how)
   end
   log.info(c.key, how, string.format("%s (%s)", how, c.id:sub(1, 12)), { container = c.id })
   self:start_heartbeat(c)
+  self:watch_pid(c)
   return true
+end
+
+-- Watches the container's main process through a pidfd: its exit is seen ~2 ms after it
+-- happens, where the engine's die event (which carries the exit code the policy needs) takes
+-- 70-100 ms. So the failure is reported at once and handled when the die event comes, or
+-- after a grace of 2 s without it (the engine may be away) from an inspect.
+function Sup:watch_pid(c)
+  if c.pidw then c.pidw:close() c.pidw = nil end
+  local id, pid = c.id, c.pid
+  if not pid or pid <= 0 then return end
+  local w = proc.watch(pid)
+  if not w then return end       -- another pid namespace, or an old kernel: events only
+  c.pidw = w
+  self:spawn(c.key .. "-pid", function()
+    local gone = w:wait()
+    if c.pidw == w then c.pidw = nil end
+    w:close()
+    if not gone or c.id ~= id or c.handling or not is_up(c) or self.stopping then return end
+    c.down = { id = id, time = core.time() }
+    self:stop_heartbeat(c)
+    log.warn(c.key, "down", string.format("main process %d exited; the engine's exit code follows", pid),
+      { container = id, pid = pid })
+    core.sleep(2)
+    if c.id == id and not c.handling and c.down and c.down.id == id and not self.stopping then
+      local info = self.engine:inspect(id)
+      local st = info and info.State or {}
+      self:failure(c, st.OOMKilled and "oom" or "exited", { exit_code = st.ExitCode })
+    end
+  end)
 end
 
 -- Named volumes exist before the container that mounts them, with mw's labels (the engine
@@ -525,6 +556,7 @@ end
 
 function Sup:stop_heartbeat(c)
   if c.hb then c.hb.gen = nil end
+  if c.pidw and c.handling then c.pidw:close() c.pidw = nil end
   if c.hb and c.hb.task and c.hb.task ~= core.current() then core.cancel(c.hb.task) end
   for p in pairs(c.probes) do
     if not p.done then core.cancel(p.task) end
@@ -628,6 +660,7 @@ function Sup:failure(c, reason, info)
     if reason ~= "removed" then return end
   end
   c.handling = true
+  c.down = nil
   self:stop_heartbeat(c)
   local now = core.time()
   local uptime = c.up_since and (core.now() - c.up_since) or 0

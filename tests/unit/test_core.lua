@@ -282,6 +282,21 @@ t.test("processes: spawn, wait with timeout, kill", function()
   t.eq(bad, nil); t.match(err, "cannot start")
 end)
 
+t.test("a pid watch sees a process exit within milliseconds", function()
+  local p = assert(proc.spawn { args = { "/bin/busybox", "sleep", "30" } })
+  local w = assert(proc.watch(p:pid()))
+  t.same({ w:wait(0.02) }, { nil, "timeout" })
+  local t0 = core.now()
+  core.kill(p:pid(), "KILL")
+  t.eq(w:wait(2), true)
+  t.ok(core.now() - t0 < 0.05, "seen after " .. (core.now() - t0))
+  w:close(); w:close()
+  p:wait(2); p:close()
+  local gone = assert(proc.watch(p:pid()))     -- reaped: already gone, ready at once
+  t.eq(gone:wait(0.1), true)
+  gone:close()
+end)
+
 t.test("after all that: no open handle and no leaked reference", function()
   if srv then srv.stop(); srv = nil end
   local last
