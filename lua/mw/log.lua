@@ -15,6 +15,10 @@ end
 function log.event(level, comp, event, msg, fields)
   if log.quiet and level == "info" then return end
   local now = core.time()
+  if log.live then                    -- a progress line is showing: an event line replaces it
+    log.out:write("\r\027[K")
+    log.live = false
+  end
   if log.format == "json" then
     local rec = { time = now, level = level, event = event, component = comp, msg = msg }
     for k, v in pairs(fields or {}) do
@@ -27,6 +31,18 @@ function log.event(level, comp, event, msg, fields)
   end
   log.out:flush()
   if log.hook then log.hook(level, comp, event, msg, fields, now) end
+end
+
+-- Progress (build steps): one live line rewritten in place on a terminal, plain lines otherwise.
+function log.progress(comp, msg)
+  if log.format == "text" and core.isatty(1) and log.out == io.stdout then
+    local line = clock(core.time()) .. " " .. (comp and (comp .. ": ") or "") .. msg
+    log.out:write("\r\027[K", line:sub(1, 160))
+    log.out:flush()
+    log.live = true
+  else
+    log.event("info", comp, "progress", msg)
+  end
 end
 
 function log.info(comp, event, msg, fields) log.event("info", comp, event, msg, fields) end

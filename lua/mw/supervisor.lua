@@ -238,7 +238,7 @@ function Sup:build(c, b, ctx, rel, tag)
     labels = spec.labels(self.stack),
     on_line = function(text)
       text = text:gsub("%s+$", "")
-      if text:find("^Step ") then log.info(c.key, "build", text) end
+      if text:find("^Step ") then log.progress(c.key, text) end
     end,
   }
   if not id then return nil, "build failed: " .. tostring(err) end
