@@ -301,7 +301,10 @@ static void on_poll(uv_poll_t *p, int status, int events)
     sock_ctx *sc = p->data;
     http_ctx *h = sc->h;
     int flags = 0;
-    if (status < 0) flags = CURL_CSELECT_ERR;
+    /* libuv reports POLLERR (a refused connect, say) as a status and stops the handle; let
+     * curl read the socket's own error so the failure says "Connection refused", not
+     * "select/poll returned error" */
+    if (status < 0) flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
     int running;

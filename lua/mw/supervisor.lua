@@ -1076,7 +1076,7 @@ function Sup:apply(new)
     local g = self.groups[name]
     if g and not new.components[name] then
       notes.removed[#notes.removed + 1] = name
-      for _, c in ipairs(instances(g)) do self:retire(c) end
+      self:retire(instances(g))
       self.groups[name] = nil
     end
   end
@@ -1159,10 +1159,11 @@ function Sup:scale(g, n)
       c.runner = self:spawn(c.key .. "-up", function() self:bring_up(c, nil) end)
     end
   end
-  local list = instances(g)
+  local list, gone = instances(g), {}
   for k = #list, 1, -1 do
-    if list[k].index > n then self:retire(list[k], "scaled down") end
+    if list[k].index > n then gone[#gone + 1] = list[k] end
   end
+  if #gone > 0 then self:retire(gone, "scaled down") end
   self:changed()
 end
 
@@ -1274,21 +1275,27 @@ function Sup:roll(g, stale, img)
   end
 end
 
--- An instance no longer wanted (its component left the stack, or the scale went down):
--- stop supervising it and remove its container.
-function Sup:retire(c, why)
-  self:stop_heartbeat(c)
-  if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
-  c.runner, c.pending = nil, nil
-  set_state(self, c, "gone")
-  self.comps[c.key] = nil
-  if c.group.instances[c.index] == c then c.group.instances[c.index] = nil end
-  self:spawn(c.key .. "-retire", function()
-    if c.id then
-      c.quiet = c.id
-      self.engine:stop(c.id, math.ceil(c.def.stop_grace or 10))
-      self.engine:remove(c.id, { force = true })
-      log.info(c.key, "removed", "removed (" .. (why or "no longer in the stack") .. ")")
+-- Instances no longer wanted (their component left the stack, or the scale went down): stop
+-- supervising them at once, then stop and remove their containers one after the other, in the
+-- order given.
+function Sup:retire(list, why)
+  for _, c in ipairs(list) do
+    self:stop_heartbeat(c)
+    if c.pidw then c.pidw:close() c.pidw = nil end
+    if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
+    c.runner, c.pending = nil, nil
+    set_state(self, c, "gone")
+    self.comps[c.key] = nil
+    if c.group.instances[c.index] == c then c.group.instances[c.index] = nil end
+  end
+  self:spawn("retire", function()
+    for _, c in ipairs(list) do
+      if c.id then
+        c.quiet = c.id
+        self.engine:stop(c.id, math.ceil(c.def.stop_grace or 10))
+        self.engine:remove(c.id, { force = true })
+        log.info(c.key, "removed", "removed (" .. (why or "no longer in the stack") .. ")")
+      end
     end
   end)
 end

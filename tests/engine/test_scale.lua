@@ -157,7 +157,7 @@ return { name = "NAME", components = {
   write(d .. "/www/debug/vars", '{"queue":7}')         -- more than max
   h.wait_event({ event = "autoscale", component = "web", to = 3 }, 30)
   h.wait_event({ event = "healthy", component = "web-3" }, 60)
-  t.eq(running(stack, "web"), 3)
+  t.wait_for(function() return running(stack, "web") == 3 end, 30, "three running")
   write(d .. "/www/debug/vars", '{"queue":0}')         -- less than min
   h.wait_event({ event = "autoscale", component = "web", to = 1 }, 30)
   t.wait_for(function() return running(stack, "web") == 1 end, 30, "back to one")
