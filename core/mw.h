@@ -67,6 +67,8 @@ int luaopen_mw_tar(lua_State *L);
 int luaopen_mw_proc(lua_State *L);
 int luaopen_mw_net(lua_State *L);
 int luaopen_mw_yaml(lua_State *L);
+int luaopen_mw_httpparse(lua_State *L);
+int luaopen_mw_dgram(lua_State *L);
 
 void mw_http_shutdown(mw_rt *rt);
 void mw_task_init(mw_rt *rt);

@@ -189,6 +189,14 @@ static int conn_write(lua_State *L)
     return 1;
 }
 
+/* Bytes written but not yet taken by the kernel: a server bounds a slow client with it. */
+static int conn_queued(lua_State *L)
+{
+    conn_t *c = check_conn(L);
+    lua_pushinteger(L, (lua_Integer)uv_stream_get_write_queue_size(&c->s.stream));
+    return 1;
+}
+
 static int conn_close(lua_State *L)
 {
     conn_ud *u = luaL_checkudata(L, 1, CONN_MT);
@@ -449,7 +457,8 @@ static int server_tostring(lua_State *L)
 
 static const luaL_Reg net_funcs[] = { { "listen", net_listen }, { "connect", net_connect }, { NULL, NULL } };
 static const luaL_Reg conn_methods[] = {
-    { "read", conn_read }, { "write", conn_write }, { "close", conn_close }, { NULL, NULL }
+    { "read", conn_read }, { "write", conn_write }, { "queued", conn_queued }, { "close", conn_close },
+    { NULL, NULL }
 };
 static const luaL_Reg server_methods[] = {
     { "accept", server_accept }, { "port", server_port }, { "close", server_close }, { NULL, NULL }

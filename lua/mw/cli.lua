@@ -64,6 +64,7 @@ commands:
       --force                 take over from the mw already running this stack
       --log-format text|json  how events are printed (default text)
       --state-dir DIR         where the queue and status files live
+      --listen 127.0.0.1:PORT also serve the API, /metrics and the dashboard on loopback TCP
   check [stack.lua]         load and validate the stack file, print the plan
   policy preview [stack.lua] <component> [N]
                             the restart schedule for N consecutive failures (default 10)
@@ -178,7 +179,7 @@ end
 -- run
 
 local function run(args)
-  local o, rest = parse(args, { force = true, ["log-format"] = "value", ["state-dir"] = "value" })
+  local o, rest = parse(args, { force = true, ["log-format"] = "value", ["state-dir"] = "value", listen = "value" })
   if not o then say(rest) return USAGE end
   local log = require "mw.log"
   if o.log_format then
@@ -192,7 +193,7 @@ local function run(args)
   local s = load_stack(file)
   if not s then return USAGE end
   local runner = require "mw.run"
-  return runner.run { stack = s, file = file, force = o.force, state_dir = o.state_dir }
+  return runner.run { stack = s, file = file, force = o.force, state_dir = o.state_dir, listen = o.listen }
 end
 
 -- mw script FILE [args]: runs a Lua file as a task (tests, benchmarks, development).

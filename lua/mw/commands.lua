@@ -575,6 +575,9 @@ end
 -- The running mw's status of a stack -> doc | nil (none, or a dead mw's), and the file's
 -- content either way (a dead mw's still says where the stack file is).
 local function live_status(dir, stack)
+  -- a running mw answers on its socket; its status file is the fallback
+  local api = require("mw.api").query(dir, stack, "/api/status")
+  if type(api) == "table" and api.components then return api, api end
   local doc = read_doc(dir, stack)
   if is_live(doc, core.time(), pid_alive) then return doc, doc end
   return nil, doc

@@ -9,6 +9,8 @@ local docker = require "mw.docker"
 local queue = require "mw.queue"
 local stack = require "mw.stack"
 local supervisor = require "mw.supervisor"
+local api = require "mw.api" -- api
+local notify = require "mw.notify" -- api
 
 local M = {}
 
@@ -106,6 +108,8 @@ M.reload = reload
 
 function M.run(o)
   local s = o.stack
+  local listen, lerr = api.parse_listen(o.listen) -- api: a non-loopback address is refused before anything
+  if lerr then io.stderr:write("mw: ", lerr, "\n") return 2 end -- api
   local engine, err = docker.connect()
   if not engine then
     io.stderr:write("mw: ", err, "\n")
@@ -114,6 +118,7 @@ function M.run(o)
   local box = mailbox()
   local sigs = signal.watch { "INT", "TERM", "HUP" }
   local ctx = { engine = engine, stack = s, file = o.file, box = box }
+  local sd = notify.open() -- api: systemd's notify socket (watchdog pings start now), nil outside systemd
   core.spawn(function()
     while true do
       local name = sigs:wait()
@@ -164,16 +169,21 @@ function M.run(o)
   local status_cond = core.cond()
   local sup = supervisor.new { engine = engine, stack = s, on_change = function() status_cond:notify() end }
   ctx.sup = sup
+  local api_srv, aerr = api.start(ctx, { listen = listen }) -- api
+  if not api_srv then io.stderr:write("mw: ", aerr, "\n") q:leave() sigs:close() return 1 end -- api
+  sup.on_beat = function(key, ok, latency) api_srv:on_beat(key, ok, latency) end -- api: for Sup:beat to call
   log.info(nil, "start", string.format("stack %s: %d component%s, engine %s (API %s)", s.name, #s.order,
     #s.order == 1 and "" or "s", tostring(engine.version), tostring(engine.api)))
   local ok, serr = sup:start()
   if not ok then
     io.stderr:write("mw: ", tostring(serr), "\n")
+    api_srv:close() -- api
     sup:stop()
     q:leave()
     sigs:close()
     return 1
   end
+  if sd then sd:supervise(sup) end -- api: READY=1 once the stack is up
   local status_task = core.spawn(function()
     while true do
       write_status(ctx)
@@ -201,6 +211,8 @@ function M.run(o)
       reload(ctx, "file changed")
     elseif msg.kind == "signal" and msg.name == "HUP" then
       reload(ctx, "SIGHUP")
+    elseif msg.kind == "reload" then -- api: POST /api/reload waits for the result
+      msg.reply(reload(ctx, msg.why)) -- api
     elseif msg.kind == "signal" then
       log.info(nil, "stop", "stopping supervision (signal " .. tostring(msg.name) .. "); containers keep running")
       break
@@ -209,6 +221,8 @@ function M.run(o)
       break
     end
   end
+  if sd then sd:close("stopping supervision; containers keep running") end -- api
+  api_srv:close() -- api
   sup:stop()
   core.cancel(status_task)
   for _, w in pairs(ctx.watches or {}) do w.closed = true; w.watch:close() end
