@@ -815,6 +815,19 @@ end
 function Sup:start_failed(c, err, info)
   c.handling = false
   info = info or {}
+  if not info.exited and not self.engine:ping() then
+    -- the engine is away: not the component's fault, so no policy and no backoff of its own;
+    -- once the engine answers, bring it up as at start (adopt what runs, start what does not)
+    self:engine_away(err)
+    set_state(self, c, "waiting")
+    c.runner = self:spawn(c.key .. "-up", function()
+      self:wait_until(function() return not self.away end)
+      if self.stopping or c.state == "gone" then return end
+      local by = self:actual()
+      self:bring_up(c, by and by[c.name] and by[c.name][c.index])
+    end)
+    return
+  end
   if not info.exited then
     log.error(c.key, "start_failed", "cannot start: " .. tostring(err))
     info.message = err
@@ -930,10 +943,30 @@ function Sup:watch(kind, filters, handler)
       if self.stopping then break end
       log.warn(nil, "engine", string.format("lost the engine's %s event stream (%s); retrying in %s",
         kind, tostring(err), log.dur(delay)))
+      if not self.engine:ping() then self:engine_away("event stream: " .. tostring(err)) end
       core.sleep(delay)
       delay = math.min(delay * 2, 5)
     end
     if ev then ev:close() end
+  end)
+end
+
+-- The engine stopped answering: say so once, then ping it with backoff until it answers.
+function Sup:engine_away(why)
+  if self.away then return end
+  self.away = true
+  log.warn(nil, "engine_away", "the engine is away (" .. tostring(why) .. "); waiting for it")
+  self:spawn("engine-wait", function()
+    local delay, t0 = 0.1, core.now()
+    while not self.stopping and not self.engine:ping() do
+      core.sleep(delay)
+      delay = math.min(delay * 2, 5)
+    end
+    self.away = false
+    if not self.stopping then
+      log.info(nil, "engine_back", string.format("the engine answers again (away %s)", log.dur(core.now() - t0)))
+    end
+    self:changed()
   end)
 end
 
