@@ -10,37 +10,8 @@ local USAGE = "usage: mw import compose.yaml [-o stack.lua] [--force]"
 
 -- Paths ---------------------------------------------------------------------------------------
 
-local function normpath(p)
-  local abs = p:sub(1, 1) == "/"
-  local parts = {}
-  for seg in p:gmatch("[^/]+") do
-    if seg == ".." then
-      if #parts > 0 and parts[#parts] ~= ".." then
-        parts[#parts] = nil
-      elseif not abs then
-        parts[#parts + 1] = ".."
-      end
-    elseif seg ~= "." then
-      parts[#parts + 1] = seg
-    end
-  end
-  local s = table.concat(parts, "/")
-  if abs then return "/" .. s end
-  return s == "" and "." or s
-end
-
-local function join(dir, p)
-  if p:sub(1, 1) == "/" then return normpath(p) end
-  return normpath(dir .. "/" .. p)
-end
-
-local function dirname(p)
-  local d = p:match("^(.*)/[^/]*$")
-  if d == nil then return "." end
-  return d == "" and "/" or d
-end
-
-local function basename(p) return (normpath(p):match("([^/]*)$")) end
+local paths = require "mw.path"
+local normpath, join, dirname, basename = paths.normalize, paths.join, paths.dirname, paths.basename
 
 local function cwd()
   local pwd = os.getenv("PWD")

@@ -96,41 +96,8 @@ end
 
 -- Paths ----------------------------------------------------------------------------------------
 
-local function normpath(p)
-  local abs = p:sub(1, 1) == "/"
-  local parts = {}
-  for seg in p:gmatch("[^/]+") do
-    if seg == ".." then
-      if #parts > 0 and parts[#parts] ~= ".." then
-        parts[#parts] = nil
-      elseif not abs then
-        parts[#parts + 1] = ".."
-      end
-    elseif seg ~= "." then
-      parts[#parts + 1] = seg
-    end
-  end
-  local s = table.concat(parts, "/")
-  if abs then return "/" .. s end
-  return s == "" and "." or s
-end
-
-local function join(dir, p)
-  if p:sub(1, 1) == "/" then return normpath(p) end
-  return normpath(dir .. "/" .. p)
-end
-
-local function dirname(p)
-  local d = p:match("^(.*)/[^/]*$")
-  if d == nil then return "." end
-  return d == "" and "/" or d
-end
-
-local function relative(dir, p)
-  if p == dir then return "." end
-  if p:sub(1, #dir + 1) == dir .. "/" then return "./" .. p:sub(#dir + 2) end
-  return p
-end
+local paths = require "mw.path"
+local normpath, join, dirname, relative = paths.normalize, paths.join, paths.dirname, paths.relative
 
 -- Opening "p/." succeeds only for a directory; neither check reads a byte of the file, which
 -- matters for secrets.
