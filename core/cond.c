@@ -81,16 +81,5 @@ static const luaL_Reg methods[] = {
 
 void mw_cond_metatable(lua_State *L)
 {
-    if (luaL_newmetatable(L, COND_MT)) {
-        lua_pushcfunction(L, cond_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, cond_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, cond_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mw_class(L, COND_MT, methods, cond_close, cond_tostring);
 }

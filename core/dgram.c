@@ -198,17 +198,7 @@ static const luaL_Reg methods[] = {
 
 int luaopen_mw_dgram(lua_State *L)
 {
-    if (luaL_newmetatable(L, DGRAM_MT)) {
-        lua_pushcfunction(L, dgram_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, dgram_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, dgram_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mw_class(L, DGRAM_MT, methods, dgram_close, dgram_tostring);
     luaL_newlib(L, funcs);
     return 1;
 }

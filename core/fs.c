@@ -378,27 +378,8 @@ static const luaL_Reg lock_methods[] = { { "close", lock_close }, { NULL, NULL }
 
 int luaopen_mw_fs(lua_State *L)
 {
-    if (luaL_newmetatable(L, WATCH_MT)) {
-        lua_pushcfunction(L, watch_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, watch_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, watch_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, watch_methods);
-        lua_setfield(L, -2, "__index");
-    }
-    if (luaL_newmetatable(L, LOCK_MT)) {
-        lua_pushcfunction(L, lock_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, lock_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, lock_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, lock_methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 2);
+    mw_class(L, WATCH_MT, watch_methods, watch_close, watch_tostring);
+    mw_class(L, LOCK_MT, lock_methods, lock_close, lock_tostring);
     luaL_newlib(L, fs_funcs);
     return 1;
 }

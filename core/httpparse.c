@@ -332,17 +332,7 @@ static const luaL_Reg methods[] = {
 
 int luaopen_mw_httpparse(lua_State *L)
 {
-    if (luaL_newmetatable(L, PARSER_MT)) {
-        lua_pushcfunction(L, hp_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, hp_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, hp_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mw_class(L, PARSER_MT, methods, hp_close, hp_tostring);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -52,6 +52,11 @@ int mw_task_is_waiting(mw_op *op);
  * counting when its close is asked for (its memory still lives until the close callback). */
 void mw_handle_opened(mw_rt *rt);
 void mw_close(mw_rt *rt, uv_handle_t *h, uv_close_cb cb);
+/* A userdata class: methods as __index, one function for __gc and __close (handles may be
+ * closed twice), and __tostring. */
+void mw_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
+              lua_CFunction tostring);
+
 int mw_ref(mw_rt *rt, lua_State *L);           /* luaL_ref in the registry, counted */
 void mw_unref(mw_rt *rt, int ref);
 

@@ -464,27 +464,11 @@ static const luaL_Reg server_methods[] = {
     { "accept", server_accept }, { "port", server_port }, { "close", server_close }, { NULL, NULL }
 };
 
-static void new_mt(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
-                   lua_CFunction tostr)
-{
-    if (luaL_newmetatable(L, name)) {
-        lua_pushcfunction(L, close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, tostr);
-        lua_setfield(L, -2, "__tostring");
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-}
 
 int luaopen_mw_net(lua_State *L)
 {
-    new_mt(L, CONN_MT, conn_methods, conn_close, conn_tostring);
-    new_mt(L, SERVER_MT, server_methods, server_close, server_tostring);
+    mw_class(L, CONN_MT, conn_methods, conn_close, conn_tostring);
+    mw_class(L, SERVER_MT, server_methods, server_close, server_tostring);
     luaL_newlib(L, net_funcs);
     return 1;
 }

@@ -317,29 +317,8 @@ static const luaL_Reg methods[] = {
 
 int luaopen_mw_proc(lua_State *L)
 {
-    if (luaL_newmetatable(L, PROC_MT)) {
-        lua_pushcfunction(L, proc_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, proc_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, proc_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, PIDWATCH_MT)) {
-        lua_pushcfunction(L, pidwatch_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, pidwatch_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, pidwatch_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_newtable(L);
-        luaL_setfuncs(L, pidwatch_methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mw_class(L, PROC_MT, methods, proc_close, proc_tostring);
+    mw_class(L, PIDWATCH_MT, pidwatch_methods, pidwatch_close, pidwatch_tostring);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -119,17 +119,7 @@ static const luaL_Reg methods[] = { { "wait", sig_wait }, { "close", sig_close }
 
 int luaopen_mw_signal(lua_State *L)
 {
-    if (luaL_newmetatable(L, SIG_MT)) {
-        lua_pushcfunction(L, sig_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, sig_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, sig_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mw_class(L, SIG_MT, methods, sig_close, sig_tostring);
     luaL_newlib(L, funcs);
     return 1;
 }

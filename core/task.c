@@ -48,6 +48,23 @@ void mw_close(mw_rt *rt, uv_handle_t *h, uv_close_cb cb)
     uv_close(h, cb);
 }
 
+void mw_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
+              lua_CFunction tostring)
+{
+    if (luaL_newmetatable(L, name)) {
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
 int mw_ref(mw_rt *rt, lua_State *L)
 {
     rt->anchored++;
