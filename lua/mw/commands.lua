@@ -526,7 +526,9 @@ end
 
 -- mw's containers, of one stack or all, of one component or all -> list | nil, err.
 local function containers(engine, stack, comp)
-  local labels = { USED_BY, stack and ("mw.stack=" .. stack) or "mw.stack" }
+  -- mw.config-hash is set only by mw's own create: a container someone ran from an image mw
+  -- built inherits the image's used-by and mw.stack labels, but not this one
+  local labels = { USED_BY, stack and ("mw.stack=" .. stack) or "mw.stack", "mw.config-hash" }
   if comp then labels[#labels + 1] = "mw.component=" .. comp end
   local list, err = engine:list { label = labels }
   if not list then return nil, err end
@@ -828,7 +830,7 @@ function M.destroy(args, cli)
   end
 
   -- containers first (they hold the network and the images), then networks, then images
-  local ctrs, cerr = engine:list(filter)
+  local ctrs, cerr = engine:list { label = { filter.label[1], filter.label[2], "mw.config-hash" } }
   for _, x in ipairs(listed(ctrs, cerr, "containers")) do
     if owned(x.Labels, target) then
       local ok, err = engine:remove(x.Id, { force = true, volumes = o.volumes })
@@ -852,8 +854,11 @@ function M.destroy(args, cli)
       for _, t in ipairs(img.RepoTags or {}) do if t ~= "<none>:<none>" then tags[#tags + 1] = t end end
       if #tags == 0 then tags[1] = img.Id end
       for _, t in ipairs(tags) do
-        local ok, err = engine:image_remove(t)
-        if not ok then fail("image", t, err)
+        local ok, err, code = engine:image_remove(t)
+        if not ok and code == "conflict" then
+          -- a container mw does not own runs from it: the image stays, and destroy says why
+          write("kept image " .. t .. " (a container mw did not create uses it)\n")
+        elseif not ok then fail("image", t, err)
         elseif err ~= "gone" then write("removed image " .. t .. "\n") end
       end
     end

@@ -391,7 +391,7 @@ function Sup:create_and_start(c, body)
   local id, err, code = e:create(name, body)
   if not id and code == "conflict" then
     -- a leftover of ours under the name: remove it if it is labelled, never otherwise
-    local list = e:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name }, name = { "^/" .. name .. "$" } }
+    local list = e:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" }, name = { "^/" .. name .. "$" } }
     local removed = false
     for _, x in ipairs(list or {}) do
       for _, n in ipairs(x.Names or {}) do
@@ -972,7 +972,7 @@ end
 
 -- After a gap in the events: any component whose container is gone or not running has failed.
 function Sup:resync()
-  local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } }
+  local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" } }
   if not list then
     log.warn(nil, "engine", "cannot list containers: " .. tostring(err))
     return
@@ -996,7 +996,7 @@ end
 
 -- Lists what the engine has for this stack: by[component][instance] = { containers }.
 function Sup:actual()
-  local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } }
+  local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" } }
   if not list then return nil, err end
   local by = {}
   for _, x in ipairs(list) do
