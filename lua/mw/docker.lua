@@ -303,9 +303,21 @@ function Engine:_transport_error(err)
 end
 
 -- One request -> response (2xx) | nil, message, code, response.
+-- Calls that may be repeated without harm are retried after a transport error or a 5xx
+-- (not 501) at 0.1, 0.3 and 1 s: a reset connection or a hiccup of the engine is not a failure.
+local RETRY = { 0.1, 0.3, 1 }
+
 function Engine:_call(kind, method, path, opts)
   opts = opts or {}
-  local res, err = http.request(self:_request(method, path, opts))
+  local again = opts.idempotent or method == "GET" or method == "HEAD" or method == "DELETE"
+  local res, err
+  for attempt = 1, #RETRY + 1 do
+    res, err = http.request(self:_request(method, path, opts))
+    local transient = not res or (res.status >= 500 and res.status ~= 501)
+    if not again or not transient or attempt > #RETRY or not core.in_task() then break end
+    count(self, kind, res and res.status or "transport")
+    core.sleep(RETRY[attempt])
+  end
   if not res then
     count(self, kind, "transport")
     return nil, self:_transport_error(err), "transport"
@@ -620,7 +632,8 @@ end
 
 -- true | true, "notmodified" (already running) | nil, err, code.
 function Engine:start(id)
-  local res, err, code = self:_call("containers/start", "POST", "/containers/" .. seg(id) .. "/start")
+  local res, err, code = self:_call("containers/start", "POST", "/containers/" .. seg(id) .. "/start",
+    { idempotent = true })     -- starting a running container is a 304, so a retry is harmless
   if res then return true end
   if code == "notmodified" then return true, "notmodified" end
   return nil, err, code
@@ -628,7 +641,7 @@ end
 
 -- Stops with SIGTERM, then SIGKILL after t seconds -> true | true, "notmodified" | nil, err, code.
 function Engine:stop(id, t)
-  local res, err, code = self:_call("containers/stop", "POST", "/containers/" .. seg(id) .. "/stop", {
+  local res, err, code = self:_call("containers/stop", "POST", "/containers/" .. seg(id) .. "/stop", { idempotent = true,
     query = { t = t }, timeout = (t or 10) + CALL_TIMEOUT,  -- the call blocks ~t seconds
   })
   if res then return true end
@@ -638,7 +651,7 @@ end
 
 -- -> true | nil, err, code (409 "conflict" when not running).
 function Engine:kill(id, signal)
-  local res, err, code = self:_call("containers/kill", "POST", "/containers/" .. seg(id) .. "/kill", {
+  local res, err, code = self:_call("containers/kill", "POST", "/containers/" .. seg(id) .. "/kill", { idempotent = true,
     query = { signal = signal },
   })
   if not res then return nil, err, code end
@@ -664,9 +677,19 @@ end
 -- Lists containers, stopped ones too -> list | nil, err, code. Filter by label: names are
 -- unanchored regexps (notes §2, §9.2).
 function Engine:list(filters)
-  return self:_json("containers/list", "GET", "/containers/json", {
+  local v, err, code = self:_json("containers/list", "GET", "/containers/json", {
     query = { all = "1", filters = filters_json(filters) },
   })
+  if not v then return nil, err, code end
+  -- an engine that answers something else than a list of objects is not one we can trust
+  if type(v) ~= "table" then return nil, "the engine's container list is not a list", "badjson" end
+  for _, x in ipairs(v) do
+    if type(x) ~= "table" or type(x.Id) ~= "string" then
+      return nil, "the engine's container list has an entry that is not a container", "badjson"
+    end
+    if type(x.Labels) ~= "table" then x.Labels = {} end
+  end
+  return v
 end
 
 function Engine:pause(id)
@@ -919,7 +942,7 @@ function Events:next()
       local nano
       for digits in line:gmatch('"timeNano"%s*:%s*(%d+)') do nano = digits end
       local ev = docker.decode(line)
-      if type(ev) ~= "table" then
+      if type(ev) ~= "table" or (ev.Actor ~= nil and type(ev.Actor) ~= "table") then
         self.junk = self.junk + 1
       else
         if nano then ev.timeNano = nano
@@ -988,7 +1011,7 @@ end
 function Engine:network_connect(net, container, aliases)
   local al = array()
   for i, a in ipairs(aliases or {}) do al[i] = a end
-  local res, err, code = self:_call("networks/connect", "POST", "/networks/" .. seg(net) .. "/connect", {
+  local res, err, code = self:_call("networks/connect", "POST", "/networks/" .. seg(net) .. "/connect", { idempotent = true,
     json = { Container = container, EndpointConfig = { Aliases = al } },
   })
   if res then return true end
@@ -1001,7 +1024,7 @@ end
 
 -- -> true | true, "gone" (not connected) | nil, err, code.
 function Engine:network_disconnect(net, container, force)
-  local res, err, code = self:_call("networks/disconnect", "POST", "/networks/" .. seg(net) .. "/disconnect", {
+  local res, err, code = self:_call("networks/disconnect", "POST", "/networks/" .. seg(net) .. "/disconnect", { idempotent = true,
     json = { Container = container, Force = force and true or false },
   })
   if res then return true end

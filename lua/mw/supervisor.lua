@@ -159,11 +159,19 @@ function Sup:ensure_network()
   local name = spec.network_name(self.stack)
   local list, err = e:network_list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } }
   if not list then return nil, err end
+  -- two creates racing (an mw killed mid-create) can leave two networks of one name on 20.10:
+  -- keep the oldest, remove the others while they are empty
+  local same = {}
   for _, n in ipairs(list) do
-    if n.Name == name then
-      self.network = { id = n.Id, name = name }
-      return self.network
-    end
+    if n.Name == name then same[#same + 1] = n end
+  end
+  table.sort(same, function(a, b) return tostring(a.Created) < tostring(b.Created) end)
+  for i = 2, #same do
+    if e:network_remove(same[i].Id) then log.info(nil, "network", "removed a duplicate network " .. name) end
+  end
+  if same[1] then
+    self.network = { id = same[1].Id, name = name }
+    return self.network
   end
   local id, cerr, code = e:network_create(name, spec.labels(self.stack))
   if not id then
@@ -315,6 +323,7 @@ function Sup:watch_pid(c)
   if not w then return end       -- another pid namespace, or an old kernel: events only
   c.pidw = w
   self:spawn(c.key .. "-pid", function()
+    if c.pidw ~= w then return end      -- replaced (and closed) before this task ran
     local gone = w:wait()
     if c.pidw == w then c.pidw = nil end
     w:close()
@@ -780,6 +789,12 @@ function Sup:act(c, action)
   c.restarts = c.restarts + 1
   set_state(self, c, "restarting")
   if action == "reconnect" then
+    -- a dying container also leaves its network: reconnect only one that still runs
+    local info = c.id and e:inspect(c.id)
+    local running = info and info.State and info.State.Status == "running"
+    if not running then action = "restart" end
+  end
+  if action == "reconnect" then
     ok, err = e:network_connect(self.network.id, c.id, { c.name })
     if ok then
       c.handling = false
@@ -972,11 +987,16 @@ end
 
 -- After a gap in the events: any component whose container is gone or not running has failed.
 function Sup:resync()
-  local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" } }
-  if not list then
-    log.warn(nil, "engine", "cannot list containers: " .. tostring(err))
-    return
+  local list, err
+  local delay = 0.1
+  while not self.stopping do
+    list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" } }
+    if list then break end
+    log.warn(nil, "engine", "cannot list containers (" .. tostring(err) .. "); retrying in " .. log.dur(delay))
+    core.sleep(delay)
+    delay = math.min(delay * 2, 5)
   end
+  if not list then return end
   local by_id = {}
   for _, x in ipairs(list) do by_id[x.Id] = x end
   for _, c in pairs(self.comps) do
@@ -1013,10 +1033,18 @@ function Sup:actual()
 end
 
 function Sup:start()
-  local net_ok, err = self:ensure_network()
-  if not net_ok then return nil, err end
-  local by, lerr = self:actual()
-  if not by then return nil, lerr end
+  -- an engine that stops answering mid-start is waited for; any other error ends the start
+  local net_ok, err, by, lerr
+  for _ = 1, 60 do
+    net_ok, err = self:ensure_network()
+    if net_ok then by, lerr = self:actual() end
+    if by then break end
+    if self.engine:ping() then return nil, err or lerr end
+    self:engine_away(err or lerr)
+    self:wait_until(function() return not self.away end)
+    if self.stopping then return nil, "stopped" end
+  end
+  if not by then return nil, err or lerr end
   -- events first, so nothing that happens during bring-up is missed
   self.events_since = string.format("%.9f", core.time())
   self:watch("container", { label = { "used-by=millwright", "mw.stack=" .. self.stack.name },

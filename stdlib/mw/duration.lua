@@ -32,11 +32,15 @@ end
 
 local function bad(v) return nil, "bad duration " .. show(v) .. HINT end
 
+-- Longer than any sensible delay, and far below where float seconds lose precision.
+duration.MAX = 100 * 365 * 86400
+
 function duration.parse(v)
   local tv = type(v)
   if tv == "number" then
     -- v ~= v is NaN; the comparisons catch the infinities and negatives.
     if v ~= v or v < 0 or v == math.huge then return bad(v) end
+    if v > duration.MAX then return nil, string.format("duration %s is too long (at most 100 years)", show(v)) end
     return v
   elseif tv ~= "string" then
     return nil, "bad duration: must be a string or a number, got " .. tv
@@ -49,10 +53,13 @@ function duration.parse(v)
     if not num or not (num:find("^%d+%.?%d*$") or num:find("^%.%d+$")) then return bad(v) end
     local rank = RANK[unit]
     if not rank or rank <= last then return bad(v) end
-    total = total + tonumber(num) * UNITS[unit]
+    total = total + (tonumber(num) + 0.0) * UNITS[unit]    -- floats: no integer wrap-around
     last, pos = rank, nxt
   end
   if total ~= total or total == math.huge then return bad(v) end
+  if total > duration.MAX then
+    return nil, string.format("duration %s is too long (at most 100 years)", show(v))
+  end
   return total
 end
 
@@ -85,8 +92,8 @@ function duration.format(seconds)
   local m = math.floor((s - h * 3600) / 60)
   local rest = s - h * 3600 - m * 60
   local out = {}
-  if h > 0 then out[#out + 1] = string.format("%dh", h) end
-  if m > 0 then out[#out + 1] = string.format("%dm", m) end
+  if h > 0 then out[#out + 1] = string.format("%.0fh", h) end
+  if m > 0 then out[#out + 1] = string.format("%.0fm", m) end
   if rest > 0 then out[#out + 1] = num(rest) .. "s" end
   return table.concat(out)
 end
