@@ -1,0 +1,6 @@
+-- expect: field 'heartbeat%.timeout': bad duration
+return {
+  components = {
+    web = { image = "nginx", heartbeat = { timeout = 0/0 } },
+  },
+}

@@ -1,0 +1,6 @@
+-- expect: bad mode "rx"
+return {
+  components = {
+    web = { image = "nginx", volumes = { "data:/data:rx" } },
+  },
+}

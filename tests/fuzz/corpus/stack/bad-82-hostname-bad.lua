@@ -1,0 +1,6 @@
+-- expect: field 'hostname': bad hostname "%-bad%-"
+return {
+  components = {
+    web = { image = "nginx", hostname = "-bad-" },
+  },
+}

@@ -1,0 +1,6 @@
+-- expect: field 'env': bad variable name 'MY VAR'
+return {
+  components = {
+    web = { image = "nginx", env = { ["MY VAR"] = 1 } },
+  },
+}

@@ -1,0 +1,3 @@
+-- expect: requires itself
+local h = require "helpers_cycle"
+return {}
