@@ -14,7 +14,7 @@ local notify = require "mw.notify" -- api
 
 local M = {}
 
-local DEBOUNCE = 0.05       -- a burst of writes (an editor's save) is one reload
+local DEBOUNCE = 0.01       -- a burst of writes (an editor's save) is one reload
 local STATUS_EVERY = 5      -- the status file is rewritten at least this often
 
 -- A mailbox: the main loop's one place to wait for signals, file changes and step-downs.

@@ -1,0 +1,139 @@
+-- Benchmark 4, footprint: mw's RSS, private dirty memory and CPU while it supervises N busybox
+-- httpd components with 1 s HTTP heartbeats, over a steady-state window; and the Engine API
+-- calls it makes, counted by a forwarder on a unix socket between mw and the engine.
+local core = require "mw.core"
+local B = require "benchlib"
+local P = require "proxy"
+local E = B.E
+
+local SIZES = B.list_knob("BENCH_FOOT_SIZES", { 1, 10, 50, 100 })
+local WINDOW = B.knob("BENCH_FOOT_SECS", 60)
+local SETTLE = B.knob("BENCH_FOOT_SETTLE", 5)
+local HB = '{ interval = "1s", timeout = "1s", misses = 3, grace = "30s" }'
+
+-- Least-squares slope of ys over xs.
+local function slope(xs, ys)
+  local n = #xs
+  if n < 2 then return nil end
+  local sx, sy, sxx, sxy = 0, 0, 0, 0
+  for i = 1, n do
+    sx, sy = sx + xs[i], sy + ys[i]
+    sxx, sxy = sxx + xs[i] * xs[i], sxy + xs[i] * ys[i]
+  end
+  local d = n * sxx - sx * sx
+  if d == 0 then return nil end
+  return (n * sxy - sx * sy) / d
+end
+
+local function mb(kb) return string.format("%.2f MB", kb / 1024) end
+
+-- An idle mw process (binary, Lua state, libcurl, one engine connection): the floor.
+local function baseline()
+  local dir = E.tmpdir()
+  local f = dir .. "/idle.lua"
+  assert(B.fs.write_atomic(f, 'local core = require "mw.core"\nlocal docker = require "mw.docker"\n'
+    .. 'assert(docker.connect())\ncore.sleep(4)\n', 420))
+  local h = B.mw { "script", f }
+  core.sleep(2)
+  local s0 = B.sample(h.pid)
+  core.sleep(1.5)
+  local s1 = B.sample(h.pid)
+  h.stop("KILL")
+  return s1, (s1.cpu - s0.cpu) / (s1.t - s0.t)
+end
+
+local function one(n, proxy, sock)
+  local src = B.stack_source(n, { heartbeat = HB })
+  local file, name, dir = E.stack("foot" .. n, src)
+  local h = B.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file },
+    { docker_host = "unix://" .. sock })
+  local r = { n = n }
+  local ok, err = pcall(function()
+    local before = proxy.snapshot()
+    local t_up = core.now()
+    h.wait_all("healthy", B.names(n), 600)
+    r.up = core.now() - t_up
+    core.sleep(SETTLE)
+    local mid = proxy.snapshot()
+    r.bringup_calls = mid.count - before.count
+    h.poll()
+    local mark = #h.evs
+    local s0 = B.sample(h.pid)
+    local c0 = proxy.snapshot()
+    local peak = s0.rss
+    local deadline = core.now() + WINDOW
+    while core.now() < deadline do
+      core.sleep(math.min(5, deadline - core.now()))
+      local s = B.sample(h.pid)
+      if s and s.rss > peak then peak = s.rss end
+    end
+    local s1 = B.sample(h.pid)
+    local c1 = proxy.snapshot()
+    r.rss, r.pd, r.hwm, r.peak = s1.rss, s1.pd, s1.hwm, peak
+    r.cpu = (s1.cpu - s0.cpu) / (s1.t - s0.t)
+    local calls, kinds = P.diff(c0, c1)
+    r.calls_min = calls / (s1.t - s0.t) * 60
+    r.kinds = kinds
+    r.failures, r.why = h.failures(mark)
+    r.up_failures = h.failures(0) - r.failures
+  end)
+  h.stop()
+  B.remove_stack(name)
+  if not ok then error(err, 0) end
+  print(string.format("  N=%d: up in %.1f s; RSS %s, private dirty %s, CPU %.2f%%, %.1f API calls/min (%s), %d failures",
+    n, r.up, mb(r.rss), mb(r.pd), r.cpu * 100, r.calls_min, r.kinds ~= "" and r.kinds or "none", r.failures))
+  return r
+end
+
+return B.main(function()
+  B.machine()
+  E.image()
+  local sock = string.format("/tmp/mw-bench-%s.sock", E.run_id)
+  local proxy = P.start(sock)
+  local idle, idle_cpu = baseline()
+  local results = {}
+  local ok, err = pcall(function()
+    for _, n in ipairs(SIZES) do results[#results + 1] = one(n, proxy, sock) end
+  end)
+  proxy.stop()
+  if not ok then error(err, 0) end
+
+  local rows = {}
+  rows[#rows + 1] = { "idle mw (script: engine connected, sleeping)", mb(idle.rss), mb(idle.pd),
+    string.format("%.2f %%", idle_cpu * 100), "n/a", "", "" }
+  local xs, rss, pd, cpu, calls = {}, {}, {}, {}, {}
+  for _, r in ipairs(results) do
+    rows[#rows + 1] = { string.format("N=%d", r.n), mb(r.rss) .. " (peak " .. mb(r.peak) .. ")", mb(r.pd),
+      string.format("%.2f %%", r.cpu * 100), string.format("%.1f", r.calls_min),
+      tostring(r.bringup_calls), tostring(r.failures) }
+    xs[#xs + 1], rss[#rss + 1], pd[#pd + 1], cpu[#cpu + 1], calls[#calls + 1] = r.n, r.rss, r.pd, r.cpu, r.calls_min
+  end
+  local srss, spd, scpu, scalls = slope(xs, rss), slope(xs, pd), slope(xs, cpu), slope(xs, calls)
+  rows[#rows + 1] = { "growth per component (least squares)", srss and string.format("%.1f kB", srss) or "n/a",
+    spd and string.format("%.1f kB", spd) or "n/a", scpu and string.format("%.4f %%", scpu * 100) or "n/a",
+    scalls and string.format("%.2f", scalls) or "n/a", "", "" }
+  local notes = {
+    string.format("steady state: %d s window starting %d s after every component was healthy; heartbeats every 1 s (HTTP to the published port)", WINDOW, SETTLE),
+    "RSS = VmRSS, private dirty = Private_Dirty of /proc/PID/smaps_rollup, CPU = utime+stime over the window / wall time",
+    "API calls: requests counted by a forwarder on a unix socket (DOCKER_HOST=unix://...) between mw and /var/run/docker.sock",
+  }
+  for _, r in ipairs(results) do
+    notes[#notes + 1] = string.format("N=%d: steady-state calls: %s; brought up in %.1f s%s%s", r.n, r.kinds ~= "" and r.kinds or "none", r.up,
+      r.up_failures > 0 and string.format(" with %d failures on the way", r.up_failures) or "",
+      r.failures > 0 and ("; failures in the window: " .. table.concat(r.why, " / ")) or "")
+  end
+  B.report("Footprint while supervising (4)", {
+    "components", "RSS", "private dirty", "CPU (one core)", "API calls/min (steady)", "API calls to bring up", "failures in window",
+  }, rows, notes)
+
+  local last = results[#results]
+  if last then
+    B.report("Footprint targets at N=" .. last.n .. " (4)", { "measure", "target (anchor)", "mw", "mw/target", "met" }, {
+      { "private dirty memory", "8 MB", mb(last.pd), B.ratio(last.pd, 8192), B.met(last.pd <= 8192) },
+      { "RSS (for comparison; mostly shared libraries)", "8 MB", mb(last.rss), B.ratio(last.rss, 8192), B.met(last.rss <= 8192) },
+      { "CPU", "1 % of one core", string.format("%.2f %%", last.cpu * 100), B.ratio(last.cpu, 0.01), B.met(last.cpu <= 0.01) },
+      { "API calls/min, steady", "not growing with N", string.format("%.1f", last.calls_min),
+        "", B.met(scalls ~= nil and math.abs(scalls) < 0.05) },
+    }, { "the footprint note (shared/notes/footprint.md): the memory target is about private dirty memory; RSS counts libcurl's shared libraries" })
+  end
+end)
