@@ -285,7 +285,13 @@ end)
 t.test("a pid watch sees a process exit within milliseconds", function()
   local p = assert(proc.spawn { args = { "/bin/busybox", "sleep", "30" } })
   local pid = p:pid()
-  local w = assert(proc.watch(pid))
+  local w, err = proc.watch(pid)
+  if not w and tostring(err):find("not implemented") then     -- valgrind has no pidfd_open
+    p:kill("KILL"); p:wait(2); p:close()
+    print("# pidfd_open is not available here (" .. err .. "); the watch was not tried")
+    return
+  end
+  assert(w, err)
   t.same({ w:wait(0.02) }, { nil, "timeout" })
   local t0 = core.now()
   core.kill(pid, "KILL")
