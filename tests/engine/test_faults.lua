@@ -68,7 +68,9 @@ local function status_doc(state_dir, stack)
   return ok and type(doc) == "table" and doc or nil
 end
 
--- Waits until the running mw says every component is healthy (running, for worker).
+-- Waits until the running mw says every component is healthy (running, for worker) and the
+-- engine agrees: status.json trails mw's log by up to 20 ms, so just after a failure it can
+-- still show the state from before it.
 local function wait_converged(h, state_dir, stack, timeout)
   local deadline = core.now() + (timeout or 90)
   while true do
@@ -80,6 +82,13 @@ local function wait_converged(h, state_dir, stack, timeout)
       for _, n in ipairs(NAMES) do
         local want = HB[n] and "healthy" or "running"
         if states[n] ~= want then ok = false end
+      end
+    end
+    if ok then
+      local by = E.containers(stack)
+      for _, n in ipairs(NAMES) do
+        local l = by[n] or {}
+        if #l ~= 1 or l[1].State ~= "running" then ok = false end
       end
     end
     if ok then return states end
@@ -283,6 +292,8 @@ local function resync_case()
   local mark = #h.events()
   ok, err = pcall(function()
     h.wait_event({ event = "failed", component = "worker" }, 20, mark)
+    -- status.json trails the log by up to 20 ms: wait for the restart itself, not a stale file
+    h.wait_event({ event = "restarted", component = "worker" }, 20, mark)
     wait_converged(h, state, stack, 60)
     check_engine(stack)
   end)
