@@ -14,7 +14,7 @@ local notify = require "mw.notify" -- api
 
 local M = {}
 
-local DEBOUNCE = 0.01       -- a burst of writes (an editor's save) is one reload
+local DEBOUNCE = 0.01       -- quiet time before a stack file that did not load is tried again
 local STATUS_EVERY = 5      -- the status file is rewritten at least this often
 
 -- A mailbox: the main loop's one place to wait for signals, file changes and step-downs.
@@ -57,7 +57,7 @@ local function watch_files(ctx, files)
           local evs = w:wait()
           if not evs then break end
           for _, ev in ipairs(evs) do
-            if names[ev.name] then ctx.box.put { kind = "changed", file = dir .. "/" .. ev.name } break end
+            if names[ev.name] then ctx.box.put { kind = "changed", file = dir .. "/" .. ev.name, at = core.now() } break end
           end
         end
       end, "watch " .. dir)
@@ -77,9 +77,12 @@ local function write_status(ctx)
 end
 
 -- Loads the stack file again; on success swaps it in, on failure keeps the running one.
-local function reload(ctx, why)
+-- Loads the stack file again and applies it. With o.tentative a file that does not load is
+-- only reported (nil) to the caller, who may try again once the writes have stopped.
+local function reload(ctx, why, o)
   local t0 = core.now()
   local s, err, required = stack.load(ctx.file)
+  if not s and o and o.tentative then return nil end
   if not s then
     log.warn(nil, "reload_failed", "reload failed, keeping the running configuration: " .. tostring(err))
     local files = { ctx.stack.file }
@@ -171,7 +174,7 @@ function M.run(o)
   ctx.sup = sup
   local api_srv, aerr = api.start(ctx, { listen = listen }) -- api
   if not api_srv then io.stderr:write("mw: ", aerr, "\n") q:leave() sigs:close() return 1 end -- api
-  sup.on_beat = function(key, ok, latency) api_srv:on_beat(key, ok, latency) end -- api: for Sup:beat to call
+  sup.on_beat = function(key, ok, latency) api_srv:on_beat(key, ok, latency) end -- api: for Sup:good and Sup:miss to call
   log.info(nil, "start", string.format("stack %s: %d component%s, engine %s (API %s)", s.name, #s.order,
     #s.order == 1 and "" or "s", tostring(engine.version), tostring(engine.api)))
   local ok, serr = sup:start()
@@ -199,16 +202,26 @@ function M.run(o)
   while true do
     local msg = box.get()
     if msg.kind == "changed" then
-      -- debounce: wait until the files are quiet, then reload once
-      while true do
-        core.sleep(DEBOUNCE)
-        local more = false
-        for i = #box.q, 1, -1 do
-          if box.q[i].kind == "changed" then table.remove(box.q, i) more = true end
-        end
-        if not more then break end
+      -- at the first change, not after a quiet period: an editor that renames a new file over
+      -- the old one gives a complete file at once. One written in place may be caught half
+      -- written, which (a Lua table cut short) does not load: then wait until the writes stop
+      -- and try once more before reporting. Changes seen before the read are covered by it;
+      -- any later one reloads again.
+      local read_at = core.now()
+      if reload(ctx, "file changed", { tentative = true }) == nil then
+        repeat
+          core.sleep(DEBOUNCE)
+          local more = false
+          for i = #box.q, 1, -1 do
+            if box.q[i].kind == "changed" then table.remove(box.q, i) more = true end
+          end
+        until not more
+        read_at = core.now()
+        reload(ctx, "file changed")
       end
-      reload(ctx, "file changed")
+      for i = #box.q, 1, -1 do
+        if box.q[i].kind == "changed" and box.q[i].at < read_at then table.remove(box.q, i) end
+      end
     elseif msg.kind == "signal" and msg.name == "HUP" then
       reload(ctx, "SIGHUP")
     elseif msg.kind == "reload" then -- api: POST /api/reload waits for the result

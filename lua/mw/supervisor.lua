@@ -1,8 +1,7 @@
 -- The supervisor of one stack: brings components up in dependency order, watches them through
 -- the engine's events and heartbeats, and handles each failure by the component's policy.
 local core = require "mw.core"
-local http = require "mw.http"
-local net = require "mw.net"
+local probe = require "mw.probe"
 local proc = require "mw.proc"
 local tar = require "mw.tar"
 local cjson = require "cjson"
@@ -27,7 +26,7 @@ local MAX_DELAY = 24 * 3600
 function M.new(o)
   local self = setmetatable({
     engine = o.engine, stack = o.stack, comps = {}, groups = {}, images = {}, waiters = {},
-    tasks = {}, network = nil, stopping = false, on_change = o.on_change,
+    tasks = {}, network = nil, stopping = false, on_change = o.on_change, lookups = {},
     started_at = core.time(),
   }, Sup)
   for _, name in ipairs(o.stack.order) do self:_group(name, o.stack.components[name]) end
@@ -191,22 +190,41 @@ local function dockerfile_in(context, dockerfile)
   return nil
 end
 
+-- An image name to its ID, pulling it when it is not here. Everyone asking for one name while
+-- a lookup is under way shares it: a cold start of N components on one image makes one
+-- inspect, not N. Nothing is kept afterwards (a name may point elsewhere by the next restart).
+function Sup:image_id(c, name)
+  local q = self.lookups[name]
+  if q then
+    self:wait_until(function() return q.done end)
+    return q.id, q.err
+  end
+  q = {}
+  self.lookups[name] = q
+  local e = self.engine
+  local img, err = e:image_inspect(name)
+  if not img then
+    local ref = name:find(":[^/]*$") and name or (name .. ":latest")
+    log.info(c.key, "pull", "image " .. ref .. " is not here; pulling it")
+    local ok, perr = e:pull(ref)
+    if not ok then
+      err = "image " .. name .. " is not on the engine and pulling it failed: " .. tostring(perr or err)
+    else
+      img, err = e:image_inspect(ref)
+    end
+  end
+  q.id, q.err, q.done = img and img.Id, err, true
+  self.lookups[name] = nil
+  self:changed()
+  return q.id, q.err
+end
+
 -- The image a component runs, as an ID: built from its context (skipped when an image of the
 -- same context identity exists) or taken from the engine's store by name.
 function Sup:image_for(c)
   local def = c.def
   local e = self.engine
-  if def.image then
-    local img, err = e:image_inspect(def.image)
-    if img then return img.Id end
-    local ref = def.image:find(":[^/]*$") and def.image or (def.image .. ":latest")
-    log.info(c.key, "pull", "image " .. ref .. " is not here; pulling it")
-    local ok, perr = e:pull(ref)
-    if not ok then return nil, "image " .. def.image .. " is not on the engine and pulling it failed: " .. tostring(perr or err) end
-    img, err = e:image_inspect(ref)
-    if not img then return nil, err end
-    return img.Id
-  end
+  if def.image then return self:image_id(c, def.image) end
   local b = def.build
   local rel = dockerfile_in(b.context, b.dockerfile)
   local extra
@@ -428,10 +446,13 @@ function Sup:create_and_start(c, body)
 end
 
 -- Brings c to a running container with the current definition: adopt, start or create.
-function Sup:ensure(c, existing)
+function Sup:ensure(c, existing, img)
   local e = self.engine
-  local img, ierr = self:image_for(c)
-  if not img then return nil, ierr end
+  if not img then
+    local ierr
+    img, ierr = self:image_for(c)
+    if not img then return nil, ierr end
+  end
   local body, hash = spec.container(self.stack, c.def, img, c.index, c.overrides)
   c.hash = hash
   local keep, stale = nil, {}
@@ -476,7 +497,7 @@ function Sup:bring_up(c, existing)
   self:wait_deps(c)
   if self.stopping or c.state == "gone" then return end
   local ok, err, info = nil, ierr, nil
-  if img then ok, err, info = self:ensure(c, existing) end
+  if img then ok, err, info = self:ensure(c, existing, img) end
   if not ok then return self:start_failed(c, err, info) end
   self:settle(c)
 end
@@ -484,13 +505,13 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- heartbeats
 
-local function probe_http(self, c, hb)
+local function probe_http(_, c, hb)
   local port = c.hb.host_port
   if not port then return false, "heartbeat port " .. tostring(hb.port) .. " is not published" end
-  local res, err = http.request { url = "http://127.0.0.1:" .. port .. hb.path, timeout = hb.timeout }
+  local res, err = probe.get(port, hb.path, hb.timeout)
   if not res then return false, err end
   if res.status < 200 or res.status >= 400 then return false, "HTTP " .. res.status end
-  if #res.body <= 65536 then c.hb.body = res.body end     -- autoscale decisions may read it
+  c.hb.body = res.body      -- autoscale decisions may read it
   if hb.check then
     local ok, good, why = core.budget(hb.check, POLICY_BUDGET, res.body)
     if not ok then return false, "check failed: " .. tostring(good) end
@@ -502,27 +523,7 @@ end
 local function probe_tcp(_, c, hb)
   local port = c.hb.host_port
   if not port then return false, "port " .. tostring(hb.port) .. " is not published" end
-  local conn, err = net.connect("127.0.0.1", port, hb.timeout)
-  if not conn then return false, err end
-  -- a bare connect cannot see a frozen process (the kernel answers the handshake): with
-  -- send/expect the service itself has to answer
-  if hb.send then conn:write(hb.send) end
-  if hb.expect then
-    local got, deadline = "", core.now() + hb.timeout
-    while not got:find(hb.expect, 1, true) do
-      local left = deadline - core.now()
-      local data, rerr
-      if left > 0 then data, rerr = conn:read(left) else rerr = "timeout" end
-      if not data then
-        conn:close()
-        return false, "no " .. string.format("%q", hb.expect) .. " in the answer (" .. tostring(rerr) .. ")"
-      end
-      got = got .. data
-      if #got > 65536 then break end
-    end
-  end
-  conn:close()
-  return true
+  return probe.tcp(port, hb)
 end
 
 local function probe_exec(self, c, hb)
@@ -534,31 +535,61 @@ end
 
 local PROBES = { http = probe_http, tcp = probe_tcp, exec = probe_exec }
 
--- One probe every interval, each in its own task: a heartbeat unanswered by the next tick
--- is a miss, so a hung component is found within interval x misses + one interval even when
--- the timeout is longer than the interval.
+local FIRST_PROBE = 0.01    -- while starting, probes go 10 ms apart, doubling up to the interval
+local EARLY = 0.002         -- a timer may fire this much before its time (libuv counts in ms)
+
+-- One task per instance sends a probe every interval, with at most one in flight: a probe
+-- still out at the next tick is a miss, and no second one is piled on it (a slow component
+-- gets no more load than one question at a time). The failure rule is one of time: a
+-- healthy instance that has given no good answer for misses x interval has failed, whatever
+-- the interval's phase when it hung, so a hang is found within misses x interval (and no
+-- sooner than (misses - 1) x interval). While starting, probes go fast (10 ms, doubling) so
+-- "healthy" follows readiness by milliseconds, not up to an interval; a starting instance
+-- fails when it has not answered well within grace (and at least misses x interval).
+-- Tickers begin at a random phase in steady state so N instances do not probe in step.
 function Sup:start_heartbeat(c)
   self:stop_heartbeat(c)
   local hb = c.def.heartbeat
   if not hb then return end
   local gen = {}
-  c.hb.gen = gen
-  c.hb.task = self:spawn(c.key .. "-heartbeat", function()
+  local st = c.hb
+  st.gen, st.misses = gen, 0
+  st.task = self:spawn(c.key .. "-heartbeat", function()
     local started = core.now()
-    while c.hb.gen == gen do
-      local probe = { sent = core.now() }
-      probe.task = core.spawn(function()
-        local ok, why = PROBES[hb.kind](self, c, hb)
-        probe.done = true
-        c.probes[probe] = nil
-        if c.hb.gen ~= gen then return end
-        self:beat(c, probe, ok, why, core.now() - probe.sent, started)
-      end, c.key .. "-probe")
-      c.probes[probe] = true
-      core.sleep(c.def.heartbeat.interval)
-      if not probe.done and c.hb.gen == gen then
-        self:beat(c, probe, false, "no answer within " .. log.dur(c.def.heartbeat.interval), nil, started)
+    local fast = FIRST_PROBE
+    local probe_out
+    local phased = false
+    while st.gen == gen and c.hb == st do
+      hb = c.def.heartbeat         -- a reload may have changed the settings
+      if not hb then return end
+      if probe_out and not probe_out.done then
+        self:miss(c, "no answer within " .. log.dur(hb.interval), started)
+      else
+        local p = { sent = core.now() }
+        probe_out = p
+        p.task = core.spawn(function()
+          local ok, why = PROBES[hb.kind](self, c, hb)
+          p.done = true
+          c.probes[p] = nil
+          if st.gen ~= gen then return end
+          if ok then self:good(c, core.now() - p.sent) else self:miss(c, why, started, core.now() - p.sent) end
+        end, c.key .. "-probe")
+        c.probes[p] = true
       end
+      if st.gen ~= gen then return end
+      local wait = hb.interval
+      if c.state == "starting" then
+        wait = math.min(fast, hb.interval)
+        fast = fast * 2
+      elseif not phased then
+        phased = true
+        wait = hb.interval * (0.5 + math.random() / 2)
+      end
+      -- wake at the failure deadline if it comes before the next tick
+      local due = self:hb_deadline(c, started)
+      if due then wait = math.max(0, math.min(wait, due - core.now())) end
+      core.sleep(wait)
+      if st.gen == gen then self:hb_check(c, started) end
     end
   end)
 end
@@ -573,37 +604,53 @@ function Sup:stop_heartbeat(c)
   c.probes = {}
 end
 
-function Sup:beat(c, probe, ok, why, latency, started)
-  local hb = c.def.heartbeat
-  if self.on_beat then self.on_beat(c.key, ok, latency) end     -- metrics
-  if ok then
-    c.hb.misses = 0
-    c.hb.latency = latency
-    c.hb.last_ok = core.time()
-    if c.state == "starting" or c.state == "unhealthy" then
-      set_state(self, c, "healthy")
+function Sup:good(c, latency)
+  if self.on_beat then self.on_beat(c.key, true, latency) end     -- metrics
+  c.hb.misses = 0
+  c.hb.latency = latency
+  c.hb.last_ok = core.time()
+  c.hb.last_ok_at = core.now()
+  if c.state == "starting" or c.state == "unhealthy" then
+    local was = c.state
+    set_state(self, c, "healthy")
+    if was == "starting" then
       log.info(c.key, "healthy", string.format("healthy (heartbeat %s)", log.dur(latency)), { latency = latency })
     end
-    return
   end
-  -- a probe that ended in error is a failed heartbeat; one still unanswered at the next tick
-  -- only a missed one (it may answer late)
+end
+
+-- A probe that failed (latency given) or is still out at a tick (none).
+function Sup:miss(c, why, started, latency)
+  if self.on_beat then self.on_beat(c.key, false, latency) end
   if latency then c.failed_probes = (c.failed_probes or 0) + 1 end
-  if probe.missed then return end
-  probe.missed = true
   c.hb.misses = c.hb.misses + 1
   c.missed = (c.missed or 0) + 1
   c.hb.last_error = why
+  if c.state == "healthy" then set_state(self, c, "unhealthy") end
+  self:hb_check(c, started)
+end
+
+-- When the instance fails if no good answer comes first (nil when it does not run).
+function Sup:hb_deadline(c, started)
+  local hb = c.def.heartbeat
+  if not hb then return nil end
+  local window = hb.misses * hb.interval
+  if c.state == "starting" then return started + math.max(hb.grace, window) end
+  if c.state == "healthy" or c.state == "unhealthy" then return (c.hb.last_ok_at or started) + window end
+  return nil
+end
+
+function Sup:hb_check(c, started)
+  local due = self:hb_deadline(c, started)
+  if not due or core.now() < due - EARLY or c.handling then return end
+  local hb = c.def.heartbeat
+  local why = tostring(c.hb.last_error or "no answer")
   if c.state == "starting" then
-    if core.now() - started < hb.grace then return end
-    if c.hb.misses >= hb.misses then
-      self:failure(c, "heartbeat", { message = "not healthy within " .. log.dur(hb.grace) .. ": " .. tostring(why) })
-    end
-    return
-  end
-  if c.state == "healthy" and c.hb.misses >= 1 and c.hb.misses < hb.misses then return end
-  if c.hb.misses >= hb.misses then
-    self:failure(c, "heartbeat", { message = string.format("%d heartbeats missed: %s", c.hb.misses, tostring(why)) })
+    self:failure(c, "heartbeat", { message = "not healthy within " .. log.dur(math.max(hb.grace, hb.misses * hb.interval))
+      .. ": " .. why })
+  else
+    self:failure(c, "heartbeat", { message = string.format("no good heartbeat for %s (%d missed): %s",
+      log.dur(hb.misses * hb.interval), c.hb.misses, why) })
   end
 end
 
@@ -855,9 +902,13 @@ end
 function Sup:restart_container(c)
   if not c.id then return self:recreate(c) end
   local e = self.engine
-  local info = e:inspect(c.id)
-  if not info then return self:recreate(c) end
-  local status = info.State and info.State.Status
+  local status = "exited"
+  if c.dead_id ~= c.id then
+    local info = e:inspect(c.id)
+    if not info then return self:recreate(c) end
+    status = info.State and info.State.Status
+  end
+  c.dead_id = nil
   if status == "paused" or status == "running" or status == "restarting" then
     c.quiet = c.id
     if status == "paused" then e:unpause(c.id) end
@@ -909,6 +960,7 @@ function Sup:on_container_event(ev)
     c.died = { id = actor.ID, exit_code = tonumber(attrs.exitCode), oom = c.oom }
   elseif action == "die" then
     local code = tonumber(attrs.exitCode)
+    c.dead_id = actor.ID      -- known to be stopped: a restart in place needs no inspect first
     if c.oom then self:failure(c, "oom", { exit_code = code })
     else self:failure(c, "exited", { exit_code = code }) end
   elseif action == "destroy" then
@@ -1105,6 +1157,7 @@ function Sup:stop()
     end
   end
   self.tasks = {}
+  if self.autoscale_wake then self.autoscale_wake:close() self.autoscale_wake = nil end
 end
 
 -- ---------------------------------------------------------------------------------------------
@@ -1207,6 +1260,7 @@ function Sup:apply(new)
   add("added", notes.added)
   add("removed", notes.removed)
   if #parts == 0 then parts[1] = "no policy, heartbeat, scale or component changed" end
+  if self.autoscale_wake then self.autoscale_wake:notify() end     -- autoscale settings may be new
   return table.concat(parts, "; ") .. "; changed definitions are replaced"
 end
 
@@ -1285,21 +1339,27 @@ end
 
 -- One task for every autoscaled component: each is sampled on its own period.
 function Sup:autoscaler()
+  self.autoscale_wake = core.cond()
   return self:spawn("autoscale", function()
     local due = {}
     while not self.stopping do
       local now = core.now()
+      local next_due
       for name, g in pairs(self.groups) do
         local a = g.def.autoscale
         if a then
-          due[name] = due[name] or (now + a.every)
+          due[name] = math.min(due[name] or math.huge, now + a.every)   -- a reload may shorten it
           if now >= due[name] then
             due[name] = now + a.every
             self:autoscale_once(g)
           end
+          next_due = math.min(next_due or math.huge, due[name])
+        else
+          due[name] = nil
         end
       end
-      core.sleep(0.1)
+      -- asleep until the next group is due, or for good while none autoscales (a reload wakes it)
+      self.autoscale_wake:wait(next_due and math.max(0.001, next_due - core.now()) or -1)
     end
   end)
 end

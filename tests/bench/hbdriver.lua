@@ -65,7 +65,8 @@ if mode == "mw" then
   local sup = supervisor.new { engine = {}, stack = { name = "hbscale", order = {}, components = {} } }
   sup.on_beat = function(_, ok, latency) record(ok and latency ~= nil, latency) end
   -- a failure would go to the policy and the engine: count it and keep beating instead
-  sup.failure = function(_, c) st.failures = st.failures + 1; c.hb.misses = 0 end
+  -- (as a restart would, the clock of "no good answer since" starts again)
+  sup.failure = function(_, c) st.failures = st.failures + 1; c.hb.misses = 0; c.hb.last_ok_at = core.now() end
   for i, port in ipairs(ports) do
     local c = { key = "e" .. i, name = "e" .. i, index = 1, def = { heartbeat = HB }, hb = { misses = 0, host_port = port },
                 probes = {}, state = "starting", restarts = 0, history = {} }

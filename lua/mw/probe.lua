@@ -1,0 +1,118 @@
+-- Heartbeat probes: one question to a component, answered true or false with the reason.
+--
+-- HTTP goes over mw.net as one HTTP/1.0 GET per connection, not through libcurl: the target is
+-- always 127.0.0.1:<published port>, and libcurl's per-transfer set-up (easy handle, URL
+-- parsing, proxy-environment lookups) was 70 % of a probe's instructions (133 k against 39 k,
+-- callgrind, tests/bench/RESULTS.md). HTTP/1.0 keeps the answer simple: the server closes the
+-- connection after it, and chunked coding is not allowed (RFC 9112 section 7: a server must
+-- not send it to an HTTP/1.0 client), though a body that comes chunked anyway is decoded.
+local core = require "mw.core"
+local net = require "mw.net"
+
+local M = {}
+
+M.MAX_BODY = 65536      -- a check or an autoscaler sees at most this much of a body
+
+local function dechunk(s)
+  local out, pos = {}, 1
+  while true do
+    local size_end = s:find("\r\n", pos, true)
+    if not size_end then return nil end
+    local size = tonumber(s:sub(pos, size_end - 1):match("^%s*(%x+)"), 16)
+    if not size then return nil end
+    if size == 0 then return table.concat(out) end
+    out[#out + 1] = s:sub(size_end + 2, size_end + 1 + size)
+    pos = size_end + 4 + size
+  end
+end
+
+-- Parses a whole HTTP/1.x answer: status, headers (lower-cased names), body; nil, why when
+-- it is not one.
+function M.parse_response(s)
+  local head_end = s:find("\r\n\r\n", 1, true)
+  local sep = 4
+  if not head_end then head_end, sep = s:find("\n\n", 1, true), 2 end
+  if not head_end then return nil, "answer ended inside its headers" end
+  local head = s:sub(1, head_end - 1)
+  local status = tonumber(head:match("^HTTP/%d%.%d (%d%d%d)"))
+  if not status then return nil, "not an HTTP answer: " .. string.format("%q", head:sub(1, 40)) end
+  local headers = {}
+  for name, value in head:gmatch("\n([^:\r\n]+):[ \t]*([^\r\n]*)") do headers[name:lower()] = value end
+  local body = s:sub(head_end + sep)
+  local len = tonumber(headers["content-length"])
+  if len and #body > len then body = body:sub(1, len) end
+  if (headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) then
+    body = dechunk(body)
+    if not body then return nil, "bad chunked body" end
+  end
+  return { status = status, headers = headers, body = body }
+end
+
+-- Complete when the server closed, or the body has the length the headers promised.
+local function complete(buf)
+  local head_end = buf:find("\r\n\r\n", 1, true)
+  if not head_end then return false end
+  local len = tonumber(buf:sub(1, head_end):lower():match("\ncontent%-length:[ \t]*(%d+)"))
+  return len ~= nil and #buf - head_end - 3 >= len
+end
+
+-- GET http://127.0.0.1:port<path> within timeout seconds: { status, headers, body } or nil, why.
+function M.get(port, path, timeout)
+  local deadline = core.now() + timeout
+  local conn, err = net.connect("127.0.0.1", port, timeout)
+  if not conn then return nil, "connect: " .. tostring(err) end
+  local ok, werr = conn:write("GET " .. path .. " HTTP/1.0\r\nHost: 127.0.0.1:" .. port
+    .. "\r\nUser-Agent: mw-heartbeat\r\nAccept: */*\r\n\r\n")
+  if not ok then conn:close() return nil, "send: " .. tostring(werr) end
+  local parts, size = {}, 0
+  while true do
+    local left = deadline - core.now()
+    if left <= 0 then conn:close() return nil, "no answer within " .. string.format("%gs", timeout) end
+    local data, rerr = conn:read(left)
+    if not data then
+      if rerr == "eof" then break end
+      conn:close()
+      if rerr == "timeout" then return nil, "no answer within " .. string.format("%gs", timeout) end
+      return nil, (size == 0 and "no answer: " or "answer cut: ") .. tostring(rerr)
+    end
+    parts[#parts + 1] = data
+    size = size + #data
+    if size > M.MAX_BODY + 16384 then break end  -- enough to judge; the rest is not read
+    if complete(table.concat(parts)) then
+      parts = { table.concat(parts) }
+      break
+    end
+  end
+  conn:close()
+  if size == 0 then return nil, "connection closed without an answer" end
+  local res, perr = M.parse_response(table.concat(parts))
+  if not res then return nil, perr end
+  if #res.body > M.MAX_BODY then res.body = res.body:sub(1, M.MAX_BODY) res.truncated = true end
+  return res
+end
+
+-- TCP: a connect to the published port; with send/expect the service itself must answer
+-- (a bare connect cannot see a frozen process: the kernel answers the handshake).
+function M.tcp(port, hb)
+  local conn, err = net.connect("127.0.0.1", port, hb.timeout)
+  if not conn then return false, err end
+  if hb.send then conn:write(hb.send) end
+  if hb.expect then
+    local got, deadline = "", core.now() + hb.timeout
+    while not got:find(hb.expect, 1, true) do
+      local left = deadline - core.now()
+      local data, rerr
+      if left > 0 then data, rerr = conn:read(left) else rerr = "timeout" end
+      if not data then
+        conn:close()
+        return false, "no " .. string.format("%q", hb.expect) .. " in the answer (" .. tostring(rerr) .. ")"
+      end
+      got = got .. data
+      if #got > M.MAX_BODY then break end
+    end
+  end
+  conn:close()
+  return true
+end
+
+return M

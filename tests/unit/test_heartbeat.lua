@@ -1,0 +1,154 @@
+-- Heartbeats without an engine: mw.probe against a loopback server, and the supervisor's
+-- heartbeat rules (fast first probes, one probe in flight, failure by time without a good
+-- answer) driven on fake instances whose failures are recorded instead of handled.
+local t = require "t"
+local core = require "mw.core"
+local net = require "mw.net"
+local probe = require "mw.probe"
+local httpd = require "httpd"
+local log = require "mw.log"
+local supervisor = require "mw.supervisor"
+
+log.quiet = true
+
+t.test("parse_response: length, chunked, and what is not an answer", function()
+  local r = assert(probe.parse_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello-extra"))
+  t.eq(r.status, 200)
+  t.eq(r.body, "hello", "the body stops at Content-Length")
+  t.eq(r.headers["x-a"], "b")
+  r = assert(probe.parse_response("HTTP/1.0 503 Busy\r\n\r\nno"))
+  t.eq(r.status, 503)
+  t.eq(r.body, "no", "without a length the body runs to the close")
+  r = assert(probe.parse_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"))
+  t.eq(r.body, "abcde", "chunked is decoded")
+  local bad, why = probe.parse_response("SSH-2.0-OpenSSH\r\n\r\n")
+  t.eq(bad, nil)
+  t.match(why, "not an HTTP answer")
+  bad, why = probe.parse_response("HTTP/1.1 200 OK\r\nContent-")
+  t.eq(bad, nil)
+  t.match(why, "inside its headers")
+end)
+
+local stalled = false
+local srv = httpd.start {
+  ["/ok"] = function() return 200, '{"load":1}' end,
+  ["/busy"] = function() return 503, "busy" end,
+  ["/big"] = function() return 200, string.rep("x", probe.MAX_BODY + 10) end,
+  ["/stall"] = function()
+    while stalled do core.sleep(0.01) end
+    return 200, "late"
+  end,
+}
+
+t.test("probe.get: status and body, refusals, and a server that never answers", function()
+  local r = assert(probe.get(srv.port, "/ok", 2))
+  t.eq(r.status, 200)
+  t.eq(r.body, '{"load":1}')
+  t.eq(assert(probe.get(srv.port, "/busy", 2)).status, 503)
+  local big = assert(probe.get(srv.port, "/big", 2))
+  t.eq(#big.body, probe.MAX_BODY, "a big body is cut to MAX_BODY")
+  -- a port nobody listens on: take one, then close it
+  local l = assert(net.listen("127.0.0.1", 0))
+  local dead = l:port()
+  l:close()
+  local none, why = probe.get(dead, "/ok", 1)
+  t.eq(none, nil)
+  t.match(why, "connect")
+  stalled = true
+  local t0 = core.now()
+  none, why = probe.get(srv.port, "/stall", 0.2)
+  stalled = false
+  t.eq(none, nil)
+  t.match(why, "no answer within 0.2s")
+  t.ok(core.now() - t0 < 1, "the timeout held")
+end)
+
+-- A supervisor with no engine: fake instances probe the test server; failures are recorded.
+local function harness()
+  local sup = supervisor.new { engine = {}, stack = { name = "hb", order = {}, components = {} } }
+  local failures = {}
+  sup.failure = function(_, c, reason, info)
+    failures[#failures + 1] = { key = c.key, reason = reason, message = info.message, at = core.now() }
+    c.handling = true
+    sup:stop_heartbeat(c)
+  end
+  local function instance(path, hb, port)
+    hb.kind, hb.port, hb.path = "http", 8089, path
+    hb.timeout = hb.timeout or 1
+    local c = { key = "c" .. path, name = "c", index = 1, def = { heartbeat = hb },
+                hb = { misses = 0, host_port = port or srv.port }, probes = {}, state = "starting", restarts = 0, history = {} }
+    sup:start_heartbeat(c)
+    return c
+  end
+  return sup, instance, failures
+end
+
+t.test("while starting, probes go fast: healthy follows readiness, not the next interval", function()
+  local ready = false
+  local s2 = httpd.start { ["/r"] = function() if ready then return 200, "ok" end return 503, "not yet" end }
+  local sup, instance = harness()
+  local c = instance("/r", { interval = 5, misses = 3, grace = 60 }, s2.port)
+  core.sleep(0.3)
+  t.eq(c.state, "starting")
+  ready = true
+  local t0 = core.now()
+  t.wait_for(function() return c.state == "healthy" end, 4, "healthy")
+  -- with one probe per interval it would take up to 5 s; fast probes double from 10 ms and
+  -- had reached ~0.3 s apart when it became ready
+  t.ok(core.now() - t0 < 2.5, string.format("healthy %.2fs after ready, well inside the 5s interval", core.now() - t0))
+  sup:stop_heartbeat(c)
+  s2.stop()
+end)
+
+t.test("one probe in flight: a stalled endpoint gets no pile of probes", function()
+  local sup, instance, failures = harness()
+  local c = instance("/stall", { interval = 0.05, misses = 1000, grace = 60, timeout = 5 })
+  t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
+  stalled = true
+  local hits0 = srv.hits
+  local inflight = 0
+  for _ = 1, 20 do
+    core.sleep(0.025)
+    local n = 0
+    for _ in pairs(c.probes) do n = n + 1 end
+    inflight = math.max(inflight, n)
+  end
+  t.eq(inflight, 1, "probes in flight at once")
+  t.ok(srv.hits - hits0 <= 1, "requests started while stalled: " .. (srv.hits - hits0))
+  t.eq(c.state, "unhealthy", "a missed beat shows as unhealthy")
+  stalled = false
+  t.wait_for(function() return c.state == "healthy" end, 5, "healthy again once it answers")
+  t.eq(#failures, 0, "no failure within misses x interval")
+  sup:stop_heartbeat(c)
+end)
+
+t.test("a hang fails after misses x interval without a good answer, and not before (misses - 1) x interval", function()
+  local sup, instance, failures = harness()
+  local c = instance("/stall", { interval = 0.1, misses = 3, grace = 60, timeout = 5 })
+  t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
+  core.sleep(0.05)
+  local last_ok = c.hb.last_ok_at
+  stalled = true
+  local t0 = core.now()
+  t.wait_for(function() return #failures > 0 end, 5, "the failure")
+  stalled = false
+  local f = failures[1]
+  t.eq(f.reason, "heartbeat")
+  t.match(f.message, "^no good heartbeat for 300ms")
+  t.ok(f.at - t0 >= 0.2 - 0.01, string.format("failed %.3fs after the stall: not before (misses - 1) x interval", f.at - t0))
+  t.ok(f.at - last_ok >= 0.3 - 0.003, string.format("failed %.3fs after the last good answer", f.at - last_ok))
+  t.eq(#failures, 1, "one failure")
+  sup:stop_heartbeat(c)
+end)
+
+t.test("a starting instance that never answers fails after grace", function()
+  local _, instance, failures = harness()
+  local t0 = core.now()
+  local c = instance("/busy", { interval = 0.05, misses = 2, grace = 0.4 })
+  t.wait_for(function() return #failures > 0 end, 5, "the failure")
+  t.eq(c.state, "starting")
+  t.match(failures[1].message, "^not healthy within 400ms: HTTP 503")
+  t.ok(failures[1].at - t0 >= 0.4 - 0.003, "not before grace")
+end)
+
+os.exit(t.run())
