@@ -3,8 +3,7 @@
 -- the engine away and back, and a crash-looping component with mw's memory and fds watched.
 --
 -- MW_FAULT_SEED fixes the random kill moments; MW_FAULT_TRIALS the number of kills (20);
--- MW_CRASHLOOP_SECONDS the crash loop's length (120; make soak uses 600);
--- MW_FAULTS_KNOWN=1 also runs the cases that show known bugs (they are skipped otherwise).
+-- MW_CRASHLOOP_SECONDS the crash loop's length (120; make soak uses 600).
 local t = require "t"
 local core = require "mw.core"
 local fs = require "mw.fs"
@@ -16,7 +15,6 @@ local e = E.engine()
 local SEED = tonumber(os.getenv("MW_FAULT_SEED") or "") or (math.floor(core.time() * 1000) % 1000003)
 local TRIALS = tonumber(os.getenv("MW_FAULT_TRIALS") or "") or 20
 local LOOP_SECONDS = tonumber(os.getenv("MW_CRASHLOOP_SECONDS") or "") or 120
-local KNOWN = os.getenv("MW_FAULTS_KNOWN") ~= "0"
 print(string.format("# seed %d (MW_FAULT_SEED=%d to repeat), %d kill trials, crash loop %ds", SEED, SEED, TRIALS,
   LOOP_SECONDS))
 math.randomseed(SEED)
@@ -167,27 +165,10 @@ t.test(string.format("kill -9 at random moments of start-up and reconcile (%d tr
   end
   print(string.format("#   kill delays (s): %s", table.concat(delays, " ")))
   print(string.format("#   last event before each kill: %s", table.concat(phases, " ")))
+  -- a kill during the network create can leave two networks of the stack's name (the engine
+  -- lets concurrent creates of one name both land): the last mw must get past that too
   local nets = e:network_list { label = { "used-by=millwright", "mw.stack=" .. stack } } or {}
-  if #nets > 1 then
-    -- the known duplicate-network bug (see the "two labelled networks" case): a kill during
-    -- the network create let two creates land. mw cannot get past it yet; unless asked to
-    -- show it, keep the network the containers use and go on testing the rest.
-    print(string.format("#   %d networks of the stack before the last mw (known bug: duplicate network after a kill "
-      .. "during its create)%s", #nets, KNOWN and "" or "; the test removes the extra ones"))
-    if not KNOWN then
-      local users = {}       -- counted first: a sort's comparator cannot wait on the engine
-      for _, n in ipairs(nets) do
-        local info = e:network_inspect(n.Id) or {}
-        users[n.Id] = 0
-        for _ in pairs(info.Containers or {}) do users[n.Id] = users[n.Id] + 1 end
-      end
-      table.sort(nets, function(a, b)
-        if users[a.Id] ~= users[b.Id] then return users[a.Id] > users[b.Id] end
-        return tostring(a.Created) < tostring(b.Created)
-      end)
-      for i = 2, #nets do e:network_remove(nets[i].Id) end
-    end
-  end
+  if #nets > 1 then print(string.format("#   %d networks of the stack before the last mw", #nets)) end
   local h = E.mw({ "run", "--log-format", "json", "--state-dir", state, file })
   local c0 = core.now()
   wait_converged(h, state, stack, 120)
@@ -268,15 +249,11 @@ local function startup_reset_case()
   if not ok then error(err, 0) end
   h.stop()
 end
-if KNOWN then
-  t.test("a reset of the start-up container list is retried (GET is idempotent)", startup_reset_case)
-else
-  t.skip("a reset of the start-up container list is retried (GET is idempotent)",
-    "known bug: Sup:start gives up on the first failed list call and mw exits 1 (MW_FAULTS_KNOWN=1 runs it)")
-end
+t.test("a reset of the start-up container list is retried (GET is idempotent)", startup_reset_case)
 
 -- After the event stream comes back mw re-lists the containers to catch what it missed; when
--- that one list fails, a component without a heartbeat that died in the gap is never noticed.
+-- that list fails it must be retried, or a component without a heartbeat that died in the gap
+-- would never be noticed.
 local function resync_case()
   local px = P.start { dir = E.tmpdir() }
   local file, stack = stack_file("resync", 0)
@@ -301,13 +278,7 @@ local function resync_case()
   if not ok then error(tostring(err) .. "\nmw's log:\n" .. h.text(), 0) end
   h.stop()
 end
-if KNOWN then
-  t.test("a failed re-list after the event stream is back is retried; a death in the gap is seen", resync_case)
-else
-  t.skip("a failed re-list after the event stream is back is retried; a death in the gap is seen",
-    "known bug: Sup:resync logs 'cannot list containers' and gives up; the dead worker stays 'running' "
-    .. "in mw's status for good (MW_FAULTS_KNOWN=1 runs it)")
-end
+t.test("a failed re-list after the event stream is back is retried; a death in the gap is seen", resync_case)
 
 -- What a kill -9 in the middle of the network create can leave: the engine (20.10) lets two
 -- concurrent creates of one name both succeed even with CheckDuplicate, so the old mw's
@@ -325,14 +296,8 @@ local function duplicate_network_case()
   check_engine(stack)
   h.stop()
 end
-if KNOWN then
-  t.test("two labelled networks of the stack's name (a kill during create): mw keeps one and converges",
+t.test("two labelled networks of the stack's name (a kill during create): mw keeps one and converges",
     duplicate_network_case)
-else
-  t.skip("two labelled networks of the stack's name (a kill during create): mw keeps one and converges",
-    "known bug: ensure_network takes the first and creates containers with NetworkMode = the name, which the "
-    .. "engine calls ambiguous; every start fails forever (MW_FAULTS_KNOWN=1 runs it)")
-end
 
 ---------------------------------------------------------------------------------------------
 

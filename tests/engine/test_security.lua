@@ -149,13 +149,7 @@ return { name = "NAME", components = { web = { build = { context = "." }, comman
   t.eq(code, 0, out)
   t.ok(still, "destroy removed a container mw did not create: " .. out)
 end
-if os.getenv("MW_FAULTS_KNOWN") ~= "0" then
-  t.test("destroy leaves alone a container run by hand from an image mw built", inherited_case)
-else
-  t.skip("destroy leaves alone a container run by hand from an image mw built",
-    "known bug: the container inherits the image's used-by/mw.stack labels and destroy removes it "
-    .. "(MW_FAULTS_KNOWN=1 runs it)")
-end
+t.test("destroy leaves alone a container run by hand from an image mw built", inherited_case)
 
 ---------------------------------------------------------------------------------------------
 

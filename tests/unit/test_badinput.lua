@@ -53,7 +53,6 @@ end
 -- stack files
 
 local bad_dir = ROOT == "." and "tests/bad" or (ROOT .. "/tests/bad")
-local KNOWN = os.getenv("MW_FAULTS_KNOWN") ~= "0"    -- also run the cases that show known bugs
 local files = {}
 for _, name in ipairs(assert(fs.list(bad_dir))) do
   if name:match("%.lua$") then files[#files + 1] = name end
@@ -217,8 +216,7 @@ local GARBAGE = {
   { "truncated JSON for the container list", { ["/_ping"] = PING, ["/version"] = VERSION, ["/networks"] = NET,
     ["/containers/json"] = function() return 200, '[{"Id":"abc","Names":["/fake-a"],"Labels":{"mw.comp' end }, "JSON" },
   { "a list of non-objects for the container list", { ["/_ping"] = PING, ["/version"] = VERSION, ["/networks"] = NET,
-    ["/containers/json"] = function() return 200, '[1, "x", null, true]' end }, ".",
-    known = "Sup:actual indexes each list item without checking it is an object: task main fails with a traceback" },
+    ["/containers/json"] = function() return 200, '[1, "x", null, true]' end }, "." },
   { "an object where the network list should be", { ["/_ping"] = PING, ["/version"] = VERSION,
     ["/networks"] = function() return 200, '{"message":"surprise"}' end,
     ["/networks/create"] = function() return 500, '{"message":"fake: no"}' end }, "." },
@@ -228,11 +226,7 @@ local GARBAGE = {
 
 for _, case in ipairs(GARBAGE) do
   local what, routes, want = case[1], case[2], case[3]
-  local test = t.test
-  if case.known and not KNOWN then
-    test = function(name) t.skip(name, "known bug: " .. case.known .. " (MW_FAULTS_KNOWN=1 runs it)") end
-  end
-  test("engine sends " .. what .. ": mw says one line and exits 1", function()
+  t.test("engine sends " .. what .. ": mw says one line and exits 1", function()
     local fake = fake_engine(routes)
     local file, d = stack_file()
     local code, out, err = mw({ "run", "--state-dir", d .. "/state", file }, { "DOCKER_HOST=" .. fake.host }, 30)
@@ -329,13 +323,8 @@ t.test("an event stream with junk lines: mw skips them, keeps running, and acts 
   junk_case { "garbage\n", "{\"Type\":\"container\",\"Action\":\n", "\0\1\2\255\254\n", "[1,2,3]\n",
               "null\n", "\"a string\"\n", string.rep("x", 100000) .. "\n", "{}\n", "\r\n", "42\n",
               "{\"Actor\":{\"Attributes\":\"x\",\"ID\":[]}}\n", "{\"Type\":\"container\",\"timeNano\":\"x\"}\n" })
-local SHAPES = "events that are JSON objects of the wrong shape ({\"Actor\":5}): skipped like junk"
-if KNOWN then
-  t.test(SHAPES, junk_case { "{\"Actor\":5}\n", "{\"Actor\":\"me\"}\n", "{\"Actor\":true}\n" })
-else
-  t.skip(SHAPES, "known bug: Events:next indexes ev.Actor without checking it is a table; the events task dies "
-    .. "and mw never hears the engine again (MW_FAULTS_KNOWN=1 runs it)")
-end
+t.test("events that are JSON objects of the wrong shape ({\"Actor\":5}): skipped like junk",
+  junk_case { "{\"Actor\":5}\n", "{\"Actor\":\"me\"}\n", "{\"Actor\":true}\n" })
 
 local rc = t.run()
 for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
