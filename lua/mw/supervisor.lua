@@ -543,8 +543,8 @@ local EARLY = 0.002         -- a timer may fire this much before its time (libuv
 -- gets no more load than one question at a time). The failure rule is one of time: a
 -- healthy instance that has given no good answer for misses x interval has failed, whatever
 -- the interval's phase when it hung, so a hang is found within misses x interval (and no
--- sooner than (misses - 1) x interval). While starting, probes go fast (10 ms, doubling) so
--- "healthy" follows readiness by milliseconds, not up to an interval; a starting instance
+-- sooner than (misses - 1) x interval). While starting, HTTP and TCP probes go fast (10 ms,
+-- doubling) so "healthy" follows readiness by milliseconds, not up to an interval; a starting instance
 -- fails when it has not answered well within grace (and at least misses x interval).
 -- Tickers begin at a random phase in steady state so N instances do not probe in step.
 function Sup:start_heartbeat(c)
@@ -556,7 +556,8 @@ function Sup:start_heartbeat(c)
   st.gen, st.misses = gen, 0
   st.task = self:spawn(c.key .. "-heartbeat", function()
     local started = core.now()
-    local fast = FIRST_PROBE
+    -- an exec probe is a process in the container and ~0.1 s of the engine's: never fast
+    local fast = hb.kind == "exec" and hb.interval or FIRST_PROBE
     local probe_out
     local phased = false
     while st.gen == gen and c.hb == st do
@@ -1088,8 +1089,13 @@ function Sup:start()
   -- an engine that stops answering mid-start is waited for; any other error ends the start
   local net_ok, err, by, lerr
   for _ = 1, 60 do
+    -- the network and the container list are independent: ask for both at once
+    local lister = core.spawn(function() return self:actual() end, "start-list")
     net_ok, err = self:ensure_network()
-    if net_ok then by, lerr = self:actual() end
+    local joined
+    joined, by, lerr = core.join(lister)
+    if not joined then by, lerr = nil, by end
+    if not net_ok then by = nil end
     if by then break end
     if self.engine:ping() then return nil, err or lerr end
     self:engine_away(err or lerr)
