@@ -537,6 +537,8 @@ local PROBES = { http = probe_http, tcp = probe_tcp, exec = probe_exec }
 
 local FIRST_PROBE = 0.01    -- while starting, probes go 10 ms apart, doubling up to the interval
 local EARLY = 0.002         -- a timer may fire this much before its time (libuv counts in ms)
+local LATE = 0.005          -- a timer this late means mw did not get the CPU in time
+local HB_RESTARTS = 3       -- restarts for heartbeat failures in flight at once, per stack
 
 -- One task per instance sends a probe every interval, with at most one in flight: a probe
 -- still out at the next tick is a miss, and no second one is piled on it (a slow component
@@ -589,7 +591,12 @@ function Sup:start_heartbeat(c)
       -- wake at the failure deadline if it comes before the next tick
       local due = self:hb_deadline(c, started)
       if due then wait = math.max(0, math.min(wait, due - core.now())) end
+      local wake = core.now() + wait
       core.sleep(wait)
+      -- woken late, mw itself was starved of CPU (an engine starting many containers can take
+      -- both cores): an answer may sit unread, and libuv runs timers before it polls. Let the
+      -- loop read what came before judging.
+      if core.now() - wake > LATE then core.sleep(0.002) end
       if st.gen == gen then self:hb_check(c, started) end
     end
   end)
@@ -608,6 +615,8 @@ end
 function Sup:good(c, latency)
   if self.on_beat then self.on_beat(c.key, true, latency) end     -- metrics
   c.hb.misses = 0
+  c.hb.held = nil
+  c.hb_restart = nil
   c.hb.latency = latency
   c.hb.last_ok = core.time()
   c.hb.last_ok_at = core.now()
@@ -641,11 +650,36 @@ function Sup:hb_deadline(c, started)
   return nil
 end
 
+-- Instances restarted for a heartbeat failure that are not yet healthy again (backoff waits
+-- do not count: they load nothing).
+function Sup:hb_restarts(except)
+  local n = 0
+  for _, o in pairs(self.comps) do
+    if o ~= except and o.hb_restart and (o.state == "restarting" or o.state == "starting") then n = n + 1 end
+  end
+  return n
+end
+
+-- Fails the instance when its deadline has passed, unless HB_RESTARTS others are already being
+-- restarted for heartbeat failures: many instances going silent together is more likely the
+-- host or the engine overloaded (a cold start of 30 took both cores here) than each of them
+-- hung, and restarting them all at once adds load. Held, it keeps being probed; an answer
+-- clears it, a free slot lets the failure through at the next tick.
 function Sup:hb_check(c, started)
   local due = self:hb_deadline(c, started)
   if not due or core.now() < due - EARLY or c.handling then return end
   local hb = c.def.heartbeat
   local why = tostring(c.hb.last_error or "no answer")
+  local busy = self:hb_restarts(c)
+  if busy >= HB_RESTARTS then
+    if not c.hb.held then
+      c.hb.held = true
+      log.warn(c.key, "held", string.format("no good heartbeat (%s); restart held while %d others restart after "
+        .. "heartbeat failures", why, busy), { reason = "heartbeat" })
+    end
+    return
+  end
+  c.hb.held = nil
   if c.state == "starting" then
     self:failure(c, "heartbeat", { message = "not healthy within " .. log.dur(math.max(hb.grace, hb.misses * hb.interval))
       .. ": " .. why })
@@ -718,6 +752,7 @@ function Sup:failure(c, reason, info)
   end
   c.handling = true
   c.down = nil
+  c.hb_restart = reason == "heartbeat" or nil
   self:stop_heartbeat(c)
   local now = core.time()
   local uptime = c.up_since and (core.now() - c.up_since) or 0

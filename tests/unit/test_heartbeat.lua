@@ -70,12 +70,16 @@ local function harness()
   sup.failure = function(_, c, reason, info)
     failures[#failures + 1] = { key = c.key, reason = reason, message = info.message, at = core.now() }
     c.handling = true
+    c.hb_restart = reason == "heartbeat" or nil    -- as the real one: a restart is now in flight
+    c.state = "restarting"
     sup:stop_heartbeat(c)
   end
+  local n = 0
   local function instance(path, hb, port)
     hb.kind, hb.port, hb.path = "http", 8089, path
     hb.timeout = hb.timeout or 1
-    local c = { key = "c" .. path, name = "c", index = 1, def = { heartbeat = hb },
+    n = n + 1
+    local c = { key = "c" .. n, name = "c", index = 1, def = { heartbeat = hb },
                 hb = { misses = 0, host_port = port or srv.port }, probes = {}, state = "starting", restarts = 0, history = {} }
     sup:start_heartbeat(c)
     return c
@@ -146,9 +150,44 @@ t.test("a starting instance that never answers fails after grace", function()
   local t0 = core.now()
   local c = instance("/busy", { interval = 0.05, misses = 2, grace = 0.4 })
   t.wait_for(function() return #failures > 0 end, 5, "the failure")
-  t.eq(c.state, "starting")
+  t.eq(c.hb.last_ok_at, nil, "it never answered well")
   t.match(failures[1].message, "^not healthy within 400ms: HTTP 503")
   t.ok(failures[1].at - t0 >= 0.4 - 0.003, "not before grace")
+end)
+
+t.test("when many go silent at once, three restart and the rest are held until a slot frees or they answer", function()
+  local sup, instance, failures = harness()
+  local cs = {}
+  for i = 1, 5 do
+    cs[i] = instance("/stall", { interval = 0.05, misses = 2, grace = 60, timeout = 5 })
+    sup.comps[cs[i].key] = cs[i]
+  end
+  t.wait_for(function()
+    for _, c in ipairs(cs) do if c.state ~= "healthy" then return false end end
+    return true
+  end, 5, "all healthy")
+  stalled = true
+  t.wait_for(function() return #failures >= 3 end, 5, "three failures")
+  t.wait_for(function()
+    local held = 0
+    for _, c in ipairs(cs) do if c.hb.held then held = held + 1 end end
+    return held == 2
+  end, 5, "two held")
+  core.sleep(0.3)
+  t.eq(#failures, 3, "no fourth restart while three are in flight")
+  stalled = false
+  t.wait_for(function()
+    for _, c in ipairs(cs) do if c.state ~= "restarting" and c.state ~= "healthy" then return false end end
+    return true
+  end, 5, "the held ones answer and are healthy again")
+  -- one restarted instance comes back healthy: its slot is free for the next failure
+  stalled = true
+  local restarted = cs[1].state == "restarting" and cs[1] or cs[2].state == "restarting" and cs[2] or cs[3]
+  restarted.state = "healthy"
+  restarted.hb_restart = nil
+  t.wait_for(function() return #failures == 4 end, 5, "a fourth failure once a slot is free")
+  stalled = false
+  for _, c in ipairs(cs) do sup:stop_heartbeat(c) end
 end)
 
 os.exit(t.run())
