@@ -591,8 +591,9 @@ function Sup:start_heartbeat(c)
         wait = hb.interval * (0.5 + math.random() / 2)
       end
       -- wake at the failure deadline if it comes before the next tick
+      -- (one already past, for an instance held, leaves the tick as it is)
       local due = self:hb_deadline(c, started)
-      if due then wait = math.max(0, math.min(wait, due - core.now())) end
+      if due and due > core.now() then wait = math.min(wait, due - core.now()) end
       local wake = core.now() + wait
       core.sleep(wait)
       -- woken late, mw itself was starved of CPU (an engine starting many containers can take

@@ -173,8 +173,13 @@ t.test("when many go silent at once, three restart and the rest are held until a
     for _, c in ipairs(cs) do if c.hb.held then held = held + 1 end end
     return held == 2
   end, 5, "two held")
+  -- held, they go on at one probe and one check per tick: no spinning on a deadline long past
+  local checks, check = 0, sup.hb_check
+  sup.hb_check = function(...) checks = checks + 1 return check(...) end
   core.sleep(0.3)
+  sup.hb_check = nil
   t.eq(#failures, 3, "no fourth restart while three are in flight")
+  t.ok(checks <= 40, checks .. " checks in 0.3 s for 2 held instances at 50 ms")
   stalled = false
   t.wait_for(function()
     for _, c in ipairs(cs) do if c.state ~= "restarting" and c.state ~= "healthy" then return false end end
