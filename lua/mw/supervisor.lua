@@ -542,14 +542,18 @@ local HB_RESTARTS = 3       -- restarts for heartbeat failures in flight at once
 
 -- One task per instance sends a probe every interval, with at most one in flight: a probe
 -- still out at the next tick is a miss, and no second one is piled on it (a slow component
--- gets no more load than one question at a time). The failure rule is one of time: a
--- healthy instance that has given no good answer for misses x interval has failed, whatever
--- the interval's phase when it hung, so a hang is found within misses x interval (and no
--- sooner than (misses - 1) x interval). While starting, HTTP and TCP probes go fast (5 ms
--- apart, then an eighth of the time since the start) so "healthy" follows readiness by
--- milliseconds, not up to an interval; a starting instance
--- fails when it has not answered well within grace (and at least misses x interval).
--- Tickers begin at a random phase in steady state so N instances do not probe in step.
+-- gets no more load than one question at a time). Ticks fall on a grid shared by every
+-- instance with the same interval (multiples of it on mw's clock), so N instances are probed
+-- in one wake-up of the loop, not N: staggered, 100 instances at 1 s cost 1.9 % of a core
+-- against 1.0 % for the same probes in step (6x the epoll_waits; tests/bench/RESULTS.md).
+--
+-- The failure rule is one of time: a healthy instance that has answered well none of the
+-- probes sent in the last misses x interval has failed, whatever the phase of the interval
+-- when it hung: a hang is found within misses x interval, and no sooner than
+-- (misses - 1) x interval. While starting, HTTP and TCP probes go fast (5 ms apart, then an
+-- eighth of the time since the start) so "healthy" follows readiness by milliseconds, not by
+-- up to an interval; a starting instance fails when it has not answered well within grace
+-- (and at least misses x interval).
 function Sup:start_heartbeat(c)
   self:stop_heartbeat(c)
   local hb = c.def.heartbeat
@@ -562,40 +566,41 @@ function Sup:start_heartbeat(c)
     -- an exec probe is a process in the container and ~0.1 s of the engine's: never fast
     local fast = hb.kind ~= "exec"
     local probe_out
-    local phased = false
+    local next_tick = started
     while st.gen == gen and c.hb == st do
       hb = c.def.heartbeat         -- a reload may have changed the settings
       if not hb then return end
-      if probe_out and not probe_out.done then
-        self:miss(c, "no answer within " .. log.dur(hb.interval), started)
-      else
-        local p = { sent = core.now() }
-        probe_out = p
-        p.task = core.spawn(function()
-          local ok, why = PROBES[hb.kind](self, c, hb)
-          p.done = true
-          c.probes[p] = nil
-          if st.gen ~= gen then return end
-          if ok then self:good(c, core.now() - p.sent) else self:miss(c, why, started, core.now() - p.sent) end
-        end, c.key .. "-probe")
-        c.probes[p] = true
+      local now = core.now()
+      if now >= next_tick - EARLY then
+        if probe_out and not probe_out.done then
+          self:miss(c, "no answer within " .. log.dur(hb.interval), started)
+        else
+          local p = { sent = now }
+          probe_out = p
+          p.task = core.spawn(function()
+            local ok, why = PROBES[hb.kind](self, c, hb)
+            p.done = true
+            c.probes[p] = nil
+            if st.gen ~= gen then return end
+            if ok then self:good(c, core.now() - p.sent, p.sent) else self:miss(c, why, started, core.now() - p.sent) end
+          end, c.key .. "-probe")
+          c.probes[p] = true
+        end
+        if st.gen ~= gen then return end
+        if c.state == "starting" and fast then
+          -- every 5 ms at first, then an eighth of the time since the start: healthy comes at
+          -- most 12.5 % (or 5 ms) after the service answers, for ~8 probes per doubling of it
+          next_tick = now + math.min(hb.interval, math.max(FIRST_PROBE, (now - started) / 8))
+        else
+          next_tick = (math.floor((now + EARLY) / hb.interval) + 1) * hb.interval
+        end
       end
-      if st.gen ~= gen then return end
-      local wait = hb.interval
-      if c.state == "starting" then
-        -- every 5 ms at first, then an eighth of the time since the start: healthy comes at
-        -- most 12.5 % (or 5 ms) after the service answers, for ~8 probes per doubling of it
-        if fast then wait = math.min(hb.interval, math.max(FIRST_PROBE, (core.now() - started) / 8)) end
-      elseif not phased then
-        phased = true
-        wait = hb.interval * (0.5 + math.random() / 2)
-      end
-      -- wake at the failure deadline if it comes before the next tick
-      -- (one already past, for an instance held, leaves the tick as it is)
+      -- wake at the failure deadline if it comes before the next tick (one already past, for
+      -- an instance held, leaves the tick as it is)
+      local wake = next_tick
       local due = self:hb_deadline(c, started)
-      if due and due > core.now() then wait = math.min(wait, due - core.now()) end
-      local wake = core.now() + wait
-      core.sleep(wait)
+      if due and due > now and due < wake then wake = due end
+      core.sleep(math.max(0, wake - core.now()))
       -- woken late, mw itself was starved of CPU (an engine starting many containers can take
       -- both cores): an answer may sit unread, and libuv runs timers before it polls. Let the
       -- loop read what came before judging.
@@ -615,14 +620,15 @@ function Sup:stop_heartbeat(c)
   c.probes = {}
 end
 
-function Sup:good(c, latency)
+-- A good answer to the probe sent at `sent` (mw's clock).
+function Sup:good(c, latency, sent)
   if self.on_beat then self.on_beat(c.key, true, latency) end     -- metrics
   c.hb.misses = 0
   c.hb.held = nil
   c.hb_restart = nil
   c.hb.latency = latency
   c.hb.last_ok = core.time()
-  c.hb.last_ok_at = core.now()
+  c.hb.last_ok_at = math.max(c.hb.last_ok_at or 0, sent or core.now())
   if c.state == "starting" or c.state == "unhealthy" then
     local was = c.state
     set_state(self, c, "healthy")
