@@ -75,13 +75,26 @@ local function one(n, proxy, sock)
     r.calls_min = calls / (s1.t - s0.t) * 60
     r.kinds = kinds
     r.failures, r.why = h.failures(mark)
+    -- what mw logged in the window (an API call in the steady state should have a reason here)
+    h.poll()
+    local by = {}
+    for i = mark + 1, #h.evs do
+      local ev = h.evs[i].event or "?"
+      by[ev] = (by[ev] or 0) + 1
+    end
+    local list = {}
+    for ev, k in pairs(by) do list[#list + 1] = ev .. " ×" .. k end
+    table.sort(list)
+    r.events = table.concat(list, ", ")
     r.up_failures = h.failures(0) - r.failures
   end)
   h.stop()
   B.remove_stack(name)
   if not ok then error(err, 0) end
-  print(string.format("  N=%d: up in %.1f s; RSS %s, private dirty %s, CPU %.2f%%, %.1f API calls/min (%s), %d failures",
-    n, r.up, mb(r.rss), mb(r.pd), r.cpu * 100, r.calls_min, r.kinds ~= "" and r.kinds or "none", r.failures))
+  print(string.format("  N=%d: up in %.1f s; RSS %s, private dirty %s, CPU %.2f%%, %.1f API calls/min (%s), %d failures; "
+    .. "logged in the window: %s",
+    n, r.up, mb(r.rss), mb(r.pd), r.cpu * 100, r.calls_min, r.kinds ~= "" and r.kinds or "none", r.failures,
+    r.events ~= "" and r.events or "nothing"))
   return r
 end
 

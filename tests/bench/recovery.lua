@@ -188,9 +188,21 @@ return B.main(function()
     { "docker pause → heartbeat failure (100 ms × 3)", "300 ms", "≤ 315 ms",
       B.ms(B.pct(p1, 50)), B.ms(B.pct(p1, 99)), B.ms(B.max(p1)), tostring(#p1), B.met(#p1 > 0 and B.pct(p1, 99) <= 0.315) },
   }
+  -- the freeze happens somewhere inside the pause call: timed from its return too
+  local function after(det_, calls_)
+    local out = {}
+    for i, d in ipairs(det_) do out[i] = d - calls_[i] end
+    return out
+  end
+  local r1 = after(p1, c1)
+  rows3[#rows3 + 1] = { "… the same from the pause call's return", "300 ms", "≤ 315 ms",
+    B.ms(B.pct(r1, 50)), B.ms(B.pct(r1, 99)), B.ms(B.max(r1)), tostring(#r1), B.met(#r1 > 0 and B.pct(r1, 99) <= 0.315) }
   if #p2 > 0 then
     rows3[#rows3 + 1] = { "docker pause → heartbeat failure (500 ms × 3)", "1500 ms", "≤ 1575 ms",
       B.ms(B.pct(p2, 50)), B.ms(B.pct(p2, 99)), B.ms(B.max(p2)), tostring(#p2), B.met(B.pct(p2, 99) <= 1.575) }
+    local r2 = after(p2, c2)
+    rows3[#rows3 + 1] = { "… the same from the pause call's return", "1500 ms", "≤ 1575 ms",
+      B.ms(B.pct(r2, 50)), B.ms(B.pct(r2, 99)), B.ms(B.max(r2)), tostring(#r2), B.met(B.pct(r2, 99) <= 1.575) }
   end
   local allc = {}
   for _, x in ipairs(c1) do allc[#allc + 1] = x end
