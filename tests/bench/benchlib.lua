@@ -365,17 +365,7 @@ function B.mw(args, opts)
     return n, msgs
   end
 
-  function h.stop(sig)
-    if not h.closed then
-      p:kill(sig or "TERM")
-      local code = p:wait(15)
-      if not code then p:kill("KILL"); code = p:wait(5) end
-      h.code = code
-      p:close()
-      h.closed = true
-    end
-    return h.code
-  end
+  function h.stop(sig) return E.stop_process(h, p, sig, 15) end
   return h
 end
 

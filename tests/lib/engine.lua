@@ -121,18 +121,21 @@ function E.mw(args, opts)
       if code then exited = code end      -- read the log once more: its last lines may be the ones
     end
   end
-  function h.stop(sig)
-    if not h.closed then
-      p:kill(sig or "TERM")
-      local code = p:wait(10)
-      if not code then p:kill("KILL"); code = p:wait(5) end
-      h.code = code
-      p:close()
-      h.closed = true
-    end
-    return h.code
-  end
+  function h.stop(sig) return E.stop_process(h, p, sig, 10) end
   return h
+end
+
+-- Stops the process p of handle h with sig (TERM), then KILL after grace seconds -> its exit code.
+function E.stop_process(h, p, sig, grace)
+  if not h.closed then
+    p:kill(sig or "TERM")
+    local code = p:wait(grace)
+    if not code then p:kill("KILL"); code = p:wait(5) end
+    h.code = code
+    p:close()
+    h.closed = true
+  end
+  return h.code
 end
 
 -- Runs mw to completion (for check, status, destroy...) -> exit code, output.
