@@ -550,7 +550,9 @@ local HB_RESTARTS = 3       -- restarts for heartbeat failures in flight at once
 -- The failure rule is one of time: a healthy instance that has answered well none of the
 -- probes sent in the last misses x interval has failed, whatever the phase of the interval
 -- when it hung: a hang is found within misses x interval, and no sooner than
--- (misses - 1) x interval. While starting, HTTP and TCP probes go fast (5 ms apart, then an
+-- (misses - 1) x interval. (A slow answer counts from the tick before it came, or a good
+-- answer that took longer than the window would fail at once; with misses = 1 the probe
+-- after the last good one gets min(timeout, interval).) While starting, HTTP and TCP probes go fast (5 ms apart, then an
 -- eighth of the time since the start) so "healthy" follows readiness by milliseconds, not by
 -- up to an interval; a starting instance fails when it has not answered well within grace
 -- (and at least misses x interval).
@@ -628,7 +630,12 @@ function Sup:good(c, latency, sent)
   c.hb_restart = nil
   c.hb.latency = latency
   c.hb.last_ok = core.time()
-  c.hb.last_ok_at = math.max(c.hb.last_ok_at or 0, sent or core.now())
+  -- the reference for the failure deadline: the probe's send time, or for an answer that took
+  -- longer than an interval the last tick before it came (a slow answer is still an answer)
+  local hb = c.def.heartbeat
+  local ref = sent or core.now()
+  if hb then ref = math.max(ref, math.floor((core.now() + EARLY) / hb.interval) * hb.interval) end
+  c.hb.last_ok_at = math.max(c.hb.last_ok_at or 0, ref)
   if c.state == "starting" or c.state == "unhealthy" then
     local was = c.state
     set_state(self, c, "healthy")
@@ -655,7 +662,11 @@ function Sup:hb_deadline(c, started)
   if not hb then return nil end
   local window = hb.misses * hb.interval
   if c.state == "starting" then return started + math.max(hb.grace, window) end
-  if c.state == "healthy" or c.state == "unhealthy" then return (c.hb.last_ok_at or started) + window end
+  if c.state == "healthy" or c.state == "unhealthy" then
+    -- at least one probe after the last good one must have had its chance (misses = 1)
+    local ref = c.hb.last_ok_at or started
+    return math.max(ref + window, ref + hb.interval + math.min(hb.timeout, hb.interval))
+  end
   return nil
 end
 
@@ -748,6 +759,7 @@ local function describe(reason, info)
   elseif reason == "removed" then return "container removed"
   elseif reason == "disconnected" then return "disconnected from the stack network"
   elseif reason == "heartbeat" then return tostring(info.message or "heartbeat failed")
+  elseif reason == "start_failed" then return "cannot start: " .. tostring(info.message or "?")
   end
   return reason
 end
@@ -939,7 +951,7 @@ function Sup:start_failed(c, err, info)
     log.error(c.key, "start_failed", "cannot start: " .. tostring(err))
     info.message = err
   end
-  self:failure(c, info.oom and "oom" or "exited", info)
+  self:failure(c, info.oom and "oom" or (info.exited and "exited" or "start_failed"), info)
 end
 
 -- Starts the same container again (stopping it first if it still runs, hung or paused);

@@ -209,6 +209,25 @@ return { name = "NAME", components = {
   t.eq(h.stop(), 0)
 end)
 
+t.test("a start the engine refuses reaches the policy as start_failed, with the engine's words", function()
+  local file = E.stack("nostart", [[
+local policy = require "mw.policy"
+return { name = "NAME", components = {
+  bad = { image = "IMAGE", command = { "/no/such/program" }, restart = function(f)
+            if f.reason == "start_failed" and f.message and f.message:find("no/such/program", 1, true) then
+              return "give_up" end
+            return "restart", "100ms"
+          end },
+} }
+]])
+  local h = E.mw({ "run", "--log-format", "json", file })
+  -- the policy gives up only on a start_failed record that carries the engine's message
+  local g = h.wait_event({ event = "gave_up", component = "bad" }, 60)
+  t.eq(g.reason, "start_failed")
+  t.match(g.msg, "cannot start")
+  t.eq(h.stop(), 0)
+end)
+
 t.test("no engine: one line and exit 1; invalid stack: exit 2 before touching the engine", function()
   local file = E.stack("noengine", [[return { name = "NAME", components = { a = { image = "IMAGE" } } }]])
   local code, out = E.mw_sync({ "run", file }, { env = { "DOCKER_HOST=unix:///nonexistent/docker.sock" } })
