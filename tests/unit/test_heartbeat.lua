@@ -30,10 +30,16 @@ t.test("parse_response: length, chunked, and what is not an answer", function()
 end)
 
 local stalled = false
+local slow_first = 0
 local srv = httpd.start {
   ["/ok"] = function() return 200, '{"load":1}' end,
   ["/busy"] = function() return 503, "busy" end,
   ["/big"] = function() return 200, string.rep("x", probe.MAX_BODY + 10) end,
+  ["/slowfirst"] = function()
+    slow_first = slow_first + 1
+    if slow_first == 1 then core.sleep(0.5) end
+    return 200, "ok"
+  end,
   ["/stall"] = function()
     while stalled do core.sleep(0.01) end
     return 200, "late"
@@ -142,6 +148,27 @@ t.test("a hang fails after misses x interval without a good answer, and not befo
   t.ok(f.at - t0 >= 0.2 - 0.01, string.format("failed %.3fs after the stall: not before (misses - 1) x interval", f.at - t0))
   t.ok(f.at - last_ok >= 0.3 - 0.003, string.format("failed %.3fs after the last good answer", f.at - last_ok))
   t.eq(#failures, 1, "one failure")
+  sup:stop_heartbeat(c)
+end)
+
+t.test("a good answer slower than misses x interval is still an answer: no failure right after it", function()
+  local sup, instance, failures = harness()
+  -- the first probe hangs 0.5 s (a restarted container's first connection did, through
+  -- docker-proxy); the ones after it answer at once
+  local c = instance("/slowfirst", { interval = 0.1, misses = 3, grace = 60, timeout = 5 })
+  t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
+  core.sleep(0.4)
+  t.eq(#failures, 0, "failures after a slow first answer")
+  t.eq(c.state, "healthy")
+  sup:stop_heartbeat(c)
+end)
+
+t.test("misses = 1: the probe after the last good answer gets its chance", function()
+  local sup, instance, failures = harness()
+  local c = instance("/ok", { interval = 0.05, misses = 1, grace = 60, timeout = 1 })
+  t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
+  core.sleep(0.5)
+  t.eq(#failures, 0, "a healthy endpoint at misses = 1")
   sup:stop_heartbeat(c)
 end)
 
