@@ -540,6 +540,7 @@ local EARLY = 0.002         -- a timer may fire this much before its time (libuv
 local LATE = 0.005          -- a timer this late means mw did not get the CPU in time
 local HB_RESTARTS = 3       -- restarts for heartbeat failures in flight at once, per stack
 local HB_SLOTS = 8          -- phases of the tick grid that instances are dealt over
+local START_INFLIGHT = 4    -- probes out at once while starting (one once healthy)
 
 -- The first tick of the grid (interval i, phase slot x i) after now.
 local function grid_after(now, i, slot)
@@ -585,7 +586,16 @@ function Sup:start_heartbeat(c)
       if not hb then return end
       local now = core.now()
       if now >= next_tick - EARLY then
-        if probe_out and not probe_out.done then
+        -- while starting, a few probes may overlap: through docker-proxy a probe sent before
+        -- the service listens can take 60 ms to fail, and waiting for it would put off the one
+        -- that finds it ready
+        local overlap = false
+        if c.state == "starting" and fast then
+          local out = 0
+          for _ in pairs(c.probes) do out = out + 1 end
+          overlap = out < START_INFLIGHT
+        end
+        if probe_out and not probe_out.done and not overlap then
           self:miss(c, "no answer within " .. log.dur(hb.interval), started)
         else
           local p = { sent = now }
