@@ -497,7 +497,14 @@ function Sup:bring_up(c, existing)
   self:wait_deps(c)
   if self.stopping or c.state == "gone" then return end
   local ok, err, info = nil, ierr, nil
+  local first = not c.brought_up
+  c.brought_up = true
+  if first then self.first_starts = (self.first_starts or 0) + 1 end
   if img then ok, err, info = self:ensure(c, existing, img) end
+  if first then
+    self.first_starts = self.first_starts - 1
+    self.first_start_end = core.now()
+  end
   if not ok then return self:start_failed(c, err, info) end
   self:settle(c)
 end
@@ -702,21 +709,30 @@ function Sup:hb_restarts(except)
 end
 
 -- Fails the instance when its deadline has passed, unless HB_RESTARTS others are already being
--- restarted for heartbeat failures: many instances going silent together is more likely the
--- host or the engine overloaded (a cold start of 30 took both cores here) than each of them
--- hung, and restarting them all at once adds load. Held, it keeps being probed; an answer
--- clears it, a free slot lets the failure through at the next tick.
+-- restarted for heartbeat failures, or the stack is coming up (a first create and start under
+-- way, or ended less than misses x interval ago): many instances going silent together is
+-- more likely the host or the engine overloaded (a cold start of 30 took both cores here)
+-- than each of them hung, and restarting them adds load. Held, it keeps being probed; an
+-- answer clears it, and once the hold ends the failure goes through at the next tick.
 function Sup:hb_check(c, started)
   local due = self:hb_deadline(c, started)
   if not due or core.now() < due - EARLY or c.handling then return end
   local hb = c.def.heartbeat
   local why = tostring(c.hb.last_error or "no answer")
   local busy = self:hb_restarts(c)
+  local held
   if busy >= HB_RESTARTS then
+    held = string.format("while %d others restart after heartbeat failures", busy)
+  elseif c.state ~= "starting" and ((self.first_starts or 0) > 0
+      or (self.first_start_end and core.now() - self.first_start_end < hb.misses * hb.interval)) then
+    -- the stack is coming up: the engine creating and starting containers can take every
+    -- core (30 at once here), and a silence that overlaps it is more likely that than a hang
+    held = "while the stack comes up"
+  end
+  if held then
     if not c.hb.held then
       c.hb.held = true
-      log.warn(c.key, "held", string.format("no good heartbeat (%s); restart held while %d others restart after "
-        .. "heartbeat failures", why, busy), { reason = "heartbeat" })
+      log.warn(c.key, "held", string.format("no good heartbeat (%s); restart held %s", why, held), { reason = "heartbeat" })
     end
     return
   end

@@ -222,4 +222,20 @@ t.test("when many go silent at once, three restart and the rest are held until a
   for _, c in ipairs(cs) do sup:stop_heartbeat(c) end
 end)
 
+t.test("while the stack comes up, a healthy instance that goes silent is held, then fails", function()
+  local sup, instance, failures = harness()
+  local c = instance("/stall", { interval = 0.05, misses = 2, grace = 60, timeout = 5 })
+  t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
+  sup.first_starts = 1                -- another component's first create and start under way
+  stalled = true
+  t.wait_for(function() return c.hb.held end, 5, "held")
+  core.sleep(0.2)
+  t.eq(#failures, 0, "no failure while the stack comes up")
+  sup.first_starts, sup.first_start_end = 0, core.now()
+  t.wait_for(function() return #failures == 1 end, 5, "the failure once the bring-up is over")
+  t.ok(core.now() - sup.first_start_end >= 0.1 - 0.003, "not before misses x interval after the bring-up")
+  stalled = false
+  sup:stop_heartbeat(c)
+end)
+
 os.exit(t.run())
