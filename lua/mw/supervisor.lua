@@ -497,12 +497,13 @@ function Sup:bring_up(c, existing)
   self:wait_deps(c)
   if self.stopping or c.state == "gone" then return end
   local ok, err, info = nil, ierr, nil
+  -- the instance's first create and start: the stack is coming up (see Sup:coming_up)
   local first = not c.brought_up
   c.brought_up = true
-  if first then self.first_starts = (self.first_starts or 0) + 1 end
+  c.first_start = first or nil
   if img then ok, err, info = self:ensure(c, existing, img) end
   if first then
-    self.first_starts = self.first_starts - 1
+    c.first_start = nil
     self.first_start_end = core.now()
   end
   if not ok then return self:start_failed(c, err, info) end
@@ -569,10 +570,12 @@ end
 -- when it hung: a hang is found within misses x interval, and no sooner than
 -- (misses - 1) x interval. (A slow answer counts from the tick before it came, or a good
 -- answer that took longer than the window would fail at once; with misses = 1 the probe
--- after the last good one gets min(timeout, interval).) While starting, HTTP and TCP probes go fast (5 ms apart, then an
--- eighth of the time since the start) so "healthy" follows readiness by milliseconds, not by
--- up to an interval; a starting instance fails when it has not answered well within grace
--- (and at least misses x interval).
+-- after the last good one gets min(timeout, interval).)
+--
+-- While starting, HTTP and TCP probes go fast (5 ms apart, then an eighth of the time since
+-- the start) so "healthy" follows readiness by milliseconds, not by up to an interval; a
+-- starting instance fails when it has not answered well within grace (and at least misses x
+-- interval).
 function Sup:start_heartbeat(c)
   self:stop_heartbeat(c)
   local hb = c.def.heartbeat
@@ -698,6 +701,18 @@ function Sup:hb_deadline(c, started)
   return nil
 end
 
+-- Whether the stack is coming up: an instance is in its first create and start, or the last
+-- of those ended less than `window` seconds ago. Read from the instances rather than counted,
+-- so a bring-up cancelled mid-start (its instance failed, or was retired) stops counting at
+-- once: its state leaves "waiting".
+function Sup:coming_up(window)
+  if self.first_start_end and core.now() - self.first_start_end < window then return true end
+  for _, o in pairs(self.comps) do
+    if o.first_start and o.state == "waiting" then return true end
+  end
+  return false
+end
+
 -- Instances restarted for a heartbeat failure that are not yet healthy again (backoff waits
 -- do not count: they load nothing).
 function Sup:hb_restarts(except)
@@ -723,8 +738,7 @@ function Sup:hb_check(c, started)
   local held
   if busy >= HB_RESTARTS then
     held = string.format("while %d others restart after heartbeat failures", busy)
-  elseif c.state ~= "starting" and ((self.first_starts or 0) > 0
-      or (self.first_start_end and core.now() - self.first_start_end < hb.misses * hb.interval)) then
+  elseif c.state ~= "starting" and self:coming_up(hb.misses * hb.interval) then
     -- the stack is coming up: the engine creating and starting containers can take every
     -- core (30 at once here), and a silence that overlaps it is more likely that than a hang
     held = "while the stack comes up"
@@ -1245,10 +1259,7 @@ function Sup:stop()
   self.stopping = true
   for w in pairs(self.waiters) do w:notify() end
   for _, s in pairs(self.streams or {}) do s:close() end
-  for _, c in pairs(self.comps) do
-    c.hb.gen = nil
-    for p in pairs(c.probes) do if not p.done then core.cancel(p.task) end end
-  end
+  for _, c in pairs(self.comps) do self:stop_heartbeat(c) end
   local me = core.current()
   for t in pairs(self.tasks) do
     if t ~= me and t:status() ~= "done" and t:status() ~= "failed" and t:status() ~= "cancelled" then

@@ -226,14 +226,29 @@ t.test("while the stack comes up, a healthy instance that goes silent is held, t
   local sup, instance, failures = harness()
   local c = instance("/stall", { interval = 0.05, misses = 2, grace = 60, timeout = 5 })
   t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
-  sup.first_starts = 1                -- another component's first create and start under way
+  -- another component's first create and start under way
+  local other = { key = "other", state = "waiting", first_start = true, hb = {}, probes = {} }
+  sup.comps.other = other
   stalled = true
   t.wait_for(function() return c.hb.held end, 5, "held")
   core.sleep(0.2)
   t.eq(#failures, 0, "no failure while the stack comes up")
-  sup.first_starts, sup.first_start_end = 0, core.now()
+  other.first_start, sup.first_start_end = nil, core.now()
   t.wait_for(function() return #failures == 1 end, 5, "the failure once the bring-up is over")
   t.ok(core.now() - sup.first_start_end >= 0.1 - 0.003, "not before misses x interval after the bring-up")
+  stalled = false
+  sup:stop_heartbeat(c)
+end)
+
+t.test("a first start cut short (its instance failed) does not hold the others for good", function()
+  local sup, instance, failures = harness()
+  local c = instance("/stall", { interval = 0.05, misses = 2, grace = 60, timeout = 5 })
+  t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
+  -- its bring-up task was cancelled mid-start by its own failure: the flag stays, the state moved on
+  sup.comps.other = { key = "other", state = "backoff", first_start = true, hb = {}, probes = {} }
+  stalled = true
+  t.wait_for(function() return #failures == 1 end, 5, "the failure")
+  t.ok(not c.hb.held, "not held")
   stalled = false
   sup:stop_heartbeat(c)
 end)
