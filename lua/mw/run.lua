@@ -28,6 +28,14 @@ local function mailbox()
     while #box.q == 0 do box.cond:wait() end
     return table.remove(box.q, 1)
   end
+  -- Removes the queued messages pred() picks -> whether there were any.
+  function box.drop(pred)
+    local any = false
+    for i = #box.q, 1, -1 do
+      if pred(box.q[i]) then table.remove(box.q, i) any = true end
+    end
+    return any
+  end
   return box
 end
 
@@ -211,17 +219,11 @@ function M.run(o)
       if reload(ctx, "file changed", { tentative = true }) == nil then
         repeat
           core.sleep(DEBOUNCE)
-          local more = false
-          for i = #box.q, 1, -1 do
-            if box.q[i].kind == "changed" then table.remove(box.q, i) more = true end
-          end
-        until not more
+        until not box.drop(function(m) return m.kind == "changed" end)
         read_at = core.now()
         reload(ctx, "file changed")
       end
-      for i = #box.q, 1, -1 do
-        if box.q[i].kind == "changed" and box.q[i].at < read_at then table.remove(box.q, i) end
-      end
+      box.drop(function(m) return m.kind == "changed" and m.at < read_at end)
     elseif msg.kind == "signal" and msg.name == "HUP" then
       reload(ctx, "SIGHUP")
     elseif msg.kind == "reload" then -- api: POST /api/reload waits for the result
