@@ -432,7 +432,7 @@ function Sup:create_and_start(c, body)
     if not removed then
       return nil, "the name " .. name .. " is taken by a container mw does not own"
     end
-    id, err, code = e:create(name, body)
+    id, err = e:create(name, body)
   end
   if not id then return nil, err end
   c.id = id
@@ -907,12 +907,7 @@ function Sup:act(c, action)
   log.info(c.key, "restarting", action:gsub("_", " ") .. " now", { action = action })
   local ok, err
   if action == "restart_dependents" or action == "restart_stack" then
-    local group = {}
-    if action == "restart_stack" then
-      group = self:all_but(c)
-    else
-      group = self:dependents(c)
-    end
+    local group = action == "restart_stack" and self:all_but(c) or self:dependents(c)
     local names = {}
     for _, d in ipairs(group) do names[#names + 1] = d.key end
     log.info(c.key, "escalate", action == "restart_stack" and "restarting the whole stack"

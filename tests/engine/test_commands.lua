@@ -166,11 +166,13 @@ t.test("inspect returns the component's live JSON, with or without a running mw"
   t.eq(code, 0, errs)
   t.match(out, '^{"n":%d+}\n$', "as received when stdout is not a terminal")
   local n1 = cjson.decode(out).n
-  core.sleep(0.35)
-  code, out = mw({ "inspect", "vars", "--stack", stack })
-  t.eq(code, 0)
-  local n2 = cjson.decode(out).n
-  t.ok(n2 > n1, string.format("live: %d then %d", n1, n2))
+  local n2
+  t.wait_for(function()
+    code, out = mw({ "inspect", "vars", "--stack", stack })
+    t.eq(code, 0)
+    n2 = cjson.decode(out).n
+    return n2 > n1
+  end, 10, "a later value than " .. n1)
 
   code, out, errs = mw({ "inspect", "quiet", "--stack", stack })
   t.eq(code, 1, "no heartbeat")
@@ -180,9 +182,12 @@ t.test("inspect returns the component's live JSON, with or without a running mw"
 
   -- no mw: the engine's port and the stack file's path
   t.eq(h.stop(), 0)
-  code, out, errs = mw({ "inspect", "vars", "--stack", stack })
-  t.eq(code, 0, errs)
-  t.ok(cjson.decode(out).n > n2, "still live")
+  -- the counter moves every ~100 ms: poll until a later value shows, rather than assume time passed
+  t.wait_for(function()
+    code, out, errs = mw({ "inspect", "vars", "--stack", stack })
+    t.eq(code, 0, errs)
+    return cjson.decode(out).n > n2
+  end, 10, "a later value than " .. n2 .. " without mw")
   code, out, errs = mw({ "inspect", file, "vars" })
   t.eq(code, 0, errs)
   t.ok(cjson.decode(out).n, "by the stack file")

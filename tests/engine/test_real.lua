@@ -38,7 +38,7 @@ return { name = "NAME", components = {
 ]]
 
 t.test("a named volume keeps its data across removal, replacement and destroy; --volumes removes it", function()
-  local file, stack, dir = E.stack("data", (DB:gsub("VERSION", "1")))
+  local file, stack = E.stack("data", (DB:gsub("VERSION", "1")))
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "healthy", component = "db" }, 60)
   t.eq(vars(stack, "db").starts, 1)

@@ -1,6 +1,5 @@
 -- Hot reload: edit stack.lua (or a file it requires) while mw runs.
 local t = require "t"
-local core = require "mw.core"
 local fs = require "mw.fs"
 local cjson = require "cjson"
 local E = require "engine"

@@ -124,9 +124,9 @@ function P.mw(E, px_or_host, args, opts)
   local env = { "DOCKER_HOST=" .. host }
   for _, kv in ipairs(opts.env or {}) do env[#env + 1] = kv end
   local real = os.getenv
-  os.getenv = function(k) if k == "DOCKER_HOST" then return nil end return real(k) end
+  os.getenv = function(k) if k == "DOCKER_HOST" then return nil end return real(k) end -- luacheck: ignore 122
   local ok, h = pcall(E.mw, args, { env = env, cwd = opts.cwd })
-  os.getenv = real
+  os.getenv = real -- luacheck: ignore 122
   if not ok then error(h, 2) end
   return h
 end

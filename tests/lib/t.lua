@@ -61,8 +61,7 @@ function t.run()
   local passed, failed, skipped = 0, 0, 0
   local only = os.getenv("T_ONLY")
   for _, c in ipairs(cases) do
-    if only and not c.name:find(only, 1, true) then
-      -- filtered out
+    if only and not c.name:find(only, 1, true) then -- luacheck: ignore 542 (filtered out)
     elseif c.skip then
       skipped = skipped + 1
       print("skip " .. c.name .. ": " .. c.skip)
