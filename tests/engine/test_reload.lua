@@ -80,7 +80,9 @@ t.test("a pending long backoff shortened by an edit fires at the new time", func
   local rel = h.wait_event({ event = "reloaded" }, 10, mark)
   local r = h.wait_event({ event = "restarting", component = "crash" }, 10, mark)
   local fired = r.time - failed.time
-  t.ok(fired >= 0.9 and fired < 1.0 + (rel.time - failed.time) + 0.3,
+  -- at the new time (or at the reload, if that came later), not at the old 60 s; how late a
+  -- loaded machine may be is no part of the claim
+  t.ok(fired >= 0.995 and fired < math.max(1.0, rel.time - failed.time) + 5,
     string.format("fired %.2fs after the failure (reload at +%.2fs)", fired, rel.time - failed.time))
   h.stop()
 end)

@@ -129,7 +129,10 @@ return { name = "NAME", components = {
   for i = 1, 3 do
     t.eq(fails[i].delay, want[i], "policy delay " .. i)
     local gap = restarts[i].time - fails[i].time
-    t.ok(math.abs(gap - want[i]) < 0.1, string.format("gap %d: %.3fs, want %.1fs", i, gap, want[i]))
+    -- never early (a timer does not fire before its time); late only by what a loaded machine
+    -- adds, far less than the next step of the backoff
+    t.ok(gap >= want[i] - 0.005 and gap < want[i] + 1,
+      string.format("gap %d: %.3fs, want %.1fs", i, gap, want[i]))
     t.eq(fails[i].exit_code, 1)
   end
   h.stop()

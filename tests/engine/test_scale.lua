@@ -60,7 +60,7 @@ t.test("scale 1 -> 3 -> 1 by editing the file; others untouched; highest numbers
     for _, g in ipairs(st.groups) do
       if g.name == "web" then return g.desired == 3 and g.running == 3 and g.healthy == 3 end
     end
-  end, 5, "status shows 3 of 3 healthy")
+  end, 20, "status shows 3 of 3 healthy")
   local mark = #h.events()
   write(file, render(1, "1", nil, stack))
   local _, i2 = h.wait_event({ event = "removed", component = "web-2" }, 30, mark)
