@@ -1,13 +1,17 @@
--- The status API is bounded (issue 15, part 4): a client that pipelines requests without reading
--- the answers cannot grow mw's memory (it was 2.3 GB after 10 s), idle TCP clients cannot lock
--- the unix socket's owner out, and a POST with "Origin: null" is refused. The API runs in a child
--- `mw script` (api.start with no supervisor: no engine needed), so its RSS is its own.
+-- The status API and the engine client are bounded (issue 15, part 4): a client that pipelines
+-- requests without reading the answers cannot grow mw's memory (it was 2.3 GB after 10 s), idle
+-- TCP clients cannot lock the unix socket's owner out, a POST with "Origin: null" is refused, and
+-- an engine answer past the cap fails its call with one message instead of filling memory (a
+-- 3 GB body was 6.1 GB resident). The API runs in a child `mw script` (api.start with no
+-- supervisor: no engine needed), so its RSS is its own; the engine is a local test server.
 local t = require "t"
 local core = require "mw.core"
 local proc = require "mw.proc"
 local net = require "mw.net"
 local fs = require "mw.fs"
 local http = require "mw.http"
+local docker = require "mw.docker"
+local httpd = require "httpd"
 
 local MW = os.getenv("MW_BIN") or "./mw"
 local RSS_BOUND = 64 * 1024   -- KiB: about 12 MB at rest; README "Limits"
@@ -121,6 +125,53 @@ t.test("POST /api/reload with Origin: null is refused (403), on TCP and on the s
   res = assert(get(s, "/api/reload", { method = "POST" }))
   t.eq(res.status, 503, res.body)
   s.stop()
+end)
+
+---------------------------------------------------------------------------------------------
+-- the engine client
+
+t.test("http.request: an answer up to max_body is whole; one byte more fails the call", function()
+  local MiB = 1024 * 1024
+  local srv = httpd.start {
+    ["/at"] = function() return 200, string.rep("a", MiB) end,
+    ["/over"] = function() return 200, string.rep("b", MiB + 1) end,
+  }
+  local res = assert(http.request { url = srv.url .. "/at", max_body = MiB, timeout = 10 })
+  t.eq(#res.body, MiB)
+  local none, err, code = http.request { url = srv.url .. "/over", max_body = MiB, timeout = 10 }
+  t.eq(none, nil)
+  t.eq(code, "too_large")
+  t.eq(err, "answer larger than 1 MiB")
+  -- the default cap is 64 MiB: a 1 MiB + 1 answer is fine without the option
+  t.eq(#assert(http.request { url = srv.url .. "/over", timeout = 10 }).body, MiB + 1)
+  srv.stop()
+end)
+
+t.test("an engine answer over the cap: that call fails with one clear error, not retried", function()
+  local list_calls = 0
+  local srv = httpd.start {
+    ["/_ping"] = function() return 200, "OK", { ["Api-Version"] = "1.41", ["Ostype"] = "linux" } end,
+    ["/v1.41/version"] = function()
+      return 200, '{"Version":"20.10.0-fake","ApiVersion":"1.41","MinAPIVersion":"1.12"}'
+    end,
+    ["/v1.41/containers/json"] = function()
+      list_calls = list_calls + 1
+      -- valid JSON, just too much of it: 1 MiB + a few bytes
+      return 200, "[" .. string.rep(" ", 1024 * 1024) .. "]"
+    end,
+  }
+  local e = assert(docker.connect { host = "tcp://127.0.0.1:" .. srv.port, max_answer = 1024 * 1024 })
+  local v, err, code = e:list()
+  t.eq(v, nil)
+  t.eq(code, "too_large")
+  t.match(err, "engine answer larger than 1 MiB %(GET /containers/json%)")
+  t.ok(not err:find("\n"), "one line")
+  t.eq(list_calls, 1, "the same answer is not asked for again")
+  -- the default cap
+  t.eq(docker.MAX_ANSWER, 64 * 1024 * 1024)
+  local e2 = assert(docker.connect { host = "tcp://127.0.0.1:" .. srv.port })
+  t.eq(#assert(e2:list()), 0, "under the default cap the same answer is read")
+  srv.stop()
 end)
 
 local rc = t.run()
