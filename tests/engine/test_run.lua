@@ -2,7 +2,7 @@
 -- hung components, and a policy that never returns.
 local t = require "t"
 local core = require "mw.core"
-local net = require "mw.net"
+local mwnet = require "mw.net"
 local E = require "engine"
 
 local e = E.engine()
@@ -237,7 +237,7 @@ return { name = "NAME", components = {
         command = { "sh", "-c", "test -S /run/host.sock || exit 3; mkdir -p /w/debug && echo '{}' > /w/debug/vars && exec httpd -f -p 8089 -h /w" } },
 } }
 ]])
-  local srv = assert(net.listen("unix:" .. dir .. "/host.sock"))
+  local srv = assert(mwnet.listen("unix:" .. dir .. "/host.sock"))
   local h = E.mw({ "run", "--log-format", "json", file })
   -- healthy only if the shell found a socket at the target (else it exits 3 and never serves)
   h.wait_event({ event = "healthy", component = "a" }, 60)
