@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include "waiter.h"
 
 #define WATCH_MT "mw.watch"
@@ -23,19 +24,65 @@ static int fail(lua_State *L, const char *what, const char *path)
     return 3;
 }
 
+static const char *kind_of(mode_t m)
+{
+    return S_ISREG(m) ? "file" : S_ISDIR(m) ? "dir" : S_ISLNK(m) ? "link" : S_ISSOCK(m) ? "socket"
+         : S_ISFIFO(m) ? "fifo" : S_ISCHR(m) ? "char" : S_ISBLK(m) ? "block" : "other";
+}
+
+/* fs.read(path[, max]) -> text | nil, message, code.  Only a regular file is read: the open
+ * does not wait for a FIFO's writer (O_NONBLOCK) and the opened descriptor is checked, so a
+ * file swapped for a FIFO or a device between a check and the open cannot block the loop or
+ * stream without end. max bounds the bytes read ("EFBIG" beyond it). */
 static int fs_read(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(L, "cannot read", path);
+    lua_Integer max = luaL_optinteger(L, 2, -1);
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return fail(L, "cannot read", path);
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return fail(L, "cannot read", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        lua_pushnil(L);
+        const char *k = kind_of(st.st_mode);
+        lua_pushfstring(L, "cannot read %s: not a regular file (%s)", path,
+                        strcmp(k, "fifo") == 0 ? "a FIFO" : strcmp(k, "char") == 0 ? "a character device"
+                        : strcmp(k, "block") == 0 ? "a block device" : strcmp(k, "socket") == 0 ? "a socket"
+                        : strcmp(k, "dir") == 0 ? "a directory" : "a special file");
+        lua_pushliteral(L, "EINVAL");
+        return 3;
+    }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) luaL_addlstring(&b, buf, n);
-    int err = ferror(f);
-    fclose(f);
-    if (err) return fail(L, "cannot read", path);
+    lua_Integer total = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return fail(L, "cannot read", path);
+        }
+        if (n == 0) break;
+        total += n;
+        if (max >= 0 && total > max) {     /* checked as read: the file may grow after fstat */
+            close(fd);
+            lua_pushnil(L);
+            lua_pushfstring(L, "cannot read %s: larger than %I bytes", path, max);
+            lua_pushliteral(L, "EFBIG");
+            return 3;
+        }
+        luaL_addlstring(&b, buf, (size_t)n);
+    }
+    close(fd);
     luaL_pushresult(&b);
     return 1;
 }
@@ -48,8 +95,21 @@ static int fs_write_atomic(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &n);
     int mode = (int)luaL_optinteger(L, 3, 0600);
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    int fd = -1;
+    /* An unpredictable name, created exclusively and never through a link: a name planted in
+     * advance (a symlink to a file of the user's) is not written through. */
+    for (int tries = 0; fd < 0 && tries < 100; tries++) {
+        unsigned char rnd[6];
+        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) return fail(L, "cannot write", path);
+        int k = snprintf(tmp, sizeof tmp, "%s.tmp.%d.", path, (int)getpid());
+        if (k < 0 || (size_t)k + 2 * sizeof rnd >= sizeof tmp) {
+            errno = ENAMETOOLONG;
+            return fail(L, "cannot write", path);
+        }
+        for (size_t i = 0; i < sizeof rnd; i++) snprintf(tmp + k + 2 * i, 3, "%02x", rnd[i]);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd < 0 && errno != EEXIST) return fail(L, "cannot write", tmp);
+    }
     if (fd < 0) return fail(L, "cannot write", tmp);
     size_t off = 0;
     while (off < n) {
@@ -114,15 +174,14 @@ static int fs_list(lua_State *L)
     return 1;
 }
 
+/* fs.stat(path[, follow]): a final symlink is described itself unless follow is true. */
 static int fs_stat(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
-    if (lstat(path, &st) != 0) return fail(L, "cannot stat", path);
+    if ((lua_toboolean(L, 2) ? stat(path, &st) : lstat(path, &st)) != 0) return fail(L, "cannot stat", path);
     lua_createtable(L, 0, 5);
-    const char *type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
-                     : S_ISLNK(st.st_mode) ? "link" : S_ISSOCK(st.st_mode) ? "socket" : "other";
-    lua_pushstring(L, type);
+    lua_pushstring(L, kind_of(st.st_mode));
     lua_setfield(L, -2, "type");
     lua_pushinteger(L, st.st_mode & 07777);
     lua_setfield(L, -2, "mode");

@@ -3,11 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ctype.h>
+#include <stdint.h>
 #include <curl/curl.h>
 #include "mw.h"
 #include "linebuf.h"
 
 #define STREAM_MT "mw.stream"
+/* What one answer of http.request may hold in memory (opts.max_body changes it). A stream
+ * hands its bytes on as they come, so it has no such cap. */
+#define DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
 
 enum { W_NONE, W_DONE, W_HEADERS, W_DATA };
 enum { M_REQUEST, M_LINES, M_RAW };
@@ -28,6 +32,8 @@ typedef struct req {
     int done;                /* the transfer ended (ok or not) */
     CURLcode result;
     int oom;
+    size_t max_body;         /* M_REQUEST: the body's cap */
+    int too_large;           /* the answer went past max_body: the transfer was stopped */
     int attached;            /* the easy handle is in the multi */
     int on_dirty;
     int dead;                /* freed by flush() once off the dirty list */
@@ -91,6 +97,10 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
     req *r = ud;
     size_t len = size * n;
     r->headers_done = 1;
+    if (r->mode == M_REQUEST && mw_linebuf_unread(&r->in) + len > r->max_body) {
+        r->too_large = 1;
+        return 0;           /* curl stops the transfer (CURLE_WRITE_ERROR) */
+    }
     if (mw_linebuf_append(&r->in, p, len) != 0) {
         r->oom = 1;
         return 0;
@@ -151,6 +161,14 @@ static void push_headers(lua_State *L, req *r)
 static void push_error(lua_State *L, req *r)
 {
     lua_pushnil(L);
+    if (r->too_large) {
+        if (r->max_body % (1024 * 1024) == 0)
+            lua_pushfstring(L, "answer larger than %d MiB", (int)(r->max_body / (1024 * 1024)));
+        else
+            lua_pushfstring(L, "answer larger than %I bytes", (lua_Integer)r->max_body);
+        lua_pushliteral(L, "too_large");
+        return;
+    }
     if (r->oom)
         lua_pushliteral(L, "out of memory");
     else if (r->errbuf[0])
@@ -408,9 +426,12 @@ static req *req_new(lua_State *L, int mode)
     http_ctx *h = ctx_get(L);
     const char *url = opt_string(L, 1, "url");
     if (!url) luaL_error(L, "http: option 'url' is required");
+    double max_body = opt_number(L, 1, "max_body", (double)DEFAULT_MAX_BODY);
+    if (!(max_body >= 0 && max_body <= (double)SIZE_MAX / 2)) luaL_error(L, "http: bad max_body");
     req *r = calloc(1, sizeof *r);
     if (!r) luaL_error(L, "http: out of memory");
     r->h = h;
+    r->max_body = (size_t)max_body;
     r->mode = mode;
     r->easy = curl_easy_init();
     CURL *e = r->easy;

@@ -7,6 +7,10 @@
 
 #define SERVER_MT "mw.server"
 #define CONN_MT "mw.conn"
+/* Bytes read but not yet taken by conn:read before reading pauses: a peer that sends without
+ * end (pipelined requests nobody answers yet) fills its own socket buffers, not mw's memory.
+ * The next conn:read resumes. */
+#define READ_BACKLOG (256 * 1024)
 
 typedef union {
     uv_handle_t handle;
@@ -111,7 +115,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         c->err = (int)n;
     }
     free(buf->base);
-    if (c->eof || c->err) {
+    if (c->eof || c->err || mw_linebuf_unread(&c->in) >= READ_BACKLOG) {
         uv_read_stop(s);
         c->reading = 0;
     }

@@ -21,6 +21,8 @@
 #define BLOCK 512
 #define OCTAL11 077777777777ULL     /* largest value of a 12-byte ustar field: 8 GiB - 1 */
 #define NAME_MAX_USTAR 100
+/* A .dockerignore is a list of patterns: real ones are a few KiB; 1 MiB is far past any. */
+#define MW_IGNORE_MAX (1024 * 1024)
 
 /* ---- the matcher: pure C, no Lua ---- */
 
@@ -645,11 +647,22 @@ static int walk(packer *pk, frame *f)
     return r;
 }
 
-/* Reads dir/.dockerignore into the output buffer; 0 when absent. */
+/* Reads dir/.dockerignore into the output buffer; 0 when absent. Only a regular file of at
+ * most MW_IGNORE_MAX bytes: not through a symlink (one to /dev/zero would read without end),
+ * and the opened descriptor is what is checked, so a swap after a check changes nothing. */
 static int read_ignore_file(packer *pk)
 {
-    int fd = openat(pk->out->fd, ".dockerignore", O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), r = 0;
+    struct stat st;
+    size_t total = 0;
+    int fd = openat(pk->out->fd, ".dockerignore", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), r = 0;
+    if (fd < 0 && errno == ELOOP) return fail(pk, ".dockerignore", "is a symbolic link (mw reads only a regular file)");
     if (fd < 0) return errno == ENOENT ? 0 : fail(pk, ".dockerignore", strerror(errno));
+    if (fstat(fd, &st) < 0) r = fail(pk, ".dockerignore", strerror(errno));
+    else if (!S_ISREG(st.st_mode)) r = fail(pk, ".dockerignore", "is not a regular file (mw reads only a regular file)");
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
     for (;;) {
         char *at = reserve(pk, 4096);
         ssize_t k;
@@ -662,6 +675,11 @@ static int read_ignore_file(packer *pk)
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) r = fail(pk, ".dockerignore", strerror(errno));
         if (k <= 0) break;
+        total += (size_t)k;
+        if (total > MW_IGNORE_MAX) {
+            r = fail(pk, ".dockerignore", "is larger than 1 MiB");
+            break;
+        }
     }
     close(fd);
     return r;

@@ -11,7 +11,12 @@ local metrics = require "mw.metrics"
 
 local M = {}
 
-local MAX_CONNS = 64            -- connections at once, events clients included
+-- Connections at once, events clients included; each transport has its own, so 64 idle TCP
+-- clients cannot lock the socket's owner out.
+local MAX_CONNS = { unix = 64, tcp = 64 }
+local FEED = 8 * 1024           -- bytes given to the parser at a time: bounds requests queued at once
+local RESPONSE_BACKLOG = 256 * 1024 -- unsent response bytes past which no further request is answered
+local DRAIN_POLL = 0.02         -- how often a backlogged connection looks whether its client read
 local MAX_BODY = 64 * 1024      -- no endpoint takes a body; this only bounds what is read
 local IDLE = 30                 -- seconds a keep-alive connection may wait for its next request
 local REQUEST_TIMEOUT = 10      -- seconds for the rest of a request that has begun
@@ -349,7 +354,8 @@ function Api:route(conn, req, what)
   end
   -- POST /api/reload. A page on another site may send a POST to loopback; only our own page may.
   local origin = req.headers.origin
-  if origin and origin ~= "null" and origin:gsub("^https?://", "") ~= (req.headers.host or "") then
+  -- "null" is what a sandboxed frame, a file: page or a redirect sends: a page, not ours.
+  if origin and (origin == "null" or origin:gsub("^https?://", "") ~= (req.headers.host or "")) then
     respond_json(conn, 403, { ok = false, error = "cross-origin request refused" })
     return false, 403
   end
@@ -369,23 +375,42 @@ function Api:handle(conn, req, what)
   return keep
 end
 
+-- Waits while the responses already written hold more than RESPONSE_BACKLOG unsent: a client
+-- that pipelines requests without reading answers gets no more answers, and (its requests
+-- unread) the kernel stops it sending. -> true | nil when it did not read for IDLE seconds.
+local function drained(conn)
+  local deadline = core.now() + IDLE
+  while backlogged(conn, RESPONSE_BACKLOG) do
+    if core.now() > deadline then return nil end
+    core.sleep(DRAIN_POLL)
+  end
+  return true
+end
+
 -- One connection: requests in order (pipelined ones too), until the client or an error ends it.
+-- What it holds is bounded: unparsed bytes (mw.net pauses reading past its backlog and the
+-- parser takes FEED bytes at a time), the requests parsed from one FEED, the unsent answers.
 function Api:serve(conn, what)
   local parser = httpparse.new { max_body = MAX_BODY }
-  local pending = {}
+  local pending, unparsed, at = {}, "", 1
   local linger_after = false
   while not self.closed do
     local req = table.remove(pending, 1)
     if req then
+      if not drained(conn) then break end
       local keep = self:handle(conn, req, what)
       if not keep then
         linger_after = req.path ~= "/api/events"
         break
       end
     else
-      local data = conn:read(parser:busy() and REQUEST_TIMEOUT or IDLE)
-      if not data then break end
-      local reqs, err, status = parser:feed(data)
+      if at > #unparsed then
+        local data = conn:read(parser:busy() and REQUEST_TIMEOUT or IDLE)
+        if not data then break end
+        unparsed, at = data, 1
+      end
+      local reqs, err, status = parser:feed(unparsed:sub(at, at + FEED - 1))
+      at = at + FEED
       if not reqs then
         respond_json(conn, status or 400, { ok = false, error = err })
         self:count(nil, status or 400)
@@ -403,17 +428,17 @@ function Api:accept_loop(srv, what)
   while not self.closed do
     local conn = srv:accept()
     if not conn then break end
-    if self.nconns >= MAX_CONNS then
+    if self.nconns[what] >= MAX_CONNS[what] then
       respond_json(conn, 503, { ok = false, error = "too many connections" })
       conn:close()
     else
-      self.nconns = self.nconns + 1
+      self.nconns[what] = self.nconns[what] + 1
       self.conns[conn] = true
       self:spawn("api-conn " .. what, function()
         local ok, err = pcall(self.serve, self, conn, what)
         if not ok then log.warn(nil, "api", "a request failed: " .. tostring(err)) end
         self.conns[conn] = nil
-        self.nconns = self.nconns - 1
+        self.nconns[what] = self.nconns[what] - 1
         conn:close()
       end)
     end
@@ -425,7 +450,7 @@ end
 -- not available is an error. -> api | nil, message
 function M.start(ctx, opts)
   opts = opts or {}
-  local self = setmetatable({ ctx = ctx, servers = {}, conns = {}, nconns = 0, clients = {}, ring = {},
+  local self = setmetatable({ ctx = ctx, servers = {}, conns = {}, nconns = { unix = 0, tcp = 0 }, clients = {}, ring = {},
                               seq = 0, tasks = {}, metrics = metrics.collector(), nudge = core.cond(),
                               latencies = {}, last_latency = {} }, Api)
   if opts.listen then

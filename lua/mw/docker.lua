@@ -4,7 +4,7 @@
 --
 -- "notes §N" below cites /work/shared/notes/docker-engine-api.md, where the quirks come from.
 -- Failures are `nil, message, code`: message is the engine's own text when it sent one,
--- code a short symbol (see CODES, plus "transport", "badjson" and "failed" for errors
+-- code a short symbol (see CODES, plus "transport", "too_large", "badjson" and "failed" for errors
 -- reported in-band under HTTP 200).
 local cjson = require "cjson"
 local secret = require "mw.secret"
@@ -24,6 +24,9 @@ local CONNECT_TIMEOUT = 5
 local PING_TIMEOUT = 10
 local DEDUPE_WINDOW = 1024       -- events remembered for dedupe after a resume
 local MAX_ERROR_BODY = 64 * 1024 -- how much of a failed stream's body is read for its message
+-- What one answer (not a stream) may hold in memory: the largest real ones (a list of
+-- thousands of containers, an inspect with a long env) are a few MiB. README "Limits".
+docker.MAX_ANSWER = 64 * 1024 * 1024
 
 -- HTTP status -> code symbol. 304 is success for start/stop; the callers decide.
 local CODES = {
@@ -295,6 +298,7 @@ function Engine:_request(method, path, opts)
     timeout = timeout,
     connect_timeout = CONNECT_TIMEOUT,
     mode = opts.mode,
+    max_body = self.max_answer,   -- (a stream ignores it)
   }
 end
 
@@ -310,9 +314,14 @@ local RETRY = { 0.1, 0.3, 1 }
 function Engine:_call(kind, method, path, opts)
   opts = opts or {}
   local again = opts.idempotent or method == "GET" or method == "HEAD" or method == "DELETE"
-  local res, err
+  local res, err, hcode
   for attempt = 1, #RETRY + 1 do
-    res, err = http.request(self:_request(method, path, opts))
+    res, err, hcode = http.request(self:_request(method, path, opts))
+    if hcode == "too_large" then
+      -- the same call would get the same answer: not retried
+      count(self, kind, "transport")
+      return nil, string.format("Docker engine at %s: engine %s (%s %s)", self.where, err, method, path), "too_large"
+    end
     local transient = not res or (res.status >= 500 and res.status ~= 501)
     if not again or not transient or attempt > #RETRY or not core.in_task() then break end
     count(self, kind, res and res.status or "transport")
@@ -378,6 +387,7 @@ function docker.connect(opts)
   if not target then return nil, err, "bad" end
   local self = setmetatable({
     where = target.where, calls = {}, total = 0, api = nil, version = nil,
+    max_answer = opts.max_answer or docker.MAX_ANSWER,
   }, Engine)
 
   if target.kind == "unix" then

@@ -1,4 +1,6 @@
 -- The environment a stack file runs in: safe libraries, the mw.* stdlib, Lua files beside it.
+local fs = require "mw.fs"
+
 local sandbox = {}
 
 -- The stdlib modules a stack file may require. Orchestrator modules share the mw. prefix in
@@ -84,13 +86,16 @@ local function readonly(mod, name)
   })
 end
 
+-- A helper file is source text: 1 MiB is many times the largest stack library one would write,
+-- and reading stops there (a FIFO or a device is refused by fs.read before any byte is read).
+sandbox.MAX_HELPER = 1024 * 1024
+
 local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s, rerr = f:read("a")
-  f:close()
-  if not s then return nil, path .. ": " .. tostring(rerr or "cannot read (a directory?)") end
-  return s
+  local s, err, code = fs.read(path, sandbox.MAX_HELPER)
+  if s then return s end
+  if code == "EFBIG" then return nil, path .. " is larger than 1 MiB", code end
+  if code == "EINVAL" then return nil, path .. " is " .. (err:match("not a regular file.*$") or "not a regular file"), code end
+  return nil, err, code
 end
 
 -- Source text as a file loader would see it: load() of a string, unlike luaL_loadfile, keeps a
@@ -202,9 +207,10 @@ function sandbox.env(dir, shown_dir)
     local path = (dir == "/" and "" or dir) .. "/" .. name:gsub("%.", "/") .. ".lua"
     -- Recorded before loading so the reloader also watches a helper that fails to load.
     required[#required + 1] = path
-    local src, err = read_file(path)
+    local src, err, code = read_file(path)
     if not src then
       err = first_line(err)
+      if code == "EINVAL" or code == "EFBIG" then error(string.format("module '%s': %s", name, err), 2) end
       error(string.format("module '%s' not found (%s)", name,
         err:find("No such file", 1, true) and "no file " .. path or err), 2)
     end

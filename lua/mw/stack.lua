@@ -97,24 +97,26 @@ end
 -- Paths ----------------------------------------------------------------------------------------
 
 local paths = require "mw.path"
+local fs = require "mw.fs"
 local normpath, join, dirname, relative = paths.normalize, paths.join, paths.dirname, paths.relative
 
--- Opening "p/." succeeds only for a directory; neither check reads a byte of the file, which
--- matters for secrets.
-local function is_dir(p)
-  local f = io.open(p .. "/.", "rb")
-  if f then f:close(); return true end
-  return false
+-- What is at p, following links: "file", "dir", "socket", "fifo", "char", "block" or nil. A stat
+-- opens nothing: a FIFO is not waited on and no byte of a secret is read.
+local function file_kind(p)
+  local st = fs.stat(p, true)
+  return st and st.type, st
 end
 
-local function is_file(p)
-  if is_dir(p) then return false end
-  local f = io.open(p, "rb")
-  if f then f:close(); return true end
-  return false
-end
+local function is_dir(p) return file_kind(p) == "dir" end
 
-local function exists(p) return is_dir(p) or is_file(p) end
+local KINDS = { fifo = "a FIFO", char = "a character device", block = "a block device", socket = "a socket",
+                dir = "a directory", file = "a regular file", other = "a special file" }
+
+-- Caps on the files a stack names that mw reads or hands on whole (README "Limits").
+local MiB = 1024 * 1024
+stack.MAX_SECRET = MiB        -- Kubernetes' cap on a Secret; real ones are keys and passwords
+stack.MAX_DOCKERFILE = MiB    -- read whole when it lies outside its build context
+stack.MAX_IGNORE = MiB        -- core/tar.c has the same cap for the .dockerignore it reads
 
 -- Failures ----------------------------------------------------------------------------------
 
@@ -587,9 +589,23 @@ function spec.build(ctx, path, v)
   local df = rawget(v, "dockerfile")
   if df ~= nil then nonempty(sub(path, "dockerfile"), df) end
   b.dockerfile = join(dir, df or "Dockerfile")
-  if not is_file(b.dockerfile) then
+  local dk, dst = file_kind(b.dockerfile)
+  if not dk then
     fail(sub(path, "dockerfile"), string.format("no Dockerfile at %s (relative to the build context)",
       show(df or "Dockerfile")))
+  elseif dk ~= "file" then
+    fail(sub(path, "dockerfile"), string.format("Dockerfile %s is %s, not a regular file", show(df or "Dockerfile"),
+      KINDS[dk] or KINDS.other))
+  elseif dst.size > stack.MAX_DOCKERFILE then
+    fail(sub(path, "dockerfile"), string.format("Dockerfile %s is larger than 1 MiB", show(df or "Dockerfile")))
+  end
+  -- Not followed through a link, as the build reads it (core/tar.c).
+  local ist = fs.stat(join(dir, ".dockerignore"))
+  if ist and ist.type ~= "file" then
+    fail(sub(path, "context"), string.format(".dockerignore in build context %s is %s; mw reads only a regular file",
+      show(context), ist.type == "link" and "a symbolic link" or KINDS[ist.type] or KINDS.other))
+  elseif ist and ist.size > stack.MAX_IGNORE then
+    fail(sub(path, "context"), string.format(".dockerignore in build context %s is larger than 1 MiB", show(context)))
   end
   local args = rawget(v, "args")
   if args ~= nil then
@@ -818,8 +834,12 @@ local function volume_from(ctx, path, src, target, ro, v)
   end
   if c == "/" or c == "." then
     local abs = join(ctx.dir, src)
-    if not exists(abs) then
+    local k = file_kind(abs)
+    if not k then
       fail(path, "bind mount source " .. show(src) .. " does not exist (relative to the stack file)")
+    elseif k ~= "file" and k ~= "dir" and k ~= "socket" then
+      fail(path, "bind mount source " .. show(src) .. " is " .. (KINDS[k] or KINDS.other) ..
+        "; mw binds a file, a directory or a socket")
     end
     return { type = "bind", source = abs, target = target, read_only = ro }
   end
@@ -895,8 +915,11 @@ function spec.secrets(ctx, path, v)
     end
     nonempty(p, file, "a path to a file, relative to the stack file")
     local abs = join(ctx.dir, file)
-    -- The path is named, never the content: the file is not even opened for reading here.
-    if not is_file(abs) then fail(p, "secret file " .. show(file) .. " not found (relative to the stack file)") end
+    -- The path is named, never the content: the file is not even opened here.
+    local k, st = file_kind(abs)
+    if not k then fail(p, "secret file " .. show(file) .. " not found (relative to the stack file)") end
+    if k ~= "file" then fail(p, "secret file " .. show(file) .. " is " .. (KINDS[k] or KINDS.other) .. ", not a regular file") end
+    if st.size > stack.MAX_SECRET then fail(p, "secret file " .. show(file) .. " is larger than 1 MiB") end
     out[#out + 1] = { name = name, source = abs, target = "/run/secrets/" .. name }
   end
   return out
@@ -1334,7 +1357,7 @@ end
 local function working_dir(path, opts)
   if opts.cwd then return opts.cwd end
   local pwd = os.getenv("PWD")
-  if pwd and pwd:sub(1, 1) == "/" and (opts.source or is_file(join(pwd, path))) then return pwd end
+  if pwd and pwd:sub(1, 1) == "/" and (opts.source or file_kind(join(pwd, path)) == "file") then return pwd end
   if io.popen then
     local p = io.popen("pwd -P 2>/dev/null")
     if p then
@@ -1357,12 +1380,11 @@ function stack.load(path, opts)
 
   local src = opts.source
   if not src then
-    if is_dir(path) then return nil, one_line(path .. ": is a directory, not a stack file"), {} end
-    local f, err = io.open(path, "rb")
-    if not f then return nil, one_line(error_text(err)), {} end
-    src = f:read("a")
-    f:close()
-    if not src then return nil, one_line(path .. ": cannot read the stack file"), {} end
+    local k = file_kind(path)
+    if k and k ~= "file" then return nil, one_line(path .. ": is " .. (KINDS[k] or KINDS.other) .. ", not a stack file"), {} end
+    local read, err = fs.read(path)
+    if not read then return nil, one_line((err:gsub("^cannot read ([^\n]*): ([^:]*)$", "%1: %2"))), {} end
+    src = read
   end
   ctx.source = src
 

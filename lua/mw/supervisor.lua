@@ -4,6 +4,7 @@ local core = require "mw.core"
 local probe = require "mw.probe"
 local proc = require "mw.proc"
 local tar = require "mw.tar"
+local fs = require "mw.fs"
 local cjson = require "cjson"
 local spec = require "mw.spec"
 local log = require "mw.log"
@@ -184,6 +185,8 @@ function Sup:ensure_network()
   return self.network
 end
 
+local MAX_DOCKERFILE = 1024 * 1024   -- mw.stack checks the same cap (stack.MAX_DOCKERFILE)
+
 local function dockerfile_in(context, dockerfile)
   local prefix = context .. "/"
   if dockerfile:sub(1, #prefix) == prefix then return dockerfile:sub(#prefix + 1) end
@@ -229,11 +232,11 @@ function Sup:image_for(c)
   local rel = dockerfile_in(b.context, b.dockerfile)
   local extra
   if not rel then
-    local f = io.open(b.dockerfile, "rb")
-    if not f then return nil, "cannot read " .. b.dockerfile end
+    -- checked by mw check, and read again here: it may have changed into a FIFO since
+    local text, rerr = fs.read(b.dockerfile, MAX_DOCKERFILE)
+    if not text then return nil, rerr end
     rel = ".mw.Dockerfile"
-    extra = { [rel] = f:read("a") }
-    f:close()
+    extra = { [rel] = text }
   end
   local ctx, terr = tar.pack(b.context, { extra = extra, dockerfile = rel })
   if not ctx then return nil, terr end

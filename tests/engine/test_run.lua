@@ -2,6 +2,7 @@
 -- hung components, and a policy that never returns.
 local t = require "t"
 local core = require "mw.core"
+local mwnet = require "mw.net"
 local E = require "engine"
 
 local e = E.engine()
@@ -231,6 +232,22 @@ return { name = "NAME", components = {
   t.eq(g.reason, "start_failed")
   t.match(g.msg, "cannot start")
   t.eq(h.stop(), 0)
+end)
+
+t.test("a unix socket as a bind source (the docker.sock pattern): the container sees a socket", function()
+  local file, _, dir = E.stack("sockbind", [[
+local HB = { interval = "200ms", timeout = "1s", misses = 3, grace = "20s" }
+return { name = "NAME", components = {
+  a = { image = "IMAGE", volumes = { "./host.sock:/run/host.sock" }, heartbeat = HB,
+        command = { "sh", "-c", "test -S /run/host.sock || exit 3; mkdir -p /w/debug && echo '{}' > /w/debug/vars && exec httpd -f -p 8089 -h /w" } },
+} }
+]])
+  local srv = assert(mwnet.listen("unix:" .. dir .. "/host.sock"))
+  local h = E.mw({ "run", "--log-format", "json", file })
+  -- healthy only if the shell found a socket at the target (else it exits 3 and never serves)
+  h.wait_event({ event = "healthy", component = "a" }, 60)
+  t.eq(h.stop(), 0)
+  srv:close()
 end)
 
 t.test("no engine: one line and exit 1; invalid stack: exit 2 before touching the engine", function()

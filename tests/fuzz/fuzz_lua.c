@@ -124,6 +124,22 @@ static int open_core(lua_State *L)
     return 1;
 }
 
+/* mw.fs as the stack loader sees it here: nothing exists (every path is under /nonexistent-fuzz). */
+static int l_nofile(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot stat %s: No such file or directory", luaL_checkstring(L, 1));
+    lua_pushliteral(L, "ENOENT");
+    return 3;
+}
+
+static int open_fs(lua_State *L)
+{
+    static const luaL_Reg f[] = { { "stat", l_nofile }, { "read", l_nofile }, { NULL, NULL } };
+    luaL_newlib(L, f);
+    return 1;
+}
+
 static int l_fail(lua_State *L)
 {
     fprintf(stderr, "fuzz_lua(%s): invariant broken: %s\n", DRIVER, luaL_tolstring(L, 1, NULL));
@@ -163,6 +179,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, open_core);
     lua_setfield(L, -2, "mw.core");
+    lua_pushcfunction(L, open_fs);
+    lua_setfield(L, -2, "mw.fs");
     lua_pop(L, 1);
     const char *root = getenv("MW_FUZZ_ROOT");
     if (!root || !*root) root = ROOT;

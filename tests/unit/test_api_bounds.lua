@@ -1,0 +1,179 @@
+-- The status API and the engine client are bounded (issue 15, part 4): a client that pipelines
+-- requests without reading the answers cannot grow mw's memory (it was 2.3 GB after 10 s), idle
+-- TCP clients cannot lock the unix socket's owner out, a POST with "Origin: null" is refused, and
+-- an engine answer past the cap fails its call with one message instead of filling memory (a
+-- 3 GB body was 6.1 GB resident). The API runs in a child `mw script` (api.start with no
+-- supervisor: no engine needed), so its RSS is its own; the engine is a local test server.
+local t = require "t"
+local core = require "mw.core"
+local proc = require "mw.proc"
+local net = require "mw.net"
+local fs = require "mw.fs"
+local http = require "mw.http"
+local docker = require "mw.docker"
+local httpd = require "httpd"
+
+local MW = os.getenv("MW_BIN") or "./mw"
+local RSS_BOUND = 64 * 1024   -- KiB: about 12 MB at rest; README "Limits"
+
+local dirs = {}
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(fs.mkdirp(d, 448))
+  dirs[#dirs + 1] = d
+  return d
+end
+
+local SERVER = [[
+local core = require "mw.core"
+local api = require "mw.api"
+local a = assert(api.start({ state_dir = %q, stack = { name = "bounds", components = {} } },
+                           { listen = { host = "127.0.0.1", port = 0 } }))
+io.stdout:write(a.port, "\n")
+io.stdout:flush()
+while true do core.sleep(3600) end
+]]
+
+-- Starts the API in a child -> { pid, port, sock, stop() }.
+local function server()
+  local d = tmpdir()
+  assert(fs.mkdirp(d .. "/state/bounds", 448))
+  assert(fs.write_atomic(d .. "/server.lua", SERVER:format(d .. "/state"), 420))
+  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
+  if os.getenv("MW_LUA_PATH") then env[#env + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
+  local p = assert(proc.spawn { args = { MW, "script", d .. "/server.lua" }, env = env, out = d .. "/out" })
+  local port = t.wait_for(function()
+    if p:wait(0) then error("the API server exited: " .. (fs.read(d .. "/out") or "")) end
+    return tonumber((fs.read(d .. "/out") or ""):match("%f[^\n%z](%d+)\n"))
+  end, 20, "the API server's port")
+  local s = { pid = p:pid(), port = port, sock = d .. "/state/bounds/mw.sock" }
+  t.wait_for(function() return fs.stat(s.sock) end, 10, "the API socket")
+  function s.stop()
+    p:kill("KILL")
+    p:wait(5)
+    p:close()
+  end
+  return s
+end
+
+local function rss_kib(pid)
+  local st = fs.read("/proc/" .. pid .. "/status") or ""
+  return tonumber(st:match("VmRSS:%s*(%d+)")) or 0
+end
+
+local function get(s, path, opts)
+  opts = opts or {}
+  opts.url = opts.url or ("http://127.0.0.1:" .. s.port .. path)
+  opts.timeout = opts.timeout or 10
+  opts.connect_timeout = 5
+  return http.request(opts)
+end
+
+t.test("a client pipelining GET / for 2 s without reading: mw's RSS stays bounded, others are answered", function()
+  local s = server()
+  local before = rss_kib(s.pid)
+  local c = assert(net.connect("127.0.0.1", s.port, 5))
+  local batch = string.rep("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 200)
+  local sent, peak = 0, before
+  local deadline = core.now() + 2
+  while core.now() < deadline do
+    -- our own side stays small too: write only while the kernel takes it
+    if c:queued() < 1024 * 1024 then
+      assert(c:write(batch))
+      sent = sent + 200
+    end
+    core.sleep(0.005)
+    peak = math.max(peak, rss_kib(s.pid))
+  end
+  -- another client is answered while that one still holds its connection
+  local res, err = get(s, "/metrics")
+  t.ok(res, "another client: " .. tostring(err))
+  t.eq(res.status, 200)
+  peak = math.max(peak, rss_kib(s.pid))
+  print(string.format("#   %d requests pipelined, not read; RSS %d KiB before, peak %d KiB", sent, before, peak))
+  c:close()
+  s.stop()
+  t.ok(peak < RSS_BOUND, string.format("peak RSS %d KiB under %d KiB", peak, RSS_BOUND))
+end)
+
+t.test("70 idle TCP connections: the unix socket's client still gets an answer", function()
+  local s = server()
+  local idle = {}
+  for i = 1, 70 do idle[i] = assert(net.connect("127.0.0.1", s.port, 5)) end
+  -- the server has taken them all (the 65th and later are told 503 and closed)
+  local last = idle[70]
+  local got = last:read(10)
+  t.match(got or "", "^HTTP/1.1 503", "the 70th TCP client is over the TCP limit")
+  local res, err = http.request { url = "http://localhost/api/status", unix = s.sock, timeout = 10, connect_timeout = 5 }
+  t.ok(res, "the unix socket's client: " .. tostring(err))
+  t.eq(res.status, 503, "answered (not supervising: no supervisor in this server)")
+  t.match(res.body, "not supervising")
+  for _, c in ipairs(idle) do c:close() end
+  s.stop()
+end)
+
+t.test("POST /api/reload with Origin: null is refused (403), on TCP and on the socket", function()
+  local s = server()
+  local res = assert(get(s, "/api/reload", { method = "POST", headers = { Origin = "null" } }))
+  t.eq(res.status, 403, res.body)
+  t.match(res.body, "cross%-origin")
+  res = assert(http.request { url = "http://localhost/api/reload", unix = s.sock, method = "POST",
+                              headers = { Origin = "null" }, timeout = 10 })
+  t.eq(res.status, 403, res.body)
+  -- without an Origin (curl, mw itself) it goes through to the reload (503 here: no supervisor)
+  res = assert(get(s, "/api/reload", { method = "POST" }))
+  t.eq(res.status, 503, res.body)
+  s.stop()
+end)
+
+---------------------------------------------------------------------------------------------
+-- the engine client
+
+t.test("http.request: an answer up to max_body is whole; one byte more fails the call", function()
+  local MiB = 1024 * 1024
+  local srv = httpd.start {
+    ["/at"] = function() return 200, string.rep("a", MiB) end,
+    ["/over"] = function() return 200, string.rep("b", MiB + 1) end,
+  }
+  local res = assert(http.request { url = srv.url .. "/at", max_body = MiB, timeout = 10 })
+  t.eq(#res.body, MiB)
+  local none, err, code = http.request { url = srv.url .. "/over", max_body = MiB, timeout = 10 }
+  t.eq(none, nil)
+  t.eq(code, "too_large")
+  t.eq(err, "answer larger than 1 MiB")
+  -- the default cap is 64 MiB: a 1 MiB + 1 answer is fine without the option
+  t.eq(#assert(http.request { url = srv.url .. "/over", timeout = 10 }).body, MiB + 1)
+  srv.stop()
+end)
+
+t.test("an engine answer over the cap: that call fails with one clear error, not retried", function()
+  local list_calls = 0
+  local srv = httpd.start {
+    ["/_ping"] = function() return 200, "OK", { ["Api-Version"] = "1.41", ["Ostype"] = "linux" } end,
+    ["/v1.41/version"] = function()
+      return 200, '{"Version":"20.10.0-fake","ApiVersion":"1.41","MinAPIVersion":"1.12"}'
+    end,
+    ["/v1.41/containers/json"] = function()
+      list_calls = list_calls + 1
+      -- valid JSON, just too much of it: 1 MiB + a few bytes
+      return 200, "[" .. string.rep(" ", 1024 * 1024) .. "]"
+    end,
+  }
+  local e = assert(docker.connect { host = "tcp://127.0.0.1:" .. srv.port, max_answer = 1024 * 1024 })
+  local v, err, code = e:list()
+  t.eq(v, nil)
+  t.eq(code, "too_large")
+  t.match(err, "engine answer larger than 1 MiB %(GET /containers/json%)")
+  t.ok(not err:find("\n"), "one line")
+  t.eq(list_calls, 1, "the same answer is not asked for again")
+  -- the default cap
+  t.eq(docker.MAX_ANSWER, 64 * 1024 * 1024)
+  local e2 = assert(docker.connect { host = "tcp://127.0.0.1:" .. srv.port })
+  t.eq(#assert(e2:list()), 0, "under the default cap the same answer is read")
+  srv.stop()
+end)
+
+local rc = t.run()
+for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
+os.exit(rc)
