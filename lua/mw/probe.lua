@@ -120,7 +120,7 @@ function M.tcp(port, hb)
       seen = seen + #data
       if seen >= M.MAX_BODY then
         conn:close()
-        return false, string.format("no %q in the first %d bytes of the answer", hb.expect, seen)
+        return false, string.format("no %q in the first %d bytes of the answer", hb.expect, M.MAX_BODY)
       end
       tail = keep > 0 and window:sub(-keep) or ""
     end

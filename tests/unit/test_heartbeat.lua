@@ -111,7 +111,7 @@ t.test("probe.tcp: expect is found across reads, and 80 KB without it is a failu
     junk.stop()
     t.eq(ok, false, "80 KB without the expected text is a failure (hold " .. tostring(hold) .. ")")
     if hold then
-      t.match(why, '^no "%+PONG" in the first %d+ bytes of the answer$')
+      t.eq(why, 'no "+PONG" in the first 65536 bytes of the answer')
       t.ok(core.now() - t0 < 1.5, "judged on the bytes, not the timeout")
     end
   end
