@@ -450,6 +450,31 @@ return { name = "NAME", components = {
   h.stop()
 end)
 
+-- The other side of the rule above: a live container knocked off the stack network is still the
+-- failure `disconnected`, reconnected in place (the disconnect event is checked against the
+-- engine only to tell it from a dying container's).
+t.test("a running container disconnected from the stack network: one failure 'disconnected', reconnected", function()
+  local file, stack = E.stack("disc", [==[
+return { name = "NAME", components = {
+  web = { image = "IMAGE", command = { "sleep", "1000" } },
+} }
+]==])
+  local h = E.mw({ "run", "--log-format", "json", file })
+  h.wait_event({ event = "started", component = "web" }, 60)
+  local id = id_of(stack, "web")
+  local mark = #h.events()
+  assert(e:network_disconnect("mw-" .. stack, id, true))
+  local _, at = h.wait_event({ event = "reconnected", component = "web" }, 30, mark)
+  local failed = {}
+  for i, ev in ipairs(h.events()) do
+    if i > mark and i <= at and ev.event == "failed" then failed[#failed + 1] = ev.reason end
+  end
+  t.same(failed, { "disconnected" }, h.text())
+  t.eq(id_of(stack, "web"), id, "the same container")
+  t.ok(assert(e:inspect(id)).NetworkSettings.Networks["mw-" .. stack], "on the network again")
+  h.stop()
+end)
+
 t.test("scaled components: a row and a log prefix per instance; kill of one instance", function()
   local file, stack = E.stack("scale", [==[
 return { name = "NAME", components = {
