@@ -1104,7 +1104,7 @@ function Sup:on_container_event(ev)
   elseif action == "die" then
     local code = tonumber(attrs.exitCode)
     if self:being_removed(actor.ID) then
-      -- the inspect yielded: act only if nothing else (the destroy event) did meanwhile
+      -- the inspect yielded: act only if nothing else (another stream, the pid watcher) did
       if c.id == actor.ID and not c.handling then self:failure(c, "removed", {}) end
       return
     end
