@@ -17,6 +17,11 @@
 #define PARSER_MT "mw.yaml.parser"
 #define MAX_DEPTH 200
 #define MAX_NODES 1000000L
+/* Text in the document once aliases are expanded (scalars and keys): an alias of a scalar costs
+ * nothing here (a Lua string is shared), but whatever walks the result pays for every copy: a
+ * 1 MB scalar aliased 100 times became a 106 MB stack.lua in 33 s. 16 MiB is ~1000 times the
+ * largest compose file in tests/compose. */
+#define MAX_BYTES (16L * 1024 * 1024)
 #define MSG_MAX 320
 #define STR_TAG "tag:yaml.org,2002:str"
 
@@ -39,7 +44,9 @@ typedef struct {
     size_t len;
     int anchors;            /* stack index: anchor name -> value */
     int sizes;              /* stack index: anchor name -> its node count */
+    int weights;            /* stack index: anchor name -> its bytes of text */
     long nodes;             /* nodes made so far, aliases counted expanded */
+    long bytes;             /* bytes of scalars and keys so far, aliases counted expanded */
     char err[MSG_MAX];
 } reader;
 
@@ -134,11 +141,16 @@ static int next(reader *r)
     return 0;
 }
 
-static int count(reader *r, yaml_mark_t m, long n)
+/* Counts n nodes holding `bytes` bytes of text against the limits. */
+static int count(reader *r, yaml_mark_t m, long n, long bytes)
 {
     if (n > MAX_NODES - r->nodes)
         return fail_mark(r, m, "document too large: more than %ld nodes (an alias bomb?)", MAX_NODES);
+    if (bytes > MAX_BYTES - r->bytes)
+        return fail_mark(r, m, "document too large: more than %ld MiB of text once aliases are expanded "
+                               "(an alias bomb?)", MAX_BYTES / (1024 * 1024));
     r->nodes += n;
+    r->bytes += bytes;
     return 0;
 }
 
@@ -274,8 +286,9 @@ static int copy(reader *r, int depth, yaml_mark_t m)
     return 0;
 }
 
-/* Records the value on top under the anchor at index a (if any), with its node count. */
-static void remember(reader *r, int a, int value, long before)
+/* Records the value on top under the anchor at index a (if any), with its node count and
+ * bytes (counted since `before` and `bytes_before`). */
+static void remember(reader *r, int a, int value, long before, long bytes_before)
 {
     lua_State *L = r->L;
     if (lua_isnil(L, a)) return;
@@ -285,6 +298,9 @@ static void remember(reader *r, int a, int value, long before)
     lua_pushvalue(L, a);
     lua_pushinteger(L, r->nodes - before);
     lua_rawset(L, r->sizes);
+    lua_pushvalue(L, a);
+    lua_pushinteger(L, r->bytes - bytes_before);
+    lua_rawset(L, r->weights);
 }
 
 static void push_anchor(lua_State *L, const yaml_char_t *anchor)
@@ -303,8 +319,10 @@ static int alias(reader *r, int depth)
         return fail_mark(r, m, "unknown anchor '%.60s' (an alias must follow its anchor)", name);
     lua_getfield(L, r->sizes, name);
     long n = (long)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (count(r, m, n) != 0) return -1;
+    lua_getfield(L, r->weights, name);
+    long bytes = (long)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (count(r, m, n, bytes) != 0) return -1;
     return copy(r, depth, m);
 }
 
@@ -314,9 +332,9 @@ static int sequence(reader *r, int depth)
     const yaml_event_t *ev = &r->b->event;
     yaml_mark_t m = ev->start_mark;
     if (depth >= MAX_DEPTH) return fail_mark(r, m, "nesting deeper than %d levels", MAX_DEPTH);
-    if (count(r, m, 1) != 0) return -1;
+    if (count(r, m, 1, 0) != 0) return -1;
     luaL_checkstack(L, 8, "yaml: nesting");
-    long before = r->nodes - 1;
+    long before = r->nodes - 1, bytes_before = r->bytes;
     push_anchor(L, ev->data.sequence_start.anchor);
     int a = lua_gettop(L);
     lua_newtable(L);
@@ -326,7 +344,7 @@ static int sequence(reader *r, int depth)
         if (node(r, depth + 1) != 0) return -1;
         lua_rawseti(L, a + 1, i);
     }
-    remember(r, a, a + 1, before);
+    remember(r, a, a + 1, before, bytes_before);
     lua_remove(L, a);
     return 0;
 }
@@ -389,9 +407,9 @@ static int mapping(reader *r, int depth)
     const yaml_event_t *ev = &r->b->event;
     yaml_mark_t m = ev->start_mark;
     if (depth >= MAX_DEPTH) return fail_mark(r, m, "nesting deeper than %d levels", MAX_DEPTH);
-    if (count(r, m, 1) != 0) return -1;
+    if (count(r, m, 1, 0) != 0) return -1;
     luaL_checkstack(L, 10, "yaml: nesting");
-    long before = r->nodes - 1;
+    long before = r->nodes - 1, bytes_before = r->bytes;
     push_anchor(L, ev->data.mapping_start.anchor);
     int a = lua_gettop(L), t = a + 1, ml = a + 2;
     lua_newtable(L);
@@ -405,7 +423,7 @@ static int mapping(reader *r, int depth)
             return fail_mark(r, km, ev->type == YAML_ALIAS_EVENT
                                         ? "aliases as mapping keys are not supported"
                                         : "only text can be a mapping key");
-        if (count(r, km, 1) != 0) return -1;
+        if (count(r, km, 1, (long)ev->data.scalar.length) != 0) return -1;
         int merge = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && ev->data.scalar.plain_implicit &&
                     is((const char *)ev->data.scalar.value, ev->data.scalar.length, "<<");
         lua_pushlstring(L, (const char *)ev->data.scalar.value, ev->data.scalar.length);
@@ -416,6 +434,9 @@ static int mapping(reader *r, int depth)
             lua_pushstring(L, (const char *)ev->data.scalar.anchor);
             lua_pushinteger(L, 1);
             lua_rawset(L, r->sizes);
+            lua_pushstring(L, (const char *)ev->data.scalar.anchor);
+            lua_pushinteger(L, (lua_Integer)ev->data.scalar.length);
+            lua_rawset(L, r->weights);
         }
         if (next(r) != 0) return -1;
         if (node(r, depth + 1) != 0) return -1;
@@ -439,7 +460,7 @@ static int mapping(reader *r, int depth)
     }
     if (!lua_isnil(L, ml)) apply_merges(L, t, ml);
     lua_pop(L, 1);
-    remember(r, a, t, before);
+    remember(r, a, t, before, bytes_before);
     lua_remove(L, a);
     return 0;
 }
@@ -453,11 +474,12 @@ static int node(reader *r, int depth)
     case YAML_ALIAS_EVENT:
         return alias(r, depth);
     case YAML_SCALAR_EVENT: {
-        if (count(r, ev->start_mark, 1) != 0) return -1;
+        long len = (long)ev->data.scalar.length;
+        if (count(r, ev->start_mark, 1, len) != 0) return -1;
         luaL_checkstack(L, 4, "yaml: nesting");
         push_anchor(L, ev->data.scalar.anchor);
         push_scalar(L, ev);
-        remember(r, lua_gettop(L) - 1, lua_gettop(L), r->nodes - 1);
+        remember(r, lua_gettop(L) - 1, lua_gettop(L), r->nodes - 1, r->bytes - len);
         lua_remove(L, -2);
         return 0;
     }
@@ -497,8 +519,9 @@ static int l_decode(lua_State *L)
     yaml_parser_set_input_string(&b->parser, (const unsigned char *)text, len);
     lua_newtable(L);
     lua_newtable(L);
-    reader r = { .L = L, .b = b, .text = text, .len = len, .anchors = lua_gettop(L) - 1,
-                 .sizes = lua_gettop(L), .nodes = 0, .err = "" };
+    lua_newtable(L);
+    reader r = { .L = L, .b = b, .text = text, .len = len, .anchors = lua_gettop(L) - 2,
+                 .sizes = lua_gettop(L) - 1, .weights = lua_gettop(L), .nodes = 0, .bytes = 0, .err = "" };
     int rc = document(&r);
     box_release(b);
     if (rc != 0) {
@@ -533,5 +556,7 @@ int luaopen_mw_yaml(lua_State *L)
     lua_setfield(L, -2, "max_depth");
     lua_pushinteger(L, MAX_NODES);
     lua_setfield(L, -2, "max_nodes");
+    lua_pushinteger(L, MAX_BYTES);
+    lua_setfield(L, -2, "max_bytes");
     return 1;
 }

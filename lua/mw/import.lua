@@ -129,10 +129,19 @@ for w in ([[and break do else elseif end false for function goto if in local nil
 local function quote(s)
   local out, i, n = { '"' }, 1, #s
   while i <= n do
+    -- a run of printable ASCII goes as it is: byte by byte, a 15 MB value took 33 s
+    local j = s:find('[%c"\\\128-\255]', i)
+    if not j then out[#out + 1] = s:sub(i) break end
+    if j > i then out[#out + 1] = s:sub(i, j - 1) end
+    i = j
     local c = s:byte(i)
     local len = c >= 0xF0 and 4 or c >= 0xE0 and 3 or c >= 0xC2 and 2 or 1
     local ch = s:sub(i, i + len - 1)
-    if c >= 0x80 and len > 1 and utf8.len(ch) == 1 then
+    local run_end = c >= 0x80 and ((s:find("[^\128-\255]", i) or n + 1) - 1)
+    if run_end and utf8.len(s, i, run_end) then
+      out[#out + 1] = s:sub(i, run_end)       -- a run of valid UTF-8 goes as it is too
+      i = run_end + 1
+    elseif c >= 0x80 and len > 1 and utf8.len(ch) == 1 then
       out[#out + 1] = ch
       i = i + len
     else
@@ -202,9 +211,24 @@ local function warn(cx, msg)
   end
 end
 
+-- Records that the value of variable `name` from the env file at `path` is written into the
+-- stack file: the command names them (never their values) with the file they came from.
+local function baked(cx, path, name)
+  local b = cx.baked[path]
+  if not b then
+    b = { path = path, names = {} }
+    cx.baked[path] = b
+    cx.baked[#cx.baked + 1] = b
+  end
+  b.names[name] = true
+end
+
 local function lookup(cx, name)
   local v = cx.getenv(name)
-  if v == nil then v = cx.dotenv[name] end
+  if v == nil then
+    v = cx.dotenv[name]
+    if v ~= nil then baked(cx, cx.dotenv_path, name) end
+  end
   return v
 end
 
@@ -266,32 +290,57 @@ end
 
 -- Interpolation -------------------------------------------------------------------------------
 
+-- Each ${...} finds its end by a scan of what it holds, and a default is interpolated on its
+-- own: the work is the text times the nesting, so the nesting is bounded (20 000 levels never
+-- finished). Compose files nest two or three levels at most.
+M.MAX_NESTING = 32
+-- Text interpolation may make, counted at every level: `$X` a million times with a 1 KB X is
+-- a gigabyte. The same bound as the YAML loader's (yaml.max_bytes).
+M.MAX_EXPANDED = 16 * 1024 * 1024
+
+local function emit(cx, out, piece)
+  cx.expanded = (cx.expanded or 0) + #piece
+  if cx.expanded > M.MAX_EXPANDED then
+    fatal(string.format("interpolation makes more than %d MiB of text", M.MAX_EXPANDED // 1048576))
+  end
+  out[#out + 1] = piece
+end
+
 -- ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}, ${VAR:+alt}, ${VAR+alt},
--- $VAR and $$, as compose does; a default may itself hold ${...}.
+-- $VAR and $$, as compose does; a default may itself hold ${...}, up to MAX_NESTING deep.
 local function interpolate(cx, s, where)
   if not s:find("$", 1, true) then return s end
   local out, i, n = {}, 1, #s
   while i <= n do
     local a = s:find("$", i, true)
-    if not a then out[#out + 1] = s:sub(i); break end
-    out[#out + 1] = s:sub(i, a - 1)
+    if not a then emit(cx, out, s:sub(i)); break end
+    emit(cx, out, s:sub(i, a - 1))
     local c = s:sub(a + 1, a + 1)
     if c == "$" then
-      out[#out + 1] = "$"
+      emit(cx, out, "$")
       i = a + 2
     elseif c == "{" then
       local depth, j = 1, a + 2
-      while j <= n do
-        local ch = s:sub(j, j)
-        if ch == "{" and s:sub(j - 1, j - 1) == "$" then
-          depth = depth + 1
-        elseif ch == "}" then
+      while true do
+        j = s:find("[{}]", j)
+        if not j then break end
+        if s:byte(j) == 125 then                      -- "}"
           depth = depth - 1
           if depth == 0 then break end
+        elseif s:byte(j - 1) == 36 then               -- "${"
+          depth = depth + 1
+          if depth > M.MAX_NESTING then
+            fatal(string.format("%s: ${...} nested deeper than %d levels", where == "" and "(top level)" or where,
+              M.MAX_NESTING))
+          end
         end
         j = j + 1
       end
-      if depth ~= 0 then fatal(string.format("%s: unterminated ${ in %s", where, compact(s))) end
+      if depth ~= 0 then
+        local shown = compact(s)
+        if #shown > 80 then shown = shown:sub(1, 72) .. "... (" .. #s .. " bytes)" end
+        fatal(string.format("%s: unterminated ${ in %s", where, shown))
+      end
       local body = s:sub(a + 2, j - 1)
       local name, op, rest = body:match("^([%a_][%w_]*)(:?[-?+])(.*)$")
       if not name then
@@ -319,7 +368,7 @@ local function interpolate(cx, s, where)
       else
         val = set and interpolate(cx, rest, where) or ""
       end
-      out[#out + 1] = val
+      emit(cx, out, val)
       i = j + 1
     elseif c:find("^[%a_]") then
       local name = s:match("^[%a_][%w_]*", a + 1)
@@ -328,10 +377,10 @@ local function interpolate(cx, s, where)
         warn(cx, string.format("variable '%s' is not set; using an empty string", name))
         val = ""
       end
-      out[#out + 1] = val
+      emit(cx, out, val)
       i = a + 1 + #name
     else
-      out[#out + 1] = "$"
+      emit(cx, out, "$")
       i = a + 1
     end
   end
@@ -530,8 +579,8 @@ local function env(cx, comp, svc)
   if comp.env_done then return end
   comp.env_done = true
   local final, groups = {}, {}
-  local function put(key, value, source)
-    final[key] = { value = value, source = source }
+  local function put(key, value, source, file)
+    final[key] = { value = value, source = source, file = file }
     if not groups[source] then
       groups[source] = true
       groups[#groups + 1] = source
@@ -562,7 +611,7 @@ local function env(cx, comp, svc)
         if not entries then fatal(string.format("service %s: env_file %s: %s", comp.orig, path, perr)) end
         local label = "from " .. path_for(cx, path)
         for _, e in ipairs(entries) do
-          put(e[1], e[2] == nil and raw("os.getenv " .. quote(e[1])) or e[2], label)
+          put(e[1], e[2] == nil and raw("os.getenv " .. quote(e[1])) or e[2], label, e[2] ~= nil and full or nil)
         end
       end
     end
@@ -585,6 +634,7 @@ local function env(cx, comp, svc)
     end
   end
   if #groups == 0 then return end
+  for k, x in pairs(final) do if x.file then baked(cx, x.file, k) end end
   local pad = string.rep(" ", 8)
   local lines = { "{" }
   for _, source in ipairs(groups) do
@@ -1303,8 +1353,14 @@ local function convert(compose, opts, warnings)
   local cx = {
     warnings = warnings, warned = {}, uses = {},
     dir = opts.dir or ".", out_dir = opts.out_dir or opts.dir or ".",
-    read = opts.read or read_file,
+    baked = {}, read_paths = {},
   }
+  local read = opts.read or read_file
+  cx.read = function(p)
+    local text, err = read(p)
+    if text then cx.read_paths[#cx.read_paths + 1] = p end
+    return text, err
+  end
   local environ = opts.env
   cx.getenv = environ and function(k) return environ[k] end or os.getenv
   cx.same_dir = normpath(cx.dir) == normpath(cx.out_dir)
@@ -1325,8 +1381,8 @@ local function convert(compose, opts, warnings)
   if not is_map(services) then fatal("'services' must be a mapping of name: service") end
 
   -- .env beside the compose file feeds interpolation (the process environment wins).
-  cx.dotenv = {}
-  local dot = cx.read(join(cx.dir, ".env"))
+  cx.dotenv, cx.dotenv_path = {}, join(cx.dir, ".env")
+  local dot = cx.read(cx.dotenv_path)
   if dot then
     local entries, err = parse_dotenv(dot)
     if not entries then fatal(".env: " .. err) end
@@ -1415,17 +1471,26 @@ local function convert(compose, opts, warnings)
   end
   out[#out + 1] = "  },"
   out[#out + 1] = "}"
-  return table.concat(out, "\n") .. "\n"
+  local from = {}
+  for i, b in ipairs(cx.baked) do
+    local list = {}
+    for n in pairs(b.names) do list[#list + 1] = n end
+    table.sort(list)
+    from[i] = { path = b.path, names = list }
+  end
+  return table.concat(out, "\n") .. "\n", { env_values = from, read = cx.read_paths }
 end
 
--- import.convert(compose_table, opts) -> lua_source, warnings | nil, message, warnings
+-- import.convert(compose_table, opts) -> lua_source, warnings, sources | nil, message, warnings
+-- sources: read (the env files read: .env and env_file paths), env_values ({ path, names }
+-- for each env file whose values are written into the source).
 -- opts: file (name for the header), dir (the compose file's directory), out_dir (where the
 -- stack file goes; default dir), env (a table instead of the process environment), read
 -- (function(path) -> text | nil, err, for env files), cwd (for relative dirs).
 function M.convert(compose, opts)
   local warnings = {}
-  local ok, src = pcall(convert, compose, opts or {}, warnings)
-  if ok then return src, warnings end
+  local ok, src, sources = pcall(convert, compose, opts or {}, warnings)
+  if ok then return src, warnings, sources end
   if getmetatable(src) == Fatal then return nil, src.msg, warnings end
   error(src, 0)
 end
@@ -1463,10 +1528,11 @@ function M.main(args, cli)
   local dir = absolute(dirname(file), here)
   local out_path = out and absolute(out, here) or join(dir, "stack.lua")
   local shown = out or (dirname(file) == "." and "stack.lua" or (dirname(file) .. "/stack.lua"))
-  local src, cerr, warnings = M.convert(doc, {
+  local src, cerr, third = M.convert(doc, {
     file = basename(file), dir = dir, out_dir = dirname(out_path), cwd = here,
   })
-  if src then warnings = cerr end
+  local warnings, sources = third, nil
+  if src then warnings, sources = cerr, third end
   for _, w in ipairs(warnings) do err(w) end
   if not src then err(file .. ": " .. cerr) return 2 end
 
@@ -1480,15 +1546,40 @@ function M.main(args, cli)
     return 2
   end
 
+  local function display(p)
+    if p:sub(1, #here + 1) == here .. "/" then return p:sub(#here + 2) end
+    return p
+  end
+  -- Values from env files end up in the stack file as text: say which, by name only.
+  for _, b in ipairs(sources.env_values) do
+    err(string.format("values from %s written into %s: %s", display(b.path), out or "the output",
+      table.concat(b.names, ", ")))
+  end
+
   if not out then
     io.stdout:write(src)
     return 0
   end
+  -- The stack file may hold what the compose and env files hold, so it is no more readable than
+  -- the most private of them: 0644 masked by each one's mode (a 0600 .env gives 0600; the
+  -- umask may narrow it further). Its owner keeps read and write, to edit it and import over it.
   local fs = require "mw.fs"
-  local ok, werr = fs.write_atomic(out, src, 420)
+  local mode, private = 420, {}
+  local read = { absolute(file, here) }
+  for _, p in ipairs(sources.read) do read[#read + 1] = p end
+  for _, p in ipairs(read) do
+    local st = fs.stat(fs.realpath(p) or p)
+    if st and (mode & st.mode) | 384 ~= mode | 384 then
+      mode = mode & st.mode
+      private[#private + 1] = display(p)
+    end
+  end
+  mode = mode | 384
+  local ok, werr = fs.write_atomic(out, src, mode)
   if not ok then err("cannot write " .. out .. ": " .. tostring(werr)) return 1 end
-  err(string.format("wrote %s: %d component%s, %d warning%s", out, #s.order, #s.order == 1 and "" or "s",
-    #warnings, #warnings == 1 and "" or "s"))
+  err(string.format("wrote %s: %d component%s, %d warning%s%s", out, #s.order, #s.order == 1 and "" or "s",
+    #warnings, #warnings == 1 and "" or "s",
+    mode ~= 420 and string.format("; mode %04o, as private as %s", mode, table.concat(private, ", ")) or ""))
   return 0
 end
 

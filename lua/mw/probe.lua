@@ -102,8 +102,12 @@ function M.tcp(port, hb)
   if not conn then return false, err end
   if hb.send then conn:write(hb.send) end
   if hb.expect then
-    local got, deadline = "", core.now() + hb.timeout
-    while not got:find(hb.expect, 1, true) do
+    -- Only the last #expect - 1 bytes are kept between reads (the text may straddle two), so a
+    -- chatty server costs no more than MAX_BODY of reading. Not finding it within MAX_BODY is
+    -- a failure: a server sending garbage and never the answer is not healthy.
+    local tail, seen, deadline = "", 0, core.now() + hb.timeout
+    local keep = #hb.expect - 1
+    while true do
       local left = deadline - core.now()
       local data, rerr
       if left > 0 then data, rerr = conn:read(left) else rerr = "timeout" end
@@ -111,8 +115,14 @@ function M.tcp(port, hb)
         conn:close()
         return false, "no " .. string.format("%q", hb.expect) .. " in the answer (" .. tostring(rerr) .. ")"
       end
-      got = got .. data
-      if #got > M.MAX_BODY then break end
+      local window = tail .. data
+      if window:find(hb.expect, 1, true) then break end
+      seen = seen + #data
+      if seen >= M.MAX_BODY then
+        conn:close()
+        return false, string.format("no %q in the first %d bytes of the answer", hb.expect, M.MAX_BODY)
+      end
+      tail = keep > 0 and window:sub(-keep) or ""
     end
   end
   conn:close()

@@ -20,6 +20,7 @@ local ACTIONS = { restart = true, recreate = true, reconnect = true, restart_dep
 local HISTORY = 50
 local POLICY_BUDGET = { instructions = 1e6, seconds = 0.1 }
 local MAX_DELAY = 24 * 3600
+local REMOVAL_WAIT = 10         -- seconds to wait for a removal someone else started
 
 -- ---------------------------------------------------------------------------------------------
 -- construction and small helpers
@@ -355,9 +356,13 @@ function Sup:watch_pid(c)
       { container = id, pid = pid })
     core.sleep(2)
     if c.id == id and not c.handling and c.down and c.down.id == id and not self.stopping then
-      local info = self.engine:inspect(id)
+      local info, _, code = self.engine:inspect(id)
       local st = info and info.State or {}
-      self:failure(c, st.OOMKilled and "oom" or "exited", { exit_code = st.ExitCode })
+      if code == "notfound" or st.Status == "removing" then
+        self:failure(c, "removed", {})
+      else
+        self:failure(c, st.OOMKilled and "oom" or "exited", { exit_code = st.ExitCode })
+      end
     end
   end)
 end
@@ -410,6 +415,20 @@ function Sup:extra_networks(c)
   return out
 end
 
+-- Waits for a removal someone else started (`mw kill`: the engine answers ours with 409
+-- "already in progress") to end, since the name stays taken until then: true once it is gone,
+-- false if it ended otherwise or took longer than REMOVAL_WAIT.
+function Sup:await_removal(id)
+  local deadline, delay = core.now() + REMOVAL_WAIT, 0.01
+  while true do
+    local info, _, code = self.engine:inspect(id)
+    if not info then return code == "notfound" end
+    if (info.State or {}).Status ~= "removing" or core.now() >= deadline then return false end
+    core.sleep(delay)
+    delay = math.min(delay * 2, 0.2)
+  end
+end
+
 -- Creates and starts a fresh container for c, removing any old one first.
 function Sup:create_and_start(c, body)
   local e = self.engine
@@ -427,7 +446,8 @@ function Sup:create_and_start(c, body)
       for _, n in ipairs(x.Names or {}) do
         if n == "/" .. name then
           c.quiet = x.Id
-          e:remove(x.Id, { force = true })
+          local _, _, rcode = e:remove(x.Id, { force = true })
+          if rcode == "conflict" then self:await_removal(x.Id) end
           removed = true
         end
       end
@@ -975,7 +995,13 @@ function Sup:settle(c)
   c.handling = false
   local d = c.died
   c.died = nil
-  if d and d.id == c.id then self:failure(c, d.oom and "oom" or "exited", { exit_code = d.exit_code }) end
+  if d and d.id == c.id then
+    if self:being_removed(d.id) then
+      if c.id == d.id and not c.handling then self:failure(c, "removed", {}) end
+      return
+    end
+    self:failure(c, d.oom and "oom" or "exited", { exit_code = d.exit_code })
+  end
 end
 
 -- A start that did not take: an exit right after start is an ordinary failure (with its exit
@@ -1022,7 +1048,8 @@ function Sup:restart_container(c)
   end
   local ok, err, code = e:start(c.id)
   if ok then return self:post_start(c, "restarted") end
-  if code == "notfound" then return self:recreate(c) end
+  -- removed meanwhile, or being removed (removed by the time the start was refused): a new one
+  if code == "notfound" or tostring(err):find("marked for removal", 1, true) then return self:recreate(c) end
   return nil, err
 end
 
@@ -1030,7 +1057,8 @@ function Sup:recreate(c)
   local e = self.engine
   if c.id then
     c.quiet = c.id
-    e:remove(c.id, { force = true })
+    local _, _, code = e:remove(c.id, { force = true })
+    if code == "conflict" then self:await_removal(c.id) end
     c.id = nil
   end
   local img, ierr = self:image_for(c)
@@ -1052,6 +1080,18 @@ function Sup:by_id(id)
   return nil
 end
 
+-- Whether a container that died is being removed. A forced remove (`mw kill`, `docker rm -f`)
+-- kills the container, so its die event comes before the destroy event; the engine marks the
+-- removal before the kill (moby daemon/delete.go: ContainerRm calls SetRemovalInProgress, then
+-- cleanupContainer kills), and inspect then says "removing" (State.StateString puts it before
+-- "dead" and "exited"), or finds nothing once the removal is done. Such a death is the failure
+-- `removed`, not an exit to restart in place: that start would fail with "marked for removal".
+function Sup:being_removed(id)
+  local info, _, code = self.engine:inspect(id)
+  if not info then return code == "notfound" end
+  return (info.State or {}).Status == "removing"
+end
+
 function Sup:on_container_event(ev)
   local actor = ev.Actor or {}
   local attrs = actor.Attributes or {}
@@ -1066,6 +1106,12 @@ function Sup:on_container_event(ev)
     c.died = { id = actor.ID, exit_code = tonumber(attrs.exitCode), oom = c.oom }
   elseif action == "die" then
     local code = tonumber(attrs.exitCode)
+    if self:being_removed(actor.ID) then
+      -- the inspect yielded: act only if nothing else (another stream, the pid watcher) did
+      if c.id == actor.ID and not c.handling then self:failure(c, "removed", {}) end
+      return
+    end
+    if c.id ~= actor.ID or c.handling then return end
     c.dead_id = actor.ID      -- known to be stopped: a restart in place needs no inspect first
     if c.oom then self:failure(c, "oom", { exit_code = code })
     else self:failure(c, "exited", { exit_code = code }) end
@@ -1082,7 +1128,15 @@ function Sup:on_network_event(ev)
   if (ev.Action or ev.status) ~= "disconnect" then return end
   local attrs = (ev.Actor or {}).Attributes or {}
   local c = self:by_id(attrs.container)
-  if not c or c.quiet == c.id then return end
+  if not c or c.quiet == c.id or c.handling then return end
+  -- a container that dies or is removed leaves its networks too: that is its die or destroy
+  -- event's failure, not a disconnect (this event may come first: another stream)
+  local id = c.id
+  if c.down and c.down.id == id then return end
+  local info = self.engine:inspect(id)
+  local status = info and (info.State or {}).Status
+  if status ~= "running" and status ~= "paused" then return end
+  if c.id ~= id or c.handling then return end
   self:failure(c, "disconnected", {})
 end
 

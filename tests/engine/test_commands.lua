@@ -413,6 +413,68 @@ end)
 
 -- ---------------------------------------------------------------------------------------------
 
+-- `mw kill` removes the container by force: the engine kills it (a die event, code 137) before
+-- it removes it (destroy). That is one failure, `removed`, recreated at once: not an exit to
+-- restart in place, whose start then fails with "marked for removal".
+t.test("kill with mw running: one failure 'removed', no start_failed or error line, one restart", function()
+  local file, stack = E.stack("killrun", [==[
+return { name = "NAME", components = {
+  web = { image = "IMAGE", heartbeat = { port = 8089, path = "/debug/vars", interval = "1s", misses = 3, grace = "10s" },
+    command = { "sh", "-c", "mkdir -p /w/debug && echo '{}' > /w/debug/vars && exec httpd -f -p 8089 -h /w" } },
+} }
+]==])
+  local h = E.mw({ "run", "--log-format", "json", file })
+  h.wait_event({ event = "healthy", component = "web" }, 60)
+  local before = id_of(stack, "web")
+  local mark = #h.events()
+  local code, _, errs = mw({ "kill", "web", "--stack", stack })
+  t.eq(code, 0, errs)
+  local _, at = h.wait_event({ event = "healthy", component = "web" }, 60, mark)
+  local after = id_of(stack, "web")
+  t.ok(after and after ~= before, "a new container")
+  local failed, bad = {}, {}
+  for i, ev in ipairs(h.events()) do
+    if i > mark and i <= at then
+      if ev.event == "failed" then failed[#failed + 1] = ev end
+      if ev.event == "start_failed" or ev.level == "error" then bad[#bad + 1] = ev.event .. ": " .. tostring(ev.msg) end
+    end
+  end
+  t.eq(#failed, 1, "one failure; log:\n" .. h.text())
+  t.eq(failed[1] and failed[1].reason, "removed", "its reason")
+  t.eq(failed[1] and failed[1].action, "recreate", "recreated, not restarted in place")
+  t.same(bad, {}, "no start_failed, no error line")
+  local st = json_status({ "status", "--json", "--stack", stack }).stacks[1]
+  local web = by_name(st).web
+  t.eq(web.restarts, 1, "counted once")
+  t.eq(web.last_failure and web.last_failure.reason, "removed", "the last failure")
+  h.stop()
+end)
+
+-- The other side of the rule above: a live container knocked off the stack network is still the
+-- failure `disconnected`, reconnected in place (the disconnect event is checked against the
+-- engine only to tell it from a dying container's).
+t.test("a running container disconnected from the stack network: one failure 'disconnected', reconnected", function()
+  local file, stack = E.stack("disc", [==[
+return { name = "NAME", components = {
+  web = { image = "IMAGE", command = { "sleep", "1000" } },
+} }
+]==])
+  local h = E.mw({ "run", "--log-format", "json", file })
+  h.wait_event({ event = "started", component = "web" }, 60)
+  local id = id_of(stack, "web")
+  local mark = #h.events()
+  assert(e:network_disconnect("mw-" .. stack, id, true))
+  local _, at = h.wait_event({ event = "reconnected", component = "web" }, 30, mark)
+  local failed = {}
+  for i, ev in ipairs(h.events()) do
+    if i > mark and i <= at and ev.event == "failed" then failed[#failed + 1] = ev.reason end
+  end
+  t.same(failed, { "disconnected" }, h.text())
+  t.eq(id_of(stack, "web"), id, "the same container")
+  t.ok(assert(e:inspect(id)).NetworkSettings.Networks["mw-" .. stack], "on the network again")
+  h.stop()
+end)
+
 t.test("scaled components: a row and a log prefix per instance; kill of one instance", function()
   local file, stack = E.stack("scale", [==[
 return { name = "NAME", components = {

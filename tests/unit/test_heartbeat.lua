@@ -69,6 +69,54 @@ t.test("probe.get: status and body, refusals, and a server that never answers", 
   t.ok(core.now() - t0 < 1, "the timeout held")
 end)
 
+-- A TCP server that reads the probe's line, then writes what `answer` returns for it in pieces
+-- and, unless `hold`, closes.
+local function tcp_server(answer, hold)
+  local l = assert(net.listen("127.0.0.1", 0))
+  local s = { port = l:port(), done = false }
+  s.task = core.spawn(function()
+    while true do
+      local c = l:accept()
+      if not c then return end
+      core.spawn(function()
+        local req = c:read(2)
+        for _, piece in ipairs(answer(req or "")) do
+          if not c:write(piece) then break end
+        end
+        while hold and not s.done do core.sleep(0.01) end
+        c:close()
+      end, "tcpd-conn")
+    end
+  end, "tcpd")
+  function s.stop() s.done = true l:close() core.join(s.task) end
+  return s
+end
+
+t.test("probe.tcp: expect is found across reads, and 80 KB without it is a failure, not healthy", function()
+  -- the answer split inside the expected text: it straddles two reads
+  local good = tcp_server(function() return { "+PO", "NG\r\n" } end)
+  local hb = { timeout = 2, send = "PING\r\n", expect = "+PONG" }
+  local ok, why = probe.tcp(good.port, hb)
+  t.eq(ok, true, tostring(why))
+  good.stop()
+  -- 80 KB of garbage, never "+PONG", the connection held open (closed: the same verdict)
+  for _, hold in ipairs { true, false } do
+    local junk = tcp_server(function()
+      local out = {}
+      for i = 1, 20 do out[i] = string.rep("-", 4096) end
+      return out
+    end, hold)
+    local t0 = core.now()
+    ok, why = probe.tcp(junk.port, hb)
+    junk.stop()
+    t.eq(ok, false, "80 KB without the expected text is a failure (hold " .. tostring(hold) .. ")")
+    if hold then
+      t.eq(why, 'no "+PONG" in the first 65536 bytes of the answer')
+      t.ok(core.now() - t0 < 1.5, "judged on the bytes, not the timeout")
+    end
+  end
+end)
+
 -- A supervisor with no engine: fake instances probe the test server; failures are recorded.
 local function harness()
   local sup = supervisor.new { engine = {}, stack = { name = "hb", order = {}, components = {} } }

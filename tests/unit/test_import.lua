@@ -1033,6 +1033,189 @@ t.test("mw import: stdout, -o, --force, and exit 2 with one line for broken file
   t.eq(code, 2); t.match(err, "^mw import: cannot read .*nothing.yaml: No such file")
 end)
 
+-- Runs `mw <args>` in a child started in dir, killed after timeout seconds (so a test of an
+-- attack cannot hang) -> exit code (nil if it was killed), stdout, stderr, seconds taken.
+local function mw_child(args, dir, timeout)
+  local outf, errf = SCRATCH .. "/child.out", SCRATCH .. "/child.err"
+  local argv = { "/bin/sh", "-c", 'o=$1 e=$2; shift 2; exec "$@" >"$o" 2>"$e"', "sh", outf, errf, self_exe() }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "PWD=" .. dir }
+  if os.getenv("MW_LUA_PATH") then env[#env + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
+  local t0 = core.now()
+  local p = assert(proc.spawn { args = argv, env = env, cwd = dir })
+  local code = p:wait(timeout)
+  if not code then p:kill("KILL") p:wait(5) end
+  p:close()
+  local out, err = fs.read(outf) or "", fs.read(errf) or ""
+  os.remove(outf); os.remove(errf)
+  return code, out, err, core.now() - t0
+end
+
+local function one_line(err, what)
+  local _, n = err:gsub("\n", "")
+  t.eq(n, 1, what .. ": one line on stderr: " .. err:sub(1, 300))
+end
+
+t.test("yaml: a 1 MB scalar aliased 100 times is refused by its expanded size, at once", function()
+  t.eq(yaml.max_bytes, 16 * 1024 * 1024)
+  local function bomb(copies)
+    local lines = { "services:", "  web:", "    image: busybox", "    environment:",
+                    "      A0: &big " .. string.rep("x", 1024 * 1024) }
+    for i = 1, copies do lines[#lines + 1] = "      A" .. i .. ": *big" end
+    return table.concat(lines, "\n") .. "\n"
+  end
+  local t0 = os.clock()
+  local v, err = yaml.decode(bomb(100))
+  t.eq(v, nil, "106 MB once expanded")
+  t.eq(err, "line 20, column 12: document too large: more than 16 MiB of text once aliases are expanded (an alias bomb?)")
+  t.ok(os.clock() - t0 < 2, "took " .. (os.clock() - t0) .. "s")
+  -- under the limit the aliases are fine, and a mapping's bytes count each time it is aliased
+  local ok = yaml.decode(bomb(10))
+  t.eq(#ok.services.web.environment.A10, 1024 * 1024)
+  local keys = { "a: &m {k1: " .. string.rep("y", 1024 * 1024) .. "}" }
+  for i = 1, 20 do keys[#keys + 1] = "b" .. i .. ": *m" end
+  v, err = yaml.decode(table.concat(keys, "\n"))
+  t.eq(v, nil)
+  t.match(err, "more than 16 MiB of text")
+
+  -- the command: one line and exit 2, where it wrote a 106 MB stack.lua in 33 s
+  local d = SCRATCH .. "/bomb"
+  assert(fs.mkdirp(d))
+  assert(fs.write_atomic(d .. "/compose.yaml", bomb(100)))
+  local code, out, err2, took = mw_child({ "import", "compose.yaml", "-o", "stack.lua" }, d, 20)
+  t.eq(code, 2, "exit; stderr: " .. err2:sub(1, 300))
+  t.eq(out, "")
+  one_line(err2, "alias bomb")
+  t.match(err2, "^mw import: compose.yaml: line 20, column 12: document too large: more than 16 MiB")
+  t.ok(took < 10, string.format("took %.1fs", took))
+  t.ok(not fs.stat(d .. "/stack.lua"), "nothing written")
+end)
+
+t.test("interpolation: nesting is bounded (32), and so is the text it makes", function()
+  t.eq(import.MAX_NESTING, 32)
+  local function nest(n) return string.rep("${X:-", n) .. "v" .. string.rep("}", n) end
+  local src = conv("services:\n  web:\n    image: busybox\n    environment:\n      A: '" .. nest(32) .. "'\n")
+  t.match(src, 'A = "v"', "32 levels are fine")
+  local v, err = conv("services:\n  web:\n    image: busybox\n    environment:\n      A: '" .. nest(33) .. "'\n")
+  t.eq(v, nil)
+  t.eq(err, "services.web.environment.A: ${...} nested deeper than 32 levels")
+  -- 20 000 levels: refused at once (it never finished: each level scanned the rest again)
+  local t0 = os.clock()
+  v, err = conv("services:\n  web:\n    image: busybox\n    environment:\n      A: '" .. nest(20000) .. "'\n")
+  t.eq(v, nil)
+  t.match(err, "nested deeper than 32 levels$")
+  t.ok(os.clock() - t0 < 1, "took " .. (os.clock() - t0) .. "s")
+  -- a 1 KB variable used 20 000 times is 20 MB
+  t.eq(import.MAX_EXPANDED, 16 * 1024 * 1024)
+  v, err = conv("services:\n  web:\n    image: busybox\n    environment:\n      A: '" .. string.rep("$X", 20000) .. "'\n",
+    { env = { X = string.rep("k", 1024) } })
+  t.eq(v, nil)
+  t.eq(err, "interpolation makes more than 16 MiB of text")
+  -- one line only, even for a long unterminated value
+  v, err = conv("services:\n  web:\n    image: busybox\n    environment:\n      A: '${X:-" .. string.rep("z", 5000) .. "'\n")
+  t.eq(v, nil)
+  t.match(err, "unterminated %${")
+  t.ok(#err < 300, #err .. " bytes")
+
+  -- the command, in a child that cannot hang the test
+  local d = SCRATCH .. "/nest"
+  assert(fs.mkdirp(d))
+  assert(fs.write_atomic(d .. "/compose.yaml", "services:\n  web:\n    image: busybox\n    environment:\n      A: '"
+    .. nest(20000) .. "'\n"))
+  local code, out, err2, took = mw_child({ "import", "compose.yaml" }, d, 20)
+  t.eq(code, 2, "exit; stderr: " .. err2:sub(1, 300))
+  t.eq(out, "")
+  one_line(err2, "deep nesting")
+  t.eq(err2, "mw import: compose.yaml: services.web.environment.A: ${...} nested deeper than 32 levels\n")
+  t.ok(took < 10, string.format("took %.1fs", took))
+end)
+
+t.test("convert: the env files read, and which of their values the source holds", function()
+  local files = { [".env"] = "TAG=1.36\nPW=hunter2\nUNUSED=zzz\n", ["app.env"] = "API_KEY=s3cret\nBARE\nOVER=1\n" }
+  local src, _, sources = import.convert(decode([[
+services:
+  web:
+    image: "busybox:${TAG}"
+    env_file: [app.env]
+    environment:
+      A: "${PW}"
+      OVER: "from compose"
+]]), { dir = PROJ, env = {}, read = function(p)
+    local rel = p:sub(#PROJ + 2)
+    if files[rel] then return files[rel] end
+    return nil, p .. ": No such file or directory"
+  end })
+  t.ok(src)
+  t.same(sources.read, { PROJ .. "/.env", PROJ .. "/app.env" })
+  t.same(sources.env_values, {
+    { path = PROJ .. "/.env", names = { "PW", "TAG" } },
+    { path = PROJ .. "/app.env", names = { "API_KEY" } },   -- BARE is os.getenv, OVER is compose's
+  })
+  -- the process environment wins over .env: then the value did not come from the file
+  _, _, sources = import.convert(decode("services:\n  web:\n    image: \"busybox:${TAG}\"\n"),
+    { dir = PROJ, env = { TAG = "1" }, read = function(p)
+      if p == PROJ .. "/.env" then return files[".env"] end
+      return nil, "no"
+    end })
+  t.same(sources.env_values, {})
+end)
+
+t.test("mw import: values from env files are named, never shown; the stack file is as private as its sources", function()
+  local d = SCRATCH .. "/private"
+  assert(fs.mkdirp(d))
+  assert(fs.write_atomic(d .. "/compose.yaml", [[
+services:
+  web:
+    image: "busybox:${TAG}"
+    env_file: [app.env]
+    environment:
+      A: "${PW}"
+      OVER: "from compose"
+]], 420))
+  assert(fs.write_atomic(d .. "/.env", "TAG=1.36\nPW=hunter2\nUNUSED=zzz\n", 384))        -- 0600
+  assert(fs.write_atomic(d .. "/app.env", "API_KEY=s3cret\nBARE\nOVER=1\n", 416))        -- 0640
+  assert(fs.chmod(d .. "/.env", 384)); assert(fs.chmod(d .. "/app.env", 416))
+  local _, umask = sh("umask")
+  umask = tonumber(umask:match("%d+"), 8)
+
+  local code, out, err = mw_child({ "import", "compose.yaml", "-o", "stack.lua" }, d, 30)
+  t.eq(code, 0, err)
+  t.eq(out, "")
+  t.eq(fs.stat(d .. "/stack.lua").mode, 384 & ~umask, "a 0600 .env gives a 0600 stack.lua")
+  t.eq(err, "mw import: values from .env written into stack.lua: PW, TAG\n" ..
+            "mw import: values from app.env written into stack.lua: API_KEY\n" ..
+            "mw import: wrote stack.lua: 1 component, 0 warnings; mode 0600, as private as .env\n")
+  for _, secret in ipairs { "hunter2", "s3cret", "1.36", "zzz" } do
+    t.ok(not err:find(secret, 1, true), "no value on stderr: " .. secret)
+  end
+  t.match(fs.read(d .. "/stack.lua"), 'A = "hunter2"', "the value is in the file")
+
+  -- the most private source decides: now app.env (0640)
+  assert(fs.chmod(d .. "/.env", 420))
+  code, _, err = mw_child({ "import", "compose.yaml", "-o", "stack.lua", "--force" }, d, 30)
+  t.eq(code, 0, err)
+  t.eq(fs.stat(d .. "/stack.lua").mode, 416 & ~umask)
+  t.match(err, "; mode 0640, as private as app.env\n$")
+  -- and the compose file counts too
+  assert(fs.chmod(d .. "/app.env", 420)); assert(fs.chmod(d .. "/compose.yaml", 384))
+  code, _, err = mw_child({ "import", "compose.yaml", "-o", "stack.lua", "--force" }, d, 30)
+  t.eq(code, 0, err)
+  t.eq(fs.stat(d .. "/stack.lua").mode, 384 & ~umask)
+  t.match(err, "; mode 0600, as private as compose.yaml\n$")
+  -- all 0644: 0644, and the line as before
+  assert(fs.chmod(d .. "/compose.yaml", 420))
+  code, _, err = mw_child({ "import", "compose.yaml", "-o", "stack.lua", "--force" }, d, 30)
+  t.eq(code, 0, err)
+  t.eq(fs.stat(d .. "/stack.lua").mode, 420 & ~umask)
+  t.match(err, "wrote stack.lua: 1 component, 0 warnings\n$")
+  -- to stdout: the same names
+  code, out, err = mw_child({ "import", "compose.yaml" }, d, 30)
+  t.eq(code, 0, err)
+  t.match(out, "^%-%- Imported from compose.yaml")
+  t.eq(err, "mw import: values from .env written into the output: PW, TAG\n" ..
+            "mw import: values from app.env written into the output: API_KEY\n")
+end)
+
 t.test("cleanup", function()
   assert(sh("rm -rf " .. SCRATCH) == 0)
 end)
