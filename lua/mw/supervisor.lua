@@ -16,7 +16,6 @@ Sup.__index = Sup
 
 local ACTIONS = { restart = true, recreate = true, reconnect = true, restart_dependents = true,
                   restart_stack = true, give_up = true, ignore = true }
-local HISTORY = 50
 local POLICY_BUDGET = { instructions = 1e6, seconds = 0.1 }
 local MAX_DELAY = 24 * 3600
 
@@ -815,6 +814,21 @@ local function describe(reason, info)
   return reason
 end
 
+-- How much failure history an instance keeps beyond the last 50: as much as the largest limit
+-- in the stack needs (the largest restarts and the longest within), so a limit of 60 can trip
+-- and a policy function that wraps another component's policy object sees enough.
+function Sup:history_limit()
+  local restarts, within
+  for _, def in pairs(self.stack.components) do
+    local l = policy.limit_of(def.restart)
+    if l then
+      restarts = math.max(restarts or 0, l.restarts)
+      within = math.max(within or 0, l.within)
+    end
+  end
+  return restarts and { restarts = restarts, within = within } or nil
+end
+
 -- A failure of c: ask the policy what to do, then do it after its delay.
 function Sup:failure(c, reason, info)
   info = info or {}
@@ -836,7 +850,7 @@ function Sup:failure(c, reason, info)
     message = info.message,
   }
   c.history[#c.history + 1] = { time = now, reason = reason, uptime = uptime }
-  if #c.history > HISTORY then table.remove(c.history, 1) end
+  policy.trim_history(c.history, now, self:history_limit())
   c.failures = (c.failures or 0) + 1
   local why = describe(reason, info)
   c.last_failure = { reason = reason, exit_code = info.exit_code, time = now, message = why }
