@@ -7,6 +7,7 @@ local cjson = require "cjson"
 local log = require "mw.log"
 local docker = require "mw.docker"
 local queue = require "mw.queue"
+local owner = require "mw.owner"
 local stack = require "mw.stack"
 local supervisor = require "mw.supervisor"
 local api = require "mw.api" -- api
@@ -139,7 +140,7 @@ function M.run(o)
   end, "signals")
 
   -- one active mw per stack: wait in line (or cut in with --force)
-  ctx.state_dir = o.state_dir or queue.default_dir()
+  ctx.state_dir = owner.state_dir(o.state_dir or queue.default_dir())
   local q, qerr = queue.enter { dir = ctx.state_dir, stack = s.name, force = o.force }
   if not q then
     io.stderr:write("mw: cannot join the queue for stack ", s.name, ": ", tostring(qerr), "\n")

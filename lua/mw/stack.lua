@@ -4,6 +4,7 @@ local duration = require "mw.duration"
 local backoff  = require "mw.backoff"
 local policy   = require "mw.policy"
 local secret   = require "mw.secret"
+local owner    = require "mw.owner"
 
 local stack = {}
 
@@ -970,7 +971,7 @@ function spec.labels(_, path, v)
   for _, e in ipairs(map(path, v)) do
     local k = e[1]
     if not k:find("^[%w][%w_./-]*$") then fail(path, "bad label name '" .. keyname(k) .. "'", k) end
-    if k == "used-by" or k:sub(1, 3) == "mw." then
+    if k == owner.KEY or k:sub(1, 3) == "mw." then
       fail(path, "label '" .. keyname(k) .. "' is reserved for mw", k)
     end
     out[k] = scalar(sub(path, k), e[2])

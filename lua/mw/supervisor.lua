@@ -8,6 +8,7 @@ local cjson = require "cjson"
 local spec = require "mw.spec"
 local log = require "mw.log"
 local policy = require "mw.policy"
+local owner = require "mw.owner"
 local duration = require "mw.duration"
 
 local M = {}
@@ -155,7 +156,7 @@ end
 function Sup:ensure_network()
   local e = self.engine
   local name = spec.network_name(self.stack)
-  local list, err = e:network_list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } }
+  local list, err = e:network_list { label = owner.filter(self.stack.name) }
   if not list then return nil, err end
   -- two creates racing (an mw killed mid-create) can leave two networks of one name on 20.10:
   -- keep the oldest, remove the others while they are empty
@@ -174,7 +175,7 @@ function Sup:ensure_network()
   local id, cerr, code = e:network_create(name, spec.labels(self.stack))
   if not id then
     if code == "conflict" then
-      return nil, "a network named " .. name .. " exists but mw does not own it (no used-by=millwright label)"
+      return nil, "a network named " .. name .. " exists but mw does not own it (no " .. owner.filter()[1] .. " label)"
     end
     return nil, cerr
   end
@@ -369,7 +370,7 @@ function Sup:ensure_volumes(c)
       if not self.volumes[name] then
         local info = e:volume_inspect(name)
         if info then
-          if not (info.Labels and info.Labels["used-by"] == "millwright") then
+          if not owner.owns(info.Labels) then
             log.warn(c.key, "volume", "volume " .. name .. " exists and mw did not make it; using it as it is")
           end
         else
@@ -392,7 +393,7 @@ function Sup:extra_networks(c)
   for _, n in ipairs(c.def.networks or {}) do
     local name = spec.extra_network(self.stack, n)
     if not self.extra[name] then
-      local list = e:network_list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } } or {}
+      local list = e:network_list { label = owner.filter(self.stack.name) } or {}
       for _, x in ipairs(list) do if x.Name == name then self.extra[name] = x.Id end end
       if not self.extra[name] then
         local id, err = e:network_create(name, spec.labels(self.stack, { ["mw.network"] = n }))
@@ -417,7 +418,7 @@ function Sup:create_and_start(c, body)
   local id, err, code = e:create(name, body)
   if not id and code == "conflict" then
     -- a leftover of ours under the name: remove it if it is labelled, never otherwise
-    local list = e:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" }, name = { "^/" .. name .. "$" } }
+    local list = e:list { label = owner.filter(self.stack.name, "mw.config-hash"), name = { "^/" .. name .. "$" } }
     local removed = false
     for _, x in ipairs(list or {}) do
       for _, n in ipairs(x.Names or {}) do
@@ -1159,7 +1160,7 @@ function Sup:resync()
   local list, err
   local delay = 0.1
   while not self.stopping do
-    list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" } }
+    list, err = self.engine:list { label = owner.filter(self.stack.name, "mw.config-hash") }
     if list then break end
     log.warn(nil, "engine", "cannot list containers (" .. tostring(err) .. "); retrying in " .. log.dur(delay))
     core.sleep(delay)
@@ -1185,7 +1186,7 @@ end
 
 -- Lists what the engine has for this stack: by[component][instance] = { containers }.
 function Sup:actual()
-  local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" } }
+  local list, err = self.engine:list { label = owner.filter(self.stack.name, "mw.config-hash") }
   if not list then return nil, err end
   local by = {}
   for _, x in ipairs(list) do
@@ -1221,7 +1222,7 @@ function Sup:start()
   if not by then return nil, err or lerr end
   -- events first, so nothing that happens during bring-up is missed
   self.events_since = string.format("%.9f", core.time())
-  self:watch("container", { label = { "used-by=millwright", "mw.stack=" .. self.stack.name },
+  self:watch("container", { label = owner.filter(self.stack.name),
                             type = { "container" } }, Sup.on_container_event)
   self:watch("network", { type = { "network" }, network = { self.network.name } }, Sup.on_network_event)
   for comp, per in pairs(by) do

@@ -267,6 +267,43 @@ t.test("destroy: one target, and only objects labelled used-by=millwright with a
   t.eq(T.owned({ ["used-by"] = "millwright", ["mw.stack"] = "z" }, { all = true }), true)
 end)
 
+t.test("installation label: one owner spells used-by=<label> for filters, labels, names and state", function()
+  local owner = require "mw.owner"
+  local spec = require "mw.spec"
+  local st = { name = "shop" }
+  t.eq(owner.name(), "millwright", "the default")
+  t.same(owner.filter("shop"), { "used-by=millwright", "mw.stack=shop" })
+  t.same(owner.filter(nil, "mw.config-hash", "mw.component=web"), { "used-by=millwright", "mw.stack", "mw.config-hash",
+    "mw.component=web" })
+  t.eq(spec.container_name(st, "web"), "shop-web", "the default installation's names do not change")
+  t.eq(spec.network_name(st), "mw-shop")
+  t.eq(owner.state_dir("/run/mw"), "/run/mw")
+  local ok, err = pcall(function()
+    assert(owner.set("ci-2"))
+    t.same(owner.filter("shop", "mw.config-hash"), { "used-by=ci-2", "mw.stack=shop", "mw.config-hash" })
+    t.same(owner.filter(nil), { "used-by=ci-2", "mw.stack" }, "--all: any stack, this installation only")
+    t.same(spec.labels(st, { ["mw.component"] = "web" }), { ["used-by"] = "ci-2", ["mw.stack"] = "shop", ["mw.component"] = "web" })
+    t.eq(owner.owns({ ["used-by"] = "ci-2" }), true)
+    t.eq(owner.owns({ ["used-by"] = "millwright" }), false, "the default installation's are not ours")
+    t.eq(T.owned({ ["used-by"] = "millwright", ["mw.stack"] = "shop" }, { stack = "shop" }), false)
+    t.eq(T.owned({ ["used-by"] = "ci-2", ["mw.stack"] = "shop" }, { all = true }), true)
+    t.eq(spec.container_name(st, "web-2"), "ci-2-shop-web-2")
+    t.eq(spec.network_name(st), "mw-ci-2-shop")
+    t.eq(spec.volume_name(st, "data"), "ci-2-shop_data")
+    t.eq(spec.image_tag(st), "mw-ci-2-shop")
+    t.eq(owner.state_dir("/run/mw"), "/run/mw/@ci-2")
+    local body = spec.container({ name = "shop" }, { name = "web", env = {}, volumes = {}, ports = {} }, "img")
+    t.eq(body.Labels["used-by"], "ci-2", "a container is created with the installation's label")
+  end)
+  owner.set(owner.DEFAULT)
+  assert(ok, err)
+  for _, bad in ipairs { "", "Ci", "a=b", "a,b", "-a", "a-", "a..b", string.rep("a", 41) } do
+    t.eq(owner.check(bad), nil, "refused: " .. bad)
+  end
+  t.eq(owner.set("a=b"), nil)
+  t.eq(owner.name(), "millwright", "a refused label changes nothing")
+end)
+
 t.test("log prefixes are padded to the longest name; colour only when asked", function()
   t.eq(T.log_prefix("db", 6, nil, false), "db     | ")
   t.eq(T.log_prefix("db", 6, nil, true), "db     | ", "stderr unmarked without a terminal")
