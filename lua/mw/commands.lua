@@ -740,11 +740,17 @@ function M.inspect(args, cli)
     cli.say(string.format("component %s: no answer from %s: %s", comp, url, tostring(err)))
     return FAILURE
   end
+  local body = res.body or ""
   if res.status < 200 or res.status >= 300 then
-    cli.say(string.format("component %s: %s answered HTTP %d", comp, url, res.status))
+    -- as the original inspect did, the component's own answer is printed: it is often the
+    -- explanation (a 404 page, a 500's error); the status line goes to stderr, and exit 1
+    if body ~= "" then write(body:sub(-1) == "\n" and body or (body .. "\n")) end
+    io.stdout:flush()
+    local line = tostring(res.status_line or ""):gsub("%c", " ")
+    if not line:find("^HTTP/") then line = "HTTP " .. res.status end
+    cli.say(string.format("component %s: %s answered %s", comp, url, line))
     return FAILURE
   end
-  local body = res.body or ""
   if core.isatty(1) and docker.decode(body) ~= nil then
     write(indent_json(body))
   else

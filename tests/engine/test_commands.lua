@@ -265,6 +265,41 @@ t.test("inspect returns the component's live JSON, with or without a running mw"
   t.eq(code, 1)
 end)
 
+-- A component whose heartbeat endpoint answers 500 with its reason (a CGI script), and one
+-- whose endpoint is missing (busybox httpd's 404 page). Their grace is long: they stay
+-- "starting", never restarted, while inspect asks them.
+local FAILING = [==[
+return { name = "NAME", components = {
+  broken = { image = "IMAGE", heartbeat = { path = "/cgi-bin/vars", grace = "10m" },
+    command = { "sh", "-c", [=[mkdir -p /w/cgi-bin && printf '#!/bin/sh\nprintf "HTTP/1.0 500 Internal Server Error\\r\\n]=]
+      .. [=[Content-Type: text/plain\\r\\n\\r\\ndatabase unreachable: connection refused\\n"\n' > /w/cgi-bin/vars]=]
+      .. " && chmod +x /w/cgi-bin/vars && exec httpd -f -p 8089 -h /w" } },
+  missing = { image = "IMAGE", heartbeat = { grace = "10m" }, command = { "sh", "-c", "mkdir -p /w && exec httpd -f -p 8089 -h /w" } },
+} }
+]==]
+
+t.test("inspect of an endpoint that answers an error prints its body, the status line on stderr, exit 1", function()
+  local file, stack = E.stack("inspfail", FAILING)
+  local h = E.mw({ "run", "--log-format", "json", file })
+  local code, out, errs
+  -- until httpd listens, inspect says "no answer"; wait for the answer itself
+  t.wait_for(function()
+    code, out, errs = mw({ "inspect", "broken", "--stack", stack })
+    return errs:find("answered")
+  end, 60, "an answer from broken: " .. tostring(errs))
+  t.eq(code, 1, errs)
+  t.eq(out, "database unreachable: connection refused\n", "the component's own explanation, as it sent it")
+  t.match(errs, "^mw: component broken: http://127%.0%.0%.1:%d+/cgi%-bin/vars answered HTTP/1%.0 500 Internal Server Error\n$")
+  t.wait_for(function()
+    code, out, errs = mw({ "inspect", "missing", "--stack", stack })
+    return errs:find("answered")
+  end, 60, "an answer from missing: " .. tostring(errs))
+  t.eq(code, 1, errs)
+  t.match(out, "404 Not Found", "the 404 page")
+  t.match(errs, "^mw: component missing: http://127%.0%.0%.1:%d+/debug/vars answered HTTP/1%.1 404 Not Found\n$")
+  t.eq(h.stop(), 0)
+end)
+
 -- ---------------------------------------------------------------------------------------------
 
 t.test("kill: unknown names and names in two stacks are one line and exit 1; kill removes", function()
