@@ -112,12 +112,12 @@ local function version()
   print("mw " .. M.VERSION)
   print(string.format("Lua %s, libuv %s, libcurl %s", v.lua:gsub("^Lua ", ""), v.uv, http.curl_version()))
   local docker = require "mw.docker"
-  local engine, err = docker.connect()
+  local engine, err, code = docker.connect()
   if engine then
     print(string.format("engine %s at %s, API %s", tostring(engine.version), tostring(engine.where),
       tostring(engine.api)))
   else
-    print("engine: none (" .. tostring(err) .. ")")
+    print("engine: none (" .. tostring(docker.explain(err, code)) .. ")")
   end
   return OK
 end

@@ -484,8 +484,8 @@ local function color_ok(fd)
 end
 
 local function connect(cli)
-  local engine, err = docker.connect()
-  if not engine then cli.say(err) end
+  local engine, err, code = docker.connect()
+  if not engine then cli.say(docker.explain(err, code)) end
   return engine
 end
 

@@ -122,9 +122,9 @@ function M.run(o)
   local s = o.stack
   local listen, lerr = api.parse_listen(o.listen) -- api: a non-loopback address is refused before anything
   if lerr then io.stderr:write("mw: ", lerr, "\n") return 2 end -- api
-  local engine, err = docker.connect()
+  local engine, err, code = docker.connect()
   if not engine then
-    io.stderr:write("mw: ", err, "\n")
+    io.stderr:write("mw: ", docker.explain(err, code), "\n")
     return 1
   end
   local box = mailbox()

@@ -333,4 +333,38 @@ t.test("usage errors and invalid stack files exit 2 before any engine is asked",
   os.execute("rm -rf '" .. dir .. "'")
 end)
 
+t.test("no engine: one line that says how to keep one running, exit 1", function()
+  local proc = require "mw.proc"
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(fs.mkdirp(dir))
+  local good = dir .. "/stack.lua"
+  assert(fs.write_atomic(good, 'return { name = "one", components = { a = { image = "x" } } }'))
+  local sock = dir .. "/absent/docker.sock"
+  local ok, err = pcall(function()
+    for _, args in ipairs { { "status" }, { "logs", "--stack", "one" }, { "destroy", "--stack", "one" },
+                            { "run", "--state-dir", dir .. "/state", good } } do
+      local argv = { "/bin/sh", "-c", 'exec "$@" 2>&1', "sh", os.getenv("MW_BIN") or "./mw" }
+      for _, a in ipairs(args) do argv[#argv + 1] = a end
+      local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "DOCKER_HOST=unix://" .. sock }
+      if os.getenv("MW_LUA_PATH") then env[#env + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
+      local file = dir .. "/out-" .. args[1]
+      local p = assert(proc.spawn { args = argv, env = env, out = file })
+      local code = p:wait(20)
+      if not code then p:kill("KILL") p:wait(5) end
+      p:close()
+      local out = fs.read(file) or ""
+      local what = "mw " .. args[1]
+      t.eq(code, 1, what .. ": " .. out)
+      t.eq(select(2, out:gsub("\n", "")), 1, what .. ": one line: " .. out)
+      t.ok(out:find("^mw: no Docker engine at " .. sock:gsub("%p", "%%%0") .. " %(no such file%)"), what .. ": " .. out)
+      t.ok(out:find("scripts/engine.sh up", 1, true), what .. ": names scripts/engine.sh up: " .. out)
+      t.ok(out:find("systemctl start docker", 1, true), what .. ": names the distribution's service: " .. out)
+      t.ok(out:find("make run stops the dockerd it started", 1, true), what .. ": says why it is gone: " .. out)
+    end
+  end)
+  os.execute("rm -rf '" .. dir .. "'")
+  assert(ok, err)
+end)
+
 os.exit(t.run())
