@@ -57,7 +57,7 @@ end
 local HELP = [[
 mw (Millwright) runs a multi-container Docker stack described in a Lua file and keeps it up.
 
-usage: mw <command> [options]
+usage: mw [--label NAME] <command> [options]
 
 commands:
   run [stack.lua]           bring the stack up and supervise it (default file: ./stack.lua)
@@ -230,12 +230,13 @@ end
 
 -- The installation label, for every command: --label NAME (taken out of args before the
 -- command parses its own options), else MW_LABEL, else the default -> true | nil, message.
--- `mw script` leaves its arguments to the script and reads only MW_LABEL.
-local function installation(cmd, args)
+-- It may also come before the command (`mw --label ci status`); `mw script` leaves the
+-- arguments after it to the script.
+local function installation(cmd, args, first)
   local name, from = os.getenv("MW_LABEL"), "MW_LABEL"
   if name == "" then name = nil end
   local i = 1
-  while cmd ~= "script" and i <= #args do
+  while (cmd ~= "script" or i < first) and i <= #args do
     local a = args[i]
     if a == "--" then break end
     local v = a:match("^%-%-label=(.*)$")
@@ -258,14 +259,19 @@ end
 
 function M.main(...)
   local args = { ... }
-  local cmd = table.remove(args, 1)
+  -- options before the command: only --label
+  local at = 1
+  while args[at] == "--label" or (args[at] or ""):match("^%-%-label=") do
+    at = at + (args[at] == "--label" and 2 or 1)
+  end
+  local cmd = table.remove(args, math.min(at, #args + 1))
   if cmd == nil then io.stderr:write(HELP) return USAGE end
   local f = COMMANDS[cmd]
   if not f then
     say("unknown command '" .. cmd .. "' (see mw help)")
     return USAGE
   end
-  local lok, lerr = installation(cmd, args)
+  local lok, lerr = installation(cmd, args, at)
   if not lok then say(lerr) return USAGE end
   for _, a in ipairs(args) do
     if (a == "--help" or a == "-h") and cmd ~= "script" then return help() end
