@@ -34,6 +34,9 @@ end
 
 function owner.name() return label end
 
+-- "used-by=<label>", as a filter term and in messages.
+function owner.term() return owner.KEY .. "=" .. label end
+
 -- The labels every resource mw makes carries, plus extra: { ["used-by"] = label, ... }.
 function owner.labels(extra)
   local l = { [owner.KEY] = label }
@@ -44,7 +47,7 @@ end
 -- A label filter for the engine's list and event calls: used-by=<label>, then the stack
 -- (mw.stack=<stack>, or any stack: "mw.stack" when stack is nil), then the extra terms.
 function owner.filter(stack, ...)
-  local f = { owner.KEY .. "=" .. label, stack and ("mw.stack=" .. stack) or "mw.stack" }
+  local f = { owner.term(), stack and ("mw.stack=" .. stack) or "mw.stack" }
   for _, x in ipairs { ... } do f[#f + 1] = x end
   return f
 end

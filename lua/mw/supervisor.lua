@@ -175,7 +175,7 @@ function Sup:ensure_network()
   local id, cerr, code = e:network_create(name, spec.labels(self.stack))
   if not id then
     if code == "conflict" then
-      return nil, "a network named " .. name .. " exists but mw does not own it (no " .. owner.filter()[1] .. " label)"
+      return nil, "a network named " .. name .. " exists but mw does not own it (no " .. owner.term() .. " label)"
     end
     return nil, cerr
   end
