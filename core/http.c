@@ -26,6 +26,7 @@ typedef struct req {
     mw_linebuf in;           /* response body, unread part */
     mw_linebuf hdr;          /* raw header lines of the final response */
     long status;
+    char status_line[128];   /* "HTTP/1.1 404 Not Found" of the final response */
     int mode;
     int waiting;
     int headers_done;
@@ -115,6 +116,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {      /* a new response: 1xx before the real one */
         r->hdr.len = r->hdr.off = 0;
+        size_t k = len;
+        while (k > 0 && (p[k - 1] == '\r' || p[k - 1] == '\n')) k--;
+        if (k >= sizeof r->status_line) k = sizeof r->status_line - 1;
+        memcpy(r->status_line, p, k);
+        r->status_line[k] = '\0';
         return len;
     }
     if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {  /* end of a header block */
@@ -240,9 +246,11 @@ static void deliver(http_ctx *h, req *r)
         } else {
             long code = 0;
             curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
-            lua_createtable(L, 0, 3);
+            lua_createtable(L, 0, 4);
             lua_pushinteger(L, code);
             lua_setfield(L, -2, "status");
+            lua_pushstring(L, r->status_line);
+            lua_setfield(L, -2, "status_line");
             push_headers(L, r);
             lua_setfield(L, -2, "headers");
             const char *p;

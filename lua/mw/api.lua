@@ -566,7 +566,7 @@ end
 function M.query(state_dir, stack, path, opts)
   opts = opts or {}
   local http = require "mw.http"
-  state_dir = state_dir or require("mw.queue").default_dir()
+  state_dir = state_dir or require("mw.owner").state_dir(require("mw.queue").default_dir())
   local sock = M.socket_path(state_dir, stack)
   local st = fs.stat(sock)
   if not st or st.type ~= "socket" then return nil, "no mw serves stack " .. stack .. " (no " .. sock .. ")" end

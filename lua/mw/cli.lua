@@ -57,7 +57,7 @@ end
 local HELP = [[
 mw (Millwright) runs a multi-container Docker stack described in a Lua file and keeps it up.
 
-usage: mw <command> [options]
+usage: mw [--label NAME] <command> [options]
 
 commands:
   run [stack.lua]           bring the stack up and supervise it (default file: ./stack.lua)
@@ -82,6 +82,10 @@ commands:
   version                   versions of mw, Lua, libuv, libcurl and the engine
   help [command]            this text
 
+every command:
+  --label NAME              the installation: act only on resources labelled used-by=NAME,
+                            and label what it makes so (default millwright; env MW_LABEL)
+
 exit status:
   0  success
   1  runtime failure: no engine, an engine error, an unknown component
@@ -89,6 +93,7 @@ exit status:
 
 environment:
   DOCKER_HOST, DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY   as for docker
+  MW_LABEL=NAME             the installation label, as --label (the option wins)
   NO_COLOR                  no colours in logs
   MW_LUA_PATH=DIR           load mw's Lua from a source tree instead of the binary
 ]]
@@ -107,12 +112,12 @@ local function version()
   print("mw " .. M.VERSION)
   print(string.format("Lua %s, libuv %s, libcurl %s", v.lua:gsub("^Lua ", ""), v.uv, http.curl_version()))
   local docker = require "mw.docker"
-  local engine, err = docker.connect()
+  local engine, err, code = docker.connect()
   if engine then
     print(string.format("engine %s at %s, API %s", tostring(engine.version), tostring(engine.where),
       tostring(engine.api)))
   else
-    print("engine: none (" .. tostring(err) .. ")")
+    print("engine: none (" .. tostring(docker.explain(err, code)) .. ")")
   end
   return OK
 end
@@ -223,15 +228,51 @@ for _, name in ipairs { "status", "inspect", "logs", "kill", "destroy" } do
   COMMANDS[name] = function(args) return require("mw.commands")[name](args, { parse = parse, say = say }) end
 end
 
+-- The installation label, for every command: --label NAME (taken out of args before the
+-- command parses its own options), else MW_LABEL, else the default -> true | nil, message.
+-- It may also come before the command (`mw --label ci status`); `mw script` leaves the
+-- arguments after it to the script.
+local function installation(cmd, args, first)
+  local name, from = os.getenv("MW_LABEL"), "MW_LABEL"
+  if name == "" then name = nil end
+  local i = 1
+  while (cmd ~= "script" or i < first) and i <= #args do
+    local a = args[i]
+    if a == "--" then break end
+    local v = a:match("^%-%-label=(.*)$")
+    if v then
+      name, from = v, "--label"
+      table.remove(args, i)
+    elseif a == "--label" then
+      if args[i + 1] == nil then return nil, "option --label needs a value" end
+      name, from = table.remove(args, i + 1), "--label"
+      table.remove(args, i)
+    else
+      i = i + 1
+    end
+  end
+  if name == nil then return true end
+  local ok, err = require("mw.owner").set(name)
+  if not ok then return nil, from .. ": " .. err end
+  return true
+end
+
 function M.main(...)
   local args = { ... }
-  local cmd = table.remove(args, 1)
+  -- options before the command: only --label
+  local at = 1
+  while args[at] == "--label" or (args[at] or ""):match("^%-%-label=") do
+    at = at + (args[at] == "--label" and 2 or 1)
+  end
+  local cmd = table.remove(args, math.min(at, #args + 1))
   if cmd == nil then io.stderr:write(HELP) return USAGE end
   local f = COMMANDS[cmd]
   if not f then
     say("unknown command '" .. cmd .. "' (see mw help)")
     return USAGE
   end
+  local lok, lerr = installation(cmd, args, at)
+  if not lok then say(lerr) return USAGE end
   for _, a in ipairs(args) do
     if (a == "--help" or a == "-h") and cmd ~= "script" then return help() end
   end

@@ -7,11 +7,11 @@ local http = require "mw.http"
 local docker = require "mw.docker"
 local queue = require "mw.queue"
 local log = require "mw.log"
+local owner = require "mw.owner"
 
 local M = {}
 
 local OK, FAILURE, USAGE = 0, 1, 2
-local USED_BY = "used-by=millwright"
 -- The writer refreshes the file at least every 5 s: a file much older than that belongs to
 -- a dead mw whose pid the kernel has given to another process.
 local STALE_AFTER = 30
@@ -449,7 +449,7 @@ end
 -- Whether an object carries mw's labels for the target (checked again on each object before
 -- it is removed, whatever the filter said).
 local function owned(labels, target)
-  if type(labels) ~= "table" or labels["used-by"] ~= "millwright" then return false end
+  if not owner.owns(labels) then return false end
   local s = labels["mw.stack"]
   if type(s) ~= "string" or s == "" then return false end
   return target.all or s == target.stack
@@ -484,8 +484,8 @@ local function color_ok(fd)
 end
 
 local function connect(cli)
-  local engine, err = docker.connect()
-  if not engine then cli.say(err) end
+  local engine, err, code = docker.connect()
+  if not engine then cli.say(docker.explain(err, code)) end
   return engine
 end
 
@@ -528,14 +528,13 @@ end
 local function containers(engine, stack, comp)
   -- mw.config-hash is set only by mw's own create: a container someone ran from an image mw
   -- built inherits the image's used-by and mw.stack labels, but not this one
-  local labels = { USED_BY, stack and ("mw.stack=" .. stack) or "mw.stack", "mw.config-hash" }
-  if comp then labels[#labels + 1] = "mw.component=" .. comp end
+  local labels = owner.filter(stack, "mw.config-hash", comp and ("mw.component=" .. comp) or nil)
   local list, err = engine:list { label = labels }
   if not list then return nil, err end
   local mine = {}
   for _, x in ipairs(list) do
     local l = x.Labels or {}
-    if l["used-by"] == "millwright" and l["mw.stack"] and (not stack or l["mw.stack"] == stack)
+    if owner.owns(l) and l["mw.stack"] and (not stack or l["mw.stack"] == stack)
         and (not comp or l["mw.component"] == comp) then
       mine[#mine + 1] = x
     end
@@ -609,7 +608,7 @@ function M.status(args, cli)
   if #rest > 0 then cli.say("status: unexpected argument " .. rest[1]) return USAGE end
   local engine = connect(cli)
   if not engine then return FAILURE end
-  local dir = o.state_dir or queue.default_dir()
+  local dir = owner.state_dir(o.state_dir or queue.default_dir())
 
   local all, err = containers(engine, target.name)
   if not all then cli.say(err) return FAILURE end
@@ -624,7 +623,8 @@ function M.status(args, cli)
   end
   if not target.name then
     for _, s in ipairs(fs.list(dir) or {}) do
-      if s:sub(1, 1) ~= "." and live_status(dir, s) then add(s) end
+      -- ".": the queue's own files; "@": another installation's state (owner.state_dir)
+      if not s:find("^[.@]") and live_status(dir, s) then add(s) end
     end
   end
   table.sort(names)
@@ -721,7 +721,7 @@ function M.inspect(args, cli)
   local info, ierr = engine:inspect(x.Id)
   if not info then cli.say(ierr) return FAILURE end
 
-  local dir = o.state_dir or queue.default_dir()
+  local dir = owner.state_dir(o.state_dir or queue.default_dir())
   local live, doc = live_status(dir, stack)
   local def = target.def
   if not def and doc and type(doc.file) == "string" then
@@ -740,11 +740,17 @@ function M.inspect(args, cli)
     cli.say(string.format("component %s: no answer from %s: %s", comp, url, tostring(err)))
     return FAILURE
   end
+  local body = res.body or ""
   if res.status < 200 or res.status >= 300 then
-    cli.say(string.format("component %s: %s answered HTTP %d", comp, url, res.status))
+    -- as the original inspect did, the component's own answer is printed: it is often the
+    -- explanation (a 404 page, a 500's error); the status line goes to stderr, and exit 1
+    if body ~= "" then write(body:sub(-1) == "\n" and body or (body .. "\n")) end
+    io.stdout:flush()
+    local line = tostring(res.status_line or ""):gsub("%c", " ")
+    if not line:find("^HTTP/") then line = "HTTP " .. res.status end
+    cli.say(string.format("component %s: %s answered %s", comp, url, line))
     return FAILURE
   end
-  local body = res.body or ""
   if core.isatty(1) and docker.decode(body) ~= nil then
     write(indent_json(body))
   else
@@ -812,13 +818,13 @@ function M.destroy(args, cli)
   if not engine then return FAILURE end
 
   if target.stack then
-    local live = live_status(o.state_dir or queue.default_dir(), target.stack)
+    local live = live_status(owner.state_dir(o.state_dir or queue.default_dir()), target.stack)
     if live then
       cli.say(string.format("warning: mw (pid %s) is running stack %s and will recreate what is removed; stop it first",
         tostring(live.pid), target.stack))
     end
   end
-  local filter = { label = { USED_BY, target.all and "mw.stack" or ("mw.stack=" .. target.stack) } }
+  local filter = { label = owner.filter(target.stack) }
   local rc = OK
   local function fail(what, name, err)
     cli.say(string.format("cannot remove %s %s: %s", what, name, tostring(err)))
@@ -830,7 +836,7 @@ function M.destroy(args, cli)
   end
 
   -- containers first (they hold the network and the images), then networks, then images
-  local ctrs, cerr = engine:list { label = { filter.label[1], filter.label[2], "mw.config-hash" } }
+  local ctrs, cerr = engine:list { label = owner.filter(target.stack, "mw.config-hash") }
   for _, x in ipairs(listed(ctrs, cerr, "containers")) do
     if owned(x.Labels, target) then
       local ok, err = engine:remove(x.Id, { force = true, volumes = o.volumes })
@@ -929,7 +935,7 @@ local function follow(engine, t, opts, emit, say)
   local function open_events()
     local e, err = engine:events {
       filters = { type = "container", event = "start",
-                  label = { USED_BY, "mw.stack=" .. t.stack, "mw.component=" .. t.component } },
+                  label = owner.filter(t.stack, "mw.component=" .. t.component) },
       since = string.format("%.3f", core.time() - 1),
     }
     ev = e

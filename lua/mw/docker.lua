@@ -489,6 +489,18 @@ function docker.connect(opts)
   return self
 end
 
+-- What to tell a person when docker.connect found no engine (code "notfound" or "transport"):
+-- how to have one that stays up. `make run` and `make test` start a dockerd only for as long
+-- as they run (scripts/with-engine.sh), so the next `mw status` finds none.
+local NO_ENGINE_HINT = "to keep one running: scripts/engine.sh up (in mw's source tree; make run stops the " ..
+  "dockerd it started), or the distribution's service (systemctl start docker)"
+
+-- docker.connect's message, with the hint when no engine answered -> message.
+function docker.explain(err, code)
+  if code == "notfound" or code == "transport" then return tostring(err) .. "; " .. NO_ENGINE_HINT end
+  return err
+end
+
 -- A docker.connect with the DOCKER_* environment.
 function docker.from_env()
   return docker.connect(env_opts())

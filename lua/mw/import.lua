@@ -2,6 +2,7 @@
 -- no equivalent as comments so that nothing is silently dropped.
 local yaml     = require "mw.yaml"
 local duration = require "mw.duration"
+local owner    = require "mw.owner"
 
 local M = {}
 
@@ -1164,7 +1165,7 @@ function H.labels(cx, comp, v)
     end
   end
   for _, k in ipairs(sorted_keys(out)) do
-    if k == "used-by" or k:sub(1, 3) == "mw." then
+    if k == owner.KEY or k:sub(1, 3) == "mw." then
       partial(cx, comp, "labels." .. k, out[k], "the label is reserved for mw")
       out[k] = nil
     end

@@ -7,6 +7,7 @@ local cjson = require "cjson"
 local log = require "mw.log"
 local docker = require "mw.docker"
 local queue = require "mw.queue"
+local owner = require "mw.owner"
 local stack = require "mw.stack"
 local supervisor = require "mw.supervisor"
 local api = require "mw.api" -- api
@@ -121,9 +122,9 @@ function M.run(o)
   local s = o.stack
   local listen, lerr = api.parse_listen(o.listen) -- api: a non-loopback address is refused before anything
   if lerr then io.stderr:write("mw: ", lerr, "\n") return 2 end -- api
-  local engine, err = docker.connect()
+  local engine, err, code = docker.connect()
   if not engine then
-    io.stderr:write("mw: ", err, "\n")
+    io.stderr:write("mw: ", docker.explain(err, code), "\n")
     return 1
   end
   local box = mailbox()
@@ -139,7 +140,7 @@ function M.run(o)
   end, "signals")
 
   -- one active mw per stack: wait in line (or cut in with --force)
-  ctx.state_dir = o.state_dir or queue.default_dir()
+  ctx.state_dir = owner.state_dir(o.state_dir or queue.default_dir())
   local q, qerr = queue.enter { dir = ctx.state_dir, stack = s.name, force = o.force }
   if not q then
     io.stderr:write("mw: cannot join the queue for stack ", s.name, ": ", tostring(qerr), "\n")

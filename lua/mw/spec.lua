@@ -3,21 +3,20 @@
 local core = require "mw.core"
 local docker = require "mw.docker"
 local secret = require "mw.secret"
+local owner = require "mw.owner"
 
 local spec = {}
 
-spec.LABEL_USED_BY = "used-by"
-spec.USED_BY = "millwright"
-
 -- Names on the engine: <stack>-<component>[-<n>] (the instance key), <stack>_<volume>,
--- network mw-<stack>.
-function spec.container_name(stack, key) return stack.name .. "-" .. key end
-function spec.network_name(stack) return "mw-" .. stack.name end
-function spec.volume_name(stack, vol) return stack.name .. "_" .. vol end
-function spec.image_tag(stack) return "mw-" .. stack.name end
+-- network mw-<stack>; another installation than the default puts "<label>-" before <stack>.
+local function base(stack) return owner.prefix() .. stack.name end
+function spec.container_name(stack, key) return base(stack) .. "-" .. key end
+function spec.network_name(stack) return "mw-" .. base(stack) end
+function spec.volume_name(stack, vol) return base(stack) .. "_" .. vol end
+function spec.image_tag(stack) return "mw-" .. base(stack) end
 
 function spec.labels(stack, extra)
-  local l = { [spec.LABEL_USED_BY] = spec.USED_BY, ["mw.stack"] = stack.name }
+  local l = owner.labels { ["mw.stack"] = stack.name }
   for k, v in pairs(extra or {}) do l[k] = v end
   return l
 end
@@ -60,7 +59,7 @@ function spec.instance_volume(stack, v, instance)
 end
 
 -- Extra networks beyond the stack's own: mw-<stack>-<name>.
-function spec.extra_network(stack, name) return "mw-" .. stack.name .. "-" .. name end
+function spec.extra_network(stack, name) return "mw-" .. base(stack) .. "-" .. name end
 
 local function mounts(stack, c, instance)
   local list = {}

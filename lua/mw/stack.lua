@@ -4,6 +4,7 @@ local duration = require "mw.duration"
 local backoff  = require "mw.backoff"
 local policy   = require "mw.policy"
 local secret   = require "mw.secret"
+local owner    = require "mw.owner"
 
 local stack = {}
 
@@ -82,12 +83,14 @@ local function keyname(k)
 end
 
 local function show(v)
+  if secret.is(v) then return "a secret" end
   if type(v) == "string" then return '"' .. cut(printable(v), 60):gsub('"', '\\"') .. '"' end
   if type(v) == "number" then return tostring(v) end
   return type(v)
 end
 
 local function typeof(v)
+  if secret.is(v) then return "a secret" end
   if policy.is(v) then return "a policy" end
   if backoff.is(v) then return "a backoff" end
   if type(v) == "table" then return "table" end
@@ -342,7 +345,18 @@ end
 
 -- Value checkers: each returns the normalized value or fails -----------------------------------
 
+-- A secret is only ever an env value: there mw hands the value to the engine alone. Anywhere
+-- else it would be mangled (a build arg encodes as {}, a label as "<secret>") or, taken as a
+-- table, read as empty (heartbeat = secret "x" would be the default heartbeat); and build args
+-- stay in the image's history, labels and commands in every inspect.
+local SECRET_HERE = "a secret is accepted only as an env value (mw cannot keep it secret here)"
+
+local function no_secret(path, v)
+  if secret.is(v) then fail(path, SECRET_HERE) end
+end
+
 local function fields(path, t, allowed)
+  no_secret(path, t)
   local set = {}
   for _, f in ipairs(allowed) do set[f] = true end
   local bad = {}
@@ -367,6 +381,7 @@ local function fields(path, t, allowed)
 end
 
 local function must(path, v, what)
+  no_secret(path, v)
   fail(path, string.format("must be %s, got %s", what, typeof(v)))
 end
 
@@ -383,11 +398,12 @@ local function nonempty(path, v, what)
   return v
 end
 
--- Strings, numbers and booleans become the strings a container sees.
-local function scalar(path, v)
+-- Strings, numbers and booleans become the strings a container sees; a secret only where
+-- secret_ok (env values), kept wrapped so it never prints.
+local function scalar(path, v, secret_ok)
   local tv = type(v)
   if tv == "string" then return text(path, v) end
-  if tv == "table" and secret.is(v) then return v end       -- kept wrapped: it never prints
+  if secret_ok and secret.is(v) then return v end
   if tv == "boolean" then return tostring(v) end
   if tv == "number" then
     if v ~= v or v == math.huge or v == -math.huge then fail(path, "must be a finite number") end
@@ -436,6 +452,7 @@ end
 -- List items in order, then string keys sorted; holes and odd keys fail. Returns two lists of
 -- {key, value}.
 local function entries(path, t)
+  no_secret(path, t)
   local items, named = {}, {}
   for k, v in next, t do
     if math.type(k) == "integer" and k >= 1 then
@@ -645,7 +662,7 @@ function spec.env(_, path, v)
       fail(e[3] or path, "bad variable name '" .. keyname(e[1]) .. "' (use letters, digits, '_', '.', '-')")
     end
     if out[e[1]] then fail(p, "variable '" .. keyname(e[1]) .. "' is set twice") end
-    out[e[1]] = scalar(p, e[2])
+    out[e[1]] = scalar(p, e[2], true)
   end
   return out
 end
@@ -939,7 +956,7 @@ function spec.autoscale(_, path, v)
   if a.min > a.max then fail(path, string.format("min (%d) is above max (%d)", a.min, a.max), "min") end
   if rawget(v, "every") ~= nil then a.every = dur(sub(path, "every"), rawget(v, "every"), true) end
   local decide = rawget(v, "decide")
-  if type(decide) ~= "function" and not (type(decide) == "table" and getmetatable(decide)) then
+  if type(decide) ~= "function" and not (type(decide) == "table" and getmetatable(decide) and not secret.is(decide)) then
     must(sub(path, "decide"), decide, "a function(s) returning the desired number of instances")
   end
   a.decide = decide
@@ -977,7 +994,7 @@ function spec.labels(_, path, v)
   for _, e in ipairs(map(path, v)) do
     local k = e[1]
     if not k:find("^[%w][%w_./-]*$") then fail(path, "bad label name '" .. keyname(k) .. "'", k) end
-    if k == "used-by" or k:sub(1, 3) == "mw." then
+    if k == owner.KEY or k:sub(1, 3) == "mw." then
       fail(path, "label '" .. keyname(k) .. "' is reserved for mw", k)
     end
     out[k] = scalar(sub(path, k), e[2])

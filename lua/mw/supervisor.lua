@@ -9,6 +9,7 @@ local cjson = require "cjson"
 local spec = require "mw.spec"
 local log = require "mw.log"
 local policy = require "mw.policy"
+local owner = require "mw.owner"
 local duration = require "mw.duration"
 
 local M = {}
@@ -17,7 +18,6 @@ Sup.__index = Sup
 
 local ACTIONS = { restart = true, recreate = true, reconnect = true, restart_dependents = true,
                   restart_stack = true, give_up = true, ignore = true }
-local HISTORY = 50
 local POLICY_BUDGET = { instructions = 1e6, seconds = 0.1 }
 local MAX_DELAY = 24 * 3600
 local REMOVAL_WAIT = 10         -- seconds to wait for a removal someone else started
@@ -158,7 +158,7 @@ end
 function Sup:ensure_network()
   local e = self.engine
   local name = spec.network_name(self.stack)
-  local list, err = e:network_list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } }
+  local list, err = e:network_list { label = owner.filter(self.stack.name) }
   if not list then return nil, err end
   -- two creates racing (an mw killed mid-create) can leave two networks of one name on 20.10:
   -- keep the oldest, remove the others while they are empty
@@ -177,7 +177,7 @@ function Sup:ensure_network()
   local id, cerr, code = e:network_create(name, spec.labels(self.stack))
   if not id then
     if code == "conflict" then
-      return nil, "a network named " .. name .. " exists but mw does not own it (no used-by=millwright label)"
+      return nil, "a network named " .. name .. " exists but mw does not own it (no " .. owner.term() .. " label)"
     end
     return nil, cerr
   end
@@ -378,7 +378,7 @@ function Sup:ensure_volumes(c)
       if not self.volumes[name] then
         local info = e:volume_inspect(name)
         if info then
-          if not (info.Labels and info.Labels["used-by"] == "millwright") then
+          if not owner.owns(info.Labels) then
             log.warn(c.key, "volume", "volume " .. name .. " exists and mw did not make it; using it as it is")
           end
         else
@@ -401,7 +401,7 @@ function Sup:extra_networks(c)
   for _, n in ipairs(c.def.networks or {}) do
     local name = spec.extra_network(self.stack, n)
     if not self.extra[name] then
-      local list = e:network_list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name } } or {}
+      local list = e:network_list { label = owner.filter(self.stack.name) } or {}
       for _, x in ipairs(list) do if x.Name == name then self.extra[name] = x.Id end end
       if not self.extra[name] then
         local id, err = e:network_create(name, spec.labels(self.stack, { ["mw.network"] = n }))
@@ -440,7 +440,7 @@ function Sup:create_and_start(c, body)
   local id, err, code = e:create(name, body)
   if not id and code == "conflict" then
     -- a leftover of ours under the name: remove it if it is labelled, never otherwise
-    local list = e:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" }, name = { "^/" .. name .. "$" } }
+    local list = e:list { label = owner.filter(self.stack.name, "mw.config-hash"), name = { "^/" .. name .. "$" } }
     local removed = false
     for _, x in ipairs(list or {}) do
       for _, n in ipairs(x.Names or {}) do
@@ -838,6 +838,21 @@ local function describe(reason, info)
   return reason
 end
 
+-- How much failure history an instance keeps beyond the last 50: as much as the largest limit
+-- in the stack needs (the largest restarts and the longest within), so a limit of 60 can trip
+-- and a policy function that wraps another component's policy object sees enough.
+function Sup:history_limit()
+  local restarts, within
+  for _, def in pairs(self.stack.components) do
+    local l = policy.limit_of(def.restart)
+    if l then
+      restarts = math.max(restarts or 0, l.restarts)
+      within = math.max(within or 0, l.within)
+    end
+  end
+  return restarts and { restarts = restarts, within = within } or nil
+end
+
 -- A failure of c: ask the policy what to do, then do it after its delay.
 function Sup:failure(c, reason, info)
   info = info or {}
@@ -859,7 +874,7 @@ function Sup:failure(c, reason, info)
     message = info.message,
   }
   c.history[#c.history + 1] = { time = now, reason = reason, uptime = uptime }
-  if #c.history > HISTORY then table.remove(c.history, 1) end
+  policy.trim_history(c.history, now, self:history_limit())
   c.failures = (c.failures or 0) + 1
   local why = describe(reason, info)
   c.last_failure = { reason = reason, exit_code = info.exit_code, time = now, message = why }
@@ -1202,7 +1217,7 @@ function Sup:resync()
   local list, err
   local delay = 0.1
   while not self.stopping do
-    list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" } }
+    list, err = self.engine:list { label = owner.filter(self.stack.name, "mw.config-hash") }
     if list then break end
     log.warn(nil, "engine", "cannot list containers (" .. tostring(err) .. "); retrying in " .. log.dur(delay))
     core.sleep(delay)
@@ -1228,7 +1243,7 @@ end
 
 -- Lists what the engine has for this stack: by[component][instance] = { containers }.
 function Sup:actual()
-  local list, err = self.engine:list { label = { "used-by=millwright", "mw.stack=" .. self.stack.name, "mw.config-hash" } }
+  local list, err = self.engine:list { label = owner.filter(self.stack.name, "mw.config-hash") }
   if not list then return nil, err end
   local by = {}
   for _, x in ipairs(list) do
@@ -1264,7 +1279,7 @@ function Sup:start()
   if not by then return nil, err or lerr end
   -- events first, so nothing that happens during bring-up is missed
   self.events_since = string.format("%.9f", core.time())
-  self:watch("container", { label = { "used-by=millwright", "mw.stack=" .. self.stack.name },
+  self:watch("container", { label = owner.filter(self.stack.name),
                             type = { "container" } }, Sup.on_container_event)
   self:watch("network", { type = { "network" }, network = { self.network.name } }, Sup.on_network_event)
   for comp, per in pairs(by) do

@@ -63,6 +63,33 @@ local function over_limit(f, limit)
   return count > limit.restarts
 end
 
+-- A failure history keeps the last HISTORY_MAX failures, and beyond them as many as a limit
+-- needs: over_limit counts the failure at hand plus every remembered one inside `within`, so a
+-- limit of `restarts` needs the last `restarts` failures younger than `within` (an entry older
+-- than that never counts again, which bounds the history by the failure rate, not by the limit).
+-- limit: { restarts = n, within = seconds } or nil. Drops from the front of h in place.
+function policy.trim_history(h, now, limit)
+  local excess = #h - HISTORY_MAX
+  local drop = 0
+  while drop < excess do
+    local e = h[drop + 1]
+    if limit and #h - drop <= limit.restarts and (tonumber(e.time) or -math.huge) > now - limit.within then break end
+    drop = drop + 1
+  end
+  if drop > 0 then
+    local n = #h
+    table.move(h, drop + 1, n, 1)
+    for i = n - drop + 1, n do h[i] = nil end
+  end
+  return h
+end
+
+-- The limit of a policy object ({ restarts, within }), or nil (no limit, or a function).
+function policy.limit_of(p)
+  local d = data[p]
+  return d and d.limit or nil
+end
+
 local function decide(d, f)
   if type(f) ~= "table" then error("policy: expected a failure record, got " .. type(f), 3) end
   local reason = f.reason
@@ -264,7 +291,7 @@ function policy.preview(p, n)
     rows[i] = { attempt = i, action = action, delay = delay }
     if action == "give_up" or action == "ignore" then break end
     history[#history + 1] = { time = now, reason = "exited", uptime = 0 }
-    if #history > HISTORY_MAX then table.remove(history, 1) end
+    policy.trim_history(history, now, policy.limit_of(p))
     now = now + delay
   end
   return rows

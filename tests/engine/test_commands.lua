@@ -10,7 +10,7 @@ local E = require "engine"
 local e = E.engine()
 
 -- Runs `mw <args>` to completion with stdout and stderr apart -> exit code, stdout, stderr.
-local function mw(args, timeout)
+local function mw(args, timeout, extra_env)
   local d = E.tmpdir()
   local argv = { "sh", "-c", 'exec "$@" 2>"$0"', d .. "/err", os.getenv("MW_BIN") or "./mw" }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
@@ -18,6 +18,7 @@ local function mw(args, timeout)
   for _, k in ipairs { "MW_LUA_PATH", "DOCKER_HOST", "HOME", "XDG_RUNTIME_DIR" } do
     if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
   end
+  for _, kv in ipairs(extra_env or {}) do env[#env + 1] = kv end
   local p = assert(proc.spawn { args = argv, env = env, out = d .. "/out" })
   local code = p:wait(timeout or 60)
   if not code then p:kill("KILL") code = p:wait(5) end
@@ -147,6 +148,75 @@ end)
 
 -- ---------------------------------------------------------------------------------------------
 
+t.test("two installations (--label, MW_LABEL) run one stack name side by side; neither sees or destroys the other's", function()
+  local label = "lb" .. E.run_id
+  E.labels[#E.labels + 1] = label
+  local file, stack = E.stack("twins", [[
+return { name = "NAME", components = {
+  web = { image = "IMAGE", command = { "sleep", "1000" }, volumes = { "data:/data" } },
+} }
+]])
+  local state = E.tmpdir()          -- shared: the two must not queue behind each other either
+  local function mine(lbl)
+    local out = {}
+    for _, x in ipairs(assert(e:list { label = { "used-by=" .. lbl, "mw.stack=" .. stack, "mw.component=web" } })) do
+      if x.State == "running" then out[#out + 1] = x end
+    end
+    return out
+  end
+  local ha = E.mw({ "run", "--log-format", "json", "--state-dir", state, file })
+  local hb = E.mw({ "run", "--log-format", "json", "--state-dir", state, file }, { env = { "MW_LABEL=" .. label } })
+  local a = t.wait_for(function() local l = mine("millwright") return #l == 1 and l[1] end, 60, "the default's web")
+  local b = t.wait_for(function() local l = mine(label) return #l == 1 and l[1] end, 60, "the labelled web")
+  t.eq(a.Names[1], "/" .. stack .. "-web", "the default installation's name is as before")
+  t.eq(b.Names[1], "/" .. label .. "-" .. stack .. "-web", "the other installation's name has its label before it")
+  t.ok(e:network_inspect("mw-" .. label .. "-" .. stack), "its own network")
+  t.ok(e:volume_inspect(label .. "-" .. stack .. "_data"), "its own volume")
+
+  -- each sees only its own, with a live mw each
+  local code, out, errs = mw({ "status", "--stack", stack, "--json", "--state-dir", state })
+  t.eq(code, 0, errs)
+  local doc = cjson.decode(out).stacks[1]
+  t.eq(#doc.components, 1, out)
+  t.eq(tostring(doc.components[1].container):sub(1, 12), a.Id:sub(1, 12), "the default sees its container: " .. out)
+  t.eq(doc.live, true, "and its live mw")
+  code, out, errs = mw({ "status", "--label", label, "--stack", stack, "--json", "--state-dir", state })
+  t.eq(code, 0, errs)
+  doc = cjson.decode(out).stacks[1]
+  t.eq(#doc.components, 1, out)
+  t.eq(tostring(doc.components[1].container):sub(1, 12), b.Id:sub(1, 12), "the labelled one sees its container: " .. out)
+  t.eq(doc.live, true)
+  code, out = mw({ "status", "--json", "--state-dir", state }, 60, { "MW_LABEL=" .. label })
+  t.eq(code, 0)
+  for _, st in ipairs(cjson.decode(out).stacks) do
+    for _, r in ipairs(st.components) do
+      t.ok(tostring(r.container):sub(1, 12) ~= a.Id:sub(1, 12), "MW_LABEL: not the default's: " .. out)
+    end
+  end
+  t.eq(ha.stop(), 0)
+  t.eq(hb.stop(), 0)
+
+  -- destroy by one installation leaves the other's container, network and volume
+  code, out, errs = mw({ "destroy", "--stack", stack, "--volumes", "--label", label })
+  t.eq(code, 0, errs)
+  t.match(out, "removed container " .. (label .. "-" .. stack):gsub("%p", "%%%0") .. "%-web\n")
+  t.ok(not e:inspect(b.Id), "the labelled container is gone")
+  t.ok(e:inspect(a.Id), "the default's container is untouched")
+  t.ok(e:network_inspect("mw-" .. stack), "and its network")
+  t.ok(e:volume_inspect(stack .. "_data"), "and its volume")
+  code, out, errs = mw({ "destroy", "--all", "--volumes" }, 60, { "MW_LABEL=" .. label })
+  t.eq(code, 0, errs)
+  t.eq(out, "", "--all of the labelled installation: nothing of its own is left")
+  t.ok(e:inspect(a.Id), "--all of another installation does not reach the default's")
+  code, out, errs = mw({ "destroy", "--stack", stack, "--volumes" })
+  t.eq(code, 0, errs)
+  t.match(out, "removed container " .. stack:gsub("%p", "%%%0") .. "%-web\n")
+  t.ok(not e:inspect(a.Id), "the default's destroy removes its own")
+  t.ok(not e:volume_inspect(stack .. "_data"))
+end)
+
+-- ---------------------------------------------------------------------------------------------
+
 -- A component whose introspection JSON changes every 100 ms, and one without a heartbeat.
 local VARS = [==[
 return { name = "NAME", components = {
@@ -193,6 +263,41 @@ t.test("inspect returns the component's live JSON, with or without a running mw"
   t.ok(cjson.decode(out).n, "by the stack file")
   code = mw({ "inspect", "quiet", file })
   t.eq(code, 1)
+end)
+
+-- A component whose heartbeat endpoint answers 500 with its reason (a CGI script), and one
+-- whose endpoint is missing (busybox httpd's 404 page). Their grace is long: they stay
+-- "starting", never restarted, while inspect asks them.
+local FAILING = [==[
+return { name = "NAME", components = {
+  broken = { image = "IMAGE", heartbeat = { path = "/cgi-bin/vars", grace = "10m" },
+    command = { "sh", "-c", [=[mkdir -p /w/cgi-bin && printf '#!/bin/sh\nprintf "HTTP/1.0 500 Internal Server Error\\r\\n]=]
+      .. [=[Content-Type: text/plain\\r\\n\\r\\ndatabase unreachable: connection refused\\n"\n' > /w/cgi-bin/vars]=]
+      .. " && chmod +x /w/cgi-bin/vars && exec httpd -f -p 8089 -h /w" } },
+  missing = { image = "IMAGE", heartbeat = { grace = "10m" }, command = { "sh", "-c", "mkdir -p /w && exec httpd -f -p 8089 -h /w" } },
+} }
+]==]
+
+t.test("inspect of an endpoint that answers an error prints its body, the status line on stderr, exit 1", function()
+  local file, stack = E.stack("inspfail", FAILING)
+  local h = E.mw({ "run", "--log-format", "json", file })
+  local code, out, errs
+  -- until httpd listens, inspect says "no answer"; wait for the answer itself
+  t.wait_for(function()
+    code, out, errs = mw({ "inspect", "broken", "--stack", stack })
+    return errs:find("answered")
+  end, 60, "an answer from broken: " .. tostring(errs))
+  t.eq(code, 1, errs)
+  t.eq(out, "database unreachable: connection refused\n", "the component's own explanation, as it sent it")
+  t.match(errs, "^mw: component broken: http://127%.0%.0%.1:%d+/cgi%-bin/vars answered HTTP/1%.0 500 Internal Server Error\n$")
+  t.wait_for(function()
+    code, out, errs = mw({ "inspect", "missing", "--stack", stack })
+    return errs:find("answered")
+  end, 60, "an answer from missing: " .. tostring(errs))
+  t.eq(code, 1, errs)
+  t.match(out, "404 Not Found", "the 404 page")
+  t.match(errs, "^mw: component missing: http://127%.0%.0%.1:%d+/debug/vars answered HTTP/1%.1 404 Not Found\n$")
+  t.eq(h.stop(), 0)
 end)
 
 -- ---------------------------------------------------------------------------------------------

@@ -251,7 +251,9 @@ return { name = "x", components = { a = { image = "x", env = { S = secret "]] ..
 local secret = require "mw.secret"
 return { name = "x", components = { a = { image = "x", command = { "echo", secret "]] .. v1 .. [[" } } } }
 ]], 420))
-    out = select(2, E.mw_sync({ "check", bad }))
+    code, out = E.mw_sync({ "check", bad })
+    t.eq(code, 2, out)
+    t.match(out, "field 'command%[2%]': a secret is accepted only as an env value")
     clean("a secret used as a command word", out)
     assert(fs.write_atomic(bad, [[
 local secret = require "mw.secret"

@@ -11,6 +11,7 @@ local E = {}
 
 E.run_id = string.format("t%x%x", core.pid(), math.floor(core.time() * 1000) % 0xfffff)
 E.stacks = {}
+E.labels = { "millwright" }   -- the installations (used-by=<label>) a test made things for
 E.dirs = {}
 E.procs = {}
 
@@ -184,17 +185,21 @@ function E.cleanup()
   local e = E.engine()
   local selectors = { "mw.test=" .. E.run_id }
   for _, s in ipairs(E.stacks) do selectors[#selectors + 1] = "mw.stack=" .. s end
-  for _, sel in ipairs(selectors) do
-    for _, x in ipairs(e:list { label = { "used-by=millwright", sel } } or {}) do e:remove(x.Id, { force = true, volumes = true }) end
+  local sels = {}
+  for _, l in ipairs(E.labels) do
+    for _, sel in ipairs(selectors) do sels[#sels + 1] = { "used-by=" .. l, sel } end
   end
-  for _, sel in ipairs(selectors) do
-    for _, n in ipairs(e:network_list { label = { "used-by=millwright", sel } } or {}) do e:network_remove(n.Id) end
-    for _, v in ipairs((e:volume_list { label = { "used-by=millwright", sel } }) or {}) do
+  for _, sel in ipairs(sels) do
+    for _, x in ipairs(e:list { label = sel } or {}) do e:remove(x.Id, { force = true, volumes = true }) end
+  end
+  for _, sel in ipairs(sels) do
+    for _, n in ipairs(e:network_list { label = sel } or {}) do e:network_remove(n.Id) end
+    for _, v in ipairs((e:volume_list { label = sel }) or {}) do
       e:volume_remove(v.Name or v, true)
     end
   end
-  for _, sel in ipairs(selectors) do
-    for _, i in ipairs(e:image_list { label = { "used-by=millwright", sel } } or {}) do e:image_remove(i.Id, true) end
+  for _, sel in ipairs(sels) do
+    for _, i in ipairs(e:image_list { label = sel } or {}) do e:image_remove(i.Id, true) end
   end
   for _, d in ipairs(E.dirs) do sh("rm -rf '" .. d .. "'") end
 end

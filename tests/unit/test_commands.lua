@@ -267,6 +267,43 @@ t.test("destroy: one target, and only objects labelled used-by=millwright with a
   t.eq(T.owned({ ["used-by"] = "millwright", ["mw.stack"] = "z" }, { all = true }), true)
 end)
 
+t.test("installation label: one owner spells used-by=<label> for filters, labels, names and state", function()
+  local owner = require "mw.owner"
+  local spec = require "mw.spec"
+  local st = { name = "shop" }
+  t.eq(owner.name(), "millwright", "the default")
+  t.same(owner.filter("shop"), { "used-by=millwright", "mw.stack=shop" })
+  t.same(owner.filter(nil, "mw.config-hash", "mw.component=web"), { "used-by=millwright", "mw.stack", "mw.config-hash",
+    "mw.component=web" })
+  t.eq(spec.container_name(st, "web"), "shop-web", "the default installation's names do not change")
+  t.eq(spec.network_name(st), "mw-shop")
+  t.eq(owner.state_dir("/run/mw"), "/run/mw")
+  local ok, err = pcall(function()
+    assert(owner.set("ci-2"))
+    t.same(owner.filter("shop", "mw.config-hash"), { "used-by=ci-2", "mw.stack=shop", "mw.config-hash" })
+    t.same(owner.filter(nil), { "used-by=ci-2", "mw.stack" }, "--all: any stack, this installation only")
+    t.same(spec.labels(st, { ["mw.component"] = "web" }), { ["used-by"] = "ci-2", ["mw.stack"] = "shop", ["mw.component"] = "web" })
+    t.eq(owner.owns({ ["used-by"] = "ci-2" }), true)
+    t.eq(owner.owns({ ["used-by"] = "millwright" }), false, "the default installation's are not ours")
+    t.eq(T.owned({ ["used-by"] = "millwright", ["mw.stack"] = "shop" }, { stack = "shop" }), false)
+    t.eq(T.owned({ ["used-by"] = "ci-2", ["mw.stack"] = "shop" }, { all = true }), true)
+    t.eq(spec.container_name(st, "web-2"), "ci-2-shop-web-2")
+    t.eq(spec.network_name(st), "mw-ci-2-shop")
+    t.eq(spec.volume_name(st, "data"), "ci-2-shop_data")
+    t.eq(spec.image_tag(st), "mw-ci-2-shop")
+    t.eq(owner.state_dir("/run/mw"), "/run/mw/@ci-2")
+    local body = spec.container({ name = "shop" }, { name = "web", env = {}, volumes = {}, ports = {} }, "img")
+    t.eq(body.Labels["used-by"], "ci-2", "a container is created with the installation's label")
+  end)
+  owner.set(owner.DEFAULT)
+  assert(ok, err)
+  for _, bad in ipairs { "", "Ci", "a=b", "a,b", "-a", "a-", "a..b", string.rep("a", 41) } do
+    t.eq(owner.check(bad), nil, "refused: " .. bad)
+  end
+  t.eq(owner.set("a=b"), nil)
+  t.eq(owner.name(), "millwright", "a refused label changes nothing")
+end)
+
 t.test("log prefixes are padded to the longest name; colour only when asked", function()
   t.eq(T.log_prefix("db", 6, nil, false), "db     | ")
   t.eq(T.log_prefix("db", 6, nil, true), "db     | ", "stderr unmarked without a terminal")
@@ -281,6 +318,9 @@ t.test("usage errors and invalid stack files exit 2 before any engine is asked",
   t.eq(cli.main("destroy", "--all", "--stack", "x"), 2)
   t.eq(cli.main("logs", "--tail", "many"), 2)
   t.eq(cli.main("status", "--bogus"), 2)
+  t.eq(cli.main("status", "--label", "Not-Lowercase"), 2, "a bad installation label")
+  t.eq(cli.main("--label", "a=b", "status"), 2, "a bad installation label before the command")
+  t.eq(cli.main("status", "--label"), 2, "--label without a value")
   local dir = os.tmpname()
   os.remove(dir)
   assert(fs.mkdirp(dir))
@@ -294,6 +334,40 @@ t.test("usage errors and invalid stack files exit 2 before any engine is asked",
   assert(fs.write_atomic(good, 'return { name = "one", components = { a = { image = "x" } } }'))
   t.eq(cli.main("status", good, "--stack", "two"), 2, "file and --stack disagree")
   os.execute("rm -rf '" .. dir .. "'")
+end)
+
+t.test("no engine: one line that says how to keep one running, exit 1", function()
+  local proc = require "mw.proc"
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(fs.mkdirp(dir))
+  local good = dir .. "/stack.lua"
+  assert(fs.write_atomic(good, 'return { name = "one", components = { a = { image = "x" } } }'))
+  local sock = dir .. "/absent/docker.sock"
+  local ok, err = pcall(function()
+    for _, args in ipairs { { "status" }, { "logs", "--stack", "one" }, { "destroy", "--stack", "one" },
+                            { "run", "--state-dir", dir .. "/state", good } } do
+      local argv = { "/bin/sh", "-c", 'exec "$@" 2>&1', "sh", os.getenv("MW_BIN") or "./mw" }
+      for _, a in ipairs(args) do argv[#argv + 1] = a end
+      local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "DOCKER_HOST=unix://" .. sock }
+      if os.getenv("MW_LUA_PATH") then env[#env + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
+      local file = dir .. "/out-" .. args[1]
+      local p = assert(proc.spawn { args = argv, env = env, out = file })
+      local code = p:wait(20)
+      if not code then p:kill("KILL") p:wait(5) end
+      p:close()
+      local out = fs.read(file) or ""
+      local what = "mw " .. args[1]
+      t.eq(code, 1, what .. ": " .. out)
+      t.eq(select(2, out:gsub("\n", "")), 1, what .. ": one line: " .. out)
+      t.ok(out:find("^mw: no Docker engine at " .. sock:gsub("%p", "%%%0") .. " %(no such file%)"), what .. ": " .. out)
+      t.ok(out:find("scripts/engine.sh up", 1, true), what .. ": names scripts/engine.sh up: " .. out)
+      t.ok(out:find("systemctl start docker", 1, true), what .. ": names the distribution's service: " .. out)
+      t.ok(out:find("make run stops the dockerd it started", 1, true), what .. ": says why it is gone: " .. out)
+    end
+  end)
+  os.execute("rm -rf '" .. dir .. "'")
+  assert(ok, err)
 end)
 
 os.exit(t.run())

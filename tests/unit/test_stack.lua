@@ -259,6 +259,37 @@ t.test("line numbers: key in a comment, component defined in a local", function(
   t.match(err, "^inline%.lua:3: component 'a': field 'memory': bad size")
 end)
 
+t.test("a secret is an env value only: elsewhere one line naming the field, never the value", function()
+  local function load(fields)
+    return stack.load("inline.lua", { cwd = ROOT .. "/tests/good", source =
+      "local secret = require 'mw.secret'\nreturn { components = { a = { " .. fields .. " } } }" })
+  end
+  local s = assert(load("image = 'x', env = { A = secret 'hunter2', B = 'plain' }"))
+  local secret = require "mw.secret"
+  t.ok(secret.is(s.components.a.env.A), "an env value stays a secret")
+  t.eq(secret.reveal(s.components.a.env.A), "hunter2")
+  for field, where in pairs {
+    ["build = { context = '.', dockerfile = 'minimal.lua', args = { K = secret 'hunter2' } }"] = "build.args.K",
+    ["labels = { k = secret 'hunter2' }"] = "labels.k",
+    ["command = { 'run', secret 'hunter2' }"] = "command[2]",
+    ["entrypoint = secret 'hunter2'"] = "entrypoint",
+    ["hostname = secret 'hunter2'"] = "hostname",
+    ["user = secret 'hunter2'"] = "user",
+    ["working_dir = secret '/hunter2'"] = "working_dir",
+    ["extra_hosts = { db = secret '10.0.0.1' }"] = "extra_hosts.db",
+    ["heartbeat = { path = secret '/hunter2' }"] = "heartbeat.path",
+    ["ports = { secret '8080:80' }"] = "ports[1]",
+    ["ulimits = secret 'hunter2'"] = "ulimits",
+    ["env = { secret 'A=hunter2' }"] = "env[1]",
+  } do
+    local ok, err = load(field:find("^build") and field or ("image = 'x', " .. field))
+    t.eq(ok, nil, field)
+    t.eq(err:match("field '([^']+)'"), where, err)
+    t.match(err, "a secret is accepted only as an env value", field)
+    t.ok(not err:find("hunter2") and not err:find("10.0.0.1", 1, true), "the value is not shown: " .. err)
+  end
+end)
+
 -- bad files -------------------------------------------------------------------------------
 
 local BAD = ls("tests/bad", "^%d+%-.*%.lua$")

@@ -348,6 +348,32 @@ t.test("policy.preview shows delays and where a limit bites", function()
   t.eq(policy.preview(policy.never {}, 5)[1].action, "give_up")
 end)
 
+t.test("policy.preview: a limit of 60 restarts bites at failure 61 (history was capped at 50)", function()
+  local p = policy.on_failure { backoff = backoff.constant { delay = "1s" },
+                                limit = { restarts = 60, within = "10m" }, ["then"] = "give_up" }
+  local rows = policy.preview(p, 70)
+  t.eq(#rows, 61, "rows until give_up")
+  t.eq(rows[60].action, "restart")
+  t.eq(rows[61].action, "give_up")
+end)
+
+t.test("policy.trim_history keeps 50, and beyond that what the limit can still count", function()
+  local function h(n, now)
+    local out = {}
+    for i = 1, n do out[i] = { time = now - n + i, reason = "exited", uptime = 0 } end
+    return out
+  end
+  t.eq(#policy.trim_history(h(51, 1000), 1000, nil), 50, "no limit: 50")
+  t.eq(#policy.trim_history(h(51, 1000), 1000, { restarts = 5, within = 60 }), 50, "a small limit: 50")
+  t.eq(#policy.trim_history(h(80, 1000), 1000, { restarts = 60, within = 600 }), 60, "the limit's restarts")
+  local kept = policy.trim_history(h(80, 1000), 1000, { restarts = 60, within = 55 })
+  t.eq(#kept, 55, "entries older than within never count again")
+  t.eq(kept[#kept].time, 1000, "the newest stay")
+  t.eq(kept[1].time, 946)
+  t.eq(#policy.trim_history(h(200, 1000), 1000, { restarts = 1e9, within = 1e9 }), 200,
+    "a huge limit keeps what it can count")
+end)
+
 t.test("policy.preview runs plain functions too", function()
   local seen = {}
   local rows = policy.preview(function(f)
