@@ -9,6 +9,12 @@ local stack = {}
 
 local BUDGET = { instructions = 1e8, seconds = 2 }
 local MAX_MESSAGE = 400
+-- Validation runs outside any budget (it is mw's code), so what a stack file returns is
+-- bounded before it is walked: entries in one table, components, and table entries in all.
+-- A table shared by many components counts at each use, because each use is validated.
+local MAX_ENTRIES = 10000
+local MAX_COMPONENTS = 1000
+local MAX_VALIDATED = 1000000
 
 -- The seed's heartbeat: what `heartbeat = true` means and what a partial table falls back to.
 local HEARTBEAT_DEFAULTS = { port = 8089, path = "/debug/vars", interval = 0.5, timeout = 1,
@@ -123,6 +129,21 @@ local Failure = {}
 
 local function fail(path, msg, extra)
   error(setmetatable({ path = path, msg = msg, extra = extra }, Failure), 0)
+end
+
+-- Entries of the table being validated now and in all (reset by validate).
+local validated = 0
+local function bounded(path, t)
+  local n = 0
+  for _ in next, t do
+    n = n + 1
+    if n > MAX_ENTRIES then fail(path, string.format("has more than %d entries", MAX_ENTRIES)) end
+  end
+  validated = validated + n
+  if validated > MAX_VALIDATED then
+    fail(path, string.format("the stack is too large to validate (more than %d table entries in all, " ..
+      "a table shared by components counted at each use)", MAX_VALIDATED))
+  end
 end
 
 local function sub(path, k)
@@ -341,6 +362,7 @@ end
 -- Value checkers: each returns the normalized value or fails -----------------------------------
 
 local function fields(path, t, allowed)
+  bounded(path, t)
   local set = {}
   for _, f in ipairs(allowed) do set[f] = true end
   local bad = {}
@@ -434,6 +456,7 @@ end
 -- List items in order, then string keys sorted; holes and odd keys fail. Returns two lists of
 -- {key, value}.
 local function entries(path, t)
+  bounded(path, t)
   local items, named = {}, {}
   for k, v in next, t do
     if math.type(k) == "integer" and k >= 1 then
@@ -1245,6 +1268,7 @@ local function check_links(comps, names)
 end
 
 local function validate(ctx, top)
+  validated = 0
   if type(top) ~= "table" then
     fail({}, "the stack file must return a table { components = { ... } }, got " .. typeof(top))
   end
@@ -1269,6 +1293,11 @@ local function validate(ctx, top)
   local raw = rawget(top, "components")
   if raw == nil then fail({}, "missing field 'components' (a table of name = { image = ..., ... })") end
   if type(raw) ~= "table" then must({ "components" }, raw, "a table of name = component") end
+  local count = 0
+  for _ in next, raw do
+    count = count + 1
+    if count > MAX_COMPONENTS then fail({ "components" }, string.format("more than %d components", MAX_COMPONENTS)) end
+  end
   local names = {}
   for k in next, raw do
     if type(k) ~= "string" then
@@ -1360,9 +1389,14 @@ function stack.load(path, opts)
     if is_dir(path) then return nil, one_line(path .. ": is a directory, not a stack file"), {} end
     local f, err = io.open(path, "rb")
     if not f then return nil, one_line(error_text(err)), {} end
-    src = f:read("a")
+    local rerr
+    src, rerr = f:read(sandbox.MAX_CHUNK + 1)
     f:close()
+    if src == nil and rerr == nil then src = "" end   -- an empty file
     if not src then return nil, one_line(path .. ": cannot read the stack file"), {} end
+  end
+  if #src > sandbox.MAX_CHUNK then
+    return nil, one_line(string.format("%s: the stack file is too large (more than %d bytes)", path, sandbox.MAX_CHUNK)), {}
   end
   ctx.source = src
 

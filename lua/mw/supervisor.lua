@@ -18,6 +18,7 @@ local ACTIONS = { restart = true, recreate = true, reconnect = true, restart_dep
                   restart_stack = true, give_up = true, ignore = true }
 local HISTORY = 50
 local POLICY_BUDGET = { instructions = 1e6, seconds = 0.1 }
+local MAX_CHANGES = 8       -- entries of a policy's third result looked at
 local MAX_DELAY = 24 * 3600
 
 -- ---------------------------------------------------------------------------------------------
@@ -510,6 +511,18 @@ function Sup:bring_up(c, existing)
   self:settle(c)
 end
 
+-- What user code returned, for a message: never tostring, pairs or # on it, since a metamethod
+-- would run outside any budget.
+local function shown(v)
+  local t = type(v)
+  if t == "string" then
+    return (string.format("%q", #v > 40 and v:sub(1, 40) .. "..." or v):gsub("\\\n", "\\n"))
+  elseif t == "number" or t == "boolean" or t == "nil" then
+    return tostring(v)
+  end
+  return "(" .. t .. ")"
+end
+
 -- ---------------------------------------------------------------------------------------------
 -- heartbeats
 
@@ -522,8 +535,17 @@ local function probe_http(_, c, hb)
   c.hb.body = res.body      -- autoscale decisions may read it
   if hb.check then
     local ok, good, why = core.budget(hb.check, POLICY_BUDGET, res.body)
-    if not ok then return false, "check failed: " .. tostring(good) end
-    if not good then return false, why and tostring(why) or "check said unhealthy" end
+    if not ok then
+      if not c.hb.check_failed then
+        c.hb.check_failed = true
+        log.warn(c.key, "check_error", "heartbeat check failed (" .. shown(good) .. "); the heartbeat counts as failed")
+      end
+      return false, "check failed: " .. (type(good) == "string" and good or "?")
+    end
+    c.hb.check_failed = nil
+    if not good then
+      return false, type(why) == "string" and (#why > 200 and why:sub(1, 200) .. "..." or why) or "check said unhealthy"
+    end
   end
   return true
 end
@@ -763,20 +785,34 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- failures and the policy
 
--- Calls the component's policy under a budget; an error or an overrun means the default.
+-- The failure record as the policy gets it: a copy, so whatever the policy does to it cannot
+-- reach the supervisor's own (kept for a reload's repolicy and for log fields).
+local function record_copy(r)
+  local history = {}
+  for i, h in ipairs(r.history) do history[i] = { time = h.time, reason = h.reason, uptime = h.uptime } end
+  local out = {}
+  for k, v in next, r do out[k] = v end
+  out.history = history
+  return out
+end
+
+-- Calls the component's policy under a budget; an error, an overrun or an answer that is not
+-- plain data means the default. Answers are read with type(), rawget and next only.
 function Sup:decide(c, record)
   local p = c.def.restart or policy.default
-  local ok, action, delay, changes = core.budget(function() return p(record) end, POLICY_BUDGET)
+  local mine = record_copy(record)
+  local ok, action, delay, changes = core.budget(function() return p(mine) end, POLICY_BUDGET)
   local why
   if not ok then
-    why = tostring(action)
-  elseif not ACTIONS[action] then
-    why = "returned an unknown action " .. tostring(action)
+    why = type(action) == "string" and action or "error"
+  elseif type(action) ~= "string" or not ACTIONS[action] then
+    why = "returned an unknown action " .. shown(action)
   elseif type(delay) == "string" then
-    local d, derr = duration.parse(delay)     -- "500ms" is as good as 0.5
-    if d then delay = d else why = "returned a bad delay: " .. tostring(derr) end
+    local d, derr
+    if #delay <= 64 then d, derr = duration.parse(delay) end     -- "500ms" is as good as 0.5
+    if d then delay = d else why = "returned a bad delay: " .. (derr or shown(delay)) end
   elseif delay ~= nil and (type(delay) ~= "number" or delay ~= delay or delay < 0) then
-    why = "returned a bad delay " .. tostring(delay)
+    why = "returned a bad delay " .. shown(delay)
   end
   if why then
     log.warn(c.key, "policy_error", "restart policy failed (" .. why .. "); the default policy applies")
@@ -786,7 +822,9 @@ function Sup:decide(c, record)
   if record.reason == "removed" and action == "restart" then action = "recreate" end
   -- a policy may change what the next container gets: a higher memory limit after an OOM kill
   if not why and action == "recreate" and type(changes) == "table" then
-    for k, v in pairs(changes) do
+    local seen, k, v = 0, next(changes)
+    while k ~= nil and seen < MAX_CHANGES do
+      seen = seen + 1
       if k == "memory" and math.type(v) == "integer" and v >= 6 * 1024 * 1024 then
         c.overrides = c.overrides or {}
         c.overrides.memory = v
@@ -795,8 +833,9 @@ function Sup:decide(c, record)
         c.overrides = c.overrides or {}
         c.overrides.cpus = v
       else
-        log.warn(c.key, "policy_error", "policy asked to change " .. tostring(k) .. "; only memory and cpus can change")
+        log.warn(c.key, "policy_error", "policy asked to change " .. shown(k) .. "; only memory and cpus can change")
       end
+      k, v = next(changes, k)
     end
   end
   return action, delay
@@ -1428,7 +1467,7 @@ function Sup:autoscale_once(g)
               last_change = g.last_change, instances = self:sample(g) }
   local ok, n = core.budget(a.decide, SCALE_BUDGET, s)
   if not ok or type(n) ~= "number" or n ~= n then
-    log.warn(g.name, "autoscale_error", "autoscale decide failed (" .. tostring(ok and ("returned " .. tostring(n)) or n)
+    log.warn(g.name, "autoscale_error", "autoscale decide failed (" .. (ok and ("returned " .. shown(n)) or shown(n))
       .. "); the scale stays " .. g.desired)
     return
   end
