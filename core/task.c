@@ -588,8 +588,10 @@ static int core_budget(lua_State *L)
         lua_pushfstring(L, "out of memory (user code may use %d MiB more; MW_USER_MEMORY)",
                         (int)(mem / 1048576));
     else {
+        /* lua_tostring, not luaL_tolstring: a __tostring would be user code outside the budget */
         const char *msg = lua_tostring(co, -1);
-        lua_pushstring(L, msg ? msg : luaL_typename(co, -1));
+        if (msg) lua_pushstring(L, msg);
+        else lua_pushfstring(L, "(error object is a %s value)", luaL_typename(co, -1));
     }
     close_coroutine(rt, co);
     lua_remove(L, co_idx);

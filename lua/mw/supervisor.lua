@@ -523,6 +523,13 @@ local function shown(v)
   return "(" .. t .. ")"
 end
 
+-- The error core.budget reported for user code, cut to one reasonable line.
+local function failure_text(e)
+  if type(e) ~= "string" then return shown(e) end
+  e = e:match("^[^\n]*")
+  return #e > 200 and e:sub(1, 200) .. "..." or e
+end
+
 -- ---------------------------------------------------------------------------------------------
 -- heartbeats
 
@@ -538,9 +545,9 @@ local function probe_http(_, c, hb)
     if not ok then
       if not c.hb.check_failed then
         c.hb.check_failed = true
-        log.warn(c.key, "check_error", "heartbeat check failed (" .. shown(good) .. "); the heartbeat counts as failed")
+        log.warn(c.key, "check_error", "heartbeat check failed (" .. failure_text(good) .. "); the heartbeat counts as failed")
       end
-      return false, "check failed: " .. (type(good) == "string" and good or "?")
+      return false, "check failed: " .. failure_text(good)
     end
     c.hb.check_failed = nil
     if not good then
@@ -622,6 +629,8 @@ function Sup:start_heartbeat(c)
         -- the service listens can take 60 ms to fail, and waiting for it would put off the one
         -- that finds it ready
         local overlap = false
+        -- a check that overran its budget keeps to the interval: each overrun holds the loop
+        if c.hb.check_failed then fast = false end
         if c.state == "starting" and fast then
           local out = 0
           for _ in pairs(c.probes) do out = out + 1 end
@@ -804,7 +813,7 @@ function Sup:decide(c, record)
   local ok, action, delay, changes = core.budget(function() return p(mine) end, POLICY_BUDGET)
   local why
   if not ok then
-    why = type(action) == "string" and action or "error"
+    why = failure_text(action)
   elseif type(action) ~= "string" or not ACTIONS[action] then
     why = "returned an unknown action " .. shown(action)
   elseif type(delay) == "string" then
@@ -1467,7 +1476,7 @@ function Sup:autoscale_once(g)
               last_change = g.last_change, instances = self:sample(g) }
   local ok, n = core.budget(a.decide, SCALE_BUDGET, s)
   if not ok or type(n) ~= "number" or n ~= n then
-    log.warn(g.name, "autoscale_error", "autoscale decide failed (" .. (ok and ("returned " .. shown(n)) or shown(n))
+    log.warn(g.name, "autoscale_error", "autoscale decide failed (" .. (ok and ("returned " .. shown(n)) or failure_text(n))
       .. "); the scale stays " .. g.desired)
     return
   end
