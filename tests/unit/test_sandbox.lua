@@ -193,6 +193,20 @@ t.test("sliced concat, long sort, insert and remove give the library's answers",
   t.eq(#b, #c); t.eq(b[1], c[1]); t.eq(b[30000], c[30000])
 end)
 
+t.test("table.sort with a comparator that never returns or lies: the hook fires in it", function()
+  local e = env()
+  local xs = {}
+  for i = 1, 1000 do xs[i] = i % 13 end
+  local ok, err = core.budget(e.table.sort, { seconds = 0.2 }, xs, function() while true do end end)
+  t.eq(ok, false)
+  t.match(err, "budget exceeded")
+  ok, err = core.budget(e.table.sort, { seconds = 5 }, xs, function() return true end)
+  t.ok(ok or err:find("invalid order function"), tostring(err))
+  for i = 1, 200000 do xs[i] = i % 13 end
+  ok, err = core.budget(e.table.sort, { seconds = 0.2, instructions = 1e12 }, xs, function() return true end)
+  t.ok(ok or err:find("budget exceeded") or err:find("invalid order function"), tostring(err))
+end)
+
 t.test("load: at most 1 MiB of source, as a string or from a reader", function()
   local e = env()
   local f, err = e.load(("x = 1 "):rep(200000))
