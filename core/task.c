@@ -581,7 +581,7 @@ static int core_budget(lua_State *L)
     }
     lua_pushboolean(L, 0);
     if (killed)
-        lua_pushfstring(L, "budget exceeded (%d instructions or %f s)", (int)instr, secs);
+        lua_pushfstring(L, "budget exceeded (%I instructions or %f s)", (lua_Integer)instr, secs);
     else if (st == LUA_YIELD)
         lua_pushliteral(L, "user code must not wait or yield");
     else if (st == LUA_ERRMEM)

@@ -2,7 +2,7 @@
 -- supervisor call one component's user function the way it does in a running stack, printing
 -- what it decided and how long that took. Run in a child with a timeout, so a regression that
 -- hangs the supervisor fails the test instead of hanging the suite.
---   mw script tests/lib/sandbox_child.lua <root> policy|check|decide <component>
+--   mw script tests/lib/sandbox_child.lua <root> policy|check|decide|pattern <component>
 local core = require "mw.core"
 local stack = require "mw.stack"
 local supervisor = require "mw.supervisor"
@@ -49,6 +49,19 @@ elseif mode == "check" then
   sup:stop_heartbeat(bad)
   sup:stop_heartbeat(good)
   srv.stop()
+elseif mode == "pattern" then
+  local ok, err = core.budget(function() return ("a"):rep(3000):match(("a*"):rep(15) .. "b") end, { seconds = 0.2 })
+  local took = core.now() - t0
+  print("BACKTRACK " .. tostring(ok) .. " " .. tostring(err))
+  -- a periodic needle over 48 MiB: linear, but longer than the budget
+  local hay = ("a"):rep(48 * 1048576)
+  local needle = ("a"):rep(5000) .. "b"
+  t0 = core.now()
+  ok, err = core.budget(function()
+    for _ = 1, 100 do hay:find(needle, 1, true) end
+  end, { seconds = 0.2, instructions = 1e12, memory = 1048576 })
+  print("PLAIN " .. tostring(ok) .. " " .. tostring(err))
+  print(string.format("TOOK %.3f", math.max(took, core.now() - t0)))
 elseif mode == "decide" then
   local g = sup.groups[name]
   sup:autoscale_once(g)
