@@ -49,4 +49,7 @@ end
 
 local check = s.components.hb.heartbeat.check
 local body = '{"cmdline":["/bin/app"],"beats":12345,"memstats":{"Alloc":1024}}'
-per_call("heartbeat check call", function() core.budget(check, BUDGET, body) end)
+per_call("heartbeat check call (70 B body)", function() core.budget(check, BUDGET, body) end)
+-- the field at the end of 4 KB: the pattern scans it all (our matcher inside the budget)
+local big = '{"memstats":"' .. ("x"):rep(4000) .. '","beats":12345}'
+per_call("heartbeat check call (4 KB body)", function() core.budget(check, BUDGET, big) end)
