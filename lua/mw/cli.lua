@@ -91,6 +91,7 @@ environment:
   DOCKER_HOST, DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY   as for docker
   NO_COLOR                  no colours in logs
   MW_LUA_PATH=DIR           load mw's Lua from a source tree instead of the binary
+  MW_USER_MEMORY=SIZE       memory one call of stack-file code may add (default 64M)
 ]]
 
 local function help()
