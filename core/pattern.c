@@ -279,7 +279,7 @@ static size_t start_index(lua_Integer pos, size_t len)
 static int plain(const char *p, size_t lp)
 {
     for (size_t i = 0; i < lp; i++)
-        if (strchr("^$*+?.([%-", p[i]) && p[i] != '\0') return 0;
+        if (p[i] != '\0' && strchr("^$*+?.([%-", p[i])) return 0;
     return 1;
 }
 
