@@ -89,6 +89,52 @@ static int boot(lua_State *L)
     return 1;
 }
 
+/* Lua's allocator, counting: while user code runs under a budget, an allocation that would
+ * take the state past rt->mem_limit fails, and Lua raises "not enough memory" in that code
+ * (after one emergency collection).  Shrinking and freeing never fail. */
+static void *counted_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    mw_rt *rt = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        rt->mem_used -= old;
+        return NULL;
+    }
+    if (nsize > old && rt->mem_limit && rt->mem_used - old + nsize > rt->mem_limit) return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p) rt->mem_used = rt->mem_used - old + nsize;
+    return p;
+}
+
+static int panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "mw: unprotected Lua error: %s\n", msg ? msg : "?");
+    return 0;
+}
+
+/* MW_USER_MEMORY: "64M", "512K", "1G" or bytes; the ceiling for one call into user code. */
+static size_t user_memory(void)
+{
+    const char *v = getenv("MW_USER_MEMORY");
+    size_t dflt = (size_t)64 << 20;
+    if (!v || !*v) return dflt;
+    char *end;
+    double n = strtod(v, &end);
+    double unit = 1;
+    if (*end == 'k' || *end == 'K') unit = 1024, end++;
+    else if (*end == 'm' || *end == 'M') unit = 1024.0 * 1024, end++;
+    else if (*end == 'g' || *end == 'G') unit = 1024.0 * 1024 * 1024, end++;
+    if (*end == 'i' || *end == 'B') end++;
+    if (*end == 'B') end++;
+    if (*end || !(n * unit >= 1 << 20) || n * unit > 1e15) {
+        fprintf(stderr, "mw: MW_USER_MEMORY=%s is not a size of at least 1M (like 64M or 1G); using 64M\n", v);
+        return dflt;
+    }
+    return (size_t)(n * unit);
+}
+
 static void close_any(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -106,11 +152,14 @@ int main(int argc, char **argv)
     rt.loop = &loop;
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
-    lua_State *L = luaL_newstate();
+    rt.user_memory = user_memory();
+    lua_State *L = lua_newstate(counted_alloc, &rt);
     if (!L) { fputs("mw: cannot create a Lua state\n", stderr); return 1; }
+    lua_atpanic(L, panic);
     *(mw_rt **)lua_getextraspace(L) = &rt;
     rt.L = L;
     luaL_openlibs(L);
+    mw_pattern_install(L);
     setup_package(L);
     mw_task_init(&rt);
 

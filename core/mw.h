@@ -35,6 +35,12 @@ struct mw_rt {
     long budget_left;
     uint64_t budget_deadline;
     int budget_killed;
+    /* memory of the Lua state (core/main.c's allocator); while a budget is active an
+     * allocation that would pass mem_limit fails, 0: no limit */
+    size_t mem_used;
+    size_t mem_limit;
+    size_t user_memory;      /* the ceiling a budget gets: MW_USER_MEMORY, default 64 MiB */
+    lua_CFunction string_fns[4];   /* string.find/match/gmatch/gsub as lstrlib has them */
     /* the http module's multi handle and its timer; owned by http.c */
     void *http;
 };
@@ -77,6 +83,7 @@ int luaopen_mw_dgram(lua_State *L);
 
 void mw_http_shutdown(mw_rt *rt);
 void mw_task_init(mw_rt *rt);
+void mw_pattern_install(lua_State *L);
 void mw_task_shutdown(mw_rt *rt);
 mw_task *mw_task_spawn_main(mw_rt *rt, int nargs);   /* function and args on rt->L */
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <time.h>
 #include <unistd.h>
 #include <signal.h>
@@ -529,20 +530,24 @@ static int core_budget(lua_State *L)
 {
     mw_rt *rt = mw_rt_get(L);
     luaL_checktype(L, 1, LUA_TFUNCTION);
-    double instr = 1e7, secs = 0.5;
+    double instr = 1e7, secs = 0.5, mem = (double)rt->user_memory;
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "instructions");
         instr = luaL_optnumber(L, -1, instr);
         lua_getfield(L, 2, "seconds");
         secs = luaL_optnumber(L, -1, secs);
-        lua_pop(L, 2);
+        lua_getfield(L, 2, "memory");
+        mem = luaL_optnumber(L, -1, mem);
+        lua_pop(L, 3);
     }
+    if (!(mem >= 1)) mem = 1;
     int nargs = lua_gettop(L) - 2;
     if (nargs < 0) nargs = 0;
     /* save an outer budget: budgets nest */
     int s_active = rt->budget_active, s_killed = rt->budget_killed;
     long s_left = rt->budget_left;
     uint64_t s_deadline = rt->budget_deadline;
+    size_t s_limit = rt->mem_limit;
 
     lua_State *co = lua_newthread(L);
     int co_idx = lua_gettop(L);
@@ -553,10 +558,16 @@ static int core_budget(lua_State *L)
     rt->budget_killed = 0;
     rt->budget_left = (long)instr;
     rt->budget_deadline = uv_hrtime() + (uint64_t)(secs * 1e9);
+    /* The memory ceiling counts from here: what mw holds is not the user's.  A nested
+     * budget never loosens the outer one. */
+    size_t limit = mem >= (double)(SIZE_MAX - rt->mem_used) ? SIZE_MAX : rt->mem_used + (size_t)mem;
+    if (s_limit && s_limit < limit) limit = s_limit;
+    rt->mem_limit = limit;
     lua_sethook(co, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
     int nres = 0;
     int st = lua_resume(co, L, nargs, &nres);
     int killed = rt->budget_killed;
+    rt->mem_limit = s_limit;
     rt->budget_active = s_active;
     rt->budget_killed = s_killed;
     rt->budget_left = s_left;
@@ -570,12 +581,17 @@ static int core_budget(lua_State *L)
     }
     lua_pushboolean(L, 0);
     if (killed)
-        lua_pushfstring(L, "budget exceeded (%d instructions or %f s)", (int)instr, secs);
+        lua_pushfstring(L, "budget exceeded (%I instructions or %f s)", (lua_Integer)instr, secs);
     else if (st == LUA_YIELD)
         lua_pushliteral(L, "user code must not wait or yield");
+    else if (st == LUA_ERRMEM)
+        lua_pushfstring(L, "out of memory (user code may use %d MiB more; MW_USER_MEMORY)",
+                        (int)(mem / 1048576));
     else {
+        /* lua_tostring, not luaL_tolstring: a __tostring would be user code outside the budget */
         const char *msg = lua_tostring(co, -1);
-        lua_pushstring(L, msg ? msg : luaL_typename(co, -1));
+        if (msg) lua_pushstring(L, msg);
+        else lua_pushfstring(L, "(error object is a %s value)", luaL_typename(co, -1));
     }
     close_coroutine(rt, co);
     lua_remove(L, co_idx);
@@ -583,6 +599,25 @@ static int core_budget(lua_State *L)
 }
 
 /* ---- small OS helpers the orchestrator needs ---- */
+
+/* core.memory() -> bytes the Lua state holds, the current ceiling (or nil), the default
+ * ceiling of a budget */
+static int core_memory(lua_State *L)
+{
+    mw_rt *rt = mw_rt_get(L);
+    lua_pushinteger(L, (lua_Integer)rt->mem_used);
+    if (rt->mem_limit) lua_pushinteger(L, (lua_Integer)rt->mem_limit);
+    else lua_pushnil(L);
+    lua_pushinteger(L, (lua_Integer)rt->user_memory);
+    return 3;
+}
+
+/* core.in_budget() -> whether user code is running (a budget is active) */
+static int core_in_budget(lua_State *L)
+{
+    lua_pushboolean(L, mw_rt_get(L)->budget_active);
+    return 1;
+}
 
 static int core_pid(lua_State *L)
 {
@@ -718,7 +753,8 @@ static const luaL_Reg core_funcs[] = {
     { "in_task", core_in_task },   { "join", core_join },       { "cancel", core_cancel },
     { "exit", core_exit },         { "stats", core_stats },     { "budget", core_budget },
     { "pid", core_pid },           { "hostname", core_hostname }, { "isatty", core_isatty },
-    { "kill", core_kill },         { "cond", mw_cond_new },     { "hash", core_hash },       { "versions", core_versions },
+    { "kill", core_kill },         { "cond", mw_cond_new },     { "hash", core_hash },
+    { "memory", core_memory },     { "in_budget", core_in_budget },       { "versions", core_versions },
     { NULL, NULL }
 };
 

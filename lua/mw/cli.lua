@@ -96,6 +96,7 @@ environment:
   MW_LABEL=NAME             the installation label, as --label (the option wins)
   NO_COLOR                  no colours in logs
   MW_LUA_PATH=DIR           load mw's Lua from a source tree instead of the binary
+  MW_USER_MEMORY=SIZE       memory one call of stack-file code may add (default 64M)
 ]]
 
 local function help()

@@ -6,7 +6,7 @@ local sandbox = {}
 -- The stdlib modules a stack file may require. Orchestrator modules share the mw. prefix in
 -- the binary, so the list is explicit rather than "whatever require can find".
 local STDLIB = {
-  "mw.duration", "mw.backoff", "mw.policy", "mw.health", "mw.secret", "mw.autoscale",
+  "mw.duration", "mw.backoff", "mw.policy", "mw.secret", "mw.autoscale",
 }
 local ALLOWED = {}
 for _, name in ipairs(STDLIB) do ALLOWED[name] = true end
@@ -71,19 +71,37 @@ local function first_line(msg)
 end
 
 -- A per-environment read-only view of a stdlib module: the module itself is shared by every
--- load of every stack, so a stack file must not be able to change it for the next one.
-local function readonly(mod, name)
+-- load of every stack, so a stack file must not be able to change it for the next one. The
+-- view is deep: a plain table inside (policy.actions) is handed out as a view of its own.
+-- Objects with a metatable (policies, backoffs, secrets) guard themselves and pass as they are.
+local function readonly(mod, name, views)
   if type(mod) ~= "table" then return mod end
-  return setmetatable({}, {
-    __index = mod,
+  views = views or setmetatable({}, { __mode = "k" })
+  if views[mod] then return views[mod] end
+  local function view(v, k)
+    if type(v) == "table" and getmetatable(v) == nil then
+      return readonly(v, name .. "." .. keyname(k), views)
+    end
+    return v
+  end
+  local v = setmetatable({}, {
+    __index = function(_, k) return view(mod[k], k) end,
     __newindex = function(_, k)
       error(string.format("module '%s' is read-only (cannot set '%s')", name, keyname(k)), 2)
     end,
-    __pairs = function() return next, mod, nil end,
+    __pairs = function()
+      return function(_, k)
+        local nk, nv = next(mod, k)
+        return nk, view(nv, nk)
+      end, mod, nil
+    end,
+    __len = function() return #mod end,
     -- a callable module (secret "x") stays callable through its view
     __call = function(_, ...) return mod(...) end,
     __metatable = false,
   })
+  views[mod] = v
+  return v
 end
 
 -- A helper file is source text: 1 MiB is many times the largest stack library one would write,
@@ -106,6 +124,148 @@ function sandbox.source_text(src)
   return src
 end
 
+-- Library functions whose one C call could outlast the budget, since the count hook never
+-- fires inside it, are replaced by versions that do big jobs in slices with Lua between them.
+-- (string.find/match/gmatch/gsub are bounded in core/pattern.c, string.rep and every other
+-- allocation by the memory ceiling of core.budget.)
+local SLICE = 10000             -- elements one C call may touch
+local SORT_IN_C = 100000        -- longer arrays are sorted in Lua, where the hook fires
+sandbox.MAX_CHUNK = 1024 * 1024 -- bytes of source that load() compiles in one go (and a file)
+
+local function int_arg(v)
+  return math.tointeger(type(v) == "string" and tonumber(v) or v)
+end
+
+local move = table.move
+local function bounded_move(a1, f, e, t, a2)
+  local fi, ei, ti = int_arg(f), int_arg(e), int_arg(t)
+  -- small, empty, malformed or overflowing ranges: the library's own checks and messages
+  if not (fi and ei and ti) or ei < fi or (fi <= 0 and ei >= math.maxinteger + fi)
+      or ei - fi < SLICE or ti > math.maxinteger - (ei - fi) then
+    return move(a1, f, e, t, a2)
+  end
+  local dest = a2 == nil and a1 or a2
+  if ti > fi then       -- slices from the top, so an overlapping move reads before it writes
+    local hi = ei
+    while hi >= fi do
+      local lo = math.max(fi, hi - SLICE + 1)
+      move(a1, lo, hi, ti + (lo - fi), dest)
+      hi = lo - 1
+    end
+  else
+    local lo = fi
+    while lo <= ei do
+      local hi = math.min(ei, lo + SLICE - 1)
+      move(a1, lo, hi, ti + (lo - fi), dest)
+      lo = hi + 1
+    end
+  end
+  return dest
+end
+
+local concat = table.concat
+local function bounded_concat(t, sep, i, j)
+  if type(t) ~= "table" then return concat(t, sep, i, j) end
+  local ii = i == nil and 1 or int_arg(i)
+  local jj = j == nil and #t or int_arg(j)
+  if not (ii and jj) or jj - ii < SLICE or (ii <= 0 and jj >= math.maxinteger + ii) then
+    return concat(t, sep, ii or i, jj or j)
+  end
+  local parts = {}
+  local lo = ii
+  while lo <= jj do
+    local hi = math.min(jj, lo + SLICE - 1)
+    parts[#parts + 1] = concat(t, sep, lo, hi)
+    lo = hi + 1
+  end
+  return concat(parts, sep)
+end
+
+-- Merge sort in Lua for long arrays (stable, which table.sort need not be).
+local function lua_sort(t, n, lt)
+  local a, b = {}, {}
+  for i = 1, n do a[i] = t[i] end
+  local width = 1
+  while width < n do
+    for lo = 1, n, 2 * width do
+      local mid, hi = math.min(lo + width, n + 1), math.min(lo + 2 * width, n + 1)
+      local x, y, k = lo, mid, lo
+      while x < mid and y < hi do
+        if lt(a[y], a[x]) then b[k] = a[y]; y = y + 1 else b[k] = a[x]; x = x + 1 end
+        k = k + 1
+      end
+      while x < mid do b[k] = a[x]; x = x + 1; k = k + 1 end
+      while y < hi do b[k] = a[y]; y = y + 1; k = k + 1 end
+    end
+    a, b = b, a
+    width = width * 2
+  end
+  for i = 1, n do t[i] = a[i] end
+end
+
+local sort = table.sort
+local function bounded_sort(t, lt)
+  if type(t) ~= "table" then return sort(t, lt) end
+  local n = #t
+  if math.type(n) ~= "integer" or n <= SORT_IN_C then return sort(t, lt) end
+  if lt ~= nil and type(lt) ~= "function" then return sort(t, lt) end
+  lua_sort(t, n, lt or function(x, y) return x < y end)
+end
+
+local insert, remove = table.insert, table.remove
+local function bounded_insert(t, ...)
+  local nargs = select("#", ...)
+  if type(t) ~= "table" or nargs ~= 2 then return insert(t, ...) end
+  local pos, v = ...
+  local n = #t
+  local p = int_arg(pos)
+  if math.type(n) ~= "integer" or not p or n - p < SLICE or p < 1 or p > n + 1 then return insert(t, pos, v) end
+  for i = n, p, -1 do t[i + 1] = t[i] end
+  t[p] = v
+end
+
+local function bounded_remove(t, ...)
+  if type(t) ~= "table" or select("#", ...) == 0 then return remove(t, ...) end
+  local pos = ...
+  local n = #t
+  local p = int_arg(pos)
+  if math.type(n) ~= "integer" or not p or n - p < SLICE or p < 1 or p > n then return remove(t, pos) end
+  local v = t[p]
+  for i = p, n - 1 do t[i] = t[i + 1] end
+  t[n] = nil
+  return v
+end
+
+local function bounded_table()
+  local t = copy(table)
+  t.move, t.concat, t.sort = bounded_move, bounded_concat, bounded_sort
+  t.insert, t.remove = bounded_insert, bounded_remove
+  return t
+end
+
+-- A chunk for load(): a string up to MAX_CHUNK bytes, or a reader function whose pieces are
+-- counted against the same limit (the compiler runs between two calls of it, in C).
+local function bounded_chunk(chunk)
+  if type(chunk) == "string" then
+    if #chunk > sandbox.MAX_CHUNK then
+      return nil, string.format("chunk too large for load (%d bytes; at most %d)", #chunk, sandbox.MAX_CHUNK)
+    end
+    return chunk
+  end
+  if type(chunk) ~= "function" then return chunk end
+  local total = 0
+  return function()
+    local piece = chunk()
+    if type(piece) == "string" then
+      total = total + #piece
+      if total > sandbox.MAX_CHUNK then
+        error(string.format("chunk too large for load (more than %d bytes)", sandbox.MAX_CHUNK), 0)
+      end
+    end
+    return piece
+  end
+end
+
 -- A fresh environment for a stack file in dir (an absolute path). Nothing is shared between
 -- two environments except the read-only stdlib modules, so the result depends only on dir.
 -- shown_dir, if given, is how messages name that directory (the path the user typed).
@@ -125,7 +285,7 @@ function sandbox.env(dir, shown_dir)
   end
   env._VERSION = _VERSION
   env.string = copy(string)
-  env.table = copy(table)
+  env.table = bounded_table()
   env.utf8 = copy(utf8)
   env.coroutine = copy(coroutine)
   env.math = copy(math)
@@ -173,7 +333,9 @@ function sandbox.env(dir, shown_dir)
     if type(chunk) == "string" and chunk:byte(1) == 27 then
       return nil, "binary chunks are not allowed in stack files"
     end
-    return load(chunk, chunkname, "t", env)
+    local c, err = bounded_chunk(chunk)
+    if c == nil then return nil, err end
+    return load(c, chunkname, "t", env)
   end
 
   env.require = function(name)

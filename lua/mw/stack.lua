@@ -10,6 +10,12 @@ local stack = {}
 
 local BUDGET = { instructions = 1e8, seconds = 2 }
 local MAX_MESSAGE = 400
+-- Validation runs outside any budget (it is mw's code), so what a stack file returns is
+-- bounded before it is walked: entries in one table, components, and table entries in all.
+-- A table shared by many components counts at each use, because each use is validated.
+local MAX_ENTRIES = 10000
+local MAX_COMPONENTS = 1000
+local MAX_VALIDATED = 1000000
 
 -- The seed's heartbeat: what `heartbeat = true` means and what a partial table falls back to.
 local HEARTBEAT_DEFAULTS = { port = 8089, path = "/debug/vars", interval = 0.5, timeout = 1,
@@ -128,6 +134,21 @@ local Failure = {}
 
 local function fail(path, msg, extra)
   error(setmetatable({ path = path, msg = msg, extra = extra }, Failure), 0)
+end
+
+-- Entries of the table being validated now and in all (reset by validate).
+local validated = 0
+local function bounded(path, t)
+  local n = 0
+  for _ in next, t do
+    n = n + 1
+    if n > MAX_ENTRIES then fail(path, string.format("has more than %d entries", MAX_ENTRIES)) end
+  end
+  validated = validated + n
+  if validated > MAX_VALIDATED then
+    fail(path, string.format("the stack is too large to validate (more than %d table entries in all, " ..
+      "a table shared by components counted at each use)", MAX_VALIDATED))
+  end
 end
 
 local function sub(path, k)
@@ -357,6 +378,7 @@ end
 
 local function fields(path, t, allowed)
   no_secret(path, t)
+  bounded(path, t)
   local set = {}
   for _, f in ipairs(allowed) do set[f] = true end
   local bad = {}
@@ -453,6 +475,7 @@ end
 -- {key, value}.
 local function entries(path, t)
   no_secret(path, t)
+  bounded(path, t)
   local items, named = {}, {}
   for k, v in next, t do
     if math.type(k) == "integer" and k >= 1 then
@@ -1285,6 +1308,7 @@ local function check_links(comps, names)
 end
 
 local function validate(ctx, top)
+  validated = 0
   if type(top) ~= "table" then
     fail({}, "the stack file must return a table { components = { ... } }, got " .. typeof(top))
   end
@@ -1309,6 +1333,11 @@ local function validate(ctx, top)
   local raw = rawget(top, "components")
   if raw == nil then fail({}, "missing field 'components' (a table of name = { image = ..., ... })") end
   if type(raw) ~= "table" then must({ "components" }, raw, "a table of name = component") end
+  local count = 0
+  for _ in next, raw do
+    count = count + 1
+    if count > MAX_COMPONENTS then fail({ "components" }, string.format("more than %d components", MAX_COMPONENTS)) end
+  end
   local names = {}
   for k in next, raw do
     if type(k) ~= "string" then
@@ -1399,9 +1428,16 @@ function stack.load(path, opts)
   if not src then
     local k = file_kind(path)
     if k and k ~= "file" then return nil, one_line(path .. ": is " .. (KINDS[k] or KINDS.other) .. ", not a stack file"), {} end
-    local read, err = fs.read(path)
-    if not read then return nil, one_line((err:gsub("^cannot read ([^\n]*): ([^:]*)$", "%1: %2"))), {} end
+    local read, err, code = fs.read(path, sandbox.MAX_CHUNK)
+    if code == "EFBIG" then
+      return nil, one_line(string.format("%s: the stack file is too large (more than %d bytes)", path, sandbox.MAX_CHUNK)), {}
+    end
+    if not read then return nil, one_line((err:gsub("^cannot read ([^
+]*): ([^:]*)$", "%1: %2"))), {} end
     src = read
+  end
+  if #src > sandbox.MAX_CHUNK then
+    return nil, one_line(string.format("%s: the stack file is too large (more than %d bytes)", path, sandbox.MAX_CHUNK)), {}
   end
   ctx.source = src
 

@@ -19,6 +19,7 @@ Sup.__index = Sup
 local ACTIONS = { restart = true, recreate = true, reconnect = true, restart_dependents = true,
                   restart_stack = true, give_up = true, ignore = true }
 local POLICY_BUDGET = { instructions = 1e6, seconds = 0.1 }
+local MAX_CHANGES = 8       -- entries of a policy's third result looked at
 local MAX_DELAY = 24 * 3600
 local REMOVAL_WAIT = 10         -- seconds to wait for a removal someone else started
 
@@ -533,6 +534,25 @@ function Sup:bring_up(c, existing)
   self:settle(c)
 end
 
+-- What user code returned, for a message: never tostring, pairs or # on it, since a metamethod
+-- would run outside any budget.
+local function shown(v)
+  local t = type(v)
+  if t == "string" then
+    return (string.format("%q", #v > 40 and v:sub(1, 40) .. "..." or v):gsub("\\\n", "\\n"))
+  elseif t == "number" or t == "boolean" or t == "nil" then
+    return tostring(v)
+  end
+  return "(" .. t .. ")"
+end
+
+-- The error core.budget reported for user code, cut to one reasonable line.
+local function failure_text(e)
+  if type(e) ~= "string" then return shown(e) end
+  e = e:match("^[^\n]*")
+  return #e > 200 and e:sub(1, 200) .. "..." or e
+end
+
 -- ---------------------------------------------------------------------------------------------
 -- heartbeats
 
@@ -545,8 +565,17 @@ local function probe_http(_, c, hb)
   c.hb.body = res.body      -- autoscale decisions may read it
   if hb.check then
     local ok, good, why = core.budget(hb.check, POLICY_BUDGET, res.body)
-    if not ok then return false, "check failed: " .. tostring(good) end
-    if not good then return false, why and tostring(why) or "check said unhealthy" end
+    if not ok then
+      if not c.hb.check_failed then
+        c.hb.check_failed = true
+        log.warn(c.key, "check_error", "heartbeat check failed (" .. failure_text(good) .. "); the heartbeat counts as failed")
+      end
+      return false, "check failed: " .. failure_text(good)
+    end
+    c.hb.check_failed = nil
+    if not good then
+      return false, type(why) == "string" and (#why > 200 and why:sub(1, 200) .. "..." or why) or "check said unhealthy"
+    end
   end
   return true
 end
@@ -623,6 +652,8 @@ function Sup:start_heartbeat(c)
         -- the service listens can take 60 ms to fail, and waiting for it would put off the one
         -- that finds it ready
         local overlap = false
+        -- a check that overran its budget keeps to the interval: each overrun holds the loop
+        if c.hb.check_failed then fast = false end
         if c.state == "starting" and fast then
           local out = 0
           for _ in pairs(c.probes) do out = out + 1 end
@@ -786,20 +817,34 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- failures and the policy
 
--- Calls the component's policy under a budget; an error or an overrun means the default.
+-- The failure record as the policy gets it: a copy, so whatever the policy does to it cannot
+-- reach the supervisor's own (kept for a reload's repolicy and for log fields).
+local function record_copy(r)
+  local history = {}
+  for i, h in ipairs(r.history) do history[i] = { time = h.time, reason = h.reason, uptime = h.uptime } end
+  local out = {}
+  for k, v in next, r do out[k] = v end
+  out.history = history
+  return out
+end
+
+-- Calls the component's policy under a budget; an error, an overrun or an answer that is not
+-- plain data means the default. Answers are read with type(), rawget and next only.
 function Sup:decide(c, record)
   local p = c.def.restart or policy.default
-  local ok, action, delay, changes = core.budget(function() return p(record) end, POLICY_BUDGET)
+  local mine = record_copy(record)
+  local ok, action, delay, changes = core.budget(function() return p(mine) end, POLICY_BUDGET)
   local why
   if not ok then
-    why = tostring(action)
-  elseif not ACTIONS[action] then
-    why = "returned an unknown action " .. tostring(action)
+    why = failure_text(action)
+  elseif type(action) ~= "string" or not ACTIONS[action] then
+    why = "returned an unknown action " .. shown(action)
   elseif type(delay) == "string" then
-    local d, derr = duration.parse(delay)     -- "500ms" is as good as 0.5
-    if d then delay = d else why = "returned a bad delay: " .. tostring(derr) end
+    local d, derr
+    if #delay <= 64 then d, derr = duration.parse(delay) end     -- "500ms" is as good as 0.5
+    if d then delay = d else why = "returned a bad delay: " .. (derr or shown(delay)) end
   elseif delay ~= nil and (type(delay) ~= "number" or delay ~= delay or delay < 0) then
-    why = "returned a bad delay " .. tostring(delay)
+    why = "returned a bad delay " .. shown(delay)
   end
   if why then
     log.warn(c.key, "policy_error", "restart policy failed (" .. why .. "); the default policy applies")
@@ -809,7 +854,9 @@ function Sup:decide(c, record)
   if record.reason == "removed" and action == "restart" then action = "recreate" end
   -- a policy may change what the next container gets: a higher memory limit after an OOM kill
   if not why and action == "recreate" and type(changes) == "table" then
-    for k, v in pairs(changes) do
+    local seen, k, v = 0, next(changes)
+    while k ~= nil and seen < MAX_CHANGES do
+      seen = seen + 1
       if k == "memory" and math.type(v) == "integer" and v >= 6 * 1024 * 1024 then
         c.overrides = c.overrides or {}
         c.overrides.memory = v
@@ -818,8 +865,9 @@ function Sup:decide(c, record)
         c.overrides = c.overrides or {}
         c.overrides.cpus = v
       else
-        log.warn(c.key, "policy_error", "policy asked to change " .. tostring(k) .. "; only memory and cpus can change")
+        log.warn(c.key, "policy_error", "policy asked to change " .. shown(k) .. "; only memory and cpus can change")
       end
+      k, v = next(changes, k)
     end
   end
   return action, delay
@@ -1500,7 +1548,7 @@ function Sup:autoscale_once(g)
               last_change = g.last_change, instances = self:sample(g) }
   local ok, n = core.budget(a.decide, SCALE_BUDGET, s)
   if not ok or type(n) ~= "number" or n ~= n then
-    log.warn(g.name, "autoscale_error", "autoscale decide failed (" .. tostring(ok and ("returned " .. tostring(n)) or n)
+    log.warn(g.name, "autoscale_error", "autoscale decide failed (" .. (ok and ("returned " .. shown(n)) or failure_text(n))
       .. "); the scale stays " .. g.desired)
     return
   end
