@@ -1432,8 +1432,7 @@ function stack.load(path, opts)
     if code == "EFBIG" then
       return nil, one_line(string.format("%s: the stack file is too large (more than %d bytes)", path, sandbox.MAX_CHUNK)), {}
     end
-    if not read then return nil, one_line((err:gsub("^cannot read ([^
-]*): ([^:]*)$", "%1: %2"))), {} end
+    if not read then return nil, one_line((err:gsub("^cannot read ([^\n]*): ([^:]*)$", "%1: %2"))), {} end
     src = read
   end
   if #src > sandbox.MAX_CHUNK then
