@@ -1,4 +1,4 @@
--- User Lua cannot stop or bloat mw: the attacks of issue 15 at load time (tests/bad/105-112), in
+-- User Lua cannot stop or bloat mw: the attacks of issue 15 at load time (tests/bad/115-122), in
 -- restart policies, heartbeat checks and autoscale decisions (tests/sandbox/attacks.lua, run by
 -- tests/lib/sandbox_child.lua in a child with a timeout), the memory ceiling, the sliced table
 -- functions and the step-counted pattern matcher (same answers as Lua's), and stdlib views.
@@ -36,8 +36,8 @@ end
 ---------------------------------------------------------------------------------------------
 -- load time: each attack is a bad stack file, refused in one line well inside a hang
 
-local ATTACKS = { "105-table-move-huge", "106-pattern-backtrack", "107-string-rep-huge", "108-shared-env-million",
-                  "109-insert-huge-len", "110-concat-c-index", "111-load-huge", "112-stdlib-mutation" }
+local ATTACKS = { "115-table-move-huge", "116-pattern-backtrack", "117-string-rep-huge", "118-shared-env-million",
+                  "119-insert-huge-len", "120-concat-c-index", "121-load-huge", "122-stdlib-mutation" }
 
 for _, name in ipairs(ATTACKS) do
   t.test("load-time attack " .. name .. ": mw check exits 2 with its message, within twice the 2 s budget", function()
