@@ -75,7 +75,11 @@ case "${1:-up}" in
     done
     rm -f "$EXEC_ROOT/containerd/containerd.sock" "$EXEC_ROOT/containerd/containerd.sock.ttrpc" \
           "$EXEC_ROOT/containerd/containerd-debug.sock"
-    setsid dockerd --pidfile "$PIDFILE" >"$LOG" 2>&1 < /dev/null &
+    # The default address pools hold about 30 bridge networks; every test stack has one, and an
+    # interrupted run leaves its networks on the engine's disk (seen: "could not find an available,
+    # non-overlapping IPv4 address pool" once 30 were in use). 256 /24s for the engine we start.
+    setsid dockerd --pidfile "$PIDFILE" --default-address-pool base=10.213.0.0/16,size=24 \
+      >"$LOG" 2>&1 < /dev/null &
     pid=$!
     for _ in $(seq 1 $((START_SECS * 10))); do
       if answers; then echo started; exit 0; fi
