@@ -88,14 +88,14 @@ end
 function M.containers(engine, stack, comp)
   -- mw.config-hash is set only by mw's own create: a container someone ran from an image mw
   -- built inherits the image's used-by and mw.stack labels, but not this one
-  local labels = owner.filter(stack, "mw.config-hash", comp and ("mw.component=" .. comp) or nil)
-  local list, err = engine:list { label = labels }
+  local filter = owner.filter(stack, "mw.config-hash", comp and ("mw.component=" .. comp) or nil)
+  local list, err = engine:list { label = filter }
   if not list then return nil, err end
   local mine = {}
   for _, ctr in ipairs(list) do
-    local l = ctr.Labels or {}
-    if owner.owns(l) and l["mw.stack"] and (not stack or l["mw.stack"] == stack)
-        and (not comp or l["mw.component"] == comp) then
+    local labels = ctr.Labels or {}
+    if owner.owns(labels) and labels["mw.stack"] and (not stack or labels["mw.stack"] == stack)
+        and (not comp or labels["mw.component"] == comp) then
       mine[#mine + 1] = ctr
     end
   end

@@ -224,11 +224,11 @@ function M.run(opts)
       if reload(ctx, "file changed", { tentative = true }) == nil then
         repeat
           core.sleep(DEBOUNCE)
-        until not box.drop(function(m) return m.kind == "changed" end)
+        until not box.drop(function(queued) return queued.kind == "changed" end)
         read_at = core.now()
         reload(ctx, "file changed")
       end
-      box.drop(function(m) return m.kind == "changed" and m.at < read_at end)
+      box.drop(function(queued) return queued.kind == "changed" and queued.at < read_at end)
     elseif msg.kind == "signal" and msg.name == "HUP" then
       reload(ctx, "SIGHUP")
     elseif msg.kind == "reload" then -- api: POST /api/reload waits for the result
