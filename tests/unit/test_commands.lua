@@ -39,7 +39,9 @@ t.test("one table of commands: each runs through its module, and mw help lists i
     t.ok(cli.command(name), "mw help names " .. name)
   end
   t.ok(text:find("^  run ", #text:match("^.-\ncommands:\n") + 1), "run comes first")
-  t.eq(listed, 10, "the commands after run")
+  local with_help = 0
+  for _, command in ipairs(cli.COMMANDS) do if command.help then with_help = with_help + 1 end end
+  t.eq(listed, with_help - 1, "mw help's commands after run are the table's, no more")
   t.eq(cli.command("--help").name, "help")
   t.eq(cli.command("-h").name, "help")
   t.eq(cli.command("--version").name, "version")
