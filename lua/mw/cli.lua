@@ -1,86 +1,136 @@
--- The command line: parses argv, runs one command, and returns mw's exit status.
-local core = require "mw.core"
-
+-- The command line: parses argv, finds the command in the one table of commands, runs it,
+-- and returns mw's exit status. `mw help` is written from the same table.
 local M = {}
 
 M.VERSION = "0.1.0"
 
 -- Exit statuses (documented in README and `mw help`).
-local OK, FAILURE, USAGE = 0, 1, 2
-M.EXIT = { ok = OK, failure = FAILURE, usage = USAGE }
+local OK, USAGE = 0, 2
+M.EXIT = { ok = OK, failure = 1, usage = USAGE }
 
-local function say(msg) io.stderr:write("mw: ", msg, "\n") end
+function M.say(msg) io.stderr:write("mw: ", msg, "\n") end
+local say = M.say
 
 -- ---------------------------------------------------------------------------------------------
 -- argument parsing: flags may come anywhere; "--x=v" and "--x v" both work
 
-local function parse(args, spec)
-  local o, rest = {}, {}
+-- Splits args by spec ({ name = true (a flag) | "value" | "long name" (a short alias) }) ->
+-- options (dashes in names become underscores), the other arguments | nil, message.
+function M.parse(args, spec)
+  local opts, rest = {}, {}
   local i = 1
   while i <= #args do
-    local a = args[i]
-    if a == "--" then
+    local arg = args[i]
+    if arg == "--" then
       for j = i + 1, #args do rest[#rest + 1] = args[j] end
       break
     end
-    local name, val = a:match("^%-%-([%w-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w-]+)$") or (a:match("^%-(%a)$"))
+    local name, val = arg:match("^%-%-([%w-]+)=(.*)$")
+    name = name or arg:match("^%-%-([%w-]+)$") or (arg:match("^%-(%a)$"))
     if name then
       local kind = spec[name]
-      if kind == nil then return nil, "unknown option " .. a end
+      if kind == nil then return nil, "unknown option " .. arg end
       if type(kind) == "string" and spec[kind] ~= nil and type(spec[kind]) ~= "string" then
         name, kind = kind, spec[kind]       -- a short alias
       end
       local key = name:gsub("-", "_")
       if kind == true then
         if val then return nil, "option --" .. name .. " takes no value" end
-        o[key] = true
+        opts[key] = true
       else
         if not val then
           i = i + 1
           val = args[i]
-          if val == nil then return nil, "option " .. a .. " needs a value" end
+          if val == nil then return nil, "option " .. arg .. " needs a value" end
         end
-        o[key] = val
+        opts[key] = val
       end
     else
-      rest[#rest + 1] = a
+      rest[#rest + 1] = arg
     end
     i = i + 1
   end
-  return o, rest
+  return opts, rest
 end
 
 -- ---------------------------------------------------------------------------------------------
--- help
+-- the commands
 
-local HELP = [[
-mw (Millwright) runs a multi-container Docker stack described in a Lua file and keeps it up.
-
-usage: mw [--label NAME] <command> [options]
-
-commands:
+-- One entry per command, in the order `mw help` lists them: its name, the module whose
+-- fn (default "main") runs it as fn(args, cli) -> exit status, and its lines in `mw help`
+-- (none: not listed). help is this module's own.
+local COMMANDS = {
+  { name = "run", module = "mw.run", help = [[
   run [stack.lua]           bring the stack up and supervise it (default file: ./stack.lua)
       --force                 take over from the mw already running this stack
       --log-format text|json  how events are printed (default text)
       --state-dir DIR         where the queue and status files live
       --listen 127.0.0.1:PORT also serve the API, /metrics and the dashboard on loopback TCP
+]] },
+  { name = "check", module = "mw.cmd_check", help = [[
   check [stack.lua]         load and validate the stack file, print the plan
+]] },
+  { name = "policy", module = "mw.cmd_check", fn = "policy", help = [[
   policy preview [stack.lua] <component> [N]
                             the restart schedule for N consecutive failures (default 10)
+]] },
+  { name = "status", module = "mw.cmd_status", help = [[
   status [stack.lua | --stack S] [--json]
                             one row per component, from the engine and the running mw
+]] },
+  { name = "inspect", module = "mw.cmd_inspect", help = [[
   inspect <component> [--stack S]
                             the component's introspection JSON (its heartbeat endpoint)
+]] },
+  { name = "logs", module = "mw.cmd_logs", help = [[
   logs [-f] [--tail N] [component...] [--stack S]
                             the components' logs, each line prefixed by its component
+]] },
+  { name = "kill", module = "mw.cmd_kill", help = [[
   kill <component> [--stack S]
                             force-remove the component's container; a running mw recovers it
+]] },
+  { name = "destroy", module = "mw.cmd_destroy", help = [[
   destroy [stack.lua | --stack S | --all] [--volumes]
                             remove what mw made for a stack (never anything unlabelled)
+]] },
+  { name = "import", module = "mw.import", help = [[
   import compose.yaml [-o stack.lua]   write a stack.lua equivalent to a compose file
+]] },
+  { name = "version", module = "mw.cmd_version", help = [[
   version                   versions of mw, Lua, libuv, libcurl and the engine
+]] },
+  { name = "help", help = [[
   help [command]            this text
+]] },
+  -- runs a Lua file as a task: for tests, benchmarks and development, so not listed
+  { name = "script", module = "mw.cmd_script" },
+}
+M.COMMANDS = COMMANDS
+
+-- Other spellings of a command.
+local ALIASES = { ["--help"] = "help", ["-h"] = "help", ["--version"] = "version" }
+
+local BY_NAME = {}
+for _, command in ipairs(COMMANDS) do BY_NAME[command.name] = command end
+
+-- The entry a command name (or alias) means -> entry | nil.
+function M.command(name)
+  return BY_NAME[ALIASES[name] or name]
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- help
+
+local HELP_HEAD = [[
+mw (Millwright) runs a multi-container Docker stack described in a Lua file and keeps it up.
+
+usage: mw [--label NAME] <command> [options]
+
+commands:
+]]
+
+local HELP_TAIL = [[
 
 every command:
   --label NAME              the installation: act only on resources labelled used-by=NAME,
@@ -99,165 +149,52 @@ environment:
   MW_USER_MEMORY=SIZE       memory one call of stack-file code may add (default 64M)
 ]]
 
-local function help()
-  io.stdout:write(HELP)
+-- The text of `mw help`: the head, every listed command's lines in table order, the tail.
+function M.help_text()
+  local parts = { HELP_HEAD }
+  for _, command in ipairs(COMMANDS) do parts[#parts + 1] = command.help end
+  parts[#parts + 1] = HELP_TAIL
+  return table.concat(parts)
+end
+
+BY_NAME.help.run = function()
+  io.stdout:write(M.help_text())
   return OK
 end
 
 -- ---------------------------------------------------------------------------------------------
--- version
-
-local function version()
-  local http = require "mw.http"
-  local v = core.versions()
-  print("mw " .. M.VERSION)
-  print(string.format("Lua %s, libuv %s, libcurl %s", v.lua:gsub("^Lua ", ""), v.uv, http.curl_version()))
-  local docker = require "mw.docker"
-  local engine, err, code = docker.connect()
-  if engine then
-    print(string.format("engine %s at %s, API %s", tostring(engine.version), tostring(engine.where),
-      tostring(engine.api)))
-  else
-    print("engine: none (" .. tostring(docker.explain(err, code)) .. ")")
-  end
-  return OK
-end
-
--- ---------------------------------------------------------------------------------------------
--- stack files
-
-local function stack_file(rest)
-  local f = rest[1]
-  if f and f:match("%.lua$") then return table.remove(rest, 1) end
-  return "stack.lua"
-end
-
-local function load_stack(file)
-  local stack = require "mw.stack"
-  local s, err = stack.load(file)
-  if not s then
-    io.stderr:write(err, "\n")
-    return nil
-  end
-  return s
-end
-
-local function check(args)
-  local o, rest = parse(args, { quiet = true, q = "quiet" })
-  if not o then say(rest) return USAGE end
-  local file = stack_file(rest)
-  if #rest > 0 then say("check: unexpected argument " .. rest[1]) return USAGE end
-  local s = load_stack(file)
-  if not s then return USAGE end
-  if not o.quiet then io.stdout:write(require("mw.stack").plan(s), "\n") end
-  return OK
-end
-
-local function policy_preview(args)
-  local sub = table.remove(args, 1)
-  if sub ~= "preview" then say("usage: mw policy preview [stack.lua] <component> [N]") return USAGE end
-  local o, rest = parse(args, {})
-  if not o then say(rest) return USAGE end
-  local file = stack_file(rest)
-  local name, n = rest[1], tonumber(rest[2] or "10")
-  if not name or not n or n < 1 or n > 1000 then
-    say("usage: mw policy preview [stack.lua] <component> [N]") return USAGE
-  end
-  local s = load_stack(file)
-  if not s then return USAGE end
-  local c = s.components[name]
-  if not c then say("no component " .. name .. " in " .. file) return FAILURE end
-  local policy = require "mw.policy"
-  local log = require "mw.log"
-  local ok, rows = core.budget(policy.preview, { instructions = 1e8, seconds = 2 }, c.restart, math.floor(n))
-  if not ok then say("policy preview of " .. name .. " failed: " .. tostring(rows)) return FAILURE end
-  print(string.format("%s: %s", name, policy.describe(c.restart)))
-  print(string.format("%-8s %-10s %-20s %s", "attempt", "delay", "action", "at"))
-  local at = 0
-  for _, r in ipairs(rows) do
-    at = at + (r.delay or 0)
-    print(string.format("%-8d %-10s %-20s +%s", r.attempt, log.dur(r.delay or 0), r.action, log.dur(at)))
-  end
-  return OK
-end
-
--- ---------------------------------------------------------------------------------------------
--- run
-
-local function run(args)
-  local o, rest = parse(args, { force = true, ["log-format"] = "value", ["state-dir"] = "value", listen = "value" })
-  if not o then say(rest) return USAGE end
-  local log = require "mw.log"
-  if o.log_format then
-    if o.log_format ~= "text" and o.log_format ~= "json" then
-      say("--log-format must be text or json") return USAGE
-    end
-    log.format = o.log_format
-  end
-  local file = stack_file(rest)
-  if #rest > 0 then say("run: unexpected argument " .. rest[1]) return USAGE end
-  local s = load_stack(file)
-  if not s then return USAGE end
-  local runner = require "mw.run"
-  return runner.run { stack = s, file = file, force = o.force, state_dir = o.state_dir, listen = o.listen }
-end
-
--- mw script FILE [args]: runs a Lua file as a task (tests, benchmarks, development).
-local function script(args)
-  local file = args[1]
-  if not file then say("script: which file?") return USAGE end
-  local dir = file:match("^(.*)/[^/]*$") or "."
-  local root = os.getenv("MW_LUA_PATH")
-  if not root or root == "" then root = "." end
-  package.path = table.concat({ dir .. "/?.lua", root .. "/tests/lib/?.lua", root .. "/tests/?.lua" }, ";")
-  local chunk, err = loadfile(file, "t")
-  if not chunk then say("script: " .. err) return USAGE end
-  _G.arg = { [0] = file, table.unpack(args, 2) }
-  local rc = chunk(table.unpack(args, 2))
-  return math.tointeger(rc) or OK
-end
-
-local COMMANDS = {
-  run = run, check = check, version = version, help = help, script = script,
-  policy = policy_preview,
-  import = function(args) return require("mw.import").main(args, { parse = parse, say = say }) end,
-  ["--help"] = help, ["-h"] = help, ["--version"] = version,
-}
-
--- The commands that act on a running stack live in mw.commands.
-for _, name in ipairs { "status", "inspect", "logs", "kill", "destroy" } do
-  COMMANDS[name] = function(args) return require("mw.commands")[name](args, { parse = parse, say = say }) end
-end
+-- main
 
 -- The installation label, for every command: --label NAME (taken out of args before the
 -- command parses its own options), else MW_LABEL, else the default -> true | nil, message.
 -- It may also come before the command (`mw --label ci status`); `mw script` leaves the
 -- arguments after it to the script.
-local function installation(cmd, args, first)
-  local name, from = os.getenv("MW_LABEL"), "MW_LABEL"
-  if name == "" then name = nil end
+local function installation(name, args, first)
+  local label, from = os.getenv("MW_LABEL"), "MW_LABEL"
+  if label == "" then label = nil end
   local i = 1
-  while (cmd ~= "script" or i < first) and i <= #args do
-    local a = args[i]
-    if a == "--" then break end
-    local v = a:match("^%-%-label=(.*)$")
-    if v then
-      name, from = v, "--label"
+  while (name ~= "script" or i < first) and i <= #args do
+    local arg = args[i]
+    if arg == "--" then break end
+    local value = arg:match("^%-%-label=(.*)$")
+    if value then
+      label, from = value, "--label"
       table.remove(args, i)
-    elseif a == "--label" then
+    elseif arg == "--label" then
       if args[i + 1] == nil then return nil, "option --label needs a value" end
-      name, from = table.remove(args, i + 1), "--label"
+      label, from = table.remove(args, i + 1), "--label"
       table.remove(args, i)
     else
       i = i + 1
     end
   end
-  if name == nil then return true end
-  local ok, err = require("mw.owner").set(name)
+  if label == nil then return true end
+  local ok, err = require("mw.owner").set(label)
   if not ok then return nil, from .. ": " .. err end
   return true
 end
 
+-- Runs one command line (argv without the program name) -> exit status.
 function M.main(...)
   local args = { ... }
   -- options before the command: only --label
@@ -265,19 +202,20 @@ function M.main(...)
   while args[at] == "--label" or (args[at] or ""):match("^%-%-label=") do
     at = at + (args[at] == "--label" and 2 or 1)
   end
-  local cmd = table.remove(args, math.min(at, #args + 1))
-  if cmd == nil then io.stderr:write(HELP) return USAGE end
-  local f = COMMANDS[cmd]
-  if not f then
-    say("unknown command '" .. cmd .. "' (see mw help)")
+  local name = table.remove(args, math.min(at, #args + 1))
+  if name == nil then io.stderr:write(M.help_text()) return USAGE end
+  local command = M.command(name)
+  if not command then
+    say("unknown command '" .. name .. "' (see mw help)")
     return USAGE
   end
-  local lok, lerr = installation(cmd, args, at)
+  local lok, lerr = installation(name, args, at)
   if not lok then say(lerr) return USAGE end
-  for _, a in ipairs(args) do
-    if (a == "--help" or a == "-h") and cmd ~= "script" then return help() end
+  for _, arg in ipairs(args) do
+    if (arg == "--help" or arg == "-h") and name ~= "script" then return BY_NAME.help.run() end
   end
-  return f(args)
+  if command.run then return command.run(args, M) end
+  return require(command.module)[command.fn or "main"](args, M)
 end
 
 return M

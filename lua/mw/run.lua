@@ -10,30 +10,33 @@ local queue = require "mw.queue"
 local owner = require "mw.owner"
 local stack = require "mw.stack"
 local supervisor = require "mw.supervisor"
+local lookup = require "mw.lookup"
 local api = require "mw.api" -- api
 local notify = require "mw.notify" -- api
 
 local M = {}
+
+local USAGE = 2
 
 local DEBOUNCE = 0.01       -- quiet time before a stack file that did not load is tried again
 local STATUS_EVERY = 5      -- the status file is rewritten at least this often
 
 -- A mailbox: the main loop's one place to wait for signals, file changes and step-downs.
 local function mailbox()
-  local box = { q = {}, cond = core.cond() }
+  local box = { queued = {}, cond = core.cond() }
   function box.put(msg)
-    box.q[#box.q + 1] = msg
+    box.queued[#box.queued + 1] = msg
     box.cond:notify()
   end
   function box.get()
-    while #box.q == 0 do box.cond:wait() end
-    return table.remove(box.q, 1)
+    while #box.queued == 0 do box.cond:wait() end
+    return table.remove(box.queued, 1)
   end
   -- Removes the queued messages pred() picks -> whether there were any.
   function box.drop(pred)
     local any = false
-    for i = #box.q, 1, -1 do
-      if pred(box.q[i]) then table.remove(box.q, i) any = true end
+    for i = #box.queued, 1, -1 do
+      if pred(box.queued[i]) then table.remove(box.queued, i) any = true end
     end
     return any
   end
@@ -46,27 +49,27 @@ local function basename(p) return p:match("([^/]*)$") end
 -- Watches the stack file and every Lua file it required: their directories, so that editors
 -- which replace a file by renaming a new one over it are seen too.
 local function watch_files(ctx, files)
-  for _, w in pairs(ctx.watches or {}) do w.closed = true; w.watch:close() end
+  for _, entry in pairs(ctx.watches or {}) do entry.closed = true; entry.watch:close() end
   ctx.watches = {}
   local by_dir = {}
-  for _, f in ipairs(files) do
-    local d = dirname(f)
-    by_dir[d] = by_dir[d] or {}
-    by_dir[d][basename(f)] = true
+  for _, file in ipairs(files) do
+    local dir = dirname(file)
+    by_dir[dir] = by_dir[dir] or {}
+    by_dir[dir][basename(file)] = true
   end
   for dir, names in pairs(by_dir) do
-    local w, err = fs.watch(dir)
-    if not w then
+    local watcher, err = fs.watch(dir)
+    if not watcher then
       log.warn(nil, "watch", "cannot watch " .. dir .. " for changes: " .. tostring(err))
     else
-      local entry = { watch = w }
+      local entry = { watch = watcher }
       ctx.watches[dir] = entry
       core.spawn(function()
         while not entry.closed do
-          local evs = w:wait()
-          if not evs then break end
-          for _, ev in ipairs(evs) do
-            if names[ev.name] then ctx.box.put { kind = "changed", file = dir .. "/" .. ev.name, at = core.now() } break end
+          local changes = watcher:wait()
+          if not changes then break end
+          for _, change in ipairs(changes) do
+            if names[change.name] then ctx.box.put { kind = "changed", file = dir .. "/" .. change.name, at = core.now() } break end
           end
         end
       end, "watch " .. dir)
@@ -85,31 +88,31 @@ local function write_status(ctx)
   end
 end
 
--- Loads the stack file again; on success swaps it in, on failure keeps the running one.
--- Loads the stack file again and applies it. With o.tentative a file that does not load is
--- only reported (nil) to the caller, who may try again once the writes have stopped.
-local function reload(ctx, why, o)
+-- Loads the stack file again and applies it; one that does not load leaves the running one.
+-- With opts.tentative a file that does not load is only reported (nil) to the caller, who
+-- may try again once the writes have stopped.
+local function reload(ctx, why, opts)
   local t0 = core.now()
-  local s, err, required = stack.load(ctx.file)
-  if not s and o and o.tentative then return nil end
-  if not s then
+  local def, err, required = stack.load(ctx.file)
+  if not def and opts and opts.tentative then return nil end
+  if not def then
     log.warn(nil, "reload_failed", "reload failed, keeping the running configuration: " .. tostring(err))
     local files = { ctx.stack.file }
-    for _, f in ipairs(required or {}) do files[#files + 1] = f end
-    for _, f in ipairs(ctx.stack.required or {}) do files[#files + 1] = f end
+    for _, file in ipairs(required or {}) do files[#files + 1] = file end
+    for _, file in ipairs(ctx.stack.required or {}) do files[#files + 1] = file end
     watch_files(ctx, files)
     if ctx.on_reload then ctx.on_reload(false, err) end
     return false
   end
-  if s.name ~= ctx.stack.name then
+  if def.name ~= ctx.stack.name then
     log.warn(nil, "reload_failed", string.format("reload failed: the stack's name changed from %s to %s; restart mw to switch stacks",
-      ctx.stack.name, s.name))
+      ctx.stack.name, def.name))
     return false
   end
-  local summary = ctx.sup:apply(s)
-  ctx.stack = s
-  local files = { s.file }
-  for _, f in ipairs(s.required or {}) do files[#files + 1] = f end
+  local summary = ctx.sup:apply(def)
+  ctx.stack = def
+  local files = { def.file }
+  for _, file in ipairs(def.required or {}) do files[#files + 1] = file end
   watch_files(ctx, files)
   log.info(nil, "reloaded", string.format("reloaded in %d ms (%s): %s", math.floor((core.now() - t0) * 1000 + 0.5),
     why, summary), { ms = (core.now() - t0) * 1000 })
@@ -118,9 +121,10 @@ local function reload(ctx, why, o)
 end
 M.reload = reload
 
-function M.run(o)
-  local s = o.stack
-  local listen, lerr = api.parse_listen(o.listen) -- api: a non-loopback address is refused before anything
+-- opts: stack (loaded), file, force, state_dir, listen -> exit status.
+function M.run(opts)
+  local def = opts.stack
+  local listen, lerr = api.parse_listen(opts.listen) -- api: a non-loopback address is refused before anything
   if lerr then io.stderr:write("mw: ", lerr, "\n") return 2 end -- api
   local engine, err, code = docker.connect()
   if not engine then
@@ -129,8 +133,8 @@ function M.run(o)
   end
   local box = mailbox()
   local sigs = signal.watch { "INT", "TERM", "HUP" }
-  local ctx = { engine = engine, stack = s, file = o.file, box = box }
-  local sd = notify.open() -- api: systemd's notify socket (watchdog pings start now), nil outside systemd
+  local ctx = { engine = engine, stack = def, file = opts.file, box = box }
+  local systemd = notify.open() -- api: systemd's notify socket (watchdog pings start now), nil outside systemd
   core.spawn(function()
     while true do
       local name = sigs:wait()
@@ -140,18 +144,18 @@ function M.run(o)
   end, "signals")
 
   -- one active mw per stack: wait in line (or cut in with --force)
-  ctx.state_dir = owner.state_dir(o.state_dir or queue.default_dir())
-  local q, qerr = queue.enter { dir = ctx.state_dir, stack = s.name, force = o.force }
-  if not q then
-    io.stderr:write("mw: cannot join the queue for stack ", s.name, ": ", tostring(qerr), "\n")
+  ctx.state_dir = owner.state_dir(opts.state_dir or queue.default_dir())
+  local place, perr = queue.enter { dir = ctx.state_dir, stack = def.name, force = opts.force }
+  if not place then
+    io.stderr:write("mw: cannot join the queue for stack ", def.name, ": ", tostring(perr), "\n")
     sigs:close()
     return 1
   end
-  ctx.status_file = ctx.state_dir .. "/" .. s.name .. "/status.json"
+  ctx.status_file = ctx.state_dir .. "/" .. def.name .. "/status.json"
   local waiting = core.spawn(function()
-    local ok, werr = q:wait(function(info)
+    local ok, werr = place:wait(function(info)
       log.info(nil, "waiting", string.format("another mw runs stack %s: waiting for pid %s on %s (since %s), %d ahead",
-        s.name, tostring(info.pid), tostring(info.host), os.date("%H:%M:%S", math.floor(info.since or 0)), info.ahead or 1),
+        def.name, tostring(info.pid), tostring(info.host), os.date("%H:%M:%S", math.floor(info.since or 0)), info.ahead or 1),
         { pid = info.pid, ahead = info.ahead })
     end)
     box.put { kind = ok and "active" or "lost", err = werr }
@@ -161,41 +165,41 @@ function M.run(o)
     if msg.kind == "active" then break end
     if msg.kind == "lost" then
       log.info(nil, "stop", "left the queue (" .. tostring(msg.err) .. ")")
-      q:leave()
+      place:leave()
       sigs:close()
       return 0
     end
     if msg.kind == "signal" and msg.name ~= "HUP" then
       core.cancel(waiting)
-      q:leave()
+      place:leave()
       log.info(nil, "stop", "stopped while waiting in line (signal " .. msg.name .. ")")
       sigs:close()
       return 0
     end
   end
   core.spawn(function()
-    local r = q:replaced()
-    if r then box.put { kind = "replaced" } end
+    local replaced = place:replaced()
+    if replaced then box.put { kind = "replaced" } end
   end, "replaced")
 
   local status_cond = core.cond()
-  local sup = supervisor.new { engine = engine, stack = s, on_change = function() status_cond:notify() end }
+  local sup = supervisor.new { engine = engine, stack = def, on_change = function() status_cond:notify() end }
   ctx.sup = sup
   local api_srv, aerr = api.start(ctx, { listen = listen }) -- api
-  if not api_srv then io.stderr:write("mw: ", aerr, "\n") q:leave() sigs:close() return 1 end -- api
+  if not api_srv then io.stderr:write("mw: ", aerr, "\n") place:leave() sigs:close() return 1 end -- api
   sup.on_beat = function(key, ok, latency) api_srv:on_beat(key, ok, latency) end -- api: for Sup:good and Sup:miss to call
-  log.info(nil, "start", string.format("stack %s: %d component%s, engine %s (API %s)", s.name, #s.order,
-    #s.order == 1 and "" or "s", tostring(engine.version), tostring(engine.api)))
+  log.info(nil, "start", string.format("stack %s: %d component%s, engine %s (API %s)", def.name, #def.order,
+    #def.order == 1 and "" or "s", tostring(engine.version), tostring(engine.api)))
   local ok, serr = sup:start()
   if not ok then
     io.stderr:write("mw: ", tostring(serr), "\n")
     api_srv:close() -- api
     sup:stop()
-    q:leave()
+    place:leave()
     sigs:close()
     return 1
   end
-  if sd then sd:supervise(sup) end -- api: READY=1 once the stack is up
+  if systemd then systemd:supervise(sup) end -- api: READY=1 once the stack is up
   local status_task = core.spawn(function()
     while true do
       write_status(ctx)
@@ -203,8 +207,8 @@ function M.run(o)
       core.sleep(0.02)          -- coalesce a burst of changes into one write
     end
   end, "status")
-  local files = { s.file }
-  for _, f in ipairs(s.required or {}) do files[#files + 1] = f end
+  local files = { def.file }
+  for _, file in ipairs(def.required or {}) do files[#files + 1] = file end
   watch_files(ctx, files)
 
   local rc = 0
@@ -220,11 +224,11 @@ function M.run(o)
       if reload(ctx, "file changed", { tentative = true }) == nil then
         repeat
           core.sleep(DEBOUNCE)
-        until not box.drop(function(m) return m.kind == "changed" end)
+        until not box.drop(function(queued) return queued.kind == "changed" end)
         read_at = core.now()
         reload(ctx, "file changed")
       end
-      box.drop(function(m) return m.kind == "changed" and m.at < read_at end)
+      box.drop(function(queued) return queued.kind == "changed" and queued.at < read_at end)
     elseif msg.kind == "signal" and msg.name == "HUP" then
       reload(ctx, "SIGHUP")
     elseif msg.kind == "reload" then -- api: POST /api/reload waits for the result
@@ -237,18 +241,35 @@ function M.run(o)
       break
     end
   end
-  if sd then sd:close("stopping supervision; containers keep running") end -- api
+  if systemd then systemd:close("stopping supervision; containers keep running") end -- api
   api_srv:close() -- api
   sup:stop()
   core.cancel(status_task)
-  for _, w in pairs(ctx.watches or {}) do w.closed = true; w.watch:close() end
+  for _, entry in pairs(ctx.watches or {}) do entry.closed = true; entry.watch:close() end
   -- the status file is ours to remove only while it still says so (a successor rewrites it)
-  local cur = fs.read(ctx.status_file)
-  local okj, doc = pcall(cjson.decode, cur or "")
-  if okj and type(doc) == "table" and doc.pid == core.pid() then fs.remove(ctx.status_file) end
-  q:leave()
+  local current = fs.read(ctx.status_file)
+  local decoded, doc = pcall(cjson.decode, current or "")
+  if decoded and type(doc) == "table" and doc.pid == core.pid() then fs.remove(ctx.status_file) end
+  place:leave()
   sigs:close()
   return rc
+end
+
+-- mw run [stack.lua] [--force] [--log-format text|json] [--state-dir DIR] [--listen ADDR]
+function M.main(args, cli)
+  local opts, rest = cli.parse(args, { force = true, ["log-format"] = "value", ["state-dir"] = "value", listen = "value" })
+  if not opts then cli.say(rest) return USAGE end
+  if opts.log_format then
+    if opts.log_format ~= "text" and opts.log_format ~= "json" then
+      cli.say("--log-format must be text or json") return USAGE
+    end
+    log.format = opts.log_format
+  end
+  local file = lookup.first_file(rest)
+  if #rest > 0 then cli.say("run: unexpected argument " .. rest[1]) return USAGE end
+  local def = lookup.load_file(file)
+  if not def then return USAGE end
+  return M.run { stack = def, file = file, force = opts.force, state_dir = opts.state_dir, listen = opts.listen }
 end
 
 return M

@@ -1,67 +1,108 @@
--- Unit tests of lua/mw/commands.lua's pure parts: durations, engine timestamps and statuses,
--- live or engine status, rows and tables, ambiguity messages, inspect's endpoint, destroy's
--- label checks; and the usage errors that exit before any engine is asked.
+-- Unit tests of the commands (lua/mw/cli.lua, cmd_*.lua, lookup.lua, timestamp.lua): the
+-- command table and `mw help`; durations, engine timestamps and statuses, live or engine
+-- status, rows and tables, ambiguity messages, inspect's endpoint, destroy's label checks;
+-- and the usage errors that exit before any engine is asked.
 if not pcall(require, "t") then package.path = "tests/lib/?.lua;" .. package.path end
 local t = require "t"
 local fs = require "mw.fs"
-local commands = require "mw.commands"
 local cli = require "mw.cli"
-local T = commands._test
+local lookup = require "mw.lookup"
+local timestamp = require "mw.timestamp"
+local status = require "mw.cmd_status"
+local inspect = require "mw.cmd_inspect"
+local destroy = require "mw.cmd_destroy"
+local logs = require "mw.cmd_logs"
+
+t.test("one table of commands: each runs through its module, and mw help lists it", function()
+  local text = cli.help_text()
+  local at = 1
+  for _, command in ipairs(cli.COMMANDS) do
+    t.eq(cli.command(command.name), command)
+    if command.module then
+      local mod = require(command.module)
+      t.eq(type(mod[command.fn or "main"]), "function", command.name .. ": " .. command.module)
+      t.eq(mod._test, nil, command.module .. ": helpers are its API, not a _test table")
+    else
+      t.eq(type(command.run), "function", command.name)
+    end
+    if command.help then
+      local from, to = text:find(command.help, at, true)
+      t.ok(from, command.name .. " is in mw help, in the table's order")
+      at = (to or at) + 1
+    end
+  end
+  -- every command mw help names is in the table
+  local section = text:match("\ncommands:\n(.-)\n\n")
+  local listed = 0
+  for name in section:gmatch("\n  (%l+)") do
+    listed = listed + 1
+    t.ok(cli.command(name), "mw help names " .. name)
+  end
+  t.ok(text:find("^  run ", #text:match("^.-\ncommands:\n") + 1), "run comes first")
+  local with_help = 0
+  for _, command in ipairs(cli.COMMANDS) do if command.help then with_help = with_help + 1 end end
+  t.eq(listed, with_help - 1, "mw help's commands after run are the table's, no more")
+  t.eq(cli.command("--help").name, "help")
+  t.eq(cli.command("-h").name, "help")
+  t.eq(cli.command("--version").name, "version")
+  t.eq(cli.command("bogus"), nil)
+  t.eq(cli.command("script").help, nil, "mw script is not listed")
+end)
 
 t.test("durations for table cells", function()
-  t.eq(T.duration(nil), "-")
-  t.eq(T.duration(0), "0s")
-  t.eq(T.duration(-3), "0s")
-  t.eq(T.duration(59.9), "59s")
-  t.eq(T.duration(60), "1m00s")
-  t.eq(T.duration(184), "3m04s")
-  t.eq(T.duration(7500), "2h05m")
-  t.eq(T.duration(86400 + 3600 + 59), "1d01h")
+  t.eq(status.duration(nil), "-")
+  t.eq(status.duration(0), "0s")
+  t.eq(status.duration(-3), "0s")
+  t.eq(status.duration(59.9), "59s")
+  t.eq(status.duration(60), "1m00s")
+  t.eq(status.duration(184), "3m04s")
+  t.eq(status.duration(7500), "2h05m")
+  t.eq(status.duration(86400 + 3600 + 59), "1d01h")
 end)
 
 t.test("exit codes from the engine's Status text", function()
-  t.eq(T.exit_code_of("Exited (3) 5 seconds ago"), 3)
-  t.eq(T.exit_code_of("Exited (137) About a minute ago"), 137)
-  t.eq(T.exit_code_of("Exited (0) 2 hours ago"), 0)
-  t.eq(T.exit_code_of("Up 5 seconds"), nil)
-  t.eq(T.exit_code_of(nil), nil)
-  t.eq(T.exit_code_of("Created"), nil)
+  t.eq(status.exit_code_of("Exited (3) 5 seconds ago"), 3)
+  t.eq(status.exit_code_of("Exited (137) About a minute ago"), 137)
+  t.eq(status.exit_code_of("Exited (0) 2 hours ago"), 0)
+  t.eq(status.exit_code_of("Up 5 seconds"), nil)
+  t.eq(status.exit_code_of(nil), nil)
+  t.eq(status.exit_code_of("Created"), nil)
 end)
 
 t.test("engine timestamps are UTC whatever the local zone", function()
-  local s, ns = T.parse_time("1970-01-01T00:00:00Z")
+  local s, ns = timestamp.parse("1970-01-01T00:00:00Z")
   t.eq(s, 0) t.eq(ns, 0)
-  s, ns = T.parse_time("2000-01-01T00:00:00.123456789Z")
+  s, ns = timestamp.parse("2000-01-01T00:00:00.123456789Z")
   t.eq(s, 946684800) t.eq(ns, 123456789)
-  s, ns = T.parse_time("2000-03-01T00:00:00.5Z")
+  s, ns = timestamp.parse("2000-03-01T00:00:00.5Z")
   t.eq(s, 951868800) t.eq(ns, 500000000)
-  t.eq(T.parse_time("2000-01-01T01:00:00+01:00"), 946684800)
-  t.eq(T.parse_time("1999-12-31T19:00:00-05:00"), 946684800)
-  t.eq(T.parse_time("2024-02-29T12:00:00Z"), 1709208000)
-  t.eq(T.parse_time("0001-01-01T00:00:00Z"), nil, "the zero time is no time")
-  t.eq(T.parse_time("yesterday"), nil)
-  t.eq(T.epoch("2000-01-01T00:00:00.25Z"), 946684800.25)
+  t.eq(timestamp.parse("2000-01-01T01:00:00+01:00"), 946684800)
+  t.eq(timestamp.parse("1999-12-31T19:00:00-05:00"), 946684800)
+  t.eq(timestamp.parse("2024-02-29T12:00:00Z"), 1709208000)
+  t.eq(timestamp.parse("0001-01-01T00:00:00Z"), nil, "the zero time is no time")
+  t.eq(timestamp.parse("yesterday"), nil)
+  t.eq(timestamp.epoch("2000-01-01T00:00:00.25Z"), 946684800.25)
 end)
 
 t.test("log timestamps order as strings and give the since the engine takes", function()
-  local a, since = T.log_time("2026-11-30T01:02:03.000000009Z")
-  local b = T.log_time("2026-11-30T01:02:03.00000001Z")
-  local c = T.log_time("2026-11-30T01:02:04Z")
+  local a, since = timestamp.log_key("2026-11-30T01:02:03.000000009Z")
+  local b = timestamp.log_key("2026-11-30T01:02:03.00000001Z")
+  local c = timestamp.log_key("2026-11-30T01:02:04Z")
   t.ok(a < b and b < c, "ordered")
   t.match(since, "^%d+%.000000009$")
-  local k = T.time_key(946684800.5)
-  t.eq(k, T.log_time("2000-01-01T00:00:00.5Z"))
+  local k = timestamp.key_of(946684800.5)
+  t.eq(k, timestamp.log_key("2000-01-01T00:00:00.5Z"))
 end)
 
 t.test("a status file is live only with a live pid and a recent update", function()
   local alive = function(pid) return pid == 42 end
-  t.eq(T.is_live({ pid = 42, updated = 1000 }, 1003, alive), true)
-  t.eq(T.is_live({ pid = 42 }, 1003, alive), true)
-  t.eq(T.is_live({ pid = 7, updated = 1000 }, 1003, alive), false, "dead pid")
-  t.eq(T.is_live({ pid = 42, updated = 1000 }, 1100, alive), false, "not updated for 100 s: a reused pid")
-  t.eq(T.is_live({ updated = 1000 }, 1000, alive), false, "no pid")
-  t.eq(T.is_live({ pid = "42" }, 1000, alive), false)
-  t.eq(T.is_live(nil, 1000, alive), false)
+  t.eq(lookup.is_live({ pid = 42, updated = 1000 }, 1003, alive), true)
+  t.eq(lookup.is_live({ pid = 42 }, 1003, alive), true)
+  t.eq(lookup.is_live({ pid = 7, updated = 1000 }, 1003, alive), false, "dead pid")
+  t.eq(lookup.is_live({ pid = 42, updated = 1000 }, 1100, alive), false, "not updated for 100 s: a reused pid")
+  t.eq(lookup.is_live({ updated = 1000 }, 1000, alive), false, "no pid")
+  t.eq(lookup.is_live({ pid = "42" }, 1000, alive), false)
+  t.eq(lookup.is_live(nil, 1000, alive), false)
 end)
 
 local function ctr(stack, comp, state, extra)
@@ -72,16 +113,16 @@ local function ctr(stack, comp, state, extra)
 end
 
 t.test("a component name is looked up across stacks and ambiguity asks for --stack", function()
-  t.eq(T.pick_stack("web", { ctr("a", "web", "running") }), "a")
-  t.eq(T.pick_stack("web", { ctr("a", "web", "running"), ctr("a", "web", "exited", { Id = "2" }) }), "a")
-  local s, msg = T.pick_stack("web", { ctr("b", "web", "running"), ctr("a", "web", "running") })
+  t.eq(lookup.pick_stack("web", { ctr("a", "web", "running") }), "a")
+  t.eq(lookup.pick_stack("web", { ctr("a", "web", "running"), ctr("a", "web", "exited", { Id = "2" }) }), "a")
+  local s, msg = lookup.pick_stack("web", { ctr("b", "web", "running"), ctr("a", "web", "running") })
   t.eq(s, nil)
   t.eq(msg, "component web is in stacks a, b: say which with --stack")
-  s, msg = T.pick_stack("web", {})
+  s, msg = lookup.pick_stack("web", {})
   t.eq(s, nil)
   t.match(msg, "^no component web")
   t.ok(not msg:find("\n"), "one line")
-  s, msg = T.pick_stack("web", {}, "shop")
+  s, msg = lookup.pick_stack("web", {}, "shop")
   t.eq(s, nil)
   t.eq(msg, "no component web in stack shop")
 end)
@@ -90,46 +131,46 @@ t.test("the current container: a running one first, then the newest", function()
   local old = ctr("a", "w", "exited", { Id = "old", Created = 1 })
   local new = ctr("a", "w", "exited", { Id = "new", Created = 2 })
   local run = ctr("a", "w", "running", { Id = "run", Created = 0 })
-  t.eq(T.current({ old, new }).Id, "new")
-  t.eq(T.current({ old, run, new }).Id, "run")
-  t.eq(T.current({}), nil)
+  t.eq(lookup.current({ old, new }).Id, "new")
+  t.eq(lookup.current({ old, run, new }).Id, "run")
+  t.eq(lookup.current({}), nil)
 end)
 
 t.test("rows from the engine: exit codes, uptime, last failure", function()
   local x = ctr("a", "crash", "exited", { Status = "Exited (3) 5 seconds ago" })
-  local r = T.engine_row(x, nil, 1000)
+  local r = status.engine_row(x, nil, 1000)
   t.eq(r.state, "exited") t.eq(r.exit_code, 3) t.eq(r.source, "engine") t.eq(r.name, "crash")
   t.eq(r.last_failure.reason, "exited")
-  t.eq(T.state_text(r), "exited (code 3)")
+  t.eq(status.state_text(r), "exited (code 3)")
   local info = { State = { Status = "exited", ExitCode = 4, FinishedAt = "2000-01-01T00:00:00Z", OOMKilled = false } }
-  r = T.engine_row(x, info, 946684812)
+  r = status.engine_row(x, info, 946684812)
   t.eq(r.exit_code, 4, "inspect wins over the Status text")
-  t.eq(T.failure_text(r.last_failure, 946684812), "exited 4, 12s ago")
-  t.eq(T.engine_row(ctr("a", "ok", "exited", { Status = "Exited (0) 1 second ago" }), nil, 0).last_failure, nil,
+  t.eq(status.failure_text(r.last_failure, 946684812), "exited 4, 12s ago")
+  t.eq(status.engine_row(ctr("a", "ok", "exited", { Status = "Exited (0) 1 second ago" }), nil, 0).last_failure, nil,
     "a clean exit is no failure")
-  local up = T.engine_row(ctr("a", "web", "running"), { State = { StartedAt = "2000-01-01T00:00:00Z" } }, 946684900)
+  local up = status.engine_row(ctr("a", "web", "running"), { State = { StartedAt = "2000-01-01T00:00:00Z" } }, 946684900)
   t.eq(up.uptime, 100)
-  t.eq(T.row_cells(up, 0)[4], "1m40s")
+  t.eq(status.row_cells(up, 0)[4], "1m40s")
 end)
 
 t.test("instances: keys from labels, the first running instance is the current one", function()
-  t.same({ T.identity { ["mw.component"] = "web" } }, { "web", 1, "web" })
-  t.same({ T.identity { ["mw.component"] = "web", ["mw.instance"] = "1" } }, { "web", 1, "web" })
-  t.same({ T.identity { ["mw.component"] = "web", ["mw.instance"] = "3" } }, { "web", 3, "web-3" })
+  t.same({ lookup.identity { ["mw.component"] = "web" } }, { "web", 1, "web" })
+  t.same({ lookup.identity { ["mw.component"] = "web", ["mw.instance"] = "1" } }, { "web", 1, "web" })
+  t.same({ lookup.identity { ["mw.component"] = "web", ["mw.instance"] = "3" } }, { "web", 3, "web-3" })
   local i2 = ctr("a", "web", "running", { Id = "i2", Created = 9 })
   i2.Labels["mw.instance"] = "2"
   local i1 = ctr("a", "web", "running", { Id = "i1", Created = 1 })
   local dead1 = ctr("a", "web", "exited", { Id = "d1", Created = 10 })
-  t.eq(T.current({ i2, i1 }).Id, "i1")
-  t.eq(T.current({ dead1, i2 }).Id, "i2", "running first")
-  local r = T.engine_row(i2, nil, 0)
+  t.eq(lookup.current({ i2, i1 }).Id, "i1")
+  t.eq(lookup.current({ dead1, i2 }).Id, "i2", "running first")
+  local r = status.engine_row(i2, nil, 0)
   t.eq(r.name, "web-2") t.eq(r.component, "web") t.eq(r.instance, 2)
 end)
 
 local DEF = { name = "a", order = { "db", "web", "ghost" }, components = { db = {}, web = {}, ghost = {} } }
 
 t.test("status: the engine's view, with 'not created' for what the file has and the engine lacks", function()
-  local st = T.stack_status {
+  local st = status.stack_status {
     stack = "a", def = DEF, now = 1000,
     containers = { ctr("a", "web", "running"), ctr("a", "db", "exited", { Status = "Exited (1) 1 second ago" }) },
   }
@@ -138,7 +179,7 @@ t.test("status: the engine's view, with 'not created' for what the file has and 
   t.same({ st.components[1].name, st.components[2].name, st.components[3].name }, { "db", "web", "ghost" },
     "in the file's order")
   t.eq(st.components[3].state, "not_created")
-  t.eq(T.state_text(st.components[3]), "not created")
+  t.eq(status.state_text(st.components[3]), "not created")
   t.eq(st.components[1].exit_code, 1)
 end)
 
@@ -146,7 +187,7 @@ t.test("status: scaled components, one row per instance in order", function()
   local def = { name = "a", order = { "web" }, components = { web = { scale = 3 } } }
   local i3 = ctr("a", "web", "running", { Id = "i3" })
   i3.Labels["mw.instance"] = "3"
-  local st = T.stack_status { stack = "a", def = def, now = 0, containers = { i3, ctr("a", "web", "running") } }
+  local st = status.stack_status { stack = "a", def = def, now = 0, containers = { i3, ctr("a", "web", "running") } }
   local names = {}
   for i, r in ipairs(st.components) do names[i] = r.name .. " " .. r.state end
   t.same(names, { "web running", "web-2 not_created", "web-3 running" })
@@ -159,7 +200,7 @@ t.test("status: a live mw's rows win, aged by the file's age; extra containers s
     { name = "db", state = "backoff", retry_at = 1060, restarts = 1,
       last_failure = { reason = "exited", exit_code = 1, time = 988 } },
   } }
-  local st = T.stack_status {
+  local st = status.stack_status {
     stack = "a", live = live, now = 1000,
     containers = { ctr("a", "web", "running"), ctr("a", "old", "exited", { Status = "Exited (0) 1 hour ago" }) },
   }
@@ -169,29 +210,29 @@ t.test("status: a live mw's rows win, aged by the file's age; extra containers s
   t.eq(web.name, "web") t.eq(web.source, "mw") t.eq(web.uptime, 15, "10 s when written 5 s ago")
   t.eq(db.name, "db") t.eq(db.source, "mw")
   t.eq(old.name, "old") t.eq(old.source, "engine")
-  t.eq(T.state_text(db), "backing off until " .. os.date("%H:%M:%S", 1060))
-  t.eq(T.failure_text(db.last_failure, 1000), "exited 1, 12s ago")
-  local cells = T.row_cells(web, 1000)
+  t.eq(status.state_text(db), "backing off until " .. os.date("%H:%M:%S", 1060))
+  t.eq(status.failure_text(db.last_failure, 1000), "exited 1, 12s ago")
+  local cells = status.row_cells(web, 1000)
   t.same(cells, { "web", "healthy", "a-web-id", "15s", "2", "-", "http 4ms" })
-  t.eq(T.row_cells(db, 1000)[4], "-", "no uptime while backing off")
+  t.eq(status.row_cells(db, 1000)[4], "-", "no uptime while backing off")
 end)
 
 t.test("state texts", function()
-  t.eq(T.state_text { state = "gave_up" }, "gave up")
-  t.eq(T.state_text { state = "backoff" }, "backing off")
-  t.eq(T.state_text { state = "starting" }, "starting")
-  t.eq(T.state_text { state = "exited" }, "exited")
-  t.eq(T.state_text { state = "waiting" }, "waiting for dependencies")
-  t.eq(T.failure_text({ reason = "heartbeat" }, 0), "heartbeat")
-  t.eq(T.failure_text({ reason = "oom", time = 0 }, 200), "out of memory, 3m20s ago")
-  t.eq(T.failure_text(nil, 0), "-")
+  t.eq(status.state_text { state = "gave_up" }, "gave up")
+  t.eq(status.state_text { state = "backoff" }, "backing off")
+  t.eq(status.state_text { state = "starting" }, "starting")
+  t.eq(status.state_text { state = "exited" }, "exited")
+  t.eq(status.state_text { state = "waiting" }, "waiting for dependencies")
+  t.eq(status.failure_text({ reason = "heartbeat" }, 0), "heartbeat")
+  t.eq(status.failure_text({ reason = "oom", time = 0 }, 200), "out of memory, 3m20s ago")
+  t.eq(status.failure_text(nil, 0), "-")
 end)
 
 t.test("tables: columns aligned on the plain text, colours do not shift them", function()
   local rows = { { "a", "healthy", "x" }, { "longer", "gave up", "yy" } }
-  local lines = T.table_lines({ "NAME", "STATE", "C" }, rows)
+  local lines = status.table_lines({ "NAME", "STATE", "C" }, rows)
   t.same(lines, { "NAME    STATE    C", "a       healthy  x", "longer  gave up  yy" })
-  local painted = T.table_lines({ "NAME", "STATE", "C" }, rows, function(col, text)
+  local painted = status.table_lines({ "NAME", "STATE", "C" }, rows, function(col, text)
     return col == 2 and ("\27[32m" .. text .. "\27[0m") or text
   end)
   t.eq(painted[2]:gsub("\27%[%d+m", ""), lines[2])
@@ -200,7 +241,7 @@ end)
 
 t.test("indenting JSON keeps order, numbers and strings as received", function()
   local src = '{"b":1,"a":[1,2.50,{}],"s":"x{,}\\"y:[","e":[],"n":{"k":null}}'
-  t.eq(T.indent_json(src), table.concat({
+  t.eq(inspect.indent_json(src), table.concat({
     "{",
     '  "b": 1,',
     '  "a": [',
@@ -216,8 +257,8 @@ t.test("indenting JSON keeps order, numbers and strings as received", function()
     "}",
     "",
   }, "\n"))
-  t.eq(T.indent_json(" 42 "), "42\n")
-  t.eq(T.indent_json('{ "a" : true }'), '{\n  "a": true\n}\n')
+  t.eq(inspect.indent_json(" 42 "), "42\n")
+  t.eq(inspect.indent_json('{ "a" : true }'), '{\n  "a": true\n}\n')
 end)
 
 t.test("inspect's endpoint: live row, stack definition, container env; no heartbeat says so", function()
@@ -225,46 +266,46 @@ t.test("inspect's endpoint: live row, stack definition, container env; no heartb
     NetworkSettings = { Ports = { ["9000/tcp"] = { { HostIp = "127.0.0.1", HostPort = "32001" } },
                                   ["8089/tcp"] = { { HostIp = "127.0.0.1", HostPort = "32002" } },
                                   ["7000/tcp"] = { { HostIp = "10.0.0.5", HostPort = "32003" } } } } }
-  local ep = T.endpoint("web", { container = "c1", heartbeat = "http", heartbeat_port = 40000 }, nil, info)
+  local ep = inspect.endpoint("web", { container = "c1", heartbeat = "http", heartbeat_port = 40000 }, nil, info)
   t.same(ep, { port = 40000, path = "/debug/vars" })
-  ep = T.endpoint("web", { container = "c1", heartbeat = "http", heartbeat_port = 40000, heartbeat_path = "/v" },
+  ep = inspect.endpoint("web", { container = "c1", heartbeat = "http", heartbeat_port = 40000, heartbeat_path = "/v" },
     nil, info)
   t.eq(ep.path, "/v")
   -- a live row about an older container: its port is stale
-  ep = T.endpoint("web", { container = "c0", heartbeat = "http", heartbeat_port = 40000 }, nil, info)
+  ep = inspect.endpoint("web", { container = "c0", heartbeat = "http", heartbeat_port = 40000 }, nil, info)
   t.eq(ep.port, 32001)
-  ep = T.endpoint("web", nil, { heartbeat = { kind = "http", port = 8089, path = "/status" } }, info)
+  ep = inspect.endpoint("web", nil, { heartbeat = { kind = "http", port = 8089, path = "/status" } }, info)
   t.same(ep, { port = 32002, path = "/status" })
-  ep = T.endpoint("web", nil, nil, info)
+  ep = inspect.endpoint("web", nil, nil, info)
   t.same(ep, { port = 32001, path = "/debug/vars" }, "INTROSPECTION_PORT and the seed's path")
-  local _, why = T.endpoint("web", nil, { heartbeat = false }, info)
+  local _, why = inspect.endpoint("web", nil, { heartbeat = false }, info)
   t.eq(why, "component web has no heartbeat: there is no endpoint to inspect")
-  _, why = T.endpoint("web", { container = "c1" }, nil, info)
+  _, why = inspect.endpoint("web", { container = "c1" }, nil, info)
   t.match(why, "has no heartbeat")
-  _, why = T.endpoint("web", nil, { heartbeat = { kind = "tcp", port = 5432 } }, info)
+  _, why = inspect.endpoint("web", nil, { heartbeat = { kind = "tcp", port = 5432 } }, info)
   t.eq(why, "component web has a tcp heartbeat, not an HTTP endpoint to inspect")
-  _, why = T.endpoint("web", nil, nil, { Id = "c1", Config = { Env = {} } })
+  _, why = inspect.endpoint("web", nil, nil, { Id = "c1", Config = { Env = {} } })
   t.match(why, "has no heartbeat")
-  _, why = T.endpoint("web", nil, { heartbeat = { kind = "http", port = 7000, path = "/" } }, info)
+  _, why = inspect.endpoint("web", nil, { heartbeat = { kind = "http", port = 7000, path = "/" } }, info)
   t.match(why, "not published on 127.0.0.1", "bound elsewhere than the loopback: not reachable, not tried")
-  t.eq(T.loopback_port(info, 8089), 32002)
-  t.eq(T.loopback_port(info, 1), nil)
+  t.eq(inspect.loopback_port(info, 8089), 32002)
+  t.eq(inspect.loopback_port(info, 1), nil)
 end)
 
 t.test("destroy: one target, and only objects labelled used-by=millwright with a stack", function()
-  t.same(T.destroy_target({ all = true }), { all = true })
-  t.same(T.destroy_target({ stack = "a" }), { stack = "a" })
-  t.same(T.destroy_target({}, "b"), { stack = "b" })
-  t.eq(T.destroy_target({ all = true, stack = "a" }), nil)
-  t.eq(T.destroy_target({ stack = "a" }, "b"), nil)
+  t.same(destroy.target({ all = true }), { all = true })
+  t.same(destroy.target({ stack = "a" }), { stack = "a" })
+  t.same(destroy.target({}, "b"), { stack = "b" })
+  t.eq(destroy.target({ all = true, stack = "a" }), nil)
+  t.eq(destroy.target({ stack = "a" }, "b"), nil)
   local a = { stack = "a" }
-  t.eq(T.owned({ ["used-by"] = "millwright", ["mw.stack"] = "a" }, a), true)
-  t.eq(T.owned({ ["mw.stack"] = "a" }, a), false, "no used-by")
-  t.eq(T.owned({ ["used-by"] = "someone", ["mw.stack"] = "a" }, a), false)
-  t.eq(T.owned({ ["used-by"] = "millwright", ["mw.stack"] = "b" }, a), false, "another stack")
-  t.eq(T.owned(nil, a), false)
-  t.eq(T.owned({ ["used-by"] = "millwright" }, { all = true }), false, "--all needs a stack label too")
-  t.eq(T.owned({ ["used-by"] = "millwright", ["mw.stack"] = "z" }, { all = true }), true)
+  t.eq(destroy.owned({ ["used-by"] = "millwright", ["mw.stack"] = "a" }, a), true)
+  t.eq(destroy.owned({ ["mw.stack"] = "a" }, a), false, "no used-by")
+  t.eq(destroy.owned({ ["used-by"] = "someone", ["mw.stack"] = "a" }, a), false)
+  t.eq(destroy.owned({ ["used-by"] = "millwright", ["mw.stack"] = "b" }, a), false, "another stack")
+  t.eq(destroy.owned(nil, a), false)
+  t.eq(destroy.owned({ ["used-by"] = "millwright" }, { all = true }), false, "--all needs a stack label too")
+  t.eq(destroy.owned({ ["used-by"] = "millwright", ["mw.stack"] = "z" }, { all = true }), true)
 end)
 
 t.test("installation label: one owner spells used-by=<label> for filters, labels, names and state", function()
@@ -285,8 +326,8 @@ t.test("installation label: one owner spells used-by=<label> for filters, labels
     t.same(spec.labels(st, { ["mw.component"] = "web" }), { ["used-by"] = "ci-2", ["mw.stack"] = "shop", ["mw.component"] = "web" })
     t.eq(owner.owns({ ["used-by"] = "ci-2" }), true)
     t.eq(owner.owns({ ["used-by"] = "millwright" }), false, "the default installation's are not ours")
-    t.eq(T.owned({ ["used-by"] = "millwright", ["mw.stack"] = "shop" }, { stack = "shop" }), false)
-    t.eq(T.owned({ ["used-by"] = "ci-2", ["mw.stack"] = "shop" }, { all = true }), true)
+    t.eq(destroy.owned({ ["used-by"] = "millwright", ["mw.stack"] = "shop" }, { stack = "shop" }), false)
+    t.eq(destroy.owned({ ["used-by"] = "ci-2", ["mw.stack"] = "shop" }, { all = true }), true)
     t.eq(spec.container_name(st, "web-2"), "ci-2-shop-web-2")
     t.eq(spec.network_name(st), "mw-ci-2-shop")
     t.eq(spec.volume_name(st, "data"), "ci-2-shop_data")
@@ -305,10 +346,10 @@ t.test("installation label: one owner spells used-by=<label> for filters, labels
 end)
 
 t.test("log prefixes are padded to the longest name; colour only when asked", function()
-  t.eq(T.log_prefix("db", 6, nil, false), "db     | ")
-  t.eq(T.log_prefix("db", 6, nil, true), "db     | ", "stderr unmarked without a terminal")
-  t.eq(T.log_prefix("worker", 6, 36, false), "\27[36mworker\27[0m | ")
-  t.match(T.log_prefix("db", 2, 36, true), "!")
+  t.eq(logs.prefix("db", 6, nil, false), "db     | ")
+  t.eq(logs.prefix("db", 6, nil, true), "db     | ", "stderr unmarked without a terminal")
+  t.eq(logs.prefix("worker", 6, 36, false), "\27[36mworker\27[0m | ")
+  t.match(logs.prefix("db", 2, 36, true), "!")
 end)
 
 t.test("usage errors and invalid stack files exit 2 before any engine is asked", function()
