@@ -395,6 +395,9 @@ t.test("logs shows both streams with the prefix; -f follows components across re
     return #list >= 2
   end, 30, "a line from the recreated talker; got:\n" .. f.text())
   t.ok(id_of(stack, "talker") ~= talker_id, "talker was recreated")
+  -- stdout and stderr come as separate frames: the new talker's err-line may follow its out-line
+  t.wait_for(function() return count(f.text(), "talker  | err%-line") >= 2 end, 30,
+    "the recreated talker's stderr line; got:\n" .. f.text())
   t.wait_for(function() return #distinct(f.text(), "boot%-[%x%-]+") >= crashes + 2 end, 30,
     "lines from the restarted crasher")
   t.eq(f.stop("INT"), 0, "-f ends on SIGINT with 0")
