@@ -6,7 +6,7 @@
 -- Failures are `nil, message, code`: message is the engine's own text when it sent one,
 -- code a short symbol (see CODES, plus "transport", "too_large", "badjson" and "failed" for errors
 -- reported in-band under HTTP 200).
-local cjson = require "cjson"
+local json = require "mw.json"
 local secret = require "mw.secret"
 local http = require "mw.http"
 local fs = require "mw.fs"
@@ -41,100 +41,14 @@ local function status_code(status)
 end
 
 ---------------------------------------------------------------------------------------------
--- JSON. cjson 2.1.0 (Debian) encodes every empty table as {} and has no empty-array marker,
--- yet the Engine wants Cmd/Env as arrays and Labels/ExposedPorts/filters as objects. So
--- bodies are encoded here, with the kind explicit where a table may be empty.
+-- JSON lives in mw.json; the engine's bodies need explicit arrays and objects where a table
+-- may be empty (Cmd/Env arrays, Labels/ExposedPorts/filters objects). Kept here by their old
+-- names for the callers that build bodies or print JSON through this module.
 
-local ARRAY = { __name = "mw.json.array" }
-local OBJECT = { __name = "mw.json.object" }
-
--- Marks t (or a new table) as a JSON array, even when empty.
-function docker.array(t) return setmetatable(t or {}, ARRAY) end
--- Marks t (or a new table) as a JSON object, even when empty or with keys 1..n.
-function docker.object(t) return setmetatable(t or {}, OBJECT) end
-
-local array, object = docker.array, docker.object
-
-local function is_sequence(t)
-  local n = #t
-  if n == 0 then return false end
-  local count = 0
-  for k in pairs(t) do
-    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
-    count = count + 1
-  end
-  return count == n
-end
-
-local encode
-
-local function encode_object(t, depth)
-  local keys = {}
-  for k in pairs(t) do
-    if type(k) ~= "string" and type(k) ~= "number" then
-      error("json: object key of type " .. type(k), depth + 2)
-    end
-    keys[#keys + 1] = tostring(k)
-  end
-  table.sort(keys)   -- deterministic bodies: easier to test and to diff
-  local parts = {}
-  for i, k in ipairs(keys) do
-    local v = t[k]
-    if v == nil then v = t[tonumber(k)] end
-    parts[i] = cjson.encode(k) .. ":" .. encode(v, depth + 1)
-  end
-  return "{" .. table.concat(parts, ",") .. "}"
-end
-
-encode = function(v, depth)
-  depth = depth or 0
-  if depth > 64 then error("json: nesting too deep (a cycle?)", 2) end
-  local tv = type(v)
-  if v == nil or v == cjson.null then return "null" end
-  if tv == "boolean" then return tostring(v) end
-  if tv == "string" then return cjson.encode(v) end
-  if tv == "number" then
-    if math.type(v) == "integer" then return string.format("%d", v) end
-    if v ~= v or v == math.huge or v == -math.huge then error("json: cannot encode " .. tostring(v), 2) end
-    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", math.tointeger(v)) end
-    return string.format("%.17g", v)
-  end
-  if tv ~= "table" then error("json: cannot encode a " .. tv, 2) end
-  local mt = getmetatable(v)
-  if mt == ARRAY or (mt ~= OBJECT and is_sequence(v)) then
-    local parts = {}
-    for i = 1, #v do parts[i] = encode(v[i], depth + 1) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  return encode_object(v, depth)
-end
-
--- Encodes a Lua value as JSON: empty unmarked tables become {}, sequences arrays.
-function docker.encode(v) return encode(v, 0) end
-
--- cjson decodes JSON null as a sentinel and every number as a float (1.0): make the result
--- plain Lua (null fields absent, integral numbers integers) so callers need not know cjson.
-local function normalize(v, depth)
-  if type(v) ~= "table" or depth > 64 then return v end
-  for k, x in pairs(v) do
-    if x == cjson.null then
-      v[k] = nil
-    elseif math.type(x) == "float" and x == math.floor(x) and math.abs(x) < 2 ^ 63 then
-      v[k] = math.tointeger(x)
-    elseif type(x) == "table" then
-      normalize(x, depth + 1)
-    end
-  end
-  return v
-end
-
--- Decodes JSON text -> value | nil, err.
-function docker.decode(s)
-  if s == nil or s == "" then return nil, "empty body" end
-  local ok, v = pcall(cjson.decode, s)
-  if not ok then return nil, "bad JSON: " .. tostring(v) end
-  return normalize(v, 0)
-end
+docker.array, docker.object = json.array, json.object
+docker.encode, docker.decode = json.encode, json.decode
+local array, object, is_sequence = json.array, json.object, json.is_sequence
+local function encode(v) return json.encode(v) end
 
 ---------------------------------------------------------------------------------------------
 -- URLs
@@ -186,7 +100,7 @@ local function filters_json(f)
     end
     o[k] = list
   end
-  return encode(o, 0)
+  return encode(o)
 end
 docker.filters_json = filters_json
 
@@ -280,7 +194,7 @@ function Engine:_request(method, path, opts)
   if opts.headers then for k, v in pairs(opts.headers) do headers[k] = v end end
   local body = opts.body
   if opts.json ~= nil then
-    body = encode(opts.json, 0)
+    body = encode(opts.json)
     headers["Content-Type"] = "application/json" -- else libcurl sends form-encoded: 400 (notes §2)
   elseif method == "POST" and body == nil then
     body = ""                                    -- an empty body, not a chunked one (notes §2)
@@ -552,7 +466,8 @@ local SPEC_FIELDS = {
   image = true, cmd = true, entrypoint = true, env = true, labels = true, network = true,
   aliases = true, ports = true, hostname = true, user = true, workdir = true, tty = true,
   stop_signal = true, stop_timeout = true, mounts = true, memory = true, nano_cpus = true,
-  init = true, read_only = true, extra_hosts = true, healthcheck = true,
+  init = true, read_only = true, extra_hosts = true, healthcheck = true, cap_add = true,
+  cap_drop = true, shm_size = true, ulimits = true,
 }
 
 -- Builds a container create body from a friendly description (see the brief in the module
@@ -590,6 +505,18 @@ function docker.container_spec(s)
     NanoCpus = s.nano_cpus,
   }
   if s.extra_hosts then host.ExtraHosts = array(s.extra_hosts) end
+  if s.cap_add and #s.cap_add > 0 then host.CapAdd = array(s.cap_add) end
+  if s.cap_drop and #s.cap_drop > 0 then host.CapDrop = array(s.cap_drop) end
+  if s.shm_size then host.ShmSize = s.shm_size end
+  -- ulimits: { nofile = { soft =, hard = } }, sent sorted by name (deterministic bodies)
+  if s.ulimits and next(s.ulimits) then
+    local names = {}
+    for n in pairs(s.ulimits) do names[#names + 1] = n end
+    table.sort(names)
+    local u = array()
+    for i, n in ipairs(names) do u[i] = { Name = n, Soft = s.ulimits[n].soft, Hard = s.ulimits[n].hard } end
+    host.Ulimits = u
+  end
   if s.ports and #s.ports > 0 then
     local exposed, bindings = object(), object()
     for _, p in ipairs(s.ports) do
@@ -613,6 +540,10 @@ function docker.container_spec(s)
         Type = m.type or "volume", Source = m.source, Target = m.target,
         ReadOnly = m.read_only and true or false,
       }
+      if m.type == "tmpfs" then
+        mounts[i].Source = nil
+        if m.size then mounts[i].TmpfsOptions = { SizeBytes = m.size } end
+      end
     end
     host.Mounts = mounts
   end
@@ -1119,8 +1050,8 @@ function Engine:build(o)
     rm = "1", forcerm = "1", pull = "0", version = "1",
     t = o.tag, dockerfile = o.dockerfile, target = o.target, nocache = o.nocache and "1" or nil,
   }
-  if o.labels then q.labels = encode(object(o.labels), 0) end
-  if o.buildargs then q.buildargs = encode(object(o.buildargs), 0) end
+  if o.labels then q.labels = encode(object(o.labels)) end
+  if o.buildargs then q.buildargs = encode(object(o.buildargs)) end
   local st, err, code = self:_stream("build", "POST", "/build", {
     query = q, body = o.context_tar, mode = "lines", timeout = false,
     -- An empty Expect: stops libcurl waiting for 100-continue on bodies > 1 MB (notes §8).
