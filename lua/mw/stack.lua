@@ -5,6 +5,7 @@ local backoff  = require "mw.backoff"
 local policy   = require "mw.policy"
 local secret   = require "mw.secret"
 local owner    = require "mw.owner"
+local fields_table = require "mw.fields"
 
 local stack = {}
 
@@ -23,12 +24,8 @@ local HEARTBEAT_DEFAULTS = { port = 8089, path = "/debug/vars", interval = 0.5, 
 stack.HEARTBEAT_DEFAULTS = HEARTBEAT_DEFAULTS
 
 local TOP_FIELDS = { "name", "components" }
-local COMPONENT_FIELDS = {
-  "image", "build", "command", "entrypoint", "env", "depends_on", "heartbeat", "restart",
-  "ports", "volumes", "secrets", "scale", "autoscale", "working_dir", "user", "labels",
-  "hostname", "extra_hosts", "stop_signal", "stop_grace", "init", "read_only", "cap_add",
-  "cap_drop", "memory", "cpus", "shm_size", "ulimits", "networks", "rollout",
-}
+-- The component fields, their defaults and what each feeds: lua/mw/fields.lua.
+local COMPONENT_FIELDS = fields_table.names
 
 local CAPABILITIES = {}
 for c in ([[ALL AUDIT_CONTROL AUDIT_READ AUDIT_WRITE BLOCK_SUSPEND BPF CHECKPOINT_RESTORE CHOWN
@@ -1158,12 +1155,7 @@ local function component(ctx, name, raw)
   local has_image, has_build = rawget(raw, "image") ~= nil, rawget(raw, "build") ~= nil
   if has_image and has_build then fail(path, "has both 'image' and 'build'; give one", "build") end
   if not has_image and not has_build then fail(path, "needs 'image' or 'build'") end
-  local c = {
-    name = name, env = {}, depends_on = {}, heartbeat = false, restart = policy.default,
-    ports = {}, volumes = {}, secrets = {}, scale = 1, labels = {}, extra_hosts = {},
-    stop_grace = 10, init = false, read_only = false, cap_add = {}, cap_drop = {},
-    ulimits = {}, networks = {},
-  }
+  local c = fields_table.defaults(name)
   for _, f in ipairs(COMPONENT_FIELDS) do
     local v = rawget(raw, f)
     if v ~= nil then c[f] = spec[f](ctx, sub(path, f), v) end
