@@ -12,31 +12,13 @@ local fields_table = require "mw.fields"
 local validate = {}
 
 local normpath, join = paths.normalize, paths.join
-local fail = checks.fail
-local sub = checks.sub
-local keyname = checks.keyname
-local show = checks.show
-local printable = checks.printable
-local cut = checks.cut
-local file_kind = checks.file_kind
-local is_dir = checks.is_dir
-local KINDS = checks.KINDS
-local fields = checks.fields
-local must = checks.must
-local text = checks.text
-local nonempty = checks.nonempty
-local scalar = checks.scalar
-local boolean = checks.boolean
-local integer = checks.integer
-local dur = checks.dur
-local bytes = checks.bytes
-local entries = checks.entries
-local list = checks.list
-local map = checks.map
-local words = checks.words
-local is_ip = checks.is_ip
-local hostname_ok = checks.hostname_ok
-
+-- The value checkers (mw.check); each returns the normalized value or fails.
+local fail, sub, keyname, show = checks.fail, checks.sub, checks.keyname, checks.show
+local printable, cut, file_kind, is_dir = checks.printable, checks.cut, checks.file_kind, checks.is_dir
+local KINDS, fields, must, text = checks.KINDS, checks.fields, checks.must, checks.text
+local nonempty, scalar, boolean, integer = checks.nonempty, checks.scalar, checks.boolean, checks.integer
+local dur, bytes, entries, list, map = checks.dur, checks.bytes, checks.entries, checks.list, checks.map
+local words, is_ip, hostname_ok = checks.words, checks.is_ip, checks.hostname_ok
 
 -- The seed's heartbeat: what `heartbeat = true` means and what a partial table falls back to.
 local HEARTBEAT_DEFAULTS = { port = 8089, path = "/debug/vars", interval = 0.5, timeout = 1,
