@@ -422,11 +422,27 @@ static int watch_tostring(lua_State *L)
     return 1;
 }
 
+/* fs.cwd() -> the working directory (physical, as getcwd) | nil, "ENAME: message", "ENAME" */
+static int fs_cwd(lua_State *L)
+{
+    char buf[4096];
+    size_t n = sizeof buf;
+    int r = uv_cwd(buf, &n);
+    if (r < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: cannot read the working directory: %s", uv_err_name(r), uv_strerror(r));
+        lua_pushstring(L, uv_err_name(r));
+        return 3;
+    }
+    lua_pushlstring(L, buf, n);
+    return 1;
+}
+
 static const luaL_Reg fs_funcs[] = {
     { "read", fs_read },       { "write_atomic", fs_write_atomic }, { "mkdirp", fs_mkdirp },
     { "list", fs_list },       { "stat", fs_stat },                 { "remove", fs_remove },
     { "realpath", fs_realpath }, { "chmod", fs_chmod },             { "lock", fs_lock },
-    { "watch", fs_watch },     { NULL, NULL }
+    { "watch", fs_watch },     { "cwd", fs_cwd },                   { NULL, NULL }
 };
 
 static const luaL_Reg watch_methods[] = {

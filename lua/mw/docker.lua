@@ -6,12 +6,12 @@
 -- Failures are `nil, message, code`: message is the engine's own text when it sent one,
 -- code a short symbol (see CODES, plus "transport", "too_large", "badjson" and "failed" for errors
 -- reported in-band under HTTP 200).
-local cjson = require "cjson"
-local secret = require "mw.secret"
+local json = require "mw.json"
 local http = require "mw.http"
 local fs = require "mw.fs"
 local core = require "mw.core"
 local frames = require "mw.frames"
+local engine_spec = require "mw.engine_spec"
 
 local docker = {}
 
@@ -41,100 +41,14 @@ local function status_code(status)
 end
 
 ---------------------------------------------------------------------------------------------
--- JSON. cjson 2.1.0 (Debian) encodes every empty table as {} and has no empty-array marker,
--- yet the Engine wants Cmd/Env as arrays and Labels/ExposedPorts/filters as objects. So
--- bodies are encoded here, with the kind explicit where a table may be empty.
+-- JSON lives in mw.json; the engine's bodies need explicit arrays and objects where a table
+-- may be empty (Cmd/Env arrays, Labels/ExposedPorts/filters objects). Kept here by their old
+-- names for the callers that build bodies or print JSON through this module.
 
-local ARRAY = { __name = "mw.json.array" }
-local OBJECT = { __name = "mw.json.object" }
-
--- Marks t (or a new table) as a JSON array, even when empty.
-function docker.array(t) return setmetatable(t or {}, ARRAY) end
--- Marks t (or a new table) as a JSON object, even when empty or with keys 1..n.
-function docker.object(t) return setmetatable(t or {}, OBJECT) end
-
-local array, object = docker.array, docker.object
-
-local function is_sequence(t)
-  local n = #t
-  if n == 0 then return false end
-  local count = 0
-  for k in pairs(t) do
-    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
-    count = count + 1
-  end
-  return count == n
-end
-
-local encode
-
-local function encode_object(t, depth)
-  local keys = {}
-  for k in pairs(t) do
-    if type(k) ~= "string" and type(k) ~= "number" then
-      error("json: object key of type " .. type(k), depth + 2)
-    end
-    keys[#keys + 1] = tostring(k)
-  end
-  table.sort(keys)   -- deterministic bodies: easier to test and to diff
-  local parts = {}
-  for i, k in ipairs(keys) do
-    local v = t[k]
-    if v == nil then v = t[tonumber(k)] end
-    parts[i] = cjson.encode(k) .. ":" .. encode(v, depth + 1)
-  end
-  return "{" .. table.concat(parts, ",") .. "}"
-end
-
-encode = function(v, depth)
-  depth = depth or 0
-  if depth > 64 then error("json: nesting too deep (a cycle?)", 2) end
-  local tv = type(v)
-  if v == nil or v == cjson.null then return "null" end
-  if tv == "boolean" then return tostring(v) end
-  if tv == "string" then return cjson.encode(v) end
-  if tv == "number" then
-    if math.type(v) == "integer" then return string.format("%d", v) end
-    if v ~= v or v == math.huge or v == -math.huge then error("json: cannot encode " .. tostring(v), 2) end
-    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", math.tointeger(v)) end
-    return string.format("%.17g", v)
-  end
-  if tv ~= "table" then error("json: cannot encode a " .. tv, 2) end
-  local mt = getmetatable(v)
-  if mt == ARRAY or (mt ~= OBJECT and is_sequence(v)) then
-    local parts = {}
-    for i = 1, #v do parts[i] = encode(v[i], depth + 1) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  return encode_object(v, depth)
-end
-
--- Encodes a Lua value as JSON: empty unmarked tables become {}, sequences arrays.
-function docker.encode(v) return encode(v, 0) end
-
--- cjson decodes JSON null as a sentinel and every number as a float (1.0): make the result
--- plain Lua (null fields absent, integral numbers integers) so callers need not know cjson.
-local function normalize(v, depth)
-  if type(v) ~= "table" or depth > 64 then return v end
-  for k, x in pairs(v) do
-    if x == cjson.null then
-      v[k] = nil
-    elseif math.type(x) == "float" and x == math.floor(x) and math.abs(x) < 2 ^ 63 then
-      v[k] = math.tointeger(x)
-    elseif type(x) == "table" then
-      normalize(x, depth + 1)
-    end
-  end
-  return v
-end
-
--- Decodes JSON text -> value | nil, err.
-function docker.decode(s)
-  if s == nil or s == "" then return nil, "empty body" end
-  local ok, v = pcall(cjson.decode, s)
-  if not ok then return nil, "bad JSON: " .. tostring(v) end
-  return normalize(v, 0)
-end
+docker.array, docker.object = json.array, json.object
+docker.encode, docker.decode = json.encode, json.decode
+local array, object, is_sequence = json.array, json.object, json.is_sequence
+local function encode(v) return json.encode(v) end
 
 ---------------------------------------------------------------------------------------------
 -- URLs
@@ -186,7 +100,7 @@ local function filters_json(f)
     end
     o[k] = list
   end
-  return encode(o, 0)
+  return encode(o)
 end
 docker.filters_json = filters_json
 
@@ -280,7 +194,7 @@ function Engine:_request(method, path, opts)
   if opts.headers then for k, v in pairs(opts.headers) do headers[k] = v end end
   local body = opts.body
   if opts.json ~= nil then
-    body = encode(opts.json, 0)
+    body = encode(opts.json)
     headers["Content-Type"] = "application/json" -- else libcurl sends form-encoded: 400 (notes §2)
   elseif method == "POST" and body == nil then
     body = ""                                    -- an empty body, not a chunked one (notes §2)
@@ -521,110 +435,9 @@ end
 ---------------------------------------------------------------------------------------------
 -- Containers
 
-local function env_list(env)
-  local list = array()
-  if env == nil then return list end
-  if is_sequence(env) then
-    for i, s in ipairs(env) do list[i] = s end
-    return list
-  end
-  local keys = {}
-  for k in pairs(env) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for i, k in ipairs(keys) do
-    local v = env[k]
-    if secret.is(v) then v = secret.reveal(v) end     -- only the engine sees a secret's value
-    list[i] = k .. "=" .. tostring(v)
-  end
-  return list
-end
-
-local function command(v, what)
-  if v == nil then return nil end
-  if type(v) == "string" then return array { "/bin/sh", "-c", v } end
-  if type(v) ~= "table" then error("container_spec: " .. what .. " wants a list or a string", 3) end
-  local list = array()
-  for i, s in ipairs(v) do list[i] = tostring(s) end
-  return list
-end
-
-local SPEC_FIELDS = {
-  image = true, cmd = true, entrypoint = true, env = true, labels = true, network = true,
-  aliases = true, ports = true, hostname = true, user = true, workdir = true, tty = true,
-  stop_signal = true, stop_timeout = true, mounts = true, memory = true, nano_cpus = true,
-  init = true, read_only = true, extra_hosts = true, healthcheck = true,
-}
-
--- Builds a container create body from a friendly description (see the brief in the module
--- header). Follows notes §2: ExposedPorts and PortBindings both (a binding whose port is
--- not exposed is silently ignored up to 28.x), restart policy "no" and no AutoRemove (mw
--- owns restarts and needs exit codes and logs), NetworkMode set to the one network with a
--- single EndpointsConfig entry (1.41 accepts only one at create).
-function docker.container_spec(s)
-  for k in pairs(s) do
-    if not SPEC_FIELDS[k] then error("container_spec: unknown field " .. tostring(k), 2) end
-  end
-  if type(s.image) ~= "string" or s.image == "" then error("container_spec: image is required", 2) end
-  local labels = object()
-  for k, v in pairs(s.labels or {}) do labels[k] = tostring(v) end
-  local body = {
-    Image = s.image,
-    Cmd = command(s.cmd, "cmd"),
-    Entrypoint = command(s.entrypoint, "entrypoint"),
-    Env = env_list(s.env),
-    Labels = labels,
-    Hostname = s.hostname,
-    User = s.user,
-    WorkingDir = s.workdir,
-    Tty = s.tty and true or false,
-    StopSignal = s.stop_signal,
-    StopTimeout = s.stop_timeout,
-    Healthcheck = s.healthcheck,
-  }
-  local host = {
-    RestartPolicy = { Name = "no" },
-    AutoRemove = false,
-    Init = s.init,
-    ReadonlyRootfs = s.read_only,
-    Memory = s.memory,
-    NanoCpus = s.nano_cpus,
-  }
-  if s.extra_hosts then host.ExtraHosts = array(s.extra_hosts) end
-  if s.ports and #s.ports > 0 then
-    local exposed, bindings = object(), object()
-    for _, p in ipairs(s.ports) do
-      local key = tostring(p.container or error("container_spec: a port needs container", 2))
-        .. "/" .. (p.proto or "tcp")
-      exposed[key] = object()
-      bindings[key] = bindings[key] or array()
-      local b = bindings[key]
-      b[#b + 1] = {
-        HostIp = p.ip or "127.0.0.1",       -- the host reaches containers only on 127.0.0.1
-        HostPort = p.host and tostring(p.host) or "", -- "" = ephemeral, known after start
-      }
-    end
-    body.ExposedPorts = exposed
-    host.PortBindings = bindings
-  end
-  if s.mounts then
-    local mounts = array()
-    for i, m in ipairs(s.mounts) do
-      mounts[i] = {
-        Type = m.type or "volume", Source = m.source, Target = m.target,
-        ReadOnly = m.read_only and true or false,
-      }
-    end
-    host.Mounts = mounts
-  end
-  if s.network then
-    host.NetworkMode = s.network
-    local aliases = array()
-    for i, a in ipairs(s.aliases or {}) do aliases[i] = a end
-    body.NetworkingConfig = { EndpointsConfig = { [s.network] = { Aliases = aliases } } }
-  end
-  body.HostConfig = host
-  return body
-end
+-- docker.container_spec(description) -> the create body (lua/mw/engine_spec.lua).
+docker.container_spec = engine_spec.container
+local command, env_list = engine_spec.command, engine_spec.env_list
 
 -- Creates a container from a raw create body -> id, warnings | nil, err, code.
 -- 404: image missing (create never pulls); 409: name in use.
@@ -1003,203 +816,8 @@ end
 Events.__close = Events.close
 
 ---------------------------------------------------------------------------------------------
--- Networks
-
-function Engine:network_list(filters)
-  return self:_json("networks/list", "GET", "/networks", { query = { filters = filters_json(filters) } })
-end
-
--- -> id, warning | nil, err, code. CheckDuplicate below 1.44: without it 20.10 happily
--- creates a second network of the same name (notes §3, §9.6).
-function Engine:network_create(name, labels, opts)
-  opts = opts or {}
-  local lab = object()
-  for k, v in pairs(labels or {}) do lab[k] = tostring(v) end
-  local body = {
-    Name = name, Driver = opts.driver or "bridge", Labels = lab,
-    Internal = opts.internal, Attachable = opts.attachable,
-  }
-  if not self:api_at_least("1.44") then body.CheckDuplicate = true end
-  local v, err, code = self:_json("networks/create", "POST", "/networks/create", { json = body })
-  if not v then return nil, err, code end
-  return v.Id, (v.Warning ~= "" and v.Warning or nil)
-end
-
-function Engine:network_inspect(id)
-  return self:_json("networks/inspect", "GET", "/networks/" .. seg(id))
-end
-
--- -> true | true, "already" (403 "already exists in network", notes §3) | nil, err, code.
-function Engine:network_connect(net, container, aliases)
-  local al = array()
-  for i, a in ipairs(aliases or {}) do al[i] = a end
-  local res, err, code = self:_call("networks/connect", "POST", "/networks/" .. seg(net) .. "/connect", { idempotent = true,
-    json = { Container = container, EndpointConfig = { Aliases = al } },
-  })
-  if res then return true end
-  if code == "forbidden" and (err:find("already exists in network", 1, true)
-      or err:find("already attached", 1, true)) then
-    return true, "already"
-  end
-  return nil, err, code
-end
-
--- -> true | true, "gone" (not connected) | nil, err, code.
-function Engine:network_disconnect(net, container, force)
-  local res, err, code = self:_call("networks/disconnect", "POST", "/networks/" .. seg(net) .. "/disconnect", { idempotent = true,
-    json = { Container = container, Force = force and true or false },
-  })
-  if res then return true end
-  if err and err:find("is not connected", 1, true) then return true, "gone" end
-  return nil, err, code
-end
-
--- -> true | true, "gone" | nil, err, code (403 "forbidden" while endpoints remain).
-function Engine:network_remove(id)
-  local res, err, code = self:_call("networks/remove", "DELETE", "/networks/" .. seg(id))
-  if res then return true end
-  if code == "notfound" then return true, "gone" end
-  return nil, err, code
-end
-
----------------------------------------------------------------------------------------------
--- Volumes
-
--- -> name | nil, err, code. Creating an existing volume returns it (the Engine is idempotent).
-function Engine:volume_create(name, labels, opts)
-  opts = opts or {}
-  local lab = object()
-  for k, v in pairs(labels or {}) do lab[k] = tostring(v) end
-  local v, err, code = self:_json("volumes/create", "POST", "/volumes/create", {
-    json = { Name = name, Driver = opts.driver or "local", Labels = lab },
-  })
-  if not v then return nil, err, code end
-  return v.Name
-end
-
-function Engine:volume_list(filters)
-  local v, err, code = self:_json("volumes/list", "GET", "/volumes", { query = { filters = filters_json(filters) } })
-  if not v then return nil, err, code end
-  return v.Volumes or {}
-end
-
-function Engine:volume_inspect(name)
-  return self:_json("volumes/inspect", "GET", "/volumes/" .. seg(name))
-end
-
--- -> true | true, "gone" | nil, err, code (409 while in use).
-function Engine:volume_remove(name, force)
-  local res, err, code = self:_call("volumes/remove", "DELETE", "/volumes/" .. seg(name), {
-    query = { force = force and "true" or nil },
-  })
-  if res then return true end
-  if code == "notfound" then return true, "gone" end
-  return nil, err, code
-end
-
----------------------------------------------------------------------------------------------
--- Images
-
--- Emits each line of a build's "stream" text.
-local function emit_lines(on_line, text)
-  if not on_line then return end
-  for line in text:gmatch("([^\n]*)\n?") do
-    line = line:gsub("\r$", "")
-    if line ~= "" then on_line(line) end
-  end
-end
-
--- Builds an image with the classic builder (BuildKit needs session endpoints: notes §4).
--- o: context_tar (a tar, gzip allowed), tag, dockerfile, labels, buildargs, target,
--- nocache, on_line(text) -> image id | nil, err, code. Errors arrive in-band under HTTP
--- 200 (notes §4, §9.7): they come back with code "failed".
-function Engine:build(o)
-  if type(o.context_tar) ~= "string" then error("build: context_tar (a string) is required", 2) end
-  local q = {
-    rm = "1", forcerm = "1", pull = "0", version = "1",
-    t = o.tag, dockerfile = o.dockerfile, target = o.target, nocache = o.nocache and "1" or nil,
-  }
-  if o.labels then q.labels = encode(object(o.labels), 0) end
-  if o.buildargs then q.buildargs = encode(object(o.buildargs), 0) end
-  local st, err, code = self:_stream("build", "POST", "/build", {
-    query = q, body = o.context_tar, mode = "lines", timeout = false,
-    -- An empty Expect: stops libcurl waiting for 100-continue on bodies > 1 MB (notes §8).
-    headers = { ["Content-Type"] = "application/x-tar", ["Expect"] = "" },
-  })
-  if not st then return nil, err, code end
-  local id, built
-  while true do
-    local line, rerr = st:read()
-    if not line then
-      st:close()
-      if rerr ~= "eof" then return nil, "build: " .. self:_transport_error(rerr), "transport" end
-      break
-    end
-    local msg = line:find("%S") and docker.decode(line)
-    if type(msg) == "table" then
-      if msg.errorDetail or msg.error then
-        st:close()
-        local text = (msg.errorDetail and msg.errorDetail.message) or msg.error
-        return nil, tostring(text):gsub("%s+$", ""), "failed"
-      end
-      if type(msg.stream) == "string" then
-        emit_lines(o.on_line, msg.stream)
-        built = msg.stream:match("Successfully built (%x+)") or built
-      end
-      if type(msg.aux) == "table" and msg.aux.ID then id = msg.aux.ID end
-    end
-  end
-  id = id or built
-  if not id then return nil, "build: the engine ended the build without an image id", "failed" end
-  return id
-end
-
--- Pulls an image, always with a tag ("latest" when none): without one the Engine pulls
--- every tag (notes §4). o.on_line(text) gets the status lines -> true | nil, err, code.
-function Engine:pull(image, o)
-  o = o or {}
-  local name, tag = docker.split_image(image)
-  local st, err, code = self:_stream("images/create", "POST", "/images/create", {
-    query = { fromImage = name, tag = tag }, mode = "lines", timeout = false,
-  })
-  if not st then return nil, err, code end
-  while true do
-    local line, rerr = st:read()
-    if not line then
-      st:close()
-      if rerr ~= "eof" then return nil, "pull: " .. self:_transport_error(rerr), "transport" end
-      return true
-    end
-    local msg = line:find("%S") and docker.decode(line)
-    if type(msg) == "table" then
-      if msg.errorDetail or msg.error then
-        st:close()
-        return nil, tostring((msg.errorDetail and msg.errorDetail.message) or msg.error), "failed"
-      end
-      if o.on_line and msg.status then
-        o.on_line(msg.id and (msg.id .. ": " .. msg.status) or msg.status)
-      end
-    end
-  end
-end
-
-function Engine:image_list(filters)
-  return self:_json("images/list", "GET", "/images/json", { query = { filters = filters_json(filters) } })
-end
-
-function Engine:image_inspect(name)
-  return self:_json("images/inspect", "GET", "/images/" .. seg(name) .. "/json")
-end
-
--- -> true | true, "gone" | nil, err, code (409 while a container uses it, unless force).
-function Engine:image_remove(name, force)
-  local res, err, code = self:_call("images/remove", "DELETE", "/images/" .. seg(name), {
-    query = { force = force and "true" or nil },
-  })
-  if res then return true end
-  if code == "notfound" then return true, "gone" end
-  return nil, err, code
-end
+-- Networks, volumes and images: lua/mw/docker_objects.lua.
+require "mw.docker_objects"(Engine, docker, { seg = seg, filters_json = filters_json })
 
 docker.Engine = Engine
 return docker

@@ -4,6 +4,7 @@ local core = require "mw.core"
 local docker = require "mw.docker"
 local secret = require "mw.secret"
 local owner = require "mw.owner"
+local fields = require "mw.fields"
 
 local spec = {}
 
@@ -61,7 +62,7 @@ end
 -- Extra networks beyond the stack's own: mw-<stack>-<name>.
 function spec.extra_network(stack, name) return "mw-" .. base(stack) .. "-" .. name end
 
-local function mounts(stack, c, instance)
+local function volume_mounts(stack, c, instance)
   local list = {}
   for _, v in ipairs(c.volumes or {}) do
     if v.type == "volume" then
@@ -73,22 +74,25 @@ local function mounts(stack, c, instance)
       list[#list + 1] = { type = "tmpfs", target = v.target, size = v.size }
     end
   end
+  return list
+end
+
+local function secret_mounts(c)
+  local list = {}
   for _, s in ipairs(c.secrets or {}) do
     list[#list + 1] = { type = "bind", source = s.source, target = s.target, read_only = true }
   end
   return list
 end
 
--- spec.container(stack, c, image_id[, instance[, overrides]]) -> create body, config hash
--- overrides: what a policy changed at run time (a higher memory limit after an OOM kill).
--- image_id is the resolved image (an ID for builds) so a rebuilt image changes the hash; the
--- instance number is a label only, so every instance of a component has the same hash.
-function spec.container(stack, c, image_id, instance, overrides)
-  if overrides and next(overrides) then
-    local merged = setmetatable({}, { __index = c })
-    for k, v in pairs(overrides) do merged[k] = v end
-    c = merged
-  end
+local function add_mounts(d, list)
+  d.mounts = d.mounts or {}
+  for _, m in ipairs(list) do d.mounts[#d.mounts + 1] = m end
+end
+
+-- What the container publishes: the component's ports, and its heartbeat's port (ephemeral,
+-- on 127.0.0.1 only) unless one of those already publishes it there.
+local function published_ports(c)
   local hb = c.heartbeat
   local ports = {}
   for _, p in ipairs(c.ports or {}) do
@@ -99,62 +103,42 @@ function spec.container(stack, c, image_id, instance, overrides)
     for _, p in ipairs(ports) do
       if p.container == hb.port and p.proto == "tcp" and p.ip == "127.0.0.1" then published = true end
     end
-    -- the heartbeat port: ephemeral, on 127.0.0.1 only
     if not published then ports[#ports + 1] = { container = hb.port, ip = "127.0.0.1", proto = "tcp" } end
   end
-  local resolved = {
-    image = image_id, command = c.command, entrypoint = c.entrypoint, env = c.env,
-    ports = ports, volumes = c.volumes, hostname = c.hostname, user = c.user,
-    working_dir = c.working_dir, stop_signal = c.stop_signal, stop_grace = c.stop_grace,
-    init = c.init, read_only = c.read_only, memory = c.memory, cpus = c.cpus,
-    extra_hosts = c.extra_hosts, labels = c.labels, cap_add = c.cap_add, cap_drop = c.cap_drop,
-    shm_size = c.shm_size, ulimits = c.ulimits, networks = c.networks,
-    secrets = c.secrets and #c.secrets > 0 and c.secrets or nil,
-  }
-  local hash = spec.hash(resolved)
-  local labels = {}
-  for k, v in pairs(c.labels or {}) do labels[k] = v end
-  for k, v in pairs(spec.labels(stack, { ["mw.component"] = c.name, ["mw.config-hash"] = hash,
-                                          ["mw.instance"] = tostring(instance or 1) })) do
-    labels[k] = v
+  return ports
+end
+
+-- spec.container(stack, c, image_id[, instance[, overrides]]) -> create body, config hash
+-- overrides: what a policy changed at run time (a higher memory limit after an OOM kill).
+-- image_id is the resolved image (an ID for builds) so a rebuilt image changes the hash; the
+-- instance number is a label only, so every instance of a component has the same hash.
+-- What each field hashes and puts in the container is said in mw.fields.
+function spec.container(stack, c, image_id, instance, overrides)
+  if overrides and next(overrides) then
+    local merged = setmetatable({}, { __index = c })
+    for k, v in pairs(overrides) do merged[k] = v end
+    c = merged
   end
-  local extra = {}
-  for _, h in ipairs(c.extra_hosts or {}) do
-    extra[#extra + 1] = type(h) == "table" and (h.host .. ":" .. h.ip) or h
-  end
-  local body = docker.container_spec {
-    image = image_id, cmd = c.command, entrypoint = c.entrypoint, env = c.env, labels = labels,
-    network = spec.network_name(stack), aliases = { c.name }, ports = ports,
-    hostname = c.hostname, user = c.user, workdir = c.working_dir,
-    stop_signal = c.stop_signal, stop_timeout = c.stop_grace and math.ceil(c.stop_grace) or nil,
-    mounts = mounts(stack, c, instance), memory = c.memory,
-    nano_cpus = c.cpus and math.floor(c.cpus * 1e9) or nil,
-    init = c.init or nil, read_only = c.read_only or nil,
-    extra_hosts = #extra > 0 and extra or nil,
+  local ctx = {
+    image_id = image_id, ports = published_ports(c), add_mounts = add_mounts,
+    volume_mounts = function(comp) return volume_mounts(stack, comp, instance) end, secret_mounts = secret_mounts,
   }
-  local hc = body.HostConfig
-  for _, m in ipairs(hc.Mounts or {}) do
-    if m.Type == "tmpfs" then
-      for _, src in ipairs(mounts(stack, c, instance)) do
-        if src.type == "tmpfs" and src.target == m.Target and src.size then
-          m.TmpfsOptions = { SizeBytes = src.size }
-        end
-      end
-      m.Source = nil
+  local resolved = {}
+  for _, f in ipairs(fields.component) do
+    if f.hash == true then
+      resolved[f.name] = c[f.name]
+    elseif f.hash then
+      resolved[f.name] = f.hash(c, ctx)
     end
   end
-  if c.cap_add and #c.cap_add > 0 then hc.CapAdd = docker.array(c.cap_add) end
-  if c.cap_drop and #c.cap_drop > 0 then hc.CapDrop = docker.array(c.cap_drop) end
-  if c.shm_size then hc.ShmSize = c.shm_size end
-  if c.ulimits and next(c.ulimits) then
-    local u = docker.array()
-    local names = {}
-    for n in pairs(c.ulimits) do names[#names + 1] = n end
-    table.sort(names)
-    for _, n in ipairs(names) do u[#u + 1] = { Name = n, Soft = c.ulimits[n].soft, Hard = c.ulimits[n].hard } end
-    hc.Ulimits = u
+  local hash = spec.hash(resolved)
+  ctx.own_labels = spec.labels(stack, { ["mw.component"] = c.name, ["mw.config-hash"] = hash,
+                                        ["mw.instance"] = tostring(instance or 1) })
+  local d = { network = spec.network_name(stack), aliases = { c.name }, mounts = {} }
+  for _, f in ipairs(fields.component) do
+    if f.container then f.container(c, d, ctx) end
   end
-  return body, hash
+  return docker.container_spec(d), hash
 end
 
 -- Whether replacing this component can start the new container before removing the old one:

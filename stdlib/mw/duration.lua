@@ -1,4 +1,7 @@
 -- Durations in stack files: strings such as "250ms" or "1m30s", or numbers of seconds.
+-- mw.text is mw's own module: a stack file cannot require it, but this module may.
+local text = require "mw.text"
+
 local duration = {}
 
 local UNITS = { h = 3600, m = 60, s = 1, ms = 1e-3, us = 1e-6, ns = 1e-9 }
@@ -10,24 +13,8 @@ local HINT = ' (use e.g. "500ms", "2s", "1m30s")'
 -- long values are cut, so a message never carries a newline or megabytes of text.
 local function show(v)
   if type(v) ~= "string" then return tostring(v) end
-  local s = v
-  if #s > 40 then s = s:sub(1, 40) end
-  local out, i = {}, 1
-  while i <= #s do
-    local c = s:byte(i)
-    local n = c < 0x80 and 1 or c >= 0xF0 and 4 or c >= 0xE0 and 3 or c >= 0xC2 and 2 or 0
-    local ch = n > 1 and s:sub(i, i + n - 1) or nil
-    if n == 1 and c >= 32 and c ~= 127 and c ~= 34 and c ~= 92 then
-      out[#out + 1] = string.char(c)
-    elseif n > 1 and utf8.len(ch) == 1 then
-      out[#out + 1] = ch
-      i = i + n - 1
-    else
-      out[#out + 1] = string.format("\\x%02x", c)
-    end
-    i = i + 1
-  end
-  return '"' .. table.concat(out) .. (#v > 40 and '..."' or '"')
+  local s = text.escape(v:sub(1, 40), '"\\', text.hex)
+  return '"' .. s .. (#v > 40 and '..."' or '"')
 end
 
 local function bad(v) return nil, "bad duration " .. show(v) .. HINT end

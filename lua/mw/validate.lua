@@ -1,0 +1,629 @@
+-- Checks and normalizes the fields of a component: validate.field[name](ctx, path, value) for
+-- every field listed in mw.fields, and validate.component(ctx, name, raw) for a whole one.
+local sandbox  = require "mw.sandbox"
+local policy   = require "mw.policy"
+local secret   = require "mw.secret"
+local owner    = require "mw.owner"
+local paths    = require "mw.path"
+local fs       = require "mw.fs"
+local checks   = require "mw.check"
+local fields_table = require "mw.fields"
+
+local validate = {}
+
+local normpath, join = paths.normalize, paths.join
+-- The value checkers (mw.check); each returns the normalized value or fails.
+local fail, sub, keyname, show = checks.fail, checks.sub, checks.keyname, checks.show
+local printable, cut, file_kind, is_dir = checks.printable, checks.cut, checks.file_kind, checks.is_dir
+local KINDS, fields, must, text = checks.KINDS, checks.fields, checks.must, checks.text
+local nonempty, scalar, boolean, integer = checks.nonempty, checks.scalar, checks.boolean, checks.integer
+local dur, bytes, entries, list, map = checks.dur, checks.bytes, checks.entries, checks.list, checks.map
+local words, is_ip, hostname_ok = checks.words, checks.is_ip, checks.hostname_ok
+
+-- The seed's heartbeat: what `heartbeat = true` means and what a partial table falls back to.
+local HEARTBEAT_DEFAULTS = { port = 8089, path = "/debug/vars", interval = 0.5, timeout = 1,
+                             misses = 3, grace = 10 }
+validate.HEARTBEAT_DEFAULTS = HEARTBEAT_DEFAULTS
+
+local CAPABILITIES = {}
+for c in ([[ALL AUDIT_CONTROL AUDIT_READ AUDIT_WRITE BLOCK_SUSPEND BPF CHECKPOINT_RESTORE CHOWN
+  DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID IPC_LOCK IPC_OWNER KILL LEASE LINUX_IMMUTABLE
+  MAC_ADMIN MAC_OVERRIDE MKNOD NET_ADMIN NET_BIND_SERVICE NET_BROADCAST NET_RAW PERFMON SETFCAP
+  SETGID SETPCAP SETUID SYS_ADMIN SYS_BOOT SYS_CHROOT SYS_MODULE SYS_NICE SYS_PACCT SYS_PTRACE
+  SYS_RAWIO SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG SYSLOG WAKE_ALARM]]):gmatch("%S+") do
+  CAPABILITIES[c] = true
+end
+
+local SIGNALS = {}
+for s in ([[HUP INT QUIT ILL TRAP ABRT IOT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM STKFLT
+  CHLD CONT STOP TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO POLL PWR SYS RTMIN RTMAX]]):gmatch("%S+") do
+  SIGNALS[s] = true
+end
+
+local ULIMITS = {}
+for u in ([[core cpu data fsize locks memlock msgqueue nice nofile nproc rss rtprio rttime
+  sigpending stack]]):gmatch("%S+") do
+  ULIMITS[u] = true
+end
+
+-- Component fields ----------------------------------------------------------------------------
+
+local field = {}
+
+local IMAGE_HINT = ' (use e.g. "nginx:1.25", "redis", "localhost:5000/app:dev")'
+
+function field.image(_, path, v)
+  nonempty(path, v, "a string (an image name such as \"nginx:1.25\")")
+  if #v > 255 or not v:find("^[%w][%w._/:@+-]*$") then
+    fail(path, "bad image reference " .. show(v) .. IMAGE_HINT)
+  end
+  local name = v:gsub("@.*$", "")
+  local tag = name:match(":([^/:]*)$")
+  local repo = tag and name:sub(1, #name - #tag - 1) or name
+  if repo == "" or repo ~= repo:lower() then
+    fail(path, "bad image reference " .. show(v) .. ": the repository name must be lowercase")
+  end
+  if tag and not tag:find("^[%w_][%w_.-]*$") then fail(path, "bad image tag in " .. show(v) .. IMAGE_HINT) end
+  return v
+end
+
+function field.build(ctx, path, v)
+  if type(v) == "string" then v = { context = v } end
+  if type(v) ~= "table" then
+    must(path, v, "a table { context = \"dir\", dockerfile = ..., args = ..., target = ... } or a directory")
+  end
+  fields(path, v, { "context", "dockerfile", "args", "target" })
+  local context = rawget(v, "context")
+  if context == nil then fail(path, "needs 'context' (a directory, relative to the stack file)") end
+  nonempty(sub(path, "context"), context)
+  local dir = join(ctx.dir, context)
+  if not is_dir(dir) then
+    fail(sub(path, "context"), "build context " .. show(context) .. " is not a directory (relative to the stack file)")
+  end
+  local b = { context = dir, args = {} }
+  local df = rawget(v, "dockerfile")
+  if df ~= nil then nonempty(sub(path, "dockerfile"), df) end
+  b.dockerfile = join(dir, df or "Dockerfile")
+  local dk, dst = file_kind(b.dockerfile)
+  if not dk then
+    fail(sub(path, "dockerfile"), string.format("no Dockerfile at %s (relative to the build context)",
+      show(df or "Dockerfile")))
+  elseif dk ~= "file" then
+    fail(sub(path, "dockerfile"), string.format("Dockerfile %s is %s, not a regular file", show(df or "Dockerfile"),
+      KINDS[dk] or KINDS.other))
+  elseif dst.size > checks.MAX_DOCKERFILE then
+    fail(sub(path, "dockerfile"), string.format("Dockerfile %s is larger than 1 MiB", show(df or "Dockerfile")))
+  end
+  -- Not followed through a link, as the build reads it (core/tar.c).
+  local ist = fs.stat(join(dir, ".dockerignore"))
+  if ist and ist.type ~= "file" then
+    fail(sub(path, "context"), string.format(".dockerignore in build context %s is %s; mw reads only a regular file",
+      show(context), ist.type == "link" and "a symbolic link" or KINDS[ist.type] or KINDS.other))
+  elseif ist and ist.size > checks.MAX_IGNORE then
+    fail(sub(path, "context"), string.format(".dockerignore in build context %s is larger than 1 MiB", show(context)))
+  end
+  local args = rawget(v, "args")
+  if args ~= nil then
+    for _, e in ipairs(map(sub(path, "args"), args)) do
+      local p = sub(sub(path, "args"), e[1])
+      nonempty(p, e[1])
+      b.args[e[1]] = scalar(p, e[2])
+    end
+  end
+  local target = rawget(v, "target")
+  if target ~= nil then
+    nonempty(sub(path, "target"), target)
+    if not target:find("^[%w][%w_.-]*$") then fail(sub(path, "target"), "bad build stage name " .. show(target)) end
+    b.target = target
+  end
+  return b
+end
+
+function field.command(_, path, v) return words(path, v) end
+function field.entrypoint(_, path, v) return words(path, v) end
+
+function field.env(_, path, v)
+  local out = {}
+  if type(v) ~= "table" then must(path, v, "a table of NAME = value") end
+  local items, named = entries(path, v)
+  -- The compose list form {"KEY=value"} is accepted too, so imported files stay readable.
+  for _, e in ipairs(items) do
+    local p = sub(path, e[1])
+    local s = text(p, e[2], "a string \"NAME=value\" (or use NAME = value)")
+    local k, val = s:match("^([^=]+)=(.*)$")
+    if not k then fail(p, "must look like \"NAME=value\", got " .. show(s)) end
+    named[#named + 1] = { k, val, p }
+  end
+  for _, e in ipairs(named) do
+    local p = e[3] or sub(path, e[1])
+    if not e[1]:find("^[%w_][%w_.-]*$") then
+      fail(e[3] or path, "bad variable name '" .. keyname(e[1]) .. "' (use letters, digits, '_', '.', '-')")
+    end
+    if out[e[1]] then fail(p, "variable '" .. keyname(e[1]) .. "' is set twice") end
+    out[e[1]] = scalar(p, e[2], true)
+  end
+  return out
+end
+
+function field.depends_on(_, path, v)
+  if type(v) == "string" then v = { v } end
+  if type(v) ~= "table" then must(path, v, "a list of component names or a table of name = \"started\"|\"healthy\"") end
+  local out = {}
+  local items, named = entries(path, v)
+  for _, e in ipairs(items) do
+    local name = nonempty(sub(path, e[1]), e[2], "a component name")
+    if out[name] then fail(path, "lists '" .. keyname(name) .. "' twice") end
+    out[name] = "started"
+  end
+  for _, e in ipairs(named) do
+    local cond = e[2]
+    if cond == true then cond = "started" end
+    if cond ~= "started" and cond ~= "healthy" then
+      fail(sub(path, e[1]), "condition must be \"started\" or \"healthy\", got " .. show(cond))
+    end
+    if out[e[1]] then fail(path, "lists '" .. keyname(e[1]) .. "' twice") end
+    out[e[1]] = cond
+  end
+  return out
+end
+
+function field.heartbeat(_, path, v)
+  if v == false then return false end
+  local hb = { kind = "http" }
+  for k, d in pairs(HEARTBEAT_DEFAULTS) do hb[k] = d end
+  if v == true then return hb end
+  if type(v) ~= "table" then must(path, v, "true, false or a table { port =, path =, interval =, ... }") end
+  fields(path, v, { "port", "path", "tcp", "exec", "interval", "timeout", "misses", "grace", "check", "send", "expect" })
+  for _, f in ipairs { "send", "expect" } do
+    local x = rawget(v, f)
+    if x ~= nil then
+      if rawget(v, "tcp") == nil then fail(sub(path, f), "is for TCP heartbeats ({ tcp = port, send =, expect = })") end
+      nonempty(sub(path, f), x)
+      hb[f] = x
+    end
+  end
+  local tcp, exec = rawget(v, "tcp"), rawget(v, "exec")
+  if tcp ~= nil and exec ~= nil then fail(path, "give one of 'tcp' and 'exec', not both", "exec") end
+  if tcp ~= nil or exec ~= nil then
+    local kind = tcp ~= nil and "tcp" or "exec"
+    for _, f in ipairs { "port", "path", "check" } do
+      if rawget(v, f) ~= nil then
+        fail(path, string.format("'%s' is for HTTP heartbeats; a %s heartbeat cannot have it", f, kind), f)
+      end
+    end
+    hb.kind, hb.port, hb.path = kind, nil, nil
+    if tcp ~= nil then hb.port = integer(sub(path, "tcp"), tcp, 1, 65535) end
+    if exec ~= nil then hb.exec = words(sub(path, "exec"), exec) end
+  else
+    local port = rawget(v, "port")
+    if port ~= nil then hb.port = integer(sub(path, "port"), port, 1, 65535) end
+    local p = rawget(v, "path")
+    if p ~= nil then
+      nonempty(sub(path, "path"), p)
+      if p:sub(1, 1) ~= "/" or p:find("[%s%c]") then
+        fail(sub(path, "path"), "must be a URL path starting with '/', got " .. show(p))
+      end
+      hb.path = p
+    end
+    local check = rawget(v, "check")
+    if check ~= nil then
+      if type(check) ~= "function" then must(sub(path, "check"), check, "a function(body) returning ok, why") end
+      hb.check = check
+    end
+  end
+  for _, f in ipairs { "interval", "timeout" } do
+    local x = rawget(v, f)
+    if x ~= nil then hb[f] = dur(sub(path, f), x, true) end
+  end
+  local grace = rawget(v, "grace")
+  if grace ~= nil then hb.grace = dur(sub(path, "grace"), grace) end
+  local misses = rawget(v, "misses")
+  if misses ~= nil then hb.misses = integer(sub(path, "misses"), misses, 1, 1000) end
+  return hb
+end
+
+local SHORT_POLICIES = { always = "always", on_failure = "on_failure", ["on-failure"] = "on_failure",
+                         ["unless-stopped"] = "always", never = "never", no = "never" }
+
+function field.restart(_, path, v)
+  if v == policy.always or v == policy.on_failure or v == policy.never then
+    fail(path, "a policy constructor must be called: policy.on_failure { ... }")
+  end
+  if policy.is(v) or type(v) == "function" then return v end
+  if type(v) == "string" and SHORT_POLICIES[v] then return policy[SHORT_POLICIES[v]] {} end
+  must(path, v, "a policy (policy.on_failure{...}, policy.always{...}, policy.never{}) or a function(failure)")
+end
+
+local PORT_HINT = ' (use e.g. "8080:80", "127.0.0.1:5432:5432", "53:53/udp")'
+
+local function port_number(path, s, v)
+  if type(s) == "number" then return integer(path, s, 1, 65535) end
+  if s:find("%-") then fail(path, "port ranges are not supported in " .. show(v) .. "; list each port") end
+  local n = s:find("^%d+$") and tonumber(s)
+  if not n or n < 1 or n > 65535 then fail(path, "bad port " .. show(v) .. PORT_HINT) end
+  return math.tointeger(n)
+end
+
+local function port(path, v)
+  if type(v) == "number" then
+    return { container = integer(path, v, 1, 65535), ip = "0.0.0.0", proto = "tcp" }
+  end
+  if type(v) == "table" then
+    fields(path, v, { "host", "container", "ip", "proto" })
+    local p = { ip = "0.0.0.0", proto = "tcp" }
+    local c = rawget(v, "container")
+    if c == nil then fail(path, "needs 'container' (the port inside the container)") end
+    p.container = integer(sub(path, "container"), c, 1, 65535)
+    local h = rawget(v, "host")
+    if h ~= nil then p.host = integer(sub(path, "host"), h, 1, 65535) end
+    local ip = rawget(v, "ip")
+    if ip ~= nil then
+      text(sub(path, "ip"), ip)
+      if not is_ip(ip) then fail(sub(path, "ip"), "bad IP address " .. show(ip)) end
+      p.ip = ip
+    end
+    local proto = rawget(v, "proto")
+    if proto ~= nil and proto ~= "tcp" and proto ~= "udp" and proto ~= "sctp" then
+      fail(sub(path, "proto"), "must be \"tcp\", \"udp\" or \"sctp\", got " .. show(proto))
+    end
+    p.proto = proto or "tcp"
+    return p
+  end
+  if type(v) ~= "string" then must(path, v, "a string like \"8080:80\", a port number or a table") end
+  text(path, v)
+  local s, proto = v, "tcp"
+  local body, pr = s:match("^(.*)/(%w+)$")
+  if body then
+    if pr ~= "tcp" and pr ~= "udp" and pr ~= "sctp" then fail(path, "bad protocol in " .. show(v) .. PORT_HINT) end
+    s, proto = body, pr
+  end
+  local ip, host, cont
+  if s:sub(1, 1) == "[" then
+    local rest
+    ip, rest = s:match("^%[([%x:%.]+)%]:(.*)$")
+    if not ip then fail(path, "bad port " .. show(v) .. PORT_HINT) end
+    host, cont = rest:match("^(%d*):([^:]+)$")
+    if not host then fail(path, "bad port " .. show(v) .. PORT_HINT) end
+  else
+    local parts = {}
+    for part in (s .. ":"):gmatch("([^:]*):") do parts[#parts + 1] = part end
+    if #parts == 1 then
+      cont = parts[1]
+    elseif #parts == 2 then
+      host, cont = parts[1], parts[2]
+      if host == "" then fail(path, "bad port " .. show(v) .. PORT_HINT) end
+    elseif #parts == 3 then
+      ip, host, cont = parts[1], parts[2], parts[3]
+    else
+      fail(path, "bad port " .. show(v) .. PORT_HINT)
+    end
+  end
+  if ip and not is_ip(ip) then fail(path, "bad IP address in " .. show(v) .. PORT_HINT) end
+  local p = { ip = ip or "0.0.0.0", proto = proto, container = port_number(path, cont, v) }
+  if host and host ~= "" then p.host = port_number(path, host, v) end
+  return p
+end
+
+function field.ports(_, path, v)
+  local out = {}
+  for _, e in ipairs(list(path, v, "of ports")) do out[#out + 1] = port(sub(path, e[1]), e[2]) end
+  return out
+end
+
+local VOLUME_HINT = ' (use e.g. "data:/var/lib/data", "./conf:/etc/app:ro" or { tmpfs = "/tmp", size = "64m" })'
+local VOLUME_NAME = "^[%w][%w_.-]*$"
+
+local function mount_target(path, t, v)
+  text(path, t)
+  if t:sub(1, 1) ~= "/" then
+    fail(path, "the mount target must be an absolute path in the container, got " .. show(v or t))
+  end
+  return normpath(t)
+end
+
+local function volume_from(ctx, path, src, target, ro, v)
+  target = mount_target(path, target, v)
+  local c = src:sub(1, 1)
+  if c == "~" then
+    fail(path, "bind mount source " .. show(src) .. ": ~ is not expanded; use a path relative to the stack file")
+  end
+  if c == "/" or c == "." then
+    local abs = join(ctx.dir, src)
+    local k = file_kind(abs)
+    if not k then
+      fail(path, "bind mount source " .. show(src) .. " does not exist (relative to the stack file)")
+    elseif k ~= "file" and k ~= "dir" and k ~= "socket" then
+      fail(path, "bind mount source " .. show(src) .. " is " .. (KINDS[k] or KINDS.other) ..
+        "; mw binds a file, a directory or a socket")
+    end
+    return { type = "bind", source = abs, target = target, read_only = ro }
+  end
+  if not src:find(VOLUME_NAME) then fail(path, "bad volume name " .. show(src) .. VOLUME_HINT) end
+  return { type = "volume", name = src, target = target, read_only = ro }
+end
+
+local function volume(ctx, path, v)
+  if type(v) == "string" then
+    text(path, v)
+    local parts = {}
+    for part in (v .. ":"):gmatch("([^:]*):") do parts[#parts + 1] = part end
+    if #parts == 1 then
+      if v:sub(1, 1) == "/" then
+        fail(path, "anonymous volume " .. show(v) .. " is lost on every recreation; name it: \"name:" ..
+          cut(printable(v), 40) .. "\"")
+      end
+      fail(path, "bad volume " .. show(v) .. VOLUME_HINT)
+    end
+    if #parts > 3 or parts[1] == "" or parts[2] == "" then fail(path, "bad volume " .. show(v) .. VOLUME_HINT) end
+    local mode = parts[3]
+    if mode ~= nil and mode ~= "ro" and mode ~= "rw" then
+      fail(path, "bad mode " .. show(mode) .. " in " .. show(v) .. " (use ro or rw)")
+    end
+    return volume_from(ctx, path, parts[1], parts[2], mode == "ro", v)
+  end
+  if type(v) ~= "table" then must(path, v, "a string like \"data:/path\" or a table") end
+  if rawget(v, "tmpfs") ~= nil then
+    fields(path, v, { "tmpfs", "size" })
+    local m = { type = "tmpfs", target = mount_target(sub(path, "tmpfs"), rawget(v, "tmpfs")) }
+    local size = rawget(v, "size")
+    if size ~= nil then m.size = bytes(sub(path, "size"), size) end
+    return m
+  end
+  fields(path, v, { "source", "target", "read_only", "tmpfs", "size", "shared" })
+  local src, target = rawget(v, "source"), rawget(v, "target")
+  local shared = rawget(v, "shared")
+  if shared ~= nil then boolean(sub(path, "shared"), shared) end
+  if src == nil then fail(path, "needs 'source' (a volume name or a path) or 'tmpfs'") end
+  if target == nil then fail(path, "needs 'target' (the path in the container)") end
+  nonempty(sub(path, "source"), src)
+  local ro = rawget(v, "read_only")
+  if ro ~= nil then boolean(sub(path, "read_only"), ro) end
+  local m = volume_from(ctx, path, src, target, ro == true)
+  if shared then
+    if m.type ~= "volume" then fail(sub(path, "shared"), "only a named volume can be shared by instances") end
+    m.shared = true
+  end
+  return m
+end
+
+function field.volumes(ctx, path, v)
+  local out, seen = {}, {}
+  for _, e in ipairs(list(path, v, "of volumes")) do
+    local p = sub(path, e[1])
+    local m = volume(ctx, p, e[2])
+    if seen[m.target] then
+      fail(p, string.format("mount target %s is also used by item [%d]", show(m.target), seen[m.target]))
+    end
+    seen[m.target] = e[1]
+    out[#out + 1] = m
+  end
+  return out
+end
+
+function field.secrets(ctx, path, v)
+  local out = {}
+  for _, e in ipairs(map(path, v, "a table of name = \"./file\"")) do
+    local name, file = e[1], e[2]
+    local p = sub(path, name)
+    if not name:find(VOLUME_NAME) or #name > 64 then
+      fail(path, "bad secret name '" .. keyname(name) .. "' (use letters, digits, '_', '.', '-')", name)
+    end
+    nonempty(p, file, "a path to a file, relative to the stack file")
+    local abs = join(ctx.dir, file)
+    -- The path is named, never the content: the file is not even opened here.
+    local k, st = file_kind(abs)
+    if not k then fail(p, "secret file " .. show(file) .. " not found (relative to the stack file)") end
+    if k ~= "file" then fail(p, "secret file " .. show(file) .. " is " .. (KINDS[k] or KINDS.other) .. ", not a regular file") end
+    if st.size > checks.MAX_SECRET then fail(p, "secret file " .. show(file) .. " is larger than 1 MiB") end
+    out[#out + 1] = { name = name, source = abs, target = "/run/secrets/" .. name }
+  end
+  return out
+end
+
+function field.scale(_, path, v) return integer(path, v, 0, 1000) end
+
+-- Owned by mw.autoscale; here it only has to be a table (or false to turn it off).
+-- autoscale = { min =, max =, every =, decide = function(s) return desired end }
+function field.autoscale(_, path, v)
+  if v == false then return nil end
+  if type(v) ~= "table" then must(path, v, "a table { min =, max =, every =, decide = function(s) ... end }") end
+  fields(path, v, { "min", "max", "every", "decide" })
+  local a = { min = 1, max = 8, every = 5 }
+  if rawget(v, "min") ~= nil then a.min = integer(sub(path, "min"), rawget(v, "min"), 0, 1000) end
+  if rawget(v, "max") ~= nil then a.max = integer(sub(path, "max"), rawget(v, "max"), 1, 1000) end
+  if a.min > a.max then fail(path, string.format("min (%d) is above max (%d)", a.min, a.max), "min") end
+  if rawget(v, "every") ~= nil then a.every = dur(sub(path, "every"), rawget(v, "every"), true) end
+  local decide = rawget(v, "decide")
+  if type(decide) ~= "function" and not (type(decide) == "table" and getmetatable(decide) and not secret.is(decide)) then
+    must(sub(path, "decide"), decide, "a function(s) returning the desired number of instances")
+  end
+  a.decide = decide
+  return a
+end
+
+-- rollout = { parallel = 1, timeout = "60s" }: how a changed component with several
+-- instances is replaced: how many at once, and how long each new one may take to be healthy.
+function field.rollout(_, path, v)
+  if type(v) ~= "table" then must(path, v, "a table { parallel =, timeout = }") end
+  fields(path, v, { "parallel", "timeout" })
+  local r = { parallel = 1 }
+  if rawget(v, "parallel") ~= nil then r.parallel = integer(sub(path, "parallel"), rawget(v, "parallel"), 1, 100) end
+  if rawget(v, "timeout") ~= nil then r.timeout = dur(sub(path, "timeout"), rawget(v, "timeout"), true) end
+  return r
+end
+
+function field.working_dir(_, path, v)
+  nonempty(path, v)
+  if v:sub(1, 1) ~= "/" then fail(path, "must be an absolute path in the container, got " .. show(v)) end
+  return v
+end
+
+function field.user(_, path, v)
+  if type(v) == "number" then return tostring(integer(path, v, 0, 4294967294)) end
+  nonempty(path, v, "a string like \"1000:1000\" or \"nobody\"")
+  if not v:find("^[%w_][%w_.-]*$") and not v:find("^[%w_][%w_.-]*:[%w_][%w_.-]*$") then
+    fail(path, "bad user " .. show(v) .. " (use e.g. \"1000\", \"1000:1000\", \"nobody\")")
+  end
+  return v
+end
+
+function field.labels(_, path, v)
+  local out = {}
+  for _, e in ipairs(map(path, v)) do
+    local k = e[1]
+    if not k:find("^[%w][%w_./-]*$") then fail(path, "bad label name '" .. keyname(k) .. "'", k) end
+    if k == owner.KEY or k:sub(1, 3) == "mw." then
+      fail(path, "label '" .. keyname(k) .. "' is reserved for mw", k)
+    end
+    out[k] = scalar(sub(path, k), e[2])
+  end
+  return out
+end
+
+function field.hostname(_, path, v)
+  nonempty(path, v)
+  if not hostname_ok(v) then fail(path, "bad hostname " .. show(v)) end
+  return v
+end
+
+function field.extra_hosts(_, path, v)
+  if type(v) ~= "table" then must(path, v, "a table of host = \"ip\"") end
+  local out = {}
+  local items, named = entries(path, v)
+  for _, e in ipairs(items) do
+    local p = sub(path, e[1])
+    local s = text(p, e[2], "a string \"host:ip\"")
+    local h, ip = s:match("^([^:]+):(.+)$")
+    if not h then fail(p, "must look like \"host:ip\", got " .. show(s)) end
+    named[#named + 1] = { h, ip, p }
+  end
+  for _, e in ipairs(named) do
+    local p = e[3] or sub(path, e[1])
+    if not hostname_ok(e[1]) then fail(p, "bad host name '" .. keyname(e[1]) .. "'") end
+    local ip = text(p, e[2], "a string (an IP address or \"host-gateway\")")
+    if ip ~= "host-gateway" and not is_ip(ip) then fail(p, "bad IP address " .. show(ip)) end
+    out[#out + 1] = e[1] .. ":" .. ip
+  end
+  return out
+end
+
+function field.stop_signal(_, path, v)
+  if type(v) == "number" then return tostring(integer(path, v, 1, 64)) end
+  nonempty(path, v, "a signal name like \"SIGTERM\"")
+  local s = v:upper():gsub("^SIG", "")
+  if SIGNALS[s] or s:find("^RTMIN%+%d+$") or s:find("^RTMAX%-%d+$") then return "SIG" .. s end
+  fail(path, "unknown signal " .. show(v) .. " (use e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\")")
+end
+
+function field.stop_grace(_, path, v) return dur(path, v) end
+function field.init(_, path, v) return boolean(path, v) end
+function field.read_only(_, path, v) return boolean(path, v) end
+
+local function caps(_, path, v)
+  local out, seen = {}, {}
+  for _, e in ipairs(list(path, v, "of capability names")) do
+    local p = sub(path, e[1])
+    local c = nonempty(p, e[2], "a capability name like \"NET_ADMIN\""):upper():gsub("^CAP_", "")
+    if not CAPABILITIES[c] then
+      local names = {}
+      for k in pairs(CAPABILITIES) do names[#names + 1] = k end
+      local hint = sandbox.suggest(c, names)
+      fail(p, "unknown capability " .. show(e[2]) .. (hint and " (did you mean '" .. hint .. "'?)" or ""))
+    end
+    if not seen[c] then out[#out + 1] = c; seen[c] = true end
+  end
+  return out
+end
+field.cap_add, field.cap_drop = caps, caps
+
+function field.memory(_, path, v)
+  local b = bytes(path, v)
+  -- The engine refuses limits below 6 MiB; saying so here beats a failed create later.
+  if b < 6 * 1024 * 1024 then fail(path, "must be at least 6m (the engine's minimum), got " .. show(v)) end
+  return b
+end
+
+function field.shm_size(_, path, v)
+  local b = bytes(path, v)
+  if b <= 0 then fail(path, "must be > 0") end
+  return b
+end
+
+function field.cpus(_, path, v)
+  local n = v
+  if type(v) == "string" then n = v:find("^%d*%.?%d+$") and tonumber(v) or nil end
+  if type(n) ~= "number" then must(path, v, "a number of CPUs like 0.5 or 2") end
+  if n ~= n or n <= 0 or n > 1024 then fail(path, "must be a number of CPUs > 0, got " .. show(v)) end
+  return n
+end
+
+function field.ulimits(_, path, v)
+  local out = {}
+  for _, e in ipairs(map(path, v)) do
+    local name, val = e[1], e[2]
+    local p = sub(path, name)
+    if not ULIMITS[name] then
+      local names = {}
+      for k in pairs(ULIMITS) do names[#names + 1] = k end
+      local hint = sandbox.suggest(name, names)
+      fail(path, "unknown ulimit '" .. keyname(name) .. "'" ..
+        (hint and " (did you mean '" .. hint .. "'?)" or ""), name)
+    end
+    local soft, hard
+    if type(val) == "table" then
+      fields(p, val, { "soft", "hard" })
+      soft = integer(sub(p, "soft"), rawget(val, "soft"), -1, math.maxinteger)
+      hard = integer(sub(p, "hard"), rawget(val, "hard"), -1, math.maxinteger)
+      if hard ~= -1 and (soft == -1 or soft > hard) then fail(p, "soft limit must not exceed the hard limit") end
+    else
+      if type(val) ~= "number" then must(p, val, "a number or a table { soft =, hard = }") end
+      soft = integer(p, val, -1, math.maxinteger)
+      hard = soft
+    end
+    out[name] = { soft = soft, hard = hard }
+  end
+  return out
+end
+
+function field.networks(_, path, v)
+  local out, seen = {}, {}
+  for _, e in ipairs(list(path, v, "of network names")) do
+    local p = sub(path, e[1])
+    local n = nonempty(p, e[2], "a network name")
+    if not n:find(VOLUME_NAME) or #n > 64 then fail(p, "bad network name " .. show(n)) end
+    if seen[n] then fail(p, "network " .. show(n) .. " is listed twice") end
+    seen[n] = true
+    out[#out + 1] = n
+  end
+  return out
+end
+
+
+-- A whole component: the fields mw.fields lists, each checked by its validator, over the defaults.
+local function component(ctx, name, raw)
+  local path = { "components", name }
+  if type(raw) ~= "table" then
+    must(path, raw, "a table of fields (e.g. { image = \"nginx\" })")
+  end
+  fields(path, raw, fields_table.names)
+  -- Before the fields themselves: with both given, a missing Dockerfile is beside the point.
+  local has_image, has_build = rawget(raw, "image") ~= nil, rawget(raw, "build") ~= nil
+  if has_image and has_build then fail(path, "has both 'image' and 'build'; give one", "build") end
+  if not has_image and not has_build then fail(path, "needs 'image' or 'build'") end
+  local c = fields_table.defaults(name)
+  for _, f in ipairs(fields_table.names) do
+    local v = rawget(raw, f)
+    if v ~= nil then c[f] = field[f](ctx, sub(path, f), v) end
+  end
+  -- The seed's components find their introspection port here.
+  if c.heartbeat and c.heartbeat.kind == "http" and c.env.INTROSPECTION_PORT == nil then
+    c.env.INTROSPECTION_PORT = tostring(c.heartbeat.port)
+  end
+  return c
+end
+
+
+validate.field = field
+validate.component = component
+
+return validate
