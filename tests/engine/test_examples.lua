@@ -4,7 +4,6 @@
 local t = require "t"
 local core = require "mw.core"
 local fs = require "mw.fs"
-local http = require "mw.http"
 local cjson = require "cjson"
 local E = require "engine"
 
@@ -64,35 +63,13 @@ local function healthy_all(h, names, from, timeout)
   end
 end
 
--- inspect, kill and destroy live in mw.commands, which was being written alongside this test.
--- Without it, `mw inspect` with no argument says the command or module is unknown; with it,
--- it prints its usage. Probed once; without the commands the test reads and kills directly.
-local has_commands
-local function commands()
-  if has_commands == nil then
-    local _, out = E.mw_sync({ "inspect" })
-    has_commands = not (out:find("unknown command", 1, true) or out:find("mw.commands", 1, true))
-  end
-  return has_commands
-end
-
--- A component's /debug/vars: through `mw inspect`, or, if mw has no inspect command yet,
--- through the heartbeat port that mw publishes on 127.0.0.1.
+-- A component's /debug/vars, through `mw inspect`.
 local function vars(stack, comp)
-  if commands() then
-    local code, out = E.mw_sync({ "inspect", comp, "--stack", stack }, { timeout = 30 })
-    t.eq(code, 0, "mw inspect " .. comp .. ": " .. out)
-    local ok, v = pcall(cjson.decode, out:match("%b{}") or "")
-    t.ok(ok and type(v) == "table", "mw inspect printed JSON: " .. out)
-    return v
-  end
-  local c = E.containers(stack)[comp]
-  t.ok(c and c[1], "no container for " .. comp)
-  local info = assert(e:inspect(c[1].Id))
-  local port = info.NetworkSettings.Ports["8089/tcp"][1].HostPort
-  local res = assert(http.request { url = "http://127.0.0.1:" .. port .. "/debug/vars", timeout = 5 })
-  t.eq(res.status, 200)
-  return cjson.decode(res.body)
+  local code, out = E.mw_sync({ "inspect", comp, "--stack", stack }, { timeout = 30 })
+  t.eq(code, 0, "mw inspect " .. comp .. ": " .. out)
+  local ok, v = pcall(cjson.decode, out:match("%b{}") or "")
+  t.ok(ok and type(v) == "table", "mw inspect printed JSON: " .. out)
+  return v
 end
 
 -- Polls a component's vars until pred(v) holds.
@@ -110,25 +87,16 @@ local function wait_vars(stack, comp, pred, timeout, what)
 end
 
 local function kill(stack, comp)
-  if commands() then
-    local code, out = E.mw_sync({ "kill", comp, "--stack", stack }, { timeout = 30 })
-    t.eq(code, 0, "mw kill " .. comp .. ": " .. out)
-    return
-  end
-  local c = E.containers(stack)[comp]
-  assert(e:remove(c[1].Id, { force = true }))
+  local code, out = E.mw_sync({ "kill", comp, "--stack", stack }, { timeout = 30 })
+  t.eq(code, 0, "mw kill " .. comp .. ": " .. out)
 end
 
 -- Stops mw (the containers stay), then destroys the stack and checks that nothing is left.
 local function stop_and_destroy(h, stack, names)
   t.eq(h.stop("INT"), 0, "mw run exits 0 on SIGINT")
   E.wait_running(stack, names, 10)
-  if commands() then
-    local code, out = E.mw_sync({ "destroy", "--stack", stack }, { timeout = 120 })
-    t.eq(code, 0, "mw destroy: " .. out)
-  else
-    E.cleanup()
-  end
+  local code, out = E.mw_sync({ "destroy", "--stack", stack }, { timeout = 120 })
+  t.eq(code, 0, "mw destroy: " .. out)
   local sel = { label = { "used-by=millwright", "mw.stack=" .. stack } }
   t.eq(#assert(e:list(sel)), 0, "containers left")
   t.eq(#assert(e:network_list(sel)), 0, "networks left")
@@ -218,8 +186,6 @@ t.test("pipeline: metrics flow, counters move, kill and crash recover, destroy",
   wait_vars(stack, "ingestion", function(v) return v.connects > ing1.connects end, 30, "ingestion to reconnect")
 
   stop_and_destroy(h, stack, { "demoware", "ingestion", "dispatcher", "load", "kernelupgrade" })
-  print("# " .. (commands() and "used mw inspect, mw kill and mw destroy"
-    or "mw has no inspect/kill/destroy yet: read the heartbeat port, removed through the engine, cleaned up by label"))
 end)
 
 os.exit(E.run(t))
