@@ -1,7 +1,16 @@
 -- A tiny test harness: each test file registers cases and calls t.run(); the runner
 -- (scripts/test.sh) adds up the "# N passed, N failed, N skipped" lines of every file.
+-- After the cases, t.run() runs the after-hooks (t.after), removes the temp paths of
+-- tests/lib/tmp.lua, and checks that the file left no handle open, no reference anchored and
+-- no task running (docs/testing.md).
+local core = require "mw.core"
+local tmp = require "tmp"
+
 local t = {}
 local cases = {}
+local after = {}
+local at_start = core.stats()   -- before the file made anything: what a drained loop holds
+t.LEAK_WAIT = 5                 -- seconds for closes and cancels to land (a loaded machine)
 
 function t.test(name, fn) cases[#cases + 1] = { name = name, fn = fn } end
 function t.skip(name, why) cases[#cases + 1] = { name = name, skip = why } end
@@ -45,14 +54,52 @@ function t.same(got, want, msg)
   end
 end
 
--- Polls cond() until it returns a true value or the deadline passes (needs mw.core).
+-- Polls cond() until it returns a true value or the deadline passes.
 function t.wait_for(cond, seconds, what)
-  local core = require "mw.core"
   local deadline = core.now() + (seconds or 10)
   while true do
     local v = cond()
     if v then return v end
     if core.now() > deadline then error("timed out waiting for " .. (what or "condition"), 2) end
+    core.sleep(0.02)
+  end
+end
+
+-- Registers fn to run once after the file's cases, before the temp paths go and the leak check:
+-- for what the file or a helper keeps open across cases (a server, an engine's containers).
+-- Hooks run in the order they were registered; one that fails fails the file.
+function t.after(fn) after[#after + 1] = fn end
+
+-- What the file leaves behind beyond what the loop held at its start -> a list of phrases.
+local function leftovers(s)
+  local what = {}
+  if s.handles > at_start.handles then
+    what[#what + 1] = string.format("%d handle(s) still open", s.handles - at_start.handles)
+  end
+  if s.anchored > at_start.anchored then
+    what[#what + 1] = string.format("%d reference(s) still anchored in the registry", s.anchored - at_start.anchored)
+  end
+  if s.tasks > at_start.tasks then
+    what[#what + 1] = string.format("%d task(s) still running", s.tasks - at_start.tasks)
+  end
+  return what
+end
+
+-- Waits (up to t.LEAK_WAIT) for the loop to drain -> nil, or one line naming what is left.
+-- The core counts handles, anchors and tasks but cannot name them: the counts are the line.
+function t.leak_check()
+  local deadline = core.now() + t.LEAK_WAIT
+  while true do
+    collectgarbage()
+    collectgarbage()
+    local s = core.stats()
+    local what = leftovers(s)
+    if #what == 0 then return nil end
+    if core.now() > deadline then
+      return string.format("%s after the cases (handles %d, anchored %d, tasks %d; at the start %d, %d, %d)",
+        table.concat(what, ", "), s.handles, s.anchored, s.tasks,
+        at_start.handles, at_start.anchored, at_start.tasks)
+    end
     core.sleep(0.02)
   end
 end
@@ -75,6 +122,19 @@ function t.run()
         print("FAIL " .. c.name .. ": " .. tostring(err))
       end
     end
+  end
+  for _, fn in ipairs(after) do
+    local ok, err = xpcall(fn, debug.traceback)
+    if not ok then
+      failed = failed + 1
+      print("FAIL after the cases: " .. tostring(err))
+    end
+  end
+  tmp.cleanup()
+  local leak = t.leak_check()
+  if leak then
+    failed = failed + 1
+    print("FAIL leak check: " .. leak)
   end
   print(string.format("# %d passed, %d failed, %d skipped", passed, failed, skipped))
   return failed == 0 and 0 or 1
