@@ -271,8 +271,7 @@ local function junk_case(junk) return function()
   }
   local out = d .. "/mw.log"
   local p = assert(proc.spawn { args = { MW, "run", "--log-format", "json", "--state-dir", d .. "/state", file },
-    env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), os.getenv("MW_LUA_PATH") and ("MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH")) or "MW_X=1",
-            "DOCKER_HOST=" .. fake.host }, out = out })
+    env = run.env({ "DOCKER_HOST=" .. fake.host }), out = out })
   local function events()
     local list = {}
     for line in (fs.read(out) or ""):gmatch("[^\n]+") do
