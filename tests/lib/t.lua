@@ -9,7 +9,18 @@ local tmp = require "tmp"
 local t = {}
 local cases = {}
 local after = {}
+-- What the core holds in the registry on Lua's behalf: slot -> value (luaL_ref's free slots
+-- hold numbers; slots 1 and 2 are Lua's own). Only to name leftovers: core.stats() counts.
+local function anchors()
+  local out = {}
+  for k, v in pairs(debug.getregistry()) do
+    if math.type(k) == "integer" and k > 2 and type(v) ~= "number" then out[k] = v end
+  end
+  return out
+end
+
 local at_start = core.stats()   -- before the file made anything: what a drained loop holds
+local anchors_at_start = anchors()
 t.LEAK_WAIT = 5                 -- seconds for closes and cancels to land (a loaded machine)
 
 function t.test(name, fn) cases[#cases + 1] = { name = name, fn = fn } end
@@ -85,8 +96,43 @@ local function leftovers(s)
   return what
 end
 
--- Waits (up to t.LEAK_WAIT) for the loop to drain -> nil, or one line naming what is left.
--- The core counts handles, anchors and tasks but cannot name them: the counts are the line.
+-- A list as text, at most 6 items.
+local function some(list)
+  table.sort(list)
+  if #list > 6 then list = { table.unpack(list, 1, 6) }; list[7] = "..." end
+  return table.concat(list, ", ")
+end
+
+-- Names what it can of what the core still holds -> "" or "; running: ...; anchored: ...".
+-- Live tasks are in a registry table of the core's (coroutine -> task, "task NAME (state)");
+-- a task's own two anchors go with it. Handles have no Lua face: only what they anchor shows.
+local function names_of_leftovers()
+  local now, tasks, own = anchors(), {}, {}
+  for _, v in pairs(now) do
+    if type(v) == "table" and type(next(v)) == "thread" then
+      for co, task in pairs(v) do
+        local name = tostring(task)
+        if co ~= coroutine.running() and name:find("^task ") then
+          tasks[#tasks + 1] = name
+          own[co], own[task] = true, true
+        end
+        own[v] = true
+      end
+    end
+  end
+  local other = {}
+  for slot, v in pairs(now) do
+    if anchors_at_start[slot] ~= v and not own[v] then
+      local ok, s = pcall(tostring, v)
+      s = ok and s or type(v)
+      other[#other + 1] = #s > 60 and s:sub(1, 57) .. "..." or s
+    end
+  end
+  return (#tasks > 0 and "; running: " .. some(tasks) or "") .. (#other > 0 and "; anchored: " .. some(other) or "")
+end
+
+-- Waits (up to t.LEAK_WAIT) for the loop to drain -> nil, or one line saying what is left:
+-- the core's counts, and what of it Lua can name.
 function t.leak_check()
   local deadline = core.now() + t.LEAK_WAIT
   while true do
@@ -96,9 +142,9 @@ function t.leak_check()
     local what = leftovers(s)
     if #what == 0 then return nil end
     if core.now() > deadline then
-      return string.format("%s after the cases (handles %d, anchored %d, tasks %d; at the start %d, %d, %d)",
+      return string.format("%s after the cases (handles %d, anchored %d, tasks %d; at the start %d, %d, %d)%s",
         table.concat(what, ", "), s.handles, s.anchored, s.tasks,
-        at_start.handles, at_start.anchored, at_start.tasks)
+        at_start.handles, at_start.anchored, at_start.tasks, names_of_leftovers())
     end
     core.sleep(0.02)
   end

@@ -45,14 +45,14 @@ os.exit(t.run())
   t.match(out, "\n# 1 passed, 1 failed, 0 skipped\n$")
 end)
 
-t.test("leak check: a task left running fails the file, counting its timer and its anchors", function()
+t.test("leak check: a task left running fails the file, counting its timer and anchors, naming the task", function()
   local code, out = test_file(HEAD .. [[
 t.test("starts a task that sleeps past the end", function() core.spawn(function() core.sleep(3600) end, "sleeper") end)
 os.exit(t.run())
 ]])
   t.eq(code, 1, out)
   t.match(out, "\nFAIL leak check: 1 handle%(s%) still open, %d+ reference%(s%) still anchored in the registry, "
-    .. "1 task%(s%) still running after the cases", out)
+    .. "1 task%(s%) still running after the cases %([^)]*%); running: task sleeper %(waiting%)\n", out)
   t.match(out, "\n# 1 passed, 1 failed, 0 skipped\n$")
 end)
 
@@ -88,6 +88,17 @@ os.exit(t.run())
 ]])
   t.eq(code, 0, out)
   t.match(out, "\n# 1 passed, 0 failed, 0 skipped\n$")
+end)
+
+t.test("leak check: a finished task still referenced keeps its results anchored, and says so", function()
+  local code, out = test_file(HEAD .. [[
+local held
+t.test("joins a task and keeps it", function() held = core.spawn(function() return {} end, "done"); core.join(held) end)
+os.exit(t.run())
+]])
+  t.eq(code, 1, out)
+  t.match(out, "\nFAIL leak check: 1 reference%(s%) still anchored in the registry after the cases %([^)]*%); "
+    .. "anchored: table: 0x%x+\n", out)
 end)
 
 t.test("tmp: directories and files made by a file are gone when it ends, even when a case fails", function()
