@@ -8,10 +8,11 @@ local http = require "mw.http"
 local cjson = require "cjson"
 local docker = require "mw.docker"
 local E = require "engine"
+local run = require "run"
 
 local B = { E = E }
 
-B.MW_BIN = os.getenv("MW_BIN") or "./mw"
+B.MW_BIN = run.MW
 B.RESULTS = os.getenv("BENCH_RESULTS") or "tests/bench/RESULTS.md"
 B.CMD = { "sh", "-c", "mkdir -p /w/debug && echo '{\"ok\":true}' > /w/debug/vars && exec httpd -f -p 8089 -h /w" }
 B.CLK_TCK = 100
@@ -270,13 +271,9 @@ function B.mw(args, opts)
   local out = E.tmpdir() .. "/mw.log"
   local argv = { B.MW_BIN }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
-  for _, k in ipairs { "MW_LUA_PATH", "HOME", "XDG_RUNTIME_DIR" } do
-    if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
-  end
-  local host = opts.docker_host or os.getenv("DOCKER_HOST")
-  if host then env[#env + 1] = "DOCKER_HOST=" .. host end
-  for _, kv in ipairs(opts.env or {}) do env[#env + 1] = kv end
+  local extra = { opts.docker_host and ("DOCKER_HOST=" .. opts.docker_host) }   -- over the inherited one
+  for _, kv in ipairs(opts.env or {}) do extra[#extra + 1] = kv end
+  local env = run.env(extra)
   local t0 = core.time()
   local p = assert(proc.spawn { args = argv, env = env, out = out, cwd = opts.cwd })
   local h = { p = p, pid = p:pid(), out = out, evs = {}, pos = 0, partial = "", raw = {}, t_spawn = t0 }
@@ -372,17 +369,12 @@ end
 -- Runs a command to completion -> exit code, seconds, output text.
 function B.run(argv, opts)
   opts = opts or {}
-  local out = E.tmpdir() .. "/out.txt"
-  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. (os.getenv("HOME") or "/root") }
-  if os.getenv("DOCKER_HOST") then env[#env + 1] = "DOCKER_HOST=" .. os.getenv("DOCKER_HOST") end
+  local env = { "HOME=" .. (os.getenv("HOME") or "/root") }
   for _, kv in ipairs(opts.env or {}) do env[#env + 1] = kv end
-  local t0 = core.now()
-  local p = assert(proc.spawn { args = argv, env = env, out = out, cwd = opts.cwd })
-  local code = p:wait(opts.timeout or 300)
-  if not code then p:kill("KILL"); code = p:wait(5) or -1 end
-  local secs = core.now() - t0
-  p:close()
-  return code, secs, read(out) or ""
+  local code, out, _, secs = run.program(argv, { env = env, inherit = { "PATH", "DOCKER_HOST" }, cwd = opts.cwd,
+    timeout = opts.timeout or 300, merge = true })
+  if code == "timeout" then code = -1 end
+  return code, secs, out
 end
 
 -- Stack source for n busybox httpd components. o: heartbeat (a Lua table source or nil),

@@ -7,6 +7,7 @@ local core = require "mw.core"
 local proc = require "mw.proc"
 local B = require "benchlib"
 local E = B.E
+local run = require "run"
 
 local N = B.knob("BENCH_HB_N", 1000)
 local INTERVAL = B.knob("BENCH_HB_INTERVAL", 0.1)
@@ -16,9 +17,7 @@ local WINDOW = B.knob("BENCH_HB_SECS", 30)
 local function spawn(args, out)
   local argv = { B.MW_BIN, "script" }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
-  if os.getenv("MW_LUA_PATH") then env[#env + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
-  local p = assert(proc.spawn { args = argv, env = env, out = out })
+  local p = assert(proc.spawn { args = argv, env = run.env(nil, { "PATH", "MW_LUA_PATH" }), out = out })
   E.procs[#E.procs + 1] = { stop = function() p:kill("KILL") end }
   return p
 end

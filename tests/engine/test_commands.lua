@@ -2,28 +2,17 @@
 local t = require "t"
 local core = require "mw.core"
 local fs = require "mw.fs"
-local proc = require "mw.proc"
 local cjson = require "cjson"
 local docker = require "mw.docker"
 local E = require "engine"
+local run = require "run"
 
 local e = E.engine()
 
 -- Runs `mw <args>` to completion with stdout and stderr apart -> exit code, stdout, stderr.
 local function mw(args, timeout, extra_env)
-  local d = E.tmpdir()
-  local argv = { "sh", "-c", 'exec "$@" 2>"$0"', d .. "/err", os.getenv("MW_BIN") or "./mw" }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
-  for _, k in ipairs { "MW_LUA_PATH", "DOCKER_HOST", "HOME", "XDG_RUNTIME_DIR" } do
-    if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
-  end
-  for _, kv in ipairs(extra_env or {}) do env[#env + 1] = kv end
-  local p = assert(proc.spawn { args = argv, env = env, out = d .. "/out" })
-  local code = p:wait(timeout or 60)
-  if not code then p:kill("KILL") code = p:wait(5) end
-  p:close()
-  return code, fs.read(d .. "/out") or "", fs.read(d .. "/err") or ""
+  local code, out, err = run.mw(args, { timeout = timeout or 60, env = extra_env })
+  return code, out, err
 end
 
 local function lines(s)

@@ -2,10 +2,9 @@
 -- policy with one warning per decision, while a second component's failures go on being
 -- restarted and `mw status` answers from the live mw.
 local t = require "t"
-local fs = require "mw.fs"
-local proc = require "mw.proc"
 local cjson = require "cjson"
 local E = require "engine"
+local run = require "run"
 
 local STACK = [==[
 local policy = require "mw.policy"
@@ -22,18 +21,8 @@ return { name = "NAME", components = {
 ]==]
 
 local function mw(args)
-  local d = E.tmpdir()
-  local argv = { "sh", "-c", 'exec "$@" 2>"$0"', d .. "/err", os.getenv("MW_BIN") or "./mw" }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
-  for _, k in ipairs { "MW_LUA_PATH", "DOCKER_HOST", "HOME", "XDG_RUNTIME_DIR" } do
-    if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
-  end
-  local p = assert(proc.spawn { args = argv, env = env, out = d .. "/out" })
-  local code = p:wait(60)
-  if not code then p:kill("KILL") code = p:wait(5) end
-  p:close()
-  return code, fs.read(d .. "/out") or "", fs.read(d .. "/err") or ""
+  local code, out, err = run.mw(args, { timeout = 60 })
+  return code, out, err
 end
 
 local function count(evs, event, comp)

@@ -1,18 +1,20 @@
 -- Helpers for tests against the real engine: a per-run id, a busybox test image, stack files in
--- temp dirs, mw processes with JSON logs to poll, and cleanup by label that runs even on failure.
+-- temp dirs, mw processes with JSON logs to poll, and cleanup by label that runs even on failure
+-- (registered with t.after, so it runs at the end of every test file that requires this one).
 local core = require "mw.core"
 local proc = require "mw.proc"
 local fs = require "mw.fs"
 local tar = require "mw.tar"
 local cjson = require "cjson"
 local docker = require "mw.docker"
+local tmp = require "tmp"
+local run = require "run"
 
 local E = {}
 
 E.run_id = string.format("t%x%x", core.pid(), math.floor(core.time() * 1000) % 0xfffff)
 E.stacks = {}
 E.labels = { "millwright" }   -- the installations (used-by=<label>) a test made things for
-E.dirs = {}
 E.procs = {}
 
 local engine
@@ -26,13 +28,7 @@ local function sh(cmd)
   return ok
 end
 
-function E.tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(fs.mkdirp(d, 448))
-  E.dirs[#E.dirs + 1] = d
-  return d
-end
+E.tmpdir = tmp.dir
 
 -- The busybox image every test component runs (FROM scratch + Debian's static busybox).
 local image
@@ -79,13 +75,9 @@ end
 function E.mw(args, opts)
   opts = opts or {}
   local out = E.tmpdir() .. "/mw.log"
-  local argv = { os.getenv("MW_BIN") or "./mw" }
+  local argv = { run.MW }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
-  for _, k in ipairs { "MW_LUA_PATH", "DOCKER_HOST", "HOME", "XDG_RUNTIME_DIR" } do
-    if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
-  end
-  for _, kv in ipairs(opts.env or {}) do env[#env + 1] = kv end
+  local env = run.env(opts.env)
   local p = assert(proc.spawn { args = argv, env = env, out = out, cwd = opts.cwd })
   local h = { p = p, out = out, pid = p:pid() }
   E.procs[#E.procs + 1] = h
@@ -201,16 +193,24 @@ function E.cleanup()
   for _, sel in ipairs(sels) do
     for _, i in ipairs(e:image_list { label = sel } or {}) do e:image_remove(i.Id, true) end
   end
-  for _, d in ipairs(E.dirs) do sh("rm -rf '" .. d .. "'") end
+  tmp.cleanup()
 end
 
--- Runs the test file's cases, then cleans up whatever happened.
+-- Runs the test file's cases; E.cleanup runs after them as one of t.run's after-hooks.
 function E.run(t)
   local ok, rc = pcall(t.run)
-  local cok, cerr = pcall(E.cleanup)
-  if not cok then print("cleanup failed: " .. tostring(cerr)) end
   if not ok then print("FAIL harness: " .. tostring(rc)); return 1 end
   return rc
+end
+
+-- In a test file (not a benchmark, which calls E.cleanup itself): clean up after the cases,
+-- before t.run's leak check, so the mw processes this file started are closed by then.
+local has_harness, harness = pcall(require, "t")
+if has_harness then
+  harness.after(function()
+    local ok, err = pcall(E.cleanup)
+    if not ok then print("cleanup failed: " .. tostring(err)) end
+  end)
 end
 
 return E

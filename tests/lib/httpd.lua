@@ -33,6 +33,15 @@ function M.respond(c, status, body, headers)
   c:write(table.concat(h, "\r\n") .. "\r\n\r\n" .. body)
 end
 
+-- servers still listening: t.run closes them after the cases (a file may keep one across cases)
+local live = {}
+local has_harness, harness = pcall(require, "t")
+if has_harness then
+  harness.after(function()
+    for s in pairs(live) do s.stop() end
+  end)
+end
+
 function M.start(routes)
   local srv = assert(net.listen("127.0.0.1", 0))
   local s = { port = srv:port(), hits = 0 }
@@ -59,9 +68,13 @@ function M.start(routes)
     end
   end, "httpd")
   function s.stop()
+    if not live[s] then return end
+    live[s] = nil
     srv:close()
     core.join(s.task)
+    s.task = nil      -- a finished task keeps its results anchored while it is referenced
   end
+  live[s] = true
   return s
 end
 

@@ -1,7 +1,27 @@
 -- A tiny test harness: each test file registers cases and calls t.run(); the runner
 -- (scripts/test.sh) adds up the "# N passed, N failed, N skipped" lines of every file.
+-- After the cases, t.run() runs the after-hooks (t.after), removes the temp paths of
+-- tests/lib/tmp.lua, and checks that the file left no handle open, no reference anchored and
+-- no task running (docs/testing.md).
+local core = require "mw.core"
+local tmp = require "tmp"
+
 local t = {}
 local cases = {}
+local after = {}
+-- What the core holds in the registry on Lua's behalf: slot -> value (luaL_ref's free slots
+-- hold numbers; slots 1 and 2 are Lua's own). Only to name leftovers: core.stats() counts.
+local function anchors()
+  local out = {}
+  for k, v in pairs(debug.getregistry()) do
+    if math.type(k) == "integer" and k > 2 and type(v) ~= "number" then out[k] = v end
+  end
+  return out
+end
+
+local at_start = core.stats()   -- before the file made anything: what a drained loop holds
+local anchors_at_start = anchors()
+t.LEAK_WAIT = 5                 -- seconds for closes and cancels to land (a loaded machine)
 
 function t.test(name, fn) cases[#cases + 1] = { name = name, fn = fn } end
 function t.skip(name, why) cases[#cases + 1] = { name = name, skip = why } end
@@ -45,14 +65,87 @@ function t.same(got, want, msg)
   end
 end
 
--- Polls cond() until it returns a true value or the deadline passes (needs mw.core).
+-- Polls cond() until it returns a true value or the deadline passes.
 function t.wait_for(cond, seconds, what)
-  local core = require "mw.core"
   local deadline = core.now() + (seconds or 10)
   while true do
     local v = cond()
     if v then return v end
     if core.now() > deadline then error("timed out waiting for " .. (what or "condition"), 2) end
+    core.sleep(0.02)
+  end
+end
+
+-- Registers fn to run once after the file's cases, before the temp paths go and the leak check:
+-- for what the file or a helper keeps open across cases (a server, an engine's containers).
+-- Hooks run in the order they were registered; one that fails fails the file.
+function t.after(fn) after[#after + 1] = fn end
+
+-- What the file leaves behind beyond what the loop held at its start -> a list of phrases.
+local function leftovers(s)
+  local what = {}
+  if s.handles > at_start.handles then
+    what[#what + 1] = string.format("%d handle(s) still open", s.handles - at_start.handles)
+  end
+  if s.anchored > at_start.anchored then
+    what[#what + 1] = string.format("%d reference(s) still anchored in the registry", s.anchored - at_start.anchored)
+  end
+  if s.tasks > at_start.tasks then
+    what[#what + 1] = string.format("%d task(s) still running", s.tasks - at_start.tasks)
+  end
+  return what
+end
+
+-- A list as text, at most 6 items.
+local function some(list)
+  table.sort(list)
+  if #list > 6 then list = { table.unpack(list, 1, 6) }; list[7] = "..." end
+  return table.concat(list, ", ")
+end
+
+-- Names what it can of what the core still holds -> "" or "; running: ...; anchored: ...".
+-- Live tasks are in a registry table of the core's (coroutine -> task, "task NAME (state)");
+-- a task's own two anchors go with it. Handles have no Lua face: only what they anchor shows.
+local function names_of_leftovers()
+  local now, tasks, own = anchors(), {}, {}
+  for _, v in pairs(now) do
+    if type(v) == "table" and type(next(v)) == "thread" then
+      for co, task in pairs(v) do
+        local name = tostring(task)
+        if co ~= coroutine.running() and name:find("^task ") then
+          tasks[#tasks + 1] = name
+          own[co], own[task] = true, true
+        end
+        own[v] = true
+      end
+    end
+  end
+  local other = {}
+  for slot, v in pairs(now) do
+    if anchors_at_start[slot] ~= v and not own[v] then
+      local ok, s = pcall(tostring, v)
+      s = ok and s or type(v)
+      other[#other + 1] = #s > 60 and s:sub(1, 57) .. "..." or s
+    end
+  end
+  return (#tasks > 0 and "; running: " .. some(tasks) or "") .. (#other > 0 and "; anchored: " .. some(other) or "")
+end
+
+-- Waits (up to t.LEAK_WAIT) for the loop to drain -> nil, or one line saying what is left:
+-- the core's counts, and what of it Lua can name.
+function t.leak_check()
+  local deadline = core.now() + t.LEAK_WAIT
+  while true do
+    collectgarbage()
+    collectgarbage()
+    local s = core.stats()
+    local what = leftovers(s)
+    if #what == 0 then return nil end
+    if core.now() > deadline then
+      return string.format("%s after the cases (handles %d, anchored %d, tasks %d; at the start %d, %d, %d)%s",
+        table.concat(what, ", "), s.handles, s.anchored, s.tasks,
+        at_start.handles, at_start.anchored, at_start.tasks, names_of_leftovers())
+    end
     core.sleep(0.02)
   end
 end
@@ -75,6 +168,19 @@ function t.run()
         print("FAIL " .. c.name .. ": " .. tostring(err))
       end
     end
+  end
+  for _, fn in ipairs(after) do
+    local ok, err = xpcall(fn, debug.traceback)
+    if not ok then
+      failed = failed + 1
+      print("FAIL after the cases: " .. tostring(err))
+    end
+  end
+  tmp.cleanup()
+  local leak = t.leak_check()
+  if leak then
+    failed = failed + 1
+    print("FAIL leak check: " .. leak)
   end
   print(string.format("# %d passed, %d failed, %d skipped", passed, failed, skipped))
   return failed == 0 and 0 or 1

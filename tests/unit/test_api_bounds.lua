@@ -12,18 +12,13 @@ local fs = require "mw.fs"
 local http = require "mw.http"
 local docker = require "mw.docker"
 local httpd = require "httpd"
+local tmp = require "tmp"
+local run = require "run"
 
 local MW = os.getenv("MW_BIN") or "./mw"
 local RSS_BOUND = 64 * 1024   -- KiB: about 12 MB at rest; README "Limits"
 
-local dirs = {}
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(fs.mkdirp(d, 448))
-  dirs[#dirs + 1] = d
-  return d
-end
+local tmpdir = tmp.dir
 
 local SERVER = [[
 local core = require "mw.core"
@@ -40,9 +35,7 @@ local function server()
   local d = tmpdir()
   assert(fs.mkdirp(d .. "/state/bounds", 448))
   assert(fs.write_atomic(d .. "/server.lua", SERVER:format(d .. "/state"), 420))
-  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
-  if os.getenv("MW_LUA_PATH") then env[#env + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
-  local p = assert(proc.spawn { args = { MW, "script", d .. "/server.lua" }, env = env, out = d .. "/out" })
+  local p = assert(proc.spawn { args = { MW, "script", d .. "/server.lua" }, env = run.env(), out = d .. "/out" })
   local port = t.wait_for(function()
     if p:wait(0) then error("the API server exited: " .. (fs.read(d .. "/out") or "")) end
     return tonumber((fs.read(d .. "/out") or ""):match("%f[^\n%z](%d+)\n"))
@@ -174,6 +167,4 @@ t.test("an engine answer over the cap: that call fails with one clear error, not
   srv.stop()
 end)
 
-local rc = t.run()
-for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
-os.exit(rc)
+os.exit(t.run())

@@ -7,34 +7,19 @@ local proc = require "mw.proc"
 local net = require "mw.net"
 local fs = require "mw.fs"
 local cjson = require "cjson"
+local tmp = require "tmp"
+local run = require "run"
 
 local MW = os.getenv("MW_BIN") or "./mw"
 local ROOT = os.getenv("MW_LUA_PATH")
 if not ROOT or ROOT == "" then ROOT = "." end
 
-local dirs = {}
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(fs.mkdirp(d, 448))
-  dirs[#dirs + 1] = d
-  return d
-end
+local tmpdir = tmp.dir
 
 -- Runs mw to completion -> exit status, stdout, stderr (each captured to its own file).
 local function mw(args, env, timeout)
-  local d = tmpdir()
-  local out, err = d .. "/out", d .. "/err"
-  local argv = { "/bin/sh", "-c", 'exec "$@" 2>"$MW_TEST_ERR"', "sh", MW }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local e = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "MW_TEST_ERR=" .. err }
-  if os.getenv("MW_LUA_PATH") then e[#e + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
-  for _, kv in ipairs(env or {}) do e[#e + 1] = kv end
-  local p = assert(proc.spawn { args = argv, env = e, out = out })
-  local code = p:wait(timeout or 30)
-  if not code then p:kill("KILL"); p:wait(5); code = "timeout" end
-  p:close()
-  return code, fs.read(out) or "", fs.read(err) or ""
+  local code, out, err = run.mw(args, { env = env, timeout = timeout or 30 })
+  return code, out, err
 end
 
 local function lines(s)
@@ -102,7 +87,7 @@ local function fake_engine(routes)
   local dir = tmpdir()
   local path = dir .. "/docker.sock"
   local srv = assert(net.listen("unix:" .. path))
-  local f = { path = path, host = "unix://" .. path, seen = {}, conns = {} }
+  local f = { path = path, host = "unix://" .. path, seen = {}, conns = {}, handlers = {} }
   local function respond(c, status, body, headers)
     local h = { "HTTP/1.1 " .. status .. " Fake", "Content-Length: " .. #body, "Connection: close" }
     local hs = { ["Api-Version"] = "1.41" }
@@ -115,7 +100,7 @@ local function fake_engine(routes)
       local c = srv:accept()
       if not c then return end
       f.conns[#f.conns + 1] = c
-      core.spawn(function()
+      f.handlers[#f.handlers + 1] = core.spawn(function()
         local buf = ""
         while not buf:find("\r\n\r\n", 1, true) do
           local d = c:read(5)
@@ -149,6 +134,7 @@ local function fake_engine(routes)
   function f.stop()
     srv:close()
     for _, c in ipairs(f.conns) do c:close() end
+    for _, h in ipairs(f.handlers) do core.cancel(h) end    -- a stream's handler sleeps 60 s
     core.join(f.task)
   end
   return f
@@ -285,8 +271,7 @@ local function junk_case(junk) return function()
   }
   local out = d .. "/mw.log"
   local p = assert(proc.spawn { args = { MW, "run", "--log-format", "json", "--state-dir", d .. "/state", file },
-    env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), os.getenv("MW_LUA_PATH") and ("MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH")) or "MW_X=1",
-            "DOCKER_HOST=" .. fake.host }, out = out })
+    env = run.env({ "DOCKER_HOST=" .. fake.host }), out = out })
   local function events()
     local list = {}
     for line in (fs.read(out) or ""):gmatch("[^\n]+") do
@@ -326,6 +311,4 @@ t.test("an event stream with junk lines: mw skips them, keeps running, and acts 
 t.test("events that are JSON objects of the wrong shape ({\"Actor\":5}): skipped like junk",
   junk_case { "{\"Actor\":5}\n", "{\"Actor\":\"me\"}\n", "{\"Actor\":true}\n" })
 
-local rc = t.run()
-for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
-os.exit(rc)
+os.exit(t.run())

@@ -12,6 +12,8 @@ local status = require "mw.cmd_status"
 local inspect = require "mw.cmd_inspect"
 local destroy = require "mw.cmd_destroy"
 local logs = require "mw.cmd_logs"
+local tmp = require "tmp"
+local runner = require "run"     -- `run` is a case's local below
 
 t.test("one table of commands: each runs through its module, and mw help lists it", function()
   local text = cli.help_text()
@@ -362,9 +364,7 @@ t.test("usage errors and invalid stack files exit 2 before any engine is asked",
   t.eq(cli.main("status", "--label", "Not-Lowercase"), 2, "a bad installation label")
   t.eq(cli.main("--label", "a=b", "status"), 2, "a bad installation label before the command")
   t.eq(cli.main("status", "--label"), 2, "--label without a value")
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(fs.mkdirp(dir))
+  local dir = tmp.dir()
   local bad = dir .. "/bad.lua"
   assert(fs.write_atomic(bad, "return { components = 3 }"))
   t.eq(cli.main("status", bad), 2)
@@ -374,30 +374,17 @@ t.test("usage errors and invalid stack files exit 2 before any engine is asked",
   local good = dir .. "/good.lua"
   assert(fs.write_atomic(good, 'return { name = "one", components = { a = { image = "x" } } }'))
   t.eq(cli.main("status", good, "--stack", "two"), 2, "file and --stack disagree")
-  os.execute("rm -rf '" .. dir .. "'")
 end)
 
 t.test("no engine: one line that says how to keep one running, exit 1", function()
-  local proc = require "mw.proc"
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(fs.mkdirp(dir))
+  local dir = tmp.dir()
   local good = dir .. "/stack.lua"
   assert(fs.write_atomic(good, 'return { name = "one", components = { a = { image = "x" } } }'))
   local sock = dir .. "/absent/docker.sock"
   local ok, err = pcall(function()
     for _, args in ipairs { { "status" }, { "logs", "--stack", "one" }, { "destroy", "--stack", "one" },
                             { "run", "--state-dir", dir .. "/state", good } } do
-      local argv = { "/bin/sh", "-c", 'exec "$@" 2>&1', "sh", os.getenv("MW_BIN") or "./mw" }
-      for _, a in ipairs(args) do argv[#argv + 1] = a end
-      local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "DOCKER_HOST=unix://" .. sock }
-      if os.getenv("MW_LUA_PATH") then env[#env + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
-      local file = dir .. "/out-" .. args[1]
-      local p = assert(proc.spawn { args = argv, env = env, out = file })
-      local code = p:wait(20)
-      if not code then p:kill("KILL") p:wait(5) end
-      p:close()
-      local out = fs.read(file) or ""
+      local code, out = runner.mw(args, { env = { "DOCKER_HOST=unix://" .. sock }, timeout = 20, merge = true })
       local what = "mw " .. args[1]
       t.eq(code, 1, what .. ": " .. out)
       t.eq(select(2, out:gsub("\n", "")), 1, what .. ": one line: " .. out)
@@ -407,7 +394,6 @@ t.test("no engine: one line that says how to keep one running, exit 1", function
       t.ok(out:find("make run stops the dockerd it started", 1, true), what .. ": says why it is gone: " .. out)
     end
   end)
-  os.execute("rm -rf '" .. dir .. "'")
   assert(ok, err)
 end)
 

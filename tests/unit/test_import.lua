@@ -5,7 +5,8 @@ local import = require "mw.import"
 local stack = require "mw.stack"
 local core = require "mw.core"
 local fs = require "mw.fs"
-local proc = require "mw.proc"
+local tmp = require "tmp"
+local run = require "run"
 
 local NULL = yaml.null
 local CORPUS = "tests/compose"
@@ -231,8 +232,7 @@ end)
 -- convert, field by field ------------------------------------------------------------------------
 
 -- A scratch directory with files for bind mounts, builds, secrets and env files.
-local SCRATCH = os.tmpname()
-os.remove(SCRATCH)
+local SCRATCH = tmp.dir()
 assert(fs.mkdirp(SCRATCH .. "/proj/app"))
 assert(fs.mkdirp(SCRATCH .. "/proj/conf"))
 assert(fs.mkdirp(SCRATCH .. "/elsewhere"))
@@ -983,12 +983,7 @@ local function self_exe()
 end
 
 local function sh(cmd)
-  local outf, errf = SCRATCH .. "/out.txt", SCRATCH .. "/err.txt"
-  local p = assert(proc.spawn { args = { "/bin/sh", "-c", cmd .. " >" .. outf .. " 2>" .. errf } })
-  local code = p:wait(60)
-  p:close()
-  local out, err = fs.read(outf) or "", fs.read(errf) or ""
-  os.remove(outf); os.remove(errf)
+  local code, out, err = run.program({ "/bin/sh", "-c", cmd }, { inherit = true, timeout = 60 })
   return code, out, err
 end
 
@@ -1034,21 +1029,9 @@ t.test("mw import: stdout, -o, --force, and exit 2 with one line for broken file
 end)
 
 -- Runs `mw <args>` in a child started in dir, killed after timeout seconds (so a test of an
--- attack cannot hang) -> exit code (nil if it was killed), stdout, stderr, seconds taken.
+-- attack cannot hang) -> exit code ("timeout" if it was killed), stdout, stderr, seconds taken.
 local function mw_child(args, dir, timeout)
-  local outf, errf = SCRATCH .. "/child.out", SCRATCH .. "/child.err"
-  local argv = { "/bin/sh", "-c", 'o=$1 e=$2; shift 2; exec "$@" >"$o" 2>"$e"', "sh", outf, errf, self_exe() }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "PWD=" .. dir }
-  if os.getenv("MW_LUA_PATH") then env[#env + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
-  local t0 = core.now()
-  local p = assert(proc.spawn { args = argv, env = env, cwd = dir })
-  local code = p:wait(timeout)
-  if not code then p:kill("KILL") p:wait(5) end
-  p:close()
-  local out, err = fs.read(outf) or "", fs.read(errf) or ""
-  os.remove(outf); os.remove(errf)
-  return code, out, err, core.now() - t0
+  return run.mw(args, { bin = self_exe(), env = { "PWD=" .. dir }, cwd = dir, timeout = timeout })
 end
 
 local function one_line(err, what)

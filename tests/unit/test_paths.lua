@@ -7,38 +7,22 @@
 -- as a child with a deadline, so a hang fails the case instead of the run.
 local t = require "t"
 local core = require "mw.core"
-local proc = require "mw.proc"
 local net = require "mw.net"
 local fs = require "mw.fs"
 local tar = require "mw.tar"
+local tmp = require "tmp"
+local run = require "run"
 
-local MW = os.getenv("MW_BIN") or "./mw"
 local DEADLINE = 20     -- seconds: far past any honest answer, yet a hang cannot stall the run
 
-local dirs = {}
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(fs.mkdirp(d, 448))
-  dirs[#dirs + 1] = d
-  return d
-end
+local tmpdir = tmp.dir
 
 local function sh(cmd) assert(os.execute(cmd), cmd) end
 
 -- Runs mw to completion -> exit status ("timeout" past the deadline), stdout, stderr.
 local function mw(args)
-  local d = tmpdir()
-  local out, err = d .. "/out", d .. "/err"
-  local argv = { "/bin/sh", "-c", 'exec "$@" 2>"$MW_TEST_ERR"', "sh", MW }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local e = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "MW_TEST_ERR=" .. err }
-  if os.getenv("MW_LUA_PATH") then e[#e + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
-  local p = assert(proc.spawn { args = argv, env = e, out = out })
-  local code = p:wait(DEADLINE)
-  if not code then p:kill("KILL"); p:wait(5); code = "timeout" end
-  p:close()
-  return code, fs.read(out) or "", fs.read(err) or ""
+  local code, out, err = run.mw(args, { timeout = DEADLINE })
+  return code, out, err
 end
 
 -- A Lua snippet run by `mw script` in a child -> exit status, output (stdout and stderr).
@@ -254,6 +238,4 @@ t.test("fs.write_atomic: each write uses a fresh name, so two writers of one pat
   t.eq(#assert(fs.list(d)), 1)
 end)
 
-local rc = t.run()
-for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
-os.exit(rc)
+os.exit(t.run())

@@ -6,14 +6,14 @@ local core = require "mw.core"
 local fs = require "mw.fs"
 local proc = require "mw.proc"
 local queue = require "mw.queue"
+local tmp = require "tmp"
+local runner = require "run"     -- `run` is a case's local below
 
 local base_stats = core.stats()
 local PRIVATE, FILE = tonumber("700", 8), tonumber("600", 8)
 
 -- every case gets its own directory under one root whose name has spaces
-local root = os.tmpname()
-os.remove(root)
-root = root .. " queue tests"
+local root = tmp.dir(" queue tests")
 local ncase = 0
 local function case_dir(extra)
   ncase = ncase + 1
@@ -86,11 +86,9 @@ t.test("default_dir: XDG_RUNTIME_DIR, else /run/mw for root, else /tmp/mw-<uid>"
   local script = d .. "/show.lua"
   assert(fs.write_atomic(script, 'print(require("mw.queue").default_dir())\n'))
   local function run(env)
-    local out = d .. "/out" .. #env
-    local p = assert(proc.spawn { args = { "./mw", "script", script }, env = env, out = out })
-    t.eq(p:wait(10), 0)
-    p:close()
-    return (fs.read(out) or ""):gsub("\n$", "")
+    local code, out = runner.mw({ "script", script }, { bin = "./mw", env = env, inherit = {}, timeout = 10, merge = true })
+    t.eq(code, 0)
+    return (out:gsub("\n$", ""))
   end
   t.eq(run { ENV[1], ENV[2], "XDG_RUNTIME_DIR=/run/user/1234" }, "/run/user/1234/mw")
   local uid = tonumber((fs.read("/proc/self/status") or ""):match("\nUid:%s+%d+%s+(%d+)"))
@@ -336,6 +334,4 @@ t.test("after all that: no open handle, no leaked reference, temp dirs removed",
   t.ok(ok, "still open or anchored: " .. cjson.encode(last) .. ", at start: " .. cjson.encode(base_stats))
 end)
 
-local rc = t.run()
-os.execute("rm -rf '" .. root .. "'")
-os.exit(rc)
+os.exit(t.run())

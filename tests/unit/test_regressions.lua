@@ -1,29 +1,19 @@
 -- Regression tests for what the fuzzers (make fuzz) and the fault tests found. Each case names
 -- the input that broke it; tests/fuzz/regressions/<target>/ holds the fuzzers' own inputs.
 local t = require "t"
-local proc = require "mw.proc"
 local fs = require "mw.fs"
 local duration = require "mw.duration"
+local tmp = require "tmp"
+local run = require "run"
 
-local MW = os.getenv("MW_BIN") or "./mw"
 local ROOT = os.getenv("MW_LUA_PATH")
 if not ROOT or ROOT == "" then ROOT = "." end
 
-local dirs = {}
 local function check_stack(src)
-  local d = os.tmpname()
-  os.remove(d)
-  assert(fs.mkdirp(d, 448))
-  dirs[#dirs + 1] = d
+  local d = tmp.dir()
   assert(fs.write_atomic(d .. "/stack.lua", src, 420))
-  local out = d .. "/out"
-  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin") }
-  if os.getenv("MW_LUA_PATH") then env[#env + 1] = "MW_LUA_PATH=" .. os.getenv("MW_LUA_PATH") end
-  local p = assert(proc.spawn { args = { MW, "check", d .. "/stack.lua" }, env = env, out = out })
-  local code = p:wait(20)
-  if not code then p:kill("KILL") p:wait(5) code = "timeout" end
-  p:close()
-  return code, fs.read(out) or ""
+  local code, out = run.mw({ "check", d .. "/stack.lua" }, { timeout = 20, merge = true })
+  return code, out
 end
 
 local function one_clean_line(code, out, what)
@@ -83,6 +73,4 @@ t.test(string.format("the %d duration inputs in tests/fuzz/regressions/duration 
   end
 end)
 
-local rc = t.run()
-for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end
-os.exit(rc)
+os.exit(t.run())

@@ -4,13 +4,12 @@
 -- functions and the step-counted pattern matcher (same answers as Lua's), and stdlib views.
 local t = require "t"
 local core = require "mw.core"
-local proc = require "mw.proc"
 local fs = require "mw.fs"
 local sandbox = require "mw.sandbox"
 local stack = require "mw.stack"
 local policy = require "mw.policy"
+local runner = require "run"     -- `run` is a case's local below
 
-local MW = os.getenv("MW_BIN") or "./mw"
 local ROOT = os.getenv("MW_LUA_PATH")
 if not ROOT or ROOT == "" then ROOT = "." end
 local ABS_ROOT = ROOT:sub(1, 1) == "/" and ROOT or (os.getenv("PWD") .. "/" .. ROOT)
@@ -18,19 +17,10 @@ local TIMEOUT = 30      -- a hang fails the case after this; what is expected ta
 
 -- Runs mw to completion -> exit status, stdout and stderr together, seconds taken.
 local function mw(args, env)
-  local d = os.tmpname()
-  local argv = { "/bin/sh", "-c", 'exec "$@" 2>&1', "sh", MW }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local e = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"), "MW_LUA_PATH=" .. ABS_ROOT }
+  local e = { "MW_LUA_PATH=" .. ABS_ROOT }
   for _, kv in ipairs(env or {}) do e[#e + 1] = kv end
-  local t0 = core.now()
-  local p = assert(proc.spawn { args = argv, env = e, out = d })
-  local code = p:wait(TIMEOUT)
-  if not code then p:kill("KILL"); p:wait(5); code = "timeout" end
-  p:close()
-  local out = fs.read(d) or ""
-  os.remove(d)
-  return code, out, core.now() - t0
+  local code, out, _, secs = runner.mw(args, { env = e, timeout = TIMEOUT, merge = true })
+  return code, out, secs
 end
 
 ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 if not pcall(require, "t") then package.path = "tests/lib/?.lua;" .. package.path end
 local t = require "t"
 local tar = require "mw.tar"
+local tmp = require "tmp"
 
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
@@ -16,13 +17,6 @@ local function capture(cmd)
   local out = p:read("a")
   p:close()
   return out
-end
-
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  sh("mkdir -p " .. q(path))
-  return path
 end
 
 local function write(path, content, mode)
@@ -42,17 +36,7 @@ local function read(path)
   return s
 end
 
-local dirs = {}
-local function scratch()
-  local d = tmpdir()
-  dirs[#dirs + 1] = d
-  return d
-end
-local function scratch_file()
-  local f = os.tmpname()
-  dirs[#dirs + 1] = f
-  return f
-end
+local scratch, scratch_file = tmp.dir, tmp.file
 
 -- Packs dir with opts, checks the archive's framing, extracts it; returns the ordered
 -- list of names in the archive, the extraction directory and the archive itself.
@@ -350,6 +334,4 @@ t.test("pack: an empty directory is two zero blocks", function()
   t.eq(tar.pack(dir), string.rep("\0", 1024))
 end)
 
-local rc = t.run()
-for _, d in ipairs(dirs) do os.execute("rm -rf " .. q(d)) end
-os.exit(rc)
+os.exit(t.run())
