@@ -15,6 +15,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "mw.h"
 #include "tar.h"
 
 #define BOX_MT "mw.tar.buffer"
@@ -907,17 +908,19 @@ static const luaL_Reg tar_funcs[] = {
     { NULL, NULL },
 };
 
-static const luaL_Reg box_meta[] = {
-    { "__gc", box_gc },
-    { "__close", box_gc },
-    { NULL, NULL },
-};
+static int box_describe(lua_State *L)
+{
+    box *b = luaL_checkudata(L, 1, BOX_MT);
+    if (!b->p && b->fd < 0) return 0;
+    lua_pushfstring(L, "%s (%d bytes)", BOX_MT, (int)b->len);
+    return 1;
+}
+
+static const luaL_Reg box_methods[] = { { NULL, NULL } };
 
 int luaopen_mw_tar(lua_State *L)
 {
-    luaL_newmetatable(L, BOX_MT);
-    luaL_setfuncs(L, box_meta, 0);
-    lua_pop(L, 1);
+    mw_class(L, BOX_MT, box_methods, box_gc, box_describe);
     luaL_newlib(L, tar_funcs);
     return 1;
 }
