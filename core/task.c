@@ -629,11 +629,7 @@ static int core_kill(lua_State *L)
     static const int sigs[] = { SIGTERM, SIGKILL, SIGINT, SIGHUP, SIGSTOP, SIGCONT, 0 };
     int pid = (int)luaL_checkinteger(L, 1);
     int sig = sigs[luaL_checkoption(L, 2, "TERM", names)];
-    if (kill(pid, sig) != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, strerror(errno));
-        return 2;
-    }
+    if (kill(pid, sig) != 0) return mw_fail(L, errno, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -105,6 +105,18 @@ t.test("net, proc and dgram failures carry a code too", function()
   d:close()
 end)
 
+t.test("tar.pack and core.kill failures carry a code too", function()
+  local tar = require "mw.tar"
+  local r, msg, code = tar.pack(dir .. "/missing")
+  t.eq(r, nil); t.match(msg, "missing: No such file or directory"); t.eq(code, "ENOENT")
+  assert(fs.write_atomic(dir .. "/plain", "x"))
+  r, msg, code = tar.pack(dir .. "/plain")
+  t.eq(r, nil); t.match(msg, "plain: Not a directory"); t.eq(code, "ENOTDIR")
+  -- pid_max is at most 2^22 on Linux: this pid cannot exist
+  r, msg, code = core.kill(2 ^ 22 + 1, "0")
+  t.eq(r, nil); t.match(msg, "No such process"); t.eq(code, "ESRCH")
+end)
+
 t.test("timeout, closed and eof keep their words", function()
   local c = core.cond()
   t.same({ c:wait(0.01) }, { nil, "timeout" })
