@@ -550,7 +550,6 @@ static int http_stream(lua_State *L)
 
 /* ---- stream methods ---- */
 
-
 static void stream_data_cancel(mw_op *op)
 {
     ((req *)op)->waiting = W_NONE;

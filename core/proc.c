@@ -76,12 +76,12 @@ static int proc_spawn(lua_State *L)
     lua_getfield(L, 1, "cwd");
     const char *cwd = luaL_optstring(L, -1, NULL);
 
+    mw_box *b = mw_box_new(L, PROC_MT, 0);
     int fd = -1;
     if (out) {
         fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (fd < 0) return mw_fail(L, errno, "cannot open %s", out);
     }
-    mw_box *b = mw_box_new(L, PROC_MT, 0);
     proc_t *p = calloc(1, sizeof *p);
     if (!p) {
         if (fd >= 0) close(fd);
