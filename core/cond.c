@@ -10,8 +10,6 @@ typedef struct {
     int set;
 } cond_t;
 
-typedef struct { cond_t *c; } cond_ud;
-
 static int cond_ready(mw_waiter *w, lua_State *L)
 {
     cond_t *c = (cond_t *)w;
@@ -21,39 +19,26 @@ static int cond_ready(mw_waiter *w, lua_State *L)
     return 1;
 }
 
-static void cond_closed(mw_waiter *w)
-{
-    free(w);
-}
-
 int mw_cond_new(lua_State *L)
 {
+    mw_box *b = mw_box_new(L, COND_MT, 0);
     cond_t *c = calloc(1, sizeof *c);
     if (!c) return luaL_error(L, "cond: out of memory");
     mw_waiter_init(&c->w, mw_rt_get(L), cond_ready);
-    cond_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->c = c;
-    luaL_setmetatable(L, COND_MT);
+    b->p = c;
     return 1;
-}
-
-static cond_t *check(lua_State *L)
-{
-    cond_ud *u = luaL_checkudata(L, 1, COND_MT);
-    if (!u->c) luaL_error(L, "cond: closed");
-    return u->c;
 }
 
 /* c:wait([timeout]) -> true | nil, "timeout" */
 static int cond_wait(lua_State *L)
 {
-    cond_t *c = check(L);
+    cond_t *c = mw_box_check(L, 1, COND_MT);
     return mw_waiter_wait(L, &c->w, luaL_optnumber(L, 2, -1), "cond:wait");
 }
 
 static int cond_notify(lua_State *L)
 {
-    cond_t *c = check(L);
+    cond_t *c = mw_box_check(L, 1, COND_MT);
     c->set = 1;
     mw_waiter_poke(&c->w);
     return 0;
@@ -61,17 +46,16 @@ static int cond_notify(lua_State *L)
 
 static int cond_close(lua_State *L)
 {
-    cond_ud *u = luaL_checkudata(L, 1, COND_MT);
-    if (!u->c) return 0;
-    mw_waiter_close(&u->c->w, cond_closed);
-    u->c = NULL;
+    cond_t *c = mw_box_take(L, 1, COND_MT);
+    if (c) mw_waiter_close(&c->w, mw_waiter_free);
     return 0;
 }
 
-static int cond_tostring(lua_State *L)
+static int cond_describe(lua_State *L)
 {
-    cond_ud *u = luaL_checkudata(L, 1, COND_MT);
-    lua_pushstring(L, u->c ? (u->c->set ? "cond (set)" : "cond (clear)") : "cond (closed)");
+    cond_t *c = mw_box_peek(L, 1, COND_MT);
+    if (!c) return 0;
+    lua_pushstring(L, c->set ? "mw.cond (set)" : "mw.cond (clear)");
     return 1;
 }
 
@@ -81,5 +65,5 @@ static const luaL_Reg methods[] = {
 
 void mw_cond_metatable(lua_State *L)
 {
-    mw_class(L, COND_MT, methods, cond_close, cond_tostring);
+    mw_class(L, COND_MT, methods, cond_close, cond_describe);
 }

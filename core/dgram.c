@@ -18,12 +18,9 @@ typedef struct {
     int polling;
     int fd;
     int err;
-    int closing;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
     char buf[MAX_DATAGRAM];
 } dgram_t;
-
-typedef struct { dgram_t *d; } dgram_ud;
 
 /* Fills a unix address for a path or "@abstract" name -> its length, or 0 when it is too long. */
 static socklen_t make_addr(struct sockaddr_un *sa, const char *name, size_t n)
@@ -41,12 +38,10 @@ static socklen_t make_addr(struct sockaddr_un *sa, const char *name, size_t n)
 
 static int fail(lua_State *L, const char *what, const char *name, int e)
 {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s %s: %s", what, name, strerror(e));
-    return 2;
+    return mw_fail(L, e, "%s %s", what, name);
 }
 
-/* dgram.send(path | "@name", text) -> true | nil, err.  Never waits: a full receiver is an error. */
+/* dgram.send(path | "@name", text) -> true | nil, message, code.  Never waits: a full receiver is an error. */
 static int dgram_send(lua_State *L)
 {
     size_t n, len;
@@ -67,16 +62,12 @@ static int dgram_send(lua_State *L)
 
 /* ---- the receiver ---- */
 
-static void part_closed(dgram_t *d)
+static void dgram_free(mw_waiter *w)
 {
-    if (--d->closing == 0) {
-        close(d->fd);
-        free(d);
-    }
+    dgram_t *d = (dgram_t *)w;
+    close(d->fd);
+    free(d);
 }
-
-static void poll_closed(uv_handle_t *h) { part_closed(h->data); }
-static void waiter_closed(mw_waiter *w) { part_closed((dgram_t *)w); }
 
 static int recv_ready(mw_waiter *w, lua_State *L)
 {
@@ -87,9 +78,7 @@ static int recv_ready(mw_waiter *w, lua_State *L)
         return 1;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
-    lua_pushnil(L);
-    lua_pushstring(L, strerror(errno));
-    return 2;
+    return mw_fail(L, errno, NULL);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)
@@ -107,12 +96,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
 
 static dgram_t *check_dgram(lua_State *L)
 {
-    dgram_ud *u = luaL_checkudata(L, 1, DGRAM_MT);
-    if (!u->d) luaL_error(L, "datagram socket is closed");
-    return u->d;
+    return mw_box_check(L, 1, DGRAM_MT);
 }
 
-/* dgram.bind(path | "@name") -> socket | nil, err.  A path must not exist yet. */
+/* dgram.bind(path | "@name") -> socket | nil, message, code.  A path must not exist yet. */
 static int dgram_bind(lua_State *L)
 {
     mw_rt *rt = mw_rt_get(L);
@@ -121,9 +108,7 @@ static int dgram_bind(lua_State *L)
     struct sockaddr_un sa;
     socklen_t salen = make_addr(&sa, name, n);
     if (!salen) return fail(L, "cannot bind", name, ENAMETOOLONG);
-    dgram_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->d = NULL;
-    luaL_setmetatable(L, DGRAM_MT);
+    mw_box *b = mw_box_new(L, DGRAM_MT, 0);
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return fail(L, "cannot bind", name, errno);
     if (bind(fd, (struct sockaddr *)&sa, salen) != 0) {
@@ -139,11 +124,10 @@ static int dgram_bind(lua_State *L)
     }
     d->fd = fd;
     memcpy(d->path, name, n);
-    uv_poll_init(rt->loop, &d->poll, fd);
-    d->poll.data = d;
-    mw_handle_opened(rt);
     mw_waiter_init(&d->w, rt, recv_ready);
-    u->d = d;
+    uv_poll_init(rt->loop, &d->poll, fd);
+    mw_waiter_own(&d->w, (uv_handle_t *)&d->poll);
+    b->p = d;
     return 1;
 }
 
@@ -152,11 +136,7 @@ static int dgram_recv(lua_State *L)
 {
     dgram_t *d = check_dgram(L);
     double timeout = luaL_optnumber(L, 2, -1);
-    if (d->err) {
-        lua_pushnil(L);
-        lua_pushstring(L, uv_strerror(d->err));
-        return 2;
-    }
+    if (d->err) return mw_uv_fail(L, d->err, NULL);
     if (!d->polling && uv_poll_start(&d->poll, UV_READABLE, on_readable) == 0) d->polling = 1;
     return mw_waiter_wait(L, &d->w, timeout, "socket:recv");
 }
@@ -170,23 +150,20 @@ static int dgram_path(lua_State *L)
 /* Closes the socket and removes the path it bound (never an abstract name's). */
 static int dgram_close(lua_State *L)
 {
-    dgram_ud *u = luaL_checkudata(L, 1, DGRAM_MT);
-    dgram_t *d = u->d;
+    dgram_t *d = mw_box_take(L, 1, DGRAM_MT);
     if (!d) return 0;
-    u->d = NULL;
     if (d->path[0] != '@') unlink(d->path);
-    d->closing = 2;
     if (d->polling) uv_poll_stop(&d->poll);
-    mw_close(d->w.rt, (uv_handle_t *)&d->poll, poll_closed);
-    mw_waiter_close(&d->w, waiter_closed);
+    mw_waiter_close_handle(&d->w, (uv_handle_t *)&d->poll);
+    mw_waiter_close(&d->w, dgram_free);
     return 0;
 }
 
-static int dgram_tostring(lua_State *L)
+static int dgram_describe(lua_State *L)
 {
-    dgram_ud *u = luaL_checkudata(L, 1, DGRAM_MT);
-    if (u->d) lua_pushfstring(L, "datagram socket %s", u->d->path);
-    else lua_pushliteral(L, "datagram socket (closed)");
+    dgram_t *d = mw_box_peek(L, 1, DGRAM_MT);
+    if (!d) return 0;
+    lua_pushfstring(L, "mw.dgram %s", d->path);
     return 1;
 }
 
@@ -198,7 +175,7 @@ static const luaL_Reg methods[] = {
 
 int luaopen_mw_dgram(lua_State *L)
 {
-    mw_class(L, DGRAM_MT, methods, dgram_close, dgram_tostring);
+    mw_class(L, DGRAM_MT, methods, dgram_close, dgram_describe);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -15,13 +15,10 @@
 #define WATCH_MT "mw.watch"
 #define LOCK_MT "mw.lock"
 
+/* nil, "<what> <path>: <strerror>", "<ENAME>" for the errno at hand */
 static int fail(lua_State *L, const char *what, const char *path)
 {
-    int e = errno;
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s %s: %s", what, path, strerror(e));
-    lua_pushstring(L, e == ENOENT ? "ENOENT" : e == EACCES ? "EACCES" : e == EEXIST ? "EEXIST" : "EIO");
-    return 3;
+    return mw_fail(L, errno, "%s %s", what, path);
 }
 
 static const char *kind_of(mode_t m)
@@ -230,25 +227,31 @@ static int fs_lock(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     size_t n = 0;
     const char *content = luaL_optlstring(L, 2, NULL, &n);
+    lock_ud *k = lua_newuserdatauv(L, sizeof *k, 0);
+    k->fd = -1;                          /* closed until the lock is held */
+    luaL_setmetatable(L, LOCK_MT);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return fail(L, "cannot open", path);
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(fd);
-        lua_pushnil(L);
-        if (e == EWOULDBLOCK) { lua_pushliteral(L, "locked"); return 2; }
+        if (e == EWOULDBLOCK) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "locked");
+            return 2;
+        }
         errno = e;
         return fail(L, "cannot lock", path);
     }
     if (content) {
         if (ftruncate(fd, 0) != 0 || pwrite(fd, content, n, 0) != (ssize_t)n) {
+            int e = errno;
             close(fd);
+            errno = e;
             return fail(L, "cannot write", path);
         }
     }
-    lock_ud *k = lua_newuserdatauv(L, sizeof *k, 0);
     k->fd = fd;
-    luaL_setmetatable(L, LOCK_MT);
     return 1;
 }
 
@@ -260,10 +263,11 @@ static int lock_close(lua_State *L)
     return 0;
 }
 
-static int lock_tostring(lua_State *L)
+static int lock_describe(lua_State *L)
 {
     lock_ud *k = luaL_checkudata(L, 1, LOCK_MT);
-    lua_pushstring(L, k->fd >= 0 ? "lock (held)" : "lock (closed)");
+    if (k->fd < 0) return 0;
+    lua_pushliteral(L, "mw.lock (held)");
     return 1;
 }
 
@@ -277,41 +281,17 @@ typedef struct {
 typedef struct {
     mw_waiter w;            /* first: the waiter's op is the watch's op */
     uv_fs_event_t ev;
-    int ev_open;
-    int closing;            /* handles still to close before free */
     fs_event *q;
     int qn, qcap;
     int error;
 } watch_t;
 
-typedef struct { watch_t *w; } watch_ud;
-
-static void watch_free(watch_t *w)
+static void watch_free(mw_waiter *mw)
 {
+    watch_t *w = (watch_t *)mw;
     for (int i = 0; i < w->qn; i++) free(w->q[i].name);
     free(w->q);
     free(w);
-}
-
-static void watch_part_closed(watch_t *w)
-{
-    if (--w->closing == 0) watch_free(w);
-}
-
-static void ev_closed(uv_handle_t *h)
-{
-    watch_t *w = h->data;
-    watch_part_closed(w);
-}
-
-static void ev_closed_early(uv_handle_t *h)
-{
-    watch_free(h->data);
-}
-
-static void waiter_closed(mw_waiter *mw)
-{
-    watch_part_closed((watch_t *)mw);
 }
 
 static int watch_ready(mw_waiter *mw, lua_State *L)
@@ -319,9 +299,7 @@ static int watch_ready(mw_waiter *mw, lua_State *L)
     watch_t *w = (watch_t *)mw;
     if (w->qn == 0) {
         if (!w->error) return 0;
-        lua_pushnil(L);
-        lua_pushstring(L, uv_strerror(w->error));
-        return 2;
+        return mw_uv_fail(L, w->error, NULL);
     }
     lua_createtable(L, w->qn, 0);
     for (int i = 0; i < w->qn; i++) {
@@ -370,70 +348,59 @@ static void on_fs_event(uv_fs_event_t *h, const char *name, int events, int stat
     mw_waiter_poke(&w->w);
 }
 
+static void watch_shut(watch_t *w)
+{
+    uv_fs_event_stop(&w->ev);
+    mw_waiter_close_handle(&w->w, (uv_handle_t *)&w->ev);
+    mw_waiter_close(&w->w, watch_free);
+}
+
 static int fs_watch(lua_State *L)
 {
     mw_rt *rt = mw_rt_get(L);
     const char *path = luaL_checkstring(L, 1);
+    mw_box *b = mw_box_new(L, WATCH_MT, 0);
     watch_t *w = calloc(1, sizeof *w);
     if (!w) return luaL_error(L, "watch: out of memory");
-    int rc = uv_fs_event_init(rt->loop, &w->ev);
-    if (rc == 0) rc = uv_fs_event_start(&w->ev, on_fs_event, path, 0);
-    if (rc != 0) {
-        w->ev.data = w;
-        uv_close((uv_handle_t *)&w->ev, ev_closed_early);
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot watch %s: %s", path, uv_strerror(rc));
-        return 2;
-    }
-    mw_handle_opened(rt);
-    w->ev.data = w;
-    w->ev_open = 1;
     mw_waiter_init(&w->w, rt, watch_ready);
-    watch_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->w = w;
-    luaL_setmetatable(L, WATCH_MT);
+    uv_fs_event_init(rt->loop, &w->ev);    /* cannot fail on Linux: the inotify fd is made on start */
+    mw_waiter_own(&w->w, (uv_handle_t *)&w->ev);
+    int rc = uv_fs_event_start(&w->ev, on_fs_event, path, 0);
+    if (rc != 0) {
+        watch_shut(w);
+        return mw_uv_fail(L, rc, "cannot watch %s", path);
+    }
+    b->p = w;
     return 1;
 }
 
 static int watch_wait(lua_State *L)
 {
-    watch_ud *u = luaL_checkudata(L, 1, WATCH_MT);
-    if (!u->w) return luaL_error(L, "watch:wait: the watch is closed");
-    return mw_waiter_wait(L, &u->w->w, luaL_optnumber(L, 2, -1), "watch:wait");
+    watch_t *w = mw_box_check(L, 1, WATCH_MT);
+    return mw_waiter_wait(L, &w->w, luaL_optnumber(L, 2, -1), "watch:wait");
 }
 
 static int watch_close(lua_State *L)
 {
-    watch_ud *u = luaL_checkudata(L, 1, WATCH_MT);
-    watch_t *w = u->w;
-    if (!w) return 0;
-    u->w = NULL;
-    w->closing = 2;
-    uv_fs_event_stop(&w->ev);
-    mw_close(w->w.rt, (uv_handle_t *)&w->ev, ev_closed);
-    mw_waiter_close(&w->w, waiter_closed);
+    watch_t *w = mw_box_take(L, 1, WATCH_MT);
+    if (w) watch_shut(w);
     return 0;
 }
 
-static int watch_tostring(lua_State *L)
+static int watch_describe(lua_State *L)
 {
-    watch_ud *u = luaL_checkudata(L, 1, WATCH_MT);
-    lua_pushstring(L, u->w ? "watch (open)" : "watch (closed)");
+    if (!mw_box_peek(L, 1, WATCH_MT)) return 0;
+    lua_pushliteral(L, "mw.watch (open)");
     return 1;
 }
 
-/* fs.cwd() -> the working directory (physical, as getcwd) | nil, "ENAME: message", "ENAME" */
+/* fs.cwd() -> the working directory (physical, as getcwd) | nil, message, code */
 static int fs_cwd(lua_State *L)
 {
     char buf[4096];
     size_t n = sizeof buf;
     int r = uv_cwd(buf, &n);
-    if (r < 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: cannot read the working directory: %s", uv_err_name(r), uv_strerror(r));
-        lua_pushstring(L, uv_err_name(r));
-        return 3;
-    }
+    if (r < 0) return mw_uv_fail(L, r, "cannot read the working directory");
     lua_pushlstring(L, buf, n);
     return 1;
 }
@@ -453,8 +420,8 @@ static const luaL_Reg lock_methods[] = { { "close", lock_close }, { NULL, NULL }
 
 int luaopen_mw_fs(lua_State *L)
 {
-    mw_class(L, WATCH_MT, watch_methods, watch_close, watch_tostring);
-    mw_class(L, LOCK_MT, lock_methods, lock_close, lock_tostring);
+    mw_class(L, WATCH_MT, watch_methods, watch_close, watch_describe);
+    mw_class(L, LOCK_MT, lock_methods, lock_close, lock_describe);
     luaL_newlib(L, fs_funcs);
     return 1;
 }

@@ -57,10 +57,6 @@ typedef struct {
     http_ctx *h;
 } sock_ctx;
 
-typedef struct {
-    req *r;
-} stream_ud;
-
 /* ---- requests ---- */
 
 static void req_free(req *r)
@@ -190,10 +186,8 @@ static void push_error(lua_State *L, req *r)
 
 static void push_stream(lua_State *L, req *r)
 {
-    stream_ud *s = lua_newuserdatauv(L, sizeof *s, 1);
-    s->r = r;
+    mw_box_new(L, STREAM_MT, 1)->p = r;
     r->owned = 1;
-    luaL_setmetatable(L, STREAM_MT);
     lua_createtable(L, 0, 2);
     lua_pushinteger(L, r->status);
     lua_setfield(L, -2, "status");
@@ -556,11 +550,6 @@ static int http_stream(lua_State *L)
 
 /* ---- stream methods ---- */
 
-static stream_ud *check_stream(lua_State *L)
-{
-    return luaL_checkudata(L, 1, STREAM_MT);
-}
-
 static void stream_data_cancel(mw_op *op)
 {
     ((req *)op)->waiting = W_NONE;
@@ -568,13 +557,12 @@ static void stream_data_cancel(mw_op *op)
 
 static int stream_read(lua_State *L)
 {
-    stream_ud *s = check_stream(L);
-    if (!s->r) {
+    req *r = mw_box_peek(L, 1, STREAM_MT);
+    if (!r) {                                 /* a closed stream reads as one that was closed */
         lua_pushnil(L);
         lua_pushliteral(L, "closed");
         return 2;
     }
-    req *r = s->r;
     int n = stream_ready(L, r);
     if (n) return n;
     mw_task_check_current(L, "stream:read");
@@ -586,10 +574,8 @@ static int stream_read(lua_State *L)
 
 static int stream_close(lua_State *L)
 {
-    stream_ud *s = check_stream(L);
-    req *r = s->r;
+    req *r = mw_box_take(L, 1, STREAM_MT);
     if (!r) return 0;
-    s->r = NULL;
     r->owned = 0;
     if (r->waiting == W_DATA && mw_task_is_waiting(&r->op)) {
         mw_rt *rt = r->h->rt;
@@ -602,9 +588,10 @@ static int stream_close(lua_State *L)
     return 0;
 }
 
+/* Methods first, then the answer's fields (status, headers) kept as the user value. */
 static int stream_index(lua_State *L)
 {
-    check_stream(L);
+    luaL_checkudata(L, 1, STREAM_MT);
     if (luaL_getmetafield(L, 1, "methods") != LUA_TNIL) {
         lua_pushvalue(L, 2);
         lua_rawget(L, -2);
@@ -617,11 +604,11 @@ static int stream_index(lua_State *L)
     return 1;
 }
 
-static int stream_tostring(lua_State *L)
+static int stream_describe(lua_State *L)
 {
-    stream_ud *s = check_stream(L);
-    if (s->r) lua_pushfstring(L, "http stream (%s)", s->r->done ? "ended" : "open");
-    else lua_pushliteral(L, "http stream (closed)");
+    req *r = mw_box_peek(L, 1, STREAM_MT);
+    if (!r) return 0;
+    lua_pushstring(L, r->done ? "mw.stream (ended)" : "mw.stream (open)");
     return 1;
 }
 
@@ -666,19 +653,15 @@ static const luaL_Reg stream_methods[] = {
 
 int luaopen_mw_http(lua_State *L)
 {
-    if (luaL_newmetatable(L, STREAM_MT)) {
-        luaL_newlib(L, stream_methods);
-        lua_setfield(L, -2, "methods");
+    mw_class(L, STREAM_MT, stream_methods, stream_close, stream_describe);
+    luaL_getmetatable(L, STREAM_MT);        /* the answer's fields come after the methods */
+    if (lua_getfield(L, -1, "methods") == LUA_TNIL) {
+        lua_getfield(L, -2, "__index");
+        lua_setfield(L, -3, "methods");
         lua_pushcfunction(L, stream_index);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, stream_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, stream_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, stream_tostring);
-        lua_setfield(L, -2, "__tostring");
+        lua_setfield(L, -3, "__index");
     }
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     luaL_newlib(L, http_funcs);
     return 1;
 }

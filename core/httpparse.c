@@ -29,7 +29,6 @@ typedef struct {
     int dead;                /* an error or an upgrade: no more requests on this stream */
 } parser_t;
 
-typedef struct { parser_t *p; } parser_ud;
 
 /* ---- buffers ---- */
 
@@ -200,9 +199,7 @@ static const http_parser_settings settings = {
 
 static parser_t *check_parser(lua_State *L)
 {
-    parser_ud *u = luaL_checkudata(L, 1, PARSER_MT);
-    if (!u->p) luaL_error(L, "parser is closed");
-    return u->p;
+    return mw_box_check(L, 1, PARSER_MT);
 }
 
 /* httpparse.new([{ max_body = bytes }]) -> parser */
@@ -219,9 +216,7 @@ static int hp_new(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    parser_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
-    u->p = NULL;                               /* closed until fully made */
-    luaL_setmetatable(L, PARSER_MT);
+    mw_box *u = mw_box_new(L, PARSER_MT, 1);
     parser_t *p = calloc(1, sizeof *p);
     if (!p) return luaL_error(L, "httpparse.new: out of memory");
     http_parser_init(&p->hp, HTTP_REQUEST);
@@ -288,10 +283,8 @@ static int hp_busy(lua_State *L)
 
 static int hp_close(lua_State *L)
 {
-    parser_ud *u = luaL_checkudata(L, 1, PARSER_MT);
-    parser_t *p = u->p;
+    parser_t *p = mw_box_take(L, 1, PARSER_MT);
     if (!p) return 0;
-    u->p = NULL;
     buf_free(&p->url);
     buf_free(&p->field);
     buf_free(&p->value);
@@ -300,10 +293,11 @@ static int hp_close(lua_State *L)
     return 0;
 }
 
-static int hp_tostring(lua_State *L)
+static int hp_describe(lua_State *L)
 {
-    parser_ud *u = luaL_checkudata(L, 1, PARSER_MT);
-    lua_pushstring(L, !u->p ? "http parser (closed)" : u->p->dead ? "http parser (stopped)" : "http parser");
+    parser_t *p = mw_box_peek(L, 1, PARSER_MT);
+    if (!p) return 0;
+    lua_pushstring(L, p->dead ? "mw.httpparser (stopped)" : "mw.httpparser (open)");
     return 1;
 }
 
@@ -332,7 +326,7 @@ static const luaL_Reg methods[] = {
 
 int luaopen_mw_httpparse(lua_State *L)
 {
-    mw_class(L, PARSER_MT, methods, hp_close, hp_tostring);
+    mw_class(L, PARSER_MT, methods, hp_close, hp_describe);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -93,6 +93,7 @@ static int lines_rest(lua_State *L)
     return 1;
 }
 
+/* Drops what is buffered: a splitter holds memory, not a handle, and stays usable. */
 static int lines_gc(lua_State *L)
 {
     mw_linebuf_free(luaL_checkudata(L, 1, LINES_MT));
@@ -100,22 +101,14 @@ static int lines_gc(lua_State *L)
 }
 
 static const luaL_Reg lines_methods[] = {
-    { "feed", lines_feed }, { "rest", lines_rest }, { NULL, NULL }
+    { "feed", lines_feed }, { "rest", lines_rest }, { "close", lines_gc }, { NULL, NULL }
 };
 
 static const luaL_Reg lines_funcs[] = { { "new", lines_new }, { NULL, NULL } };
 
 int luaopen_mw_lines(lua_State *L)
 {
-    if (luaL_newmetatable(L, LINES_MT)) {
-        lua_pushcfunction(L, lines_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, lines_gc);
-        lua_setfield(L, -2, "__close");
-        luaL_newlib(L, lines_methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mw_class(L, LINES_MT, lines_methods, lines_gc, NULL);
     luaL_newlib(L, lines_funcs);
     return 1;
 }

@@ -58,10 +58,29 @@ int mw_task_is_waiting(mw_op *op);
  * counting when its close is asked for (its memory still lives until the close callback). */
 void mw_handle_opened(mw_rt *rt);
 void mw_close(mw_rt *rt, uv_handle_t *h, uv_close_cb cb);
-/* A userdata class: methods as __index, one function for __gc and __close (handles may be
- * closed twice), and __tostring. */
+/* A userdata class "mw.<type>": methods as __index, one function for __gc and __close
+ * (handles may be closed twice), and __tostring from describe, which pushes the open
+ * handle's description and returns 1, or returns 0 for a closed one: the class then says
+ * "mw.<type> (closed)". describe may be NULL: the class's name is all there is to say. */
 void mw_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
-              lua_CFunction tostring);
+              lua_CFunction describe);
+
+/* A handle's userdata: a pointer to its C memory, NULL while closed.  A handle is pushed
+ * closed before anything is acquired (a failure half-way leaves nothing half-open), then
+ * opened by setting p; its close takes p back exactly once. */
+typedef struct { void *p; } mw_box;
+mw_box *mw_box_new(lua_State *L, const char *name, int nuv);     /* pushes a closed handle */
+void *mw_box_check(lua_State *L, int idx, const char *name);     /* raises on a closed one */
+void *mw_box_take(lua_State *L, int idx, const char *name);      /* NULL when already closed */
+void *mw_box_peek(lua_State *L, int idx, const char *name);      /* NULL when closed */
+
+/* The error convention: trouble in the world returns nil, message, code, where code is
+ * libuv's name for the error ("ENOENT", "ECONNREFUSED"...).  mw_err_name takes a libuv
+ * error (negative), mw_errno_name an errno; mw_fail pushes the three values for an errno. */
+const char *mw_err_name(int uv_err);
+const char *mw_errno_name(int e);
+int mw_fail(lua_State *L, int e, const char *fmt, ...);
+int mw_uv_fail(lua_State *L, int uv_err, const char *fmt, ...);
 
 int mw_ref(mw_rt *rt, lua_State *L);           /* luaL_ref in the registry, counted */
 void mw_unref(mw_rt *rt, int ref);

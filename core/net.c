@@ -24,7 +24,6 @@ typedef struct conn {
     any_stream s;
     mw_linebuf in;
     int reading, eof, err;
-    int closing;
     struct conn *next;       /* in a server's accept queue */
     /* a pending connect */
     uv_connect_t connect;
@@ -36,42 +35,23 @@ typedef struct {
     any_stream s;
     conn_t *queue, *tail;
     int err;
-    int closing;
     int port;
 } server_t;
 
-typedef struct { conn_t *c; } conn_ud;
-typedef struct { server_t *s; } server_ud;
-
 /* ---- connections ---- */
 
-static void conn_free(conn_t *c)
+static void conn_free(mw_waiter *w)
 {
+    conn_t *c = (conn_t *)w;
     mw_linebuf_free(&c->in);
     free(c);
 }
 
-static void conn_part_closed(conn_t *c)
-{
-    if (--c->closing == 0) conn_free(c);
-}
-
-static void conn_handle_closed(uv_handle_t *h)
-{
-    conn_part_closed(h->data);
-}
-
-static void conn_waiter_closed(mw_waiter *w)
-{
-    conn_part_closed((conn_t *)w);
-}
-
 static void conn_shut(conn_t *c)
 {
-    c->closing = 2;
     if (c->reading) uv_read_stop(&c->s.stream);
-    mw_close(c->w.rt, &c->s.handle, conn_handle_closed);
-    mw_waiter_close(&c->w, conn_waiter_closed);
+    mw_waiter_close_handle(&c->w, &c->s.handle);
+    mw_waiter_close(&c->w, conn_free);
 }
 
 static int conn_ready(mw_waiter *w, lua_State *L)
@@ -84,11 +64,7 @@ static int conn_ready(mw_waiter *w, lua_State *L)
         lua_pushlstring(L, p, n);
         return 1;
     }
-    if (c->err) {
-        lua_pushnil(L);
-        lua_pushstring(L, uv_strerror(c->err));
-        return 2;
-    }
+    if (c->err) return mw_uv_fail(L, c->err, NULL);
     if (c->eof) {
         lua_pushnil(L);
         lua_pushliteral(L, "eof");
@@ -122,11 +98,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     mw_waiter_poke(&c->w);
 }
 
+/* A connection whose stream is initialised by the caller and given to mw_waiter_own. */
 static conn_t *conn_new(mw_rt *rt)
 {
     conn_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->s.handle.data = c;
     mw_waiter_init(&c->w, rt, conn_ready);
     return c;
 }
@@ -139,16 +115,12 @@ static void conn_start_reading(conn_t *c)
 
 static void push_conn(lua_State *L, conn_t *c)
 {
-    conn_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->c = c;
-    luaL_setmetatable(L, CONN_MT);
+    mw_box_new(L, CONN_MT, 0)->p = c;
 }
 
 static conn_t *check_conn(lua_State *L)
 {
-    conn_ud *u = luaL_checkudata(L, 1, CONN_MT);
-    if (!u->c) luaL_error(L, "connection is closed");
-    return u->c;
+    return mw_box_check(L, 1, CONN_MT);
 }
 
 static int conn_read(lua_State *L)
@@ -171,11 +143,7 @@ static int conn_write(lua_State *L)
     conn_t *c = check_conn(L);
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
-    if (c->err) {
-        lua_pushnil(L);
-        lua_pushstring(L, uv_strerror(c->err));
-        return 2;
-    }
+    if (c->err) return mw_uv_fail(L, c->err, NULL);
     uv_write_t *req = malloc(sizeof *req + n);
     if (!req) return luaL_error(L, "conn:write: out of memory");
     char *copy = (char *)(req + 1);
@@ -185,9 +153,7 @@ static int conn_write(lua_State *L)
     int rc = uv_write(req, &c->s.stream, &buf, 1, on_written);
     if (rc != 0) {
         free(req);
-        lua_pushnil(L);
-        lua_pushstring(L, uv_strerror(rc));
-        return 2;
+        return mw_uv_fail(L, rc, NULL);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -203,18 +169,15 @@ static int conn_queued(lua_State *L)
 
 static int conn_close(lua_State *L)
 {
-    conn_ud *u = luaL_checkudata(L, 1, CONN_MT);
-    conn_t *c = u->c;
-    if (!c) return 0;
-    u->c = NULL;
-    conn_shut(c);
+    conn_t *c = mw_box_take(L, 1, CONN_MT);
+    if (c) conn_shut(c);
     return 0;
 }
 
-static int conn_tostring(lua_State *L)
+static int conn_describe(lua_State *L)
 {
-    conn_ud *u = luaL_checkudata(L, 1, CONN_MT);
-    lua_pushstring(L, u->c ? "connection (open)" : "connection (closed)");
+    if (!mw_box_peek(L, 1, CONN_MT)) return 0;
+    lua_pushliteral(L, "mw.conn (open)");
     return 1;
 }
 
@@ -231,11 +194,7 @@ static int connect_ready(mw_waiter *w, lua_State *L)
 {
     conn_t *c = (conn_t *)w;
     if (c->connecting) return 0;
-    if (c->err) {
-        lua_pushnil(L);
-        lua_pushstring(L, uv_strerror(c->err));
-        return 2;
-    }
+    if (c->err) return mw_uv_fail(L, c->err, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -243,97 +202,93 @@ static int connect_ready(mw_waiter *w, lua_State *L)
 static int connect_done(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
-    conn_ud *u = (conn_ud *)ctx;
-    conn_t *c = u->c;
+    mw_box *b = (mw_box *)ctx;
+    conn_t *c = b->p;
     c->w.ready = conn_ready;
-    if (lua_type(L, -1) == LUA_TBOOLEAN) {   /* connected; a failure is (nil, message) */
+    if (lua_type(L, -1) == LUA_TBOOLEAN) {   /* connected */
         lua_settop(L, 0);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, u);   /* the pending userdata */
+        lua_rawgetp(L, LUA_REGISTRYINDEX, b);   /* the pending userdata */
         lua_pushnil(L);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, u);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, b);
         return 1;
     }
-    const char *why = lua_tostring(L, -1);
-    if (!why || strcmp(why, "timeout") == 0) why = "timeout";
-    lua_pushstring(L, why);
-    if (u->c) {                                /* close now rather than at the next GC */
-        conn_t *dead = u->c;
-        u->c = NULL;
-        conn_shut(dead);
+    /* nil, message, code from connect_ready, or nil, "timeout" | "closed" from the waiter */
+    int n = 3;
+    const char *last = lua_tostring(L, -1);
+    if (!last) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "timeout");
+        n = 2;
+    } else if (strcmp(last, "timeout") == 0 || strcmp(last, "closed") == 0) {
+        n = 2;
     }
+    b->p = NULL;                               /* close now rather than at the next GC */
+    conn_shut(c);
     lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, u);
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, b);
+    return n;
 }
 
-/* net.connect(host, port[, timeout]) or net.connect("unix:/path"[, nil, timeout]) -> conn | nil, err */
+/* net.connect(host, port[, timeout]) or net.connect("unix:/path"[, nil, timeout])
+ * -> conn | nil, message, code */
 static int net_connect(lua_State *L)
 {
     mw_rt *rt = mw_rt_get(L);
     const char *host = luaL_checkstring(L, 1);
+    int unix_path = strncmp(host, "unix:", 5) == 0;
+    int port = unix_path ? 0 : (int)luaL_checkinteger(L, 2);
     double timeout = luaL_optnumber(L, 3, 5);
     mw_task_check_current(L, "net.connect");
+    mw_box *b = mw_box_new(L, CONN_MT, 0);
     conn_t *c = conn_new(rt);
     if (!c) return luaL_error(L, "net.connect: out of memory");
-    int rc;
+    b->p = c;
+    int rc = 0;
     c->connect.data = c;
-    if (strncmp(host, "unix:", 5) == 0) {
+    if (unix_path) {
         uv_pipe_init(rt->loop, &c->s.pipe, 0);
-        c->s.handle.data = c;
-        mw_handle_opened(rt);
+        mw_waiter_own(&c->w, &c->s.handle);
         uv_pipe_connect(&c->connect, &c->s.pipe, host + 5, on_connect);
-        rc = 0;
     } else {
         struct sockaddr_storage sa;
-        int port = (int)luaL_checkinteger(L, 2);
         rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&sa);
         if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa);
         uv_tcp_init(rt->loop, &c->s.tcp);
-        c->s.handle.data = c;
-        mw_handle_opened(rt);
+        mw_waiter_own(&c->w, &c->s.handle);
         if (rc == 0) {
             uv_tcp_nodelay(&c->s.tcp, 1);
             rc = uv_tcp_connect(&c->connect, &c->s.tcp, (struct sockaddr *)&sa, on_connect);
         }
     }
-    push_conn(L, c);
     if (rc != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, uv_strerror(rc));
-        return 2;    /* the userdata's __gc closes it */
+        b->p = NULL;
+        conn_shut(c);
+        return mw_uv_fail(L, rc, NULL);
     }
     c->connecting = 1;
-    conn_ud *u = lua_touserdata(L, -1);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, u);      /* keep it while the connect is pending */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, b);      /* keep it while the connect is pending */
     c->w.ready = connect_ready;
-    return mw_waiter_waitk(L, &c->w, timeout, "net.connect", (lua_KContext)u, connect_done);
+    return mw_waiter_waitk(L, &c->w, timeout, "net.connect", (lua_KContext)b, connect_done);
 }
 
 /* ---- servers ---- */
 
-static void server_part_closed(server_t *s)
+static void server_free(mw_waiter *w)
 {
-    if (--s->closing == 0) {
-        while (s->queue) {       /* never handed out: close and free */
-            conn_t *c = s->queue;
-            s->queue = c->next;
-            conn_shut(c);
-        }
-        free(s);
+    server_t *s = (server_t *)w;
+    while (s->queue) {       /* never handed out: close and free */
+        conn_t *c = s->queue;
+        s->queue = c->next;
+        conn_shut(c);
     }
+    free(s);
 }
 
-static void server_handle_closed(uv_handle_t *h)
+static void server_shut(server_t *s)
 {
-    server_part_closed(h->data);
-}
-
-static void server_waiter_closed(mw_waiter *w)
-{
-    server_part_closed((server_t *)w);
+    mw_waiter_close_handle(&s->w, &s->s.handle);
+    mw_waiter_close(&s->w, server_free);
 }
 
 static int server_ready(mw_waiter *w, lua_State *L)
@@ -347,11 +302,7 @@ static int server_ready(mw_waiter *w, lua_State *L)
         push_conn(L, c);
         return 1;
     }
-    if (s->err) {
-        lua_pushnil(L);
-        lua_pushstring(L, uv_strerror(s->err));
-        return 2;
-    }
+    if (s->err) return mw_uv_fail(L, s->err, NULL);
     return 0;
 }
 
@@ -367,8 +318,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (!c) return;
     if (server->type == UV_TCP) uv_tcp_init(s->w.rt->loop, &c->s.tcp);
     else uv_pipe_init(s->w.rt->loop, &c->s.pipe, 0);
-    c->s.handle.data = c;
-    mw_handle_opened(s->w.rt);
+    mw_waiter_own(&c->w, &c->s.handle);
     if (uv_accept(server, &c->s.stream) != 0) {
         conn_shut(c);
         return;
@@ -380,52 +330,48 @@ static void on_connection(uv_stream_t *server, int status)
     mw_waiter_poke(&s->w);
 }
 
-/* net.listen(host, port[, backlog]) or net.listen("unix:/path") -> server | nil, err */
+/* net.listen(host, port[, backlog]) or net.listen("unix:/path") -> server | nil, message, code */
 static int net_listen(lua_State *L)
 {
     mw_rt *rt = mw_rt_get(L);
     const char *host = luaL_checkstring(L, 1);
+    int unix_path = strncmp(host, "unix:", 5) == 0;
+    int port = unix_path ? 0 : (int)luaL_checkinteger(L, 2);
     int backlog = (int)luaL_optinteger(L, 3, 1024);
+    mw_box *b = mw_box_new(L, SERVER_MT, 0);
     server_t *s = calloc(1, sizeof *s);
     if (!s) return luaL_error(L, "net.listen: out of memory");
+    mw_waiter_init(&s->w, rt, server_ready);
     int rc;
-    if (strncmp(host, "unix:", 5) == 0) {
+    if (unix_path) {
         uv_pipe_init(rt->loop, &s->s.pipe, 0);
         rc = uv_pipe_bind(&s->s.pipe, host + 5);
     } else {
         struct sockaddr_storage sa;
-        int port = (int)luaL_checkinteger(L, 2);
         rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&sa);
         if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa);
         uv_tcp_init(rt->loop, &s->s.tcp);
         if (rc == 0) rc = uv_tcp_bind(&s->s.tcp, (struct sockaddr *)&sa, 0);
     }
-    s->s.handle.data = s;
-    mw_handle_opened(rt);
-    mw_waiter_init(&s->w, rt, server_ready);
+    mw_waiter_own(&s->w, &s->s.handle);
     if (rc == 0) rc = uv_listen(&s->s.stream, backlog, on_connection);
-    if (rc == 0 && s->s.handle.type == UV_TCP) {
+    if (rc != 0) {
+        server_shut(s);
+        return mw_uv_fail(L, rc, "cannot listen on %s", host);
+    }
+    if (s->s.handle.type == UV_TCP) {
         struct sockaddr_storage sa;
         int len = sizeof sa;
         uv_tcp_getsockname(&s->s.tcp, (struct sockaddr *)&sa, &len);
         s->port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
     }
-    server_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->s = s;
-    luaL_setmetatable(L, SERVER_MT);
-    if (rc != 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot listen on %s: %s", host, uv_strerror(rc));
-        return 2;
-    }
+    b->p = s;
     return 1;
 }
 
 static server_t *check_server(lua_State *L)
 {
-    server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    if (!u->s) luaL_error(L, "server is closed");
-    return u->s;
+    return mw_box_check(L, 1, SERVER_MT);
 }
 
 static int server_accept(lua_State *L)
@@ -442,20 +388,15 @@ static int server_port(lua_State *L)
 
 static int server_close(lua_State *L)
 {
-    server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    server_t *s = u->s;
-    if (!s) return 0;
-    u->s = NULL;
-    s->closing = 2;
-    mw_close(s->w.rt, &s->s.handle, server_handle_closed);
-    mw_waiter_close(&s->w, server_waiter_closed);
+    server_t *s = mw_box_take(L, 1, SERVER_MT);
+    if (s) server_shut(s);
     return 0;
 }
 
-static int server_tostring(lua_State *L)
+static int server_describe(lua_State *L)
 {
-    server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    lua_pushstring(L, u->s ? "server (listening)" : "server (closed)");
+    if (!mw_box_peek(L, 1, SERVER_MT)) return 0;
+    lua_pushliteral(L, "mw.server (listening)");
     return 1;
 }
 
@@ -468,11 +409,10 @@ static const luaL_Reg server_methods[] = {
     { "accept", server_accept }, { "port", server_port }, { "close", server_close }, { NULL, NULL }
 };
 
-
 int luaopen_mw_net(lua_State *L)
 {
-    mw_class(L, CONN_MT, conn_methods, conn_close, conn_tostring);
-    mw_class(L, SERVER_MT, server_methods, server_close, server_tostring);
+    mw_class(L, CONN_MT, conn_methods, conn_close, conn_describe);
+    mw_class(L, SERVER_MT, server_methods, server_close, server_describe);
     luaL_newlib(L, net_funcs);
     return 1;
 }

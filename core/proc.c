@@ -16,10 +16,7 @@ typedef struct {
     int exited;
     int64_t status;
     int term_signal;
-    int closing;
 } proc_t;
-
-typedef struct { proc_t *p; } proc_ud;
 
 static int proc_ready(mw_waiter *w, lua_State *L)
 {
@@ -31,27 +28,6 @@ static int proc_ready(mw_waiter *w, lua_State *L)
     return 2;
 }
 
-static void part_closed(proc_t *p)
-{
-    if (--p->closing == 0) free(p);
-}
-
-static void proc_closed(uv_handle_t *h)
-{
-    proc_t *p = h->data;
-    part_closed(p);
-}
-
-static void spawn_failed_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void waiter_closed(mw_waiter *w)
-{
-    part_closed((proc_t *)w);
-}
-
 static void on_child_exit(uv_process_t *h, int64_t status, int sig)
 {
     proc_t *p = h->data;
@@ -59,6 +35,12 @@ static void on_child_exit(uv_process_t *h, int64_t status, int sig)
     p->status = status;
     p->term_signal = sig;
     mw_waiter_poke(&p->w);
+}
+
+static void proc_shut(proc_t *p)
+{
+    mw_waiter_close_handle(&p->w, (uv_handle_t *)&p->p);
+    mw_waiter_close(&p->w, mw_waiter_free);
 }
 
 /* proc.spawn{ args = {...}, env = { "K=V", ... } | nil, out = path | nil, cwd = dir | nil } */
@@ -94,22 +76,22 @@ static int proc_spawn(lua_State *L)
     lua_getfield(L, 1, "cwd");
     const char *cwd = luaL_optstring(L, -1, NULL);
 
+    mw_box *b = mw_box_new(L, PROC_MT, 0);
     int fd = -1;
     if (out) {
         fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "cannot open %s", out);
-            return 2;
-        }
+        if (fd < 0) return mw_fail(L, errno, "cannot open %s", out);
     }
     proc_t *p = calloc(1, sizeof *p);
-    if (!p) return luaL_error(L, "proc.spawn: out of memory");
+    if (!p) {
+        if (fd >= 0) close(fd);
+        return luaL_error(L, "proc.spawn: out of memory");
+    }
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE;
     for (int i = 1; i < 3; i++) {
-        if (fd >= 0) { stdio[i].flags = UV_INHERIT_FD; stdio[i].data.fd = fd; }
-        else { stdio[i].flags = UV_INHERIT_FD; stdio[i].data.fd = i; }
+        stdio[i].flags = UV_INHERIT_FD;
+        stdio[i].data.fd = fd >= 0 ? fd : i;
     }
     uv_process_options_t o;
     memset(&o, 0, sizeof o);
@@ -120,28 +102,21 @@ static int proc_spawn(lua_State *L)
     o.exit_cb = on_child_exit;
     o.stdio_count = 3;
     o.stdio = stdio;
+    mw_waiter_init(&p->w, rt, proc_ready);
     int rc = uv_spawn(rt->loop, &p->p, &o);
     if (fd >= 0) close(fd);
-    p->p.data = p;
+    mw_waiter_own(&p->w, (uv_handle_t *)&p->p);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&p->p, spawn_failed_closed);   /* libuv wants it closed even so */
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot start %s: %s", args[0], uv_strerror(rc));
-        return 2;
+        proc_shut(p);                         /* libuv wants it closed even so */
+        return mw_uv_fail(L, rc, "cannot start %s", args[0]);
     }
-    mw_handle_opened(rt);
-    mw_waiter_init(&p->w, rt, proc_ready);
-    proc_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->p = p;
-    luaL_setmetatable(L, PROC_MT);
+    b->p = p;
     return 1;
 }
 
 static proc_t *check_proc(lua_State *L)
 {
-    proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
-    if (!u->p) luaL_error(L, "process: closed");
-    return u->p;
+    return mw_box_check(L, 1, PROC_MT);
 }
 
 static int proc_wait(lua_State *L)
@@ -170,21 +145,16 @@ static int proc_pid(lua_State *L)
 
 static int proc_close(lua_State *L)
 {
-    proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
-    proc_t *p = u->p;
-    if (!p) return 0;
-    u->p = NULL;
-    p->closing = 2;
-    mw_close(p->w.rt, (uv_handle_t *)&p->p, proc_closed);
-    mw_waiter_close(&p->w, waiter_closed);
+    proc_t *p = mw_box_take(L, 1, PROC_MT);
+    if (p) proc_shut(p);
     return 0;
 }
 
-static int proc_tostring(lua_State *L)
+static int proc_describe(lua_State *L)
 {
-    proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
-    if (u->p) lua_pushfstring(L, "process %d (%s)", u->p->p.pid, u->p->exited ? "exited" : "running");
-    else lua_pushliteral(L, "process (closed)");
+    proc_t *p = mw_box_peek(L, 1, PROC_MT);
+    if (!p) return 0;
+    lua_pushfstring(L, "mw.process %d (%s)", p->p.pid, p->exited ? "exited" : "running");
     return 1;
 }
 
@@ -200,10 +170,7 @@ typedef struct {
     int fd;
     int exited;
     int polling;             /* the uv_poll_t was initialised */
-    int closing;
 } pidwatch_t;
-
-typedef struct { pidwatch_t *p; } pidwatch_ud;
 
 static int pidwatch_ready(mw_waiter *w, lua_State *L)
 {
@@ -213,22 +180,11 @@ static int pidwatch_ready(mw_waiter *w, lua_State *L)
     return 1;
 }
 
-static void pidwatch_part_closed(pidwatch_t *p)
+static void pidwatch_free(mw_waiter *w)
 {
-    if (--p->closing == 0) {
-        if (p->fd >= 0) close(p->fd);
-        free(p);
-    }
-}
-
-static void pidwatch_poll_closed(uv_handle_t *h)
-{
-    pidwatch_part_closed(h->data);
-}
-
-static void pidwatch_waiter_closed(mw_waiter *w)
-{
-    pidwatch_part_closed((pidwatch_t *)w);
+    pidwatch_t *p = (pidwatch_t *)w;
+    if (p->fd >= 0) close(p->fd);
+    free(p);
 }
 
 static void on_pidfd(uv_poll_t *h, int status, int events)
@@ -240,20 +196,17 @@ static void on_pidfd(uv_poll_t *h, int status, int events)
     mw_waiter_poke(&p->w);
 }
 
-/* proc.watch(pid) -> watch | nil, err: w:wait([timeout]) -> true once the process is gone */
+/* proc.watch(pid) -> watch | nil, err, code: w:wait([timeout]) -> true once the process is gone */
 static int proc_watch(lua_State *L)
 {
     mw_rt *rt = mw_rt_get(L);
     int pid = (int)luaL_checkinteger(L, 1);
     if (pid <= 0) return luaL_error(L, "proc.watch: bad pid %d", pid);
+    mw_box *b = mw_box_new(L, PIDWATCH_MT, 0);
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     int gone = 0;
     if (fd < 0) {
-        if (errno != ESRCH) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "cannot watch pid %d: %s", pid, strerror(errno));
-            return 2;
-        }
+        if (errno != ESRCH) return mw_fail(L, errno, "cannot watch pid %d", pid);
         gone = 1;       /* already exited: the watch is ready at once */
     }
     pidwatch_t *p = calloc(1, sizeof *p);
@@ -266,43 +219,37 @@ static int proc_watch(lua_State *L)
     mw_waiter_init(&p->w, rt, pidwatch_ready);
     if (!gone) {
         uv_poll_init(rt->loop, &p->poll, fd);
-        p->poll.data = p;
+        mw_waiter_own(&p->w, (uv_handle_t *)&p->poll);
         p->polling = 1;
-        mw_handle_opened(rt);
         uv_poll_start(&p->poll, UV_READABLE, on_pidfd);
     }
-    pidwatch_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->p = p;
-    luaL_setmetatable(L, PIDWATCH_MT);
+    b->p = p;
     return 1;
 }
 
 static int pidwatch_wait(lua_State *L)
 {
-    pidwatch_ud *u = luaL_checkudata(L, 1, PIDWATCH_MT);
-    if (!u->p) return luaL_error(L, "pid watch: closed");
-    return mw_waiter_wait(L, &u->p->w, luaL_optnumber(L, 2, -1), "pidwatch:wait");
+    pidwatch_t *p = mw_box_check(L, 1, PIDWATCH_MT);
+    return mw_waiter_wait(L, &p->w, luaL_optnumber(L, 2, -1), "pidwatch:wait");
 }
 
 static int pidwatch_close(lua_State *L)
 {
-    pidwatch_ud *u = luaL_checkudata(L, 1, PIDWATCH_MT);
-    pidwatch_t *p = u->p;
+    pidwatch_t *p = mw_box_take(L, 1, PIDWATCH_MT);
     if (!p) return 0;
-    u->p = NULL;
-    p->closing = p->polling ? 2 : 1;
     if (p->polling) {
         uv_poll_stop(&p->poll);
-        mw_close(p->w.rt, (uv_handle_t *)&p->poll, pidwatch_poll_closed);
+        mw_waiter_close_handle(&p->w, (uv_handle_t *)&p->poll);
     }
-    mw_waiter_close(&p->w, pidwatch_waiter_closed);
+    mw_waiter_close(&p->w, pidwatch_free);
     return 0;
 }
 
-static int pidwatch_tostring(lua_State *L)
+static int pidwatch_describe(lua_State *L)
 {
-    pidwatch_ud *u = luaL_checkudata(L, 1, PIDWATCH_MT);
-    lua_pushstring(L, u->p ? (u->p->exited ? "pid watch (exited)" : "pid watch (alive)") : "pid watch (closed)");
+    pidwatch_t *p = mw_box_peek(L, 1, PIDWATCH_MT);
+    if (!p) return 0;
+    lua_pushstring(L, p->exited ? "mw.pidwatch (exited)" : "mw.pidwatch (alive)");
     return 1;
 }
 
@@ -317,8 +264,8 @@ static const luaL_Reg methods[] = {
 
 int luaopen_mw_proc(lua_State *L)
 {
-    mw_class(L, PROC_MT, methods, proc_close, proc_tostring);
-    mw_class(L, PIDWATCH_MT, pidwatch_methods, pidwatch_close, pidwatch_tostring);
+    mw_class(L, PROC_MT, methods, proc_close, proc_describe);
+    mw_class(L, PIDWATCH_MT, pidwatch_methods, pidwatch_close, pidwatch_describe);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -16,10 +16,7 @@ typedef struct {
     int which[MAXSIG];       /* index into names */
     int count[MAXSIG];       /* arrived, not yet taken */
     int n;
-    int closing;
 } sigset_t_;
-
-typedef struct { sigset_t_ *s; } sig_ud;
 
 static int sig_ready(mw_waiter *w, lua_State *L)
 {
@@ -42,75 +39,55 @@ static void on_signal(uv_signal_t *h, int signum)
     mw_waiter_poke(&s->w);
 }
 
-static void part_closed(sigset_t_ *s)
-{
-    if (--s->closing == 0) free(s);
-}
-
-static void handle_closed(uv_handle_t *h)
-{
-    sigset_t_ *s = h->data;
-    part_closed(s);
-}
-
-static void waiter_closed(mw_waiter *w)
-{
-    part_closed((sigset_t_ *)w);
-}
-
 static int signal_watch(lua_State *L)
 {
     mw_rt *rt = mw_rt_get(L);
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = (int)luaL_len(L, 1);
     if (n < 1 || n > MAXSIG) return luaL_error(L, "signal.watch: give 1 to %d signal names", MAXSIG);
-    sigset_t_ *s = calloc(1, sizeof *s);
-    if (!s) return luaL_error(L, "signal.watch: out of memory");
+    int which[MAXSIG];
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, 1, i + 1);
-        s->which[i] = luaL_checkoption(L, -1, NULL, names);
+        which[i] = luaL_checkoption(L, -1, NULL, names);
         lua_pop(L, 1);
     }
+    mw_box *b = mw_box_new(L, SIG_MT, 0);
+    sigset_t_ *s = calloc(1, sizeof *s);
+    if (!s) return luaL_error(L, "signal.watch: out of memory");
+    mw_waiter_init(&s->w, rt, sig_ready);
     for (int i = 0; i < n; i++) {
+        s->which[i] = which[i];
         uv_signal_init(rt->loop, &s->sig[i]);
-        s->sig[i].data = s;
-        uv_signal_start(&s->sig[i], on_signal, numbers[s->which[i]]);
-        mw_handle_opened(rt);
+        mw_waiter_own(&s->w, (uv_handle_t *)&s->sig[i]);
+        uv_signal_start(&s->sig[i], on_signal, numbers[which[i]]);
     }
     s->n = n;
-    mw_waiter_init(&s->w, rt, sig_ready);
-    sig_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->s = s;
-    luaL_setmetatable(L, SIG_MT);
+    b->p = s;
     return 1;
 }
 
 static int sig_wait(lua_State *L)
 {
-    sig_ud *u = luaL_checkudata(L, 1, SIG_MT);
-    if (!u->s) return luaL_error(L, "signal:wait: closed");
-    return mw_waiter_wait(L, &u->s->w, luaL_optnumber(L, 2, -1), "signal:wait");
+    sigset_t_ *s = mw_box_check(L, 1, SIG_MT);
+    return mw_waiter_wait(L, &s->w, luaL_optnumber(L, 2, -1), "signal:wait");
 }
 
 static int sig_close(lua_State *L)
 {
-    sig_ud *u = luaL_checkudata(L, 1, SIG_MT);
-    sigset_t_ *s = u->s;
+    sigset_t_ *s = mw_box_take(L, 1, SIG_MT);
     if (!s) return 0;
-    u->s = NULL;
-    s->closing = s->n + 1;
     for (int i = 0; i < s->n; i++) {
         uv_signal_stop(&s->sig[i]);
-        mw_close(s->w.rt, (uv_handle_t *)&s->sig[i], handle_closed);
+        mw_waiter_close_handle(&s->w, (uv_handle_t *)&s->sig[i]);
     }
-    mw_waiter_close(&s->w, waiter_closed);
+    mw_waiter_close(&s->w, mw_waiter_free);
     return 0;
 }
 
-static int sig_tostring(lua_State *L)
+static int sig_describe(lua_State *L)
 {
-    sig_ud *u = luaL_checkudata(L, 1, SIG_MT);
-    lua_pushstring(L, u->s ? "signal watch (open)" : "signal watch (closed)");
+    if (!mw_box_peek(L, 1, SIG_MT)) return 0;
+    lua_pushliteral(L, "mw.signal (open)");
     return 1;
 }
 
@@ -119,7 +96,7 @@ static const luaL_Reg methods[] = { { "wait", sig_wait }, { "close", sig_close }
 
 int luaopen_mw_signal(lua_State *L)
 {
-    mw_class(L, SIG_MT, methods, sig_close, sig_tostring);
+    mw_class(L, SIG_MT, methods, sig_close, sig_describe);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -15,6 +15,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "mw.h"
 #include "tar.h"
 
 #define BOX_MT "mw.tar.buffer"
@@ -307,6 +308,7 @@ typedef struct {
     const extra *extras;
     size_t nextras;
     char err[4096];
+    const char *code;           /* the failure's name ("ENOENT"...), as mw_fail gives */
 } packer;
 
 /* A directory being walked; an excluded one entered only for its exceptions stays
@@ -336,13 +338,20 @@ static int box_gc(lua_State *L)
     return 0;
 }
 
-static int fail(packer *pk, const char *rel, const char *why)
+/* Records "<root>/<rel>: <why>" and its code; returns -1. */
+static int fail_code(packer *pk, const char *rel, const char *code, const char *why)
 {
+    pk->code = code;
     size_t n = strlen(pk->root);
     while (n > 1 && pk->root[n - 1] == '/') n--;
     snprintf(pk->err, sizeof pk->err, "%.*s%s%s: %s", (int)n, pk->root,
              *rel && pk->root[n - 1] != '/' ? "/" : "", rel, why);
     return -1;
+}
+
+static int fail(packer *pk, const char *rel, int e)
+{
+    return fail_code(pk, rel, mw_errno_name(e), strerror(e));
 }
 
 /* Grows the output by n bytes and returns them, or NULL when out of memory. */
@@ -437,7 +446,7 @@ static int put_header(packer *pk, const char *rel, const char *name, size_t nlen
         char pname[NAME_MAX_USTAR + 1];
         if (nlen > NAME_MAX_USTAR) body += pax_size("path", nlen);
         if (llen > NAME_MAX_USTAR) body += pax_size("linkpath", llen);
-        if (!(h = reserve(pk, BLOCK + padded(body)))) return fail(pk, rel, strerror(ENOMEM));
+        if (!(h = reserve(pk, BLOCK + padded(body)))) return fail(pk, rel, ENOMEM);
         while (base > 0 && name[base - 1] == '/') base--;
         while (base > 0 && name[base - 1] != '/') base--;
         snprintf(pname, sizeof pname, "PaxHeaders/%.*s", (int)(nlen - base), name + base);
@@ -447,7 +456,7 @@ static int put_header(packer *pk, const char *rel, const char *name, size_t nlen
         if (nlen > NAME_MAX_USTAR) h = pax_put(h, "path", name, nlen);
         if (llen > NAME_MAX_USTAR) pax_put(h, "linkpath", link, llen);
     }
-    if (!(h = reserve(pk, BLOCK))) return fail(pk, rel, strerror(ENOMEM));
+    if (!(h = reserve(pk, BLOCK))) return fail(pk, rel, ENOMEM);
     fill_header(h, name, nlen, type, mode, size, mtime, link, llen);
     return 0;
 }
@@ -476,18 +485,18 @@ static int put_file(packer *pk, frame *f, const char *name, const char *rel, siz
     size_t size, got = 0;
     char *at;
     int fd = openat(f->fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), r = -1;
-    if (fd < 0) return fail(pk, rel, strerror(errno));
+    if (fd < 0) return fail(pk, rel, errno);
     if (fstat(fd, &st) < 0) {
-        fail(pk, rel, strerror(errno));
+        fail(pk, rel, errno);
     } else if (!S_ISREG(st.st_mode)) {
-        fail(pk, rel, "changed while packing");
+        fail_code(pk, rel, "EAGAIN", "changed while packing");
     } else if ((unsigned long long)st.st_size > OCTAL11) {
-        fail(pk, rel, "larger than the 8 GiB a tar entry can hold here");
+        fail_code(pk, rel, "EFBIG", "larger than the 8 GiB a tar entry can hold here");
     } else if (put_header(pk, rel, rel, len, '0', st.st_mode & 07777, (unsigned long long)st.st_size,
                           (long long)st.st_mtime, "", 0) == 0) {
         size = (size_t)st.st_size;
         if (!(at = reserve(pk, padded(size)))) {
-            fail(pk, rel, strerror(ENOMEM));
+            fail(pk, rel, ENOMEM);
         } else {
             int err = 0;
             while (got < size) {
@@ -499,7 +508,8 @@ static int put_file(packer *pk, frame *f, const char *name, const char *rel, siz
             }
             memset(at + got, 0, padded(size) - got);
             if (got == size) r = 0;
-            else fail(pk, rel, err ? strerror(err) : "shrank while packing");
+            else if (err) fail(pk, rel, err);
+            else fail_code(pk, rel, "EAGAIN", "shrank while packing");
         }
     }
     close(fd);
@@ -514,13 +524,13 @@ static int put_link(packer *pk, frame *f, const char *name, const char *rel, siz
         char *buf = malloc(cap);
         ssize_t k;
         int r = 0;
-        if (!buf) return fail(pk, rel, strerror(ENOMEM));
+        if (!buf) return fail(pk, rel, ENOMEM);
         k = readlinkat(f->fd, name, buf, cap);
         if (k >= 0 && (size_t)k < cap)
             r = put_header(pk, rel, rel, len, '2', st->st_mode & 07777, 0, (long long)st->st_mtime,
                            buf, (size_t)k);
         else if (k < 0)
-            r = fail(pk, rel, strerror(errno));
+            r = fail(pk, rel, errno);
         free(buf);
         if (k < 0 || (size_t)k < cap) return r;
         cap *= 2;
@@ -577,7 +587,7 @@ static int enter(packer *pk, frame *up, const char *name, char *rel, size_t len,
     int r;
     if (!pending && put_dir(pk, &f) < 0) return -1;
     f.fd = openat(up->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (f.fd < 0) return fail(pk, rel, strerror(errno));
+    if (f.fd < 0) return fail(pk, rel, errno);
     r = walk(pk, &f);
     close(f.fd);
     return r;
@@ -589,7 +599,7 @@ static int visit(packer *pk, frame *f, const char *name)
     char *rel = malloc(len + 2);
     struct stat st;
     int r = 0, excluded;
-    if (!rel) return fail(pk, f->rel, strerror(ENOMEM));
+    if (!rel) return fail(pk, f->rel, ENOMEM);
     if (f->len) {
         memcpy(rel, f->rel, f->len);
         rel[f->len] = '/';
@@ -598,7 +608,7 @@ static int visit(packer *pk, frame *f, const char *name)
     rel[len] = rel[len + 1] = 0;
     if (is_extra(pk, rel)) goto done;           /* replaced by opts.extra */
     if (fstatat(f->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-        r = fail(pk, rel, strerror(errno));
+        r = fail(pk, rel, errno);
         goto done;
     }
     if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) goto done;
@@ -624,7 +634,7 @@ static int walk(packer *pk, frame *f)
     int r = 0, fd = openat(f->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (!d) {
-        r = fail(pk, f->rel, strerror(errno));
+        r = fail(pk, f->rel, errno);
         if (fd >= 0) close(fd);
         return r;
     }
@@ -638,7 +648,7 @@ static int walk(packer *pk, frame *f)
         if (!(names[n] = strdup(e->d_name))) break;
         n++;
     }
-    if (e || errno) r = fail(pk, f->rel, strerror(e ? ENOMEM : errno));
+    if (e || errno) r = fail(pk, f->rel, e ? ENOMEM : errno);
     closedir(d);
     if (r == 0 && n > 1) qsort(names, n, sizeof *names, cmp_name);
     for (i = 0; i < n && r == 0; i++) r = visit(pk, f, names[i]);
@@ -655,10 +665,10 @@ static int read_ignore_file(packer *pk)
     struct stat st;
     size_t total = 0;
     int fd = openat(pk->out->fd, ".dockerignore", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), r = 0;
-    if (fd < 0 && errno == ELOOP) return fail(pk, ".dockerignore", "is a symbolic link (mw reads only a regular file)");
-    if (fd < 0) return errno == ENOENT ? 0 : fail(pk, ".dockerignore", strerror(errno));
-    if (fstat(fd, &st) < 0) r = fail(pk, ".dockerignore", strerror(errno));
-    else if (!S_ISREG(st.st_mode)) r = fail(pk, ".dockerignore", "is not a regular file (mw reads only a regular file)");
+    if (fd < 0 && errno == ELOOP) return fail_code(pk, ".dockerignore", "ELOOP", "is a symbolic link (mw reads only a regular file)");
+    if (fd < 0) return errno == ENOENT ? 0 : fail(pk, ".dockerignore", errno);
+    if (fstat(fd, &st) < 0) r = fail(pk, ".dockerignore", errno);
+    else if (!S_ISREG(st.st_mode)) r = fail_code(pk, ".dockerignore", "EINVAL", "is not a regular file (mw reads only a regular file)");
     if (r < 0) {
         close(fd);
         return r;
@@ -667,17 +677,17 @@ static int read_ignore_file(packer *pk)
         char *at = reserve(pk, 4096);
         ssize_t k;
         if (!at) {
-            r = fail(pk, ".dockerignore", strerror(ENOMEM));
+            r = fail(pk, ".dockerignore", ENOMEM);
             break;
         }
         k = read(fd, at, 4096);
         pk->out->len -= 4096 - (k > 0 ? (size_t)k : 0);
         if (k < 0 && errno == EINTR) continue;
-        if (k < 0) r = fail(pk, ".dockerignore", strerror(errno));
+        if (k < 0) r = fail(pk, ".dockerignore", errno);
         if (k <= 0) break;
         total += (size_t)k;
         if (total > MW_IGNORE_MAX) {
-            r = fail(pk, ".dockerignore", "is larger than 1 MiB");
+            r = fail_code(pk, ".dockerignore", "EFBIG", "is larger than 1 MiB");
             break;
         }
     }
@@ -734,19 +744,20 @@ static int put_extras(packer *pk)
         char *at;
         if (put_header(pk, x->name, x->name, strlen(x->name), '0', 0644, x->len, 0, "", 0) < 0)
             return -1;
-        if (!(at = reserve(pk, padded(x->len)))) return fail(pk, x->name, strerror(ENOMEM));
+        if (!(at = reserve(pk, padded(x->len)))) return fail(pk, x->name, ENOMEM);
         memcpy(at, x->data, x->len);
         memset(at + x->len, 0, padded(x->len) - x->len);
     }
     return 0;
 }
 
-static int push_failure(lua_State *L, box *b, const char *msg)
+static int push_failure(lua_State *L, box *b, const packer *pk)
 {
     box_free(b);
     lua_pushnil(L);
-    lua_pushstring(L, msg);
-    return 2;
+    lua_pushstring(L, pk->err);
+    lua_pushstring(L, pk->code ? pk->code : "EIO");
+    return 3;
 }
 
 /* ---- the module ---- */
@@ -790,11 +801,11 @@ static int l_pack(lua_State *L)
     luaL_setmetatable(L, BOX_MT);
     pk.out = b;
     if ((b->fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        fail(&pk, "", strerror(errno));
-        return push_failure(L, b, pk.err);
+        fail(&pk, "", errno);
+        return push_failure(L, b, &pk);
     }
     if (!ignore) {
-        if (read_ignore_file(&pk) < 0) return push_failure(L, b, pk.err);
+        if (read_ignore_file(&pk) < 0) return push_failure(L, b, &pk);
         push_ignore_list(L, b->p ? b->p : "", b->len);
         b->len = 0;
         ignore = lua_gettop(L);
@@ -814,10 +825,10 @@ static int l_pack(lua_State *L)
     top.rel = empty;
     top.len = 0;
     top.pending = 0;
-    if (put_extras(&pk) < 0 || walk(&pk, &top) < 0) return push_failure(L, b, pk.err);
+    if (put_extras(&pk) < 0 || walk(&pk, &top) < 0) return push_failure(L, b, &pk);
     if (!reserve(&pk, 2 * BLOCK)) {
-        fail(&pk, "", strerror(ENOMEM));
-        return push_failure(L, b, pk.err);
+        fail(&pk, "", ENOMEM);
+        return push_failure(L, b, &pk);
     }
     memset(b->p + b->len - 2 * BLOCK, 0, 2 * BLOCK);
     lua_pushlstring(L, b->p, b->len);
@@ -907,17 +918,19 @@ static const luaL_Reg tar_funcs[] = {
     { NULL, NULL },
 };
 
-static const luaL_Reg box_meta[] = {
-    { "__gc", box_gc },
-    { "__close", box_gc },
-    { NULL, NULL },
-};
+static int box_describe(lua_State *L)
+{
+    box *b = luaL_checkudata(L, 1, BOX_MT);
+    if (!b->p && b->fd < 0) return 0;
+    lua_pushfstring(L, "%s (%d bytes)", BOX_MT, (int)b->len);
+    return 1;
+}
+
+static const luaL_Reg box_methods[] = { { NULL, NULL } };
 
 int luaopen_mw_tar(lua_State *L)
 {
-    luaL_newmetatable(L, BOX_MT);
-    luaL_setfuncs(L, box_meta, 0);
-    lua_pop(L, 1);
+    mw_class(L, BOX_MT, box_methods, box_gc, box_describe);
     luaL_newlib(L, tar_funcs);
     return 1;
 }

@@ -49,23 +49,6 @@ void mw_close(mw_rt *rt, uv_handle_t *h, uv_close_cb cb)
     uv_close(h, cb);
 }
 
-void mw_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
-              lua_CFunction tostring)
-{
-    if (luaL_newmetatable(L, name)) {
-        lua_pushcfunction(L, close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
-}
-
 int mw_ref(mw_rt *rt, lua_State *L)
 {
     rt->anchored++;
@@ -646,11 +629,7 @@ static int core_kill(lua_State *L)
     static const int sigs[] = { SIGTERM, SIGKILL, SIGINT, SIGHUP, SIGSTOP, SIGCONT, 0 };
     int pid = (int)luaL_checkinteger(L, 1);
     int sig = sigs[luaL_checkoption(L, 2, "TERM", names)];
-    if (kill(pid, sig) != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, strerror(errno));
-        return 2;
-    }
+    if (kill(pid, sig) != 0) return mw_fail(L, errno, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -681,14 +660,17 @@ static int core_hash(lua_State *L)
     return 1;
 }
 
-static int task_tostring(lua_State *L)
+static const char *const state_names[] = { "queued", "waiting", "running", "done", "failed", "cancelled" };
+
+/* A task is never closed: it says its name and state. */
+static int task_describe(lua_State *L)
 {
-    static const char *const st[] = { "queued", "waiting", "running", "done", "failed", "cancelled" };
     mw_task *t = luaL_checkudata(L, 1, TASK_MT);
-    lua_pushfstring(L, "task %s (%s)", t->name, st[t->state]);
+    lua_pushfstring(L, "mw.task %s (%s)", t->name, state_names[t->state]);
     return 1;
 }
 
+/* Drops the results nobody joined; the task itself lives on while it runs. */
 static int task_gc(lua_State *L)
 {
     mw_task *t = luaL_checkudata(L, 1, TASK_MT);
@@ -706,9 +688,8 @@ static int task_name(lua_State *L)
 
 static int task_status(lua_State *L)
 {
-    static const char *const st[] = { "queued", "waiting", "running", "done", "failed", "cancelled" };
     mw_task *t = luaL_checkudata(L, 1, TASK_MT);
-    lua_pushstring(L, st[t->state]);
+    lua_pushstring(L, state_names[t->state]);
     return 1;
 }
 
@@ -764,15 +745,7 @@ static const luaL_Reg task_methods[] = {
 
 static void task_metatable(lua_State *L)
 {
-    if (luaL_newmetatable(L, TASK_MT)) {
-        lua_pushcfunction(L, task_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushcfunction(L, task_gc);
-        lua_setfield(L, -2, "__gc");
-        luaL_newlib(L, task_methods);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    mw_class(L, TASK_MT, task_methods, task_gc, task_describe);
 }
 
 int luaopen_mw_core(lua_State *L)

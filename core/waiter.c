@@ -1,10 +1,12 @@
-/* The wait-with-timeout logic shared by fs watches, signals and processes. */
+/* The wait-with-timeout logic and the close-then-free bookkeeping shared by every waitable. */
+#include <stdlib.h>
 #include "waiter.h"
 
-static void timer_closed(uv_handle_t *h)
+/* One close callback for the timer and the owner's handles: the last one frees the owner. */
+static void part_closed(uv_handle_t *h)
 {
     mw_waiter *w = h->data;
-    if (w->on_closed) w->on_closed(w);
+    if (--w->closing == 0 && w->release) w->release(w);
 }
 
 void mw_waiter_init(mw_waiter *w, mw_rt *rt, int (*ready)(mw_waiter *, lua_State *))
@@ -12,9 +14,14 @@ void mw_waiter_init(mw_waiter *w, mw_rt *rt, int (*ready)(mw_waiter *, lua_State
     w->rt = rt;
     w->ready = ready;
     uv_timer_init(rt->loop, &w->timer);
-    w->timer.data = w;
-    mw_handle_opened(rt);
+    mw_waiter_own(w, (uv_handle_t *)&w->timer);
     w->timer_open = 1;
+}
+
+void mw_waiter_own(mw_waiter *w, uv_handle_t *h)
+{
+    h->data = w;
+    mw_handle_opened(w->rt);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -62,7 +69,14 @@ void mw_waiter_poke(mw_waiter *w)
     mw_task_done(w->rt, &w->op, n);
 }
 
-void mw_waiter_close(mw_waiter *w, void (*closed)(mw_waiter *))
+void mw_waiter_close_handle(mw_waiter *w, uv_handle_t *h)
+{
+    w->closing++;
+    h->data = w;
+    mw_close(w->rt, h, part_closed);
+}
+
+void mw_waiter_close(mw_waiter *w, void (*release)(mw_waiter *))
 {
     if (w->waiting && mw_task_is_waiting(&w->op)) {
         lua_pushnil(w->rt->L);
@@ -70,9 +84,14 @@ void mw_waiter_close(mw_waiter *w, void (*closed)(mw_waiter *))
         mw_task_done(w->rt, &w->op, 2);
     }
     w->waiting = 0;
+    w->release = release;
     if (!w->timer_open) return;
     w->timer_open = 0;
     uv_timer_stop(&w->timer);
-    w->on_closed = closed;
-    mw_close(w->rt, (uv_handle_t *)&w->timer, timer_closed);
+    mw_waiter_close_handle(w, (uv_handle_t *)&w->timer);
+}
+
+void mw_waiter_free(mw_waiter *w)
+{
+    free(w);
 }

@@ -13,6 +13,7 @@
 #include <yaml.h>
 #include <lua.h>
 #include <lauxlib.h>
+#include "mw.h"
 
 #define PARSER_MT "mw.yaml.parser"
 #define MAX_DEPTH 200
@@ -68,10 +69,11 @@ static int box_gc(lua_State *L)
     return 0;
 }
 
-static int box_tostring(lua_State *L)
+static int box_describe(lua_State *L)
 {
     box *b = luaL_checkudata(L, 1, PARSER_MT);
-    lua_pushstring(L, b->parser_live ? "mw.yaml.parser" : "mw.yaml.parser (closed)");
+    if (!b->parser_live) return 0;
+    lua_pushliteral(L, PARSER_MT " (open)");
     return 1;
 }
 
@@ -537,18 +539,11 @@ static const luaL_Reg yaml_funcs[] = {
     { NULL, NULL },
 };
 
-static const luaL_Reg box_meta[] = {
-    { "__gc", box_gc },
-    { "__close", box_gc },
-    { "__tostring", box_tostring },
-    { NULL, NULL },
-};
+static const luaL_Reg box_methods[] = { { NULL, NULL } };
 
 int luaopen_mw_yaml(lua_State *L)
 {
-    luaL_newmetatable(L, PARSER_MT);
-    luaL_setfuncs(L, box_meta, 0);
-    lua_pop(L, 1);
+    mw_class(L, PARSER_MT, box_methods, box_gc, box_describe);
     luaL_newlib(L, yaml_funcs);
     lua_pushlightuserdata(L, YAML_NULL);
     lua_setfield(L, -2, "null");

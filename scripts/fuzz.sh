@@ -34,6 +34,10 @@ fi
 LUA_CFLAGS=$(pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS=$(pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 UV_CFLAGS=$(pkg-config --cflags libuv 2>/dev/null)
+UV_LIBS=$(pkg-config --libs libuv 2>/dev/null || echo -luv)
+# What the Lua targets link of the core: mw.core with its real budget (core/task.c) and
+# what it needs; not main.c (the harness is the host) nor the I/O modules.
+CORE=(core/task.c core/class.c core/cond.c core/waiter.c core/pattern.c)
 FLAGS=(-g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -Icore $LUA_CFLAGS $UV_CFLAGS)
 OUT=build/fuzz
@@ -42,12 +46,12 @@ mkdir -p "$OUT/work"
 build() {
   local t=$1
   case $t in
-    lines)  clang "${FLAGS[@]}" -o "$OUT/$t" tests/fuzz/fuzz_lines.c core/lines.c $LUA_LIBS ;;
-    ignore) clang "${FLAGS[@]}" -o "$OUT/$t" tests/fuzz/fuzz_ignore.c core/tar.c $LUA_LIBS ;;
+    lines)  clang "${FLAGS[@]}" -o "$OUT/$t" tests/fuzz/fuzz_lines.c core/lines.c core/class.c $LUA_LIBS $UV_LIBS ;;
+    ignore) clang "${FLAGS[@]}" -o "$OUT/$t" tests/fuzz/fuzz_ignore.c core/tar.c core/class.c $LUA_LIBS $UV_LIBS ;;
     # The Lua targets leave out ASan: it slows the uninstrumented liblua's every allocation
     # about tenfold, and what they look for are Lua-level failures, not C memory errors.
     frames|duration|stack)
-            clang "${FLAGS[@]/address,/}" -DDRIVER="\"$t\"" -DROOT="\"$PWD\"" -o "$OUT/$t" tests/fuzz/fuzz_lua.c $LUA_LIBS -lm ;;
+            clang "${FLAGS[@]/address,/}" -DDRIVER="\"$t\"" -DROOT="\"$PWD\"" -o "$OUT/$t" tests/fuzz/fuzz_lua.c "${CORE[@]}" $LUA_LIBS $UV_LIBS -lm ;;
     *) echo "fuzz: unknown target $t (have: ${ALL[*]})" >&2; return 1 ;;
   esac
 }

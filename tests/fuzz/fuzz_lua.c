@@ -1,9 +1,10 @@
 /* libFuzzer harness for mw's pure-Lua parsers: one Lua state with the source tree on
- * package.path, a driver (tests/fuzz/drivers/DRIVER.lua) that returns function(data), a stub
- * mw.core whose budget() is an instruction count hook, and Lua line coverage fed to libFuzzer
- * as extra counters (the Debian liblua is not instrumented, so without them the fuzzer would be
- * blind to which Lua paths an input reached). Build with -DDRIVER='"frames"' and
- * -DROOT='"/path/to/tree"'. A Lua error escaping the driver, or fail(msg), is a crash. */
+ * package.path, a driver (tests/fuzz/drivers/DRIVER.lua) that returns function(data), mw's
+ * real mw.core (core/task.c, linked in: its budget, memory ceiling and guarded string
+ * functions are what is fuzzed), and Lua line coverage fed to libFuzzer as extra counters
+ * (the Debian liblua is not instrumented, so without them the fuzzer would be blind to which
+ * Lua paths an input reached). Build with -DDRIVER='"frames"' and -DROOT='"/path/to/tree"'
+ * (scripts/fuzz.sh). A Lua error escaping the driver, or fail(msg), is a crash. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include "mw.h"
 
 #ifndef DRIVER
 #error "build with -DDRIVER='\"name\"'"
@@ -27,101 +29,39 @@ __attribute__((section("__libfuzzer_extra_counters"))) static uint8_t counters[C
 
 /* libFuzzer calls in with no context, so the harness keeps its one state here. */
 static struct {
-    lua_State *L;
+    mw_rt rt;              /* the runtime core/task.c's budget reads and writes */
+    uv_loop_t loop;
     int driver;            /* registry ref of the driver function */
-    size_t heap;
-    int in_budget;
-    long budget_left;
     uintptr_t prev;        /* last line's key, for edge-like coverage */
     unsigned long runs;
-} H;
+} harness;
 
+/* core/main.c's allocator, with a ceiling for the whole state on top: while a budget is
+ * active an allocation past rt.mem_limit fails, as in mw. */
 static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
-    (void)ud;
-    if (ptr == NULL) osize = 0;
+    mw_rt *rt = ud;
+    size_t old = ptr ? osize : 0;
     if (nsize == 0) {
         free(ptr);
-        H.heap -= osize;
+        rt->mem_used -= old;
         return NULL;
     }
-    if (nsize > osize && H.heap + (nsize - osize) > HEAP_LIMIT) return NULL;
+    size_t after = rt->mem_used - old + nsize;
+    if (nsize > old && (after > HEAP_LIMIT || (rt->mem_limit && after > rt->mem_limit))) return NULL;
     void *p = realloc(ptr, nsize);
-    if (p) H.heap = H.heap - osize + nsize;
+    if (p) rt->mem_used = after;
     return p;
 }
 
+/* Coverage of mw's own Lua (outside budgets: the budget puts its own hook on user code). */
 static void hook(lua_State *L, lua_Debug *ar)
 {
-    /* Once the budget is spent, every count tick and every new line raises again (as Redis
-     * does), so a pcall in a loop cannot swallow the abort: the loop's own line raises too. */
-    if (H.in_budget && H.budget_left < 0) luaL_error(L, "budget exceeded");
-    if (ar->event == LUA_HOOKCOUNT) {
-        if (!H.in_budget) return;
-        H.budget_left -= 1000;
-        if (H.budget_left < 0) luaL_error(L, "budget exceeded");
-        return;
-    }
     if (lua_getinfo(L, "S", ar) == 0) return;
     uintptr_t key = (uintptr_t)ar->source * 31u + (uintptr_t)ar->currentline;
-    uintptr_t edge = (key ^ (H.prev >> 1)) * 2654435761u;
-    H.prev = key;
+    uintptr_t edge = (key ^ (harness.prev >> 1)) * 2654435761u;
+    harness.prev = key;
     counters[(edge >> 7) % COUNTERS]++;
-}
-
-/* core.budget(fn, opts, ...) -> true, ... | false, err: fn in its own coroutine with an
- * instruction budget (capped low: the fuzzer wants many runs, not long ones). */
-static int l_budget(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    long instr = 10000000;
-    if (lua_istable(L, 2)) {
-        lua_getfield(L, 2, "instructions");
-        if (lua_isnumber(L, -1)) instr = (long)lua_tonumber(L, -1);
-        lua_pop(L, 1);
-    }
-    if (instr > 2000000) instr = 2000000;
-    int nargs = lua_gettop(L) - 2;
-    if (nargs < 0) nargs = 0;
-    lua_State *co = lua_newthread(L);
-    lua_sethook(co, hook, LUA_MASKLINE | LUA_MASKCOUNT, 1000);
-    lua_pushvalue(L, 1);
-    for (int i = 0; i < nargs; i++) lua_pushvalue(L, 3 + i);
-    lua_xmove(L, co, nargs + 1);
-    int saved_in = H.in_budget;
-    long saved_left = H.budget_left;
-    H.in_budget = 1;
-    H.budget_left = instr;
-    int nres = 0;
-    int st = lua_resume(co, L, nargs, &nres);
-    H.in_budget = saved_in;
-    H.budget_left = saved_left;
-    if (st == LUA_OK) {
-        lua_pushboolean(L, 1);
-        luaL_checkstack(L, nres, "budget results");
-        lua_xmove(co, L, nres);
-        return nres + 1;
-    }
-    lua_pushboolean(L, 0);
-    if (st == LUA_YIELD) lua_pushliteral(L, "the budgeted function yielded");
-    else if (lua_type(co, -1) == LUA_TSTRING) lua_xmove(co, L, 1);
-    else lua_pushfstring(L, "(error object is a %s value)", luaL_typename(co, -1));
-    return 2;
-}
-
-static int l_now(lua_State *L)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec / 1e9);
-    return 1;
-}
-
-static int open_core(lua_State *L)
-{
-    static const luaL_Reg f[] = { { "budget", l_budget }, { "now", l_now }, { "time", l_now }, { NULL, NULL } };
-    luaL_newlib(L, f);
-    return 1;
 }
 
 /* mw.fs as the stack loader sees it here: nothing exists (every path is under /nonexistent-fuzz). */
@@ -172,12 +112,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    lua_State *L = lua_newstate(alloc, NULL);
+    mw_rt *rt = &harness.rt;
+    uv_loop_init(&harness.loop);
+    rt->loop = &harness.loop;
+    rt->user_memory = (size_t)64 << 20;
+    lua_State *L = lua_newstate(alloc, rt);
     if (!L) abort();
-    H.L = L;
+    *(mw_rt **)lua_getextraspace(L) = rt;
+    rt->L = L;
     luaL_openlibs(L);
+    mw_pattern_install(L);
+    mw_task_init(rt);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, open_core);
+    lua_pushcfunction(L, luaopen_mw_core);
     lua_setfield(L, -2, "mw.core");
     lua_pushcfunction(L, open_fs);
     lua_setfield(L, -2, "mw.fs");
@@ -199,7 +146,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_lua: cannot load driver %s: %s\n", DRIVER, lua_tostring(L, -1));
         abort();
     }
-    H.driver = luaL_ref(L, LUA_REGISTRYINDEX);
+    harness.driver = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
     /* modules are loaded: from here on nothing may run a program or write a file */
     deny(L, "os", "execute");
@@ -210,17 +157,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     deny(L, "io", "popen");
     deny(L, "io", "output");
     deny(L, "package", "loadlib");
-    lua_sethook(L, hook, LUA_MASKLINE | LUA_MASKCOUNT, 1000);
+    lua_sethook(L, hook, LUA_MASKLINE, 0);
     return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    lua_State *L = H.L;
-    H.prev = 0;
-    H.in_budget = 0;
+    lua_State *L = harness.rt.L;
+    harness.prev = 0;
     lua_pushcfunction(L, traceback);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, H.driver);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, harness.driver);
     lua_pushlstring(L, (const char *)data, size);
     if (lua_pcall(L, 1, 0, -3) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
@@ -231,6 +177,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    if (++H.runs % 64 == 0 || H.heap > HEAP_LIMIT / 2) lua_gc(L, LUA_GCCOLLECT);
+    if (++harness.runs % 64 == 0 || harness.rt.mem_used > HEAP_LIMIT / 2) lua_gc(L, LUA_GCCOLLECT);
     return 0;
 }
