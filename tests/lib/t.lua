@@ -104,7 +104,7 @@ local function some(list)
 end
 
 -- Names what it can of what the core still holds -> "" or "; running: ...; anchored: ...".
--- Live tasks are in a registry table of the core's (coroutine -> task, "task NAME (state)");
+-- Live tasks are in a registry table of the core's (coroutine -> task, "mw.task NAME (state)");
 -- a task's own two anchors go with it. Handles have no Lua face: only what they anchor shows.
 local function names_of_leftovers()
   local now, tasks, own = anchors(), {}, {}
@@ -112,7 +112,7 @@ local function names_of_leftovers()
     if type(v) == "table" and type(next(v)) == "thread" then
       for co, task in pairs(v) do
         local name = tostring(task)
-        if co ~= coroutine.running() and name:find("^task ") then
+        if co ~= coroutine.running() and name:find("^mw%.task ") then
           tasks[#tasks + 1] = name
           own[co], own[task] = true, true
         end

@@ -52,7 +52,7 @@ os.exit(t.run())
 ]])
   t.eq(code, 1, out)
   t.match(out, "\nFAIL leak check: 1 handle%(s%) still open, %d+ reference%(s%) still anchored in the registry, "
-    .. "1 task%(s%) still running after the cases %([^)]*%); running: task sleeper %(waiting%)\n", out)
+    .. "1 task%(s%) still running after the cases %([^)]*%); running: mw%.task sleeper %(waiting%)\n", out)
   t.match(out, "\n# 1 passed, 1 failed, 0 skipped\n$")
 end)
 
