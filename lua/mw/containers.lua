@@ -10,7 +10,7 @@ local log = require "mw.log"
 local owner = require "mw.owner"
 local instance = require "mw.instance"
 
-local set_state, is_up = instance.set_state, instance.is_up
+local transition, is_up = instance.transition, instance.is_up
 
 local Sup = {}
 
@@ -187,9 +187,9 @@ function Sup:post_start(c, how)
     log.info(c.key, "reattached", "was not on network " .. self.network.name .. "; reattached")
   end
   if hb then
-    set_state(self, c, "starting")
+    transition(self, c, "started", "starting")
   else
-    set_state(self, c, "running")
+    transition(self, c, "started", "running")
   end
   log.info(c.key, how, string.format("%s (%s)", how, c.id:sub(1, 12)), { container = c.id })
   self:start_heartbeat(c)
@@ -378,7 +378,7 @@ end
 
 -- The task that brings one component up: waits for its dependencies, then ensure().
 function Sup:bring_up(c, existing)
-  set_state(self, c, "waiting")
+  transition(self, c, "bring_up", "waiting")
   -- images first: builds run in parallel, not one dependency level at a time
   local img, ierr = self:image_for(c)
   self:wait_deps(c)
@@ -489,7 +489,7 @@ function Sup:replace(c, img)
     e:remove(old, { force = true })
     c.id = nil
   end
-  set_state(self, c, "restarting")
+  transition(self, c, "replace", "restarting")
   local ok, err = self:create_and_start(c, body)
   c.hash = hash
   if not ok then self:start_failed(c, err) return nil, err end

@@ -7,7 +7,7 @@ local log = require "mw.log"
 local instance = require "mw.instance"
 local usercode = require "mw.usercode"
 
-local set_state = instance.set_state
+local transition = instance.transition
 local failure_text = usercode.failure_text
 local POLICY_BUDGET = usercode.BUDGET
 
@@ -183,7 +183,7 @@ function Sup:good(c, latency, sent)
   c.hb.last_ok_at = math.max(c.hb.last_ok_at or 0, ref)
   if c.state == "starting" or c.state == "unhealthy" then
     local was = c.state
-    set_state(self, c, "healthy")
+    transition(self, c, "answered", "healthy")
     if was == "starting" then
       log.info(c.key, "healthy", string.format("healthy (heartbeat %s)", log.dur(latency)), { latency = latency })
     end
@@ -197,7 +197,7 @@ function Sup:miss(c, why, started, latency)
   c.hb.misses = c.hb.misses + 1
   c.missed = (c.missed or 0) + 1
   c.hb.last_error = why
-  if c.state == "healthy" then set_state(self, c, "unhealthy") end
+  if c.state == "healthy" then transition(self, c, "missed", "unhealthy") end
   self:hb_check(c, started)
 end
 

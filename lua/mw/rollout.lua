@@ -7,7 +7,7 @@ local log = require "mw.log"
 local policy = require "mw.policy"
 local instance = require "mw.instance"
 
-local instances, set_state, is_up = instance.instances, instance.set_state, instance.is_up
+local instances, transition, is_up = instance.instances, instance.transition, instance.is_up
 
 local Sup = {}
 
@@ -64,8 +64,8 @@ function Sup:apply(new)
         c.def = def
         if c.pending then self:repolicy(c) end
         if hb_changed and c.id and is_up(c) then
-          if def.heartbeat and c.state == "running" then set_state(self, c, "starting") end
-          if not def.heartbeat and c.state ~= "running" then set_state(self, c, "running") end
+          if def.heartbeat and c.state == "running" then transition(self, c, "reloaded", "starting") end
+          if not def.heartbeat and c.state ~= "running" then transition(self, c, "reloaded", "running") end
           local port = c.hb and c.hb.host_port
           c.hb = { misses = 0, host_port = port }
           self:start_heartbeat(c)
@@ -174,7 +174,7 @@ function Sup:retire(list, why)
     if c.pidw then c.pidw:close() c.pidw = nil end
     if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
     c.runner, c.pending = nil, nil
-    set_state(self, c, "gone")
+    transition(self, c, "retire", "gone")
     self.comps[c.key] = nil
     if c.group.instances[c.index] == c then c.group.instances[c.index] = nil end
   end

@@ -12,7 +12,7 @@ local owner = require "mw.owner"
 local instance = require "mw.instance"
 local usercode = require "mw.usercode"
 
-local instances, set_state, is_up = instance.instances, instance.set_state, instance.is_up
+local instances, transition, is_up = instance.instances, instance.transition, instance.is_up
 local shown, failure_text = usercode.shown, usercode.failure_text
 
 local M = {}
@@ -54,10 +54,8 @@ function Sup:_group(name, def)
 end
 
 function Sup:_instance(g, i)
-  local key = i == 1 and g.name or (g.name .. "-" .. i)
-  local c = { name = g.name, index = i, key = key, group = g, def = g.def, state = "pending",
-              restarts = 0, history = {}, hb = {}, probes = {} }
-  self.comps[key] = c
+  local c = instance.new(g, i)
+  self.comps[c.key] = c
   g.instances[i] = c
   return c
 end
@@ -262,20 +260,20 @@ function Sup:schedule(c, action, delay, record, why)
   if action == "give_up" then
     c.pending = nil
     c.handling = false
-    set_state(self, c, "gave_up")
+    transition(self, c, "give_up", "gave_up")
     log.error(c.key, "gave_up", (why and (why .. "; ") or "") .. "giving up (restart policy)", { reason = record.reason })
     return
   end
   if action == "ignore" then
     c.pending = nil
     c.handling = false
-    set_state(self, c, "stopped")
+    transition(self, c, "ignore", "stopped")
     log.info(c.key, "stopped", (why or "stopped") .. "; not restarting (restart policy)")
     return
   end
   c.pending = { action = action, delay = delay, since = core.now(), record = record }
   c.retry_at = core.time() + delay
-  set_state(self, c, "backoff")
+  transition(self, c, "failed", "backoff")
   if why then
     log.warn(c.key, "failed", string.format("%s; %s in %s", why, action:gsub("_", " "), log.dur(delay)),
       { reason = record.reason, exit_code = record.exit_code, action = action, delay = delay })
@@ -309,7 +307,7 @@ function Sup:quiet_stop(c)
     c.quiet = c.id
     self.engine:stop(c.id, math.ceil(c.def.stop_grace or 10))
   end
-  set_state(self, c, "restarting")
+  transition(self, c, "quiet_stop", "restarting")
 end
 
 function Sup:act(c, action)
@@ -328,7 +326,7 @@ function Sup:act(c, action)
       if d.state ~= "gave_up" then d.handling = true; self:quiet_stop(d) end
     end
     c.restarts = c.restarts + 1
-    set_state(self, c, "restarting")
+    transition(self, c, "recover", "restarting")
     local info
     ok, err, info = self:restart_container(c)
     if not ok then
@@ -348,7 +346,7 @@ function Sup:act(c, action)
     return
   end
   c.restarts = c.restarts + 1
-  set_state(self, c, "restarting")
+  transition(self, c, "recover", "restarting")
   if action == "reconnect" then
     -- a dying container also leaves its network: reconnect only one that still runs
     local info = c.id and e:inspect(c.id)
@@ -359,7 +357,7 @@ function Sup:act(c, action)
     ok, err = e:network_connect(self.network.id, c.id, { c.name })
     if ok then
       c.handling = false
-      set_state(self, c, c.def.heartbeat and "starting" or "running")
+      transition(self, c, "reconnected", c.def.heartbeat and "starting" or "running")
       log.info(c.key, "reconnected", "reconnected to network " .. self.network.name)
       c.up_since = core.now()
       self:start_heartbeat(c)
@@ -401,7 +399,7 @@ function Sup:start_failed(c, err, info)
     -- the engine is away: not the component's fault, so no policy and no backoff of its own;
     -- once the engine answers, bring it up as at start (adopt what runs, start what does not)
     self:engine_away(err)
-    set_state(self, c, "waiting")
+    transition(self, c, "engine_away", "waiting")
     c.runner = self:spawn(c.key .. "-up", function()
       self:wait_until(function() return not self.away end)
       if self.stopping or c.state == "gone" then return end

@@ -5,8 +5,10 @@ local log = require "mw.log"
 local policy = require "mw.policy"
 local backoff = require "mw.backoff"
 local supervisor = require "mw.supervisor"
+local instance = require "mw.instance"
 
 log.quiet = true
+instance.strict = true      -- a state change not in mw.instance's table raises (and is recorded)
 
 -- A supervisor over a one-component stack; schedule() records the action instead of acting.
 local function harness(restart)
@@ -53,6 +55,10 @@ t.test("a policy function sees as much history as the largest limit in the stack
   sup.stack.components.b = { name = "b", restart = big, depends_on = {} }
   fail(sup, c, 90)
   t.eq(seen, 80)
+end)
+
+t.test("no undeclared state transition was made by any test in this file", function()
+  t.same(instance.undeclared, {})
 end)
 
 os.exit(t.run())
