@@ -7,7 +7,6 @@ local core = require "mw.core"
 local cjson = require "cjson"
 local log = require "mw.log"
 local policy = require "mw.policy"
-local duration = require "mw.duration"
 local owner = require "mw.owner"
 local instance = require "mw.instance"
 local usercode = require "mw.usercode"
@@ -23,8 +22,6 @@ for _, part in ipairs { "mw.containers", "mw.heartbeat", "mw.events", "mw.rollou
   for name, fn in pairs(require(part)) do Sup[name] = fn end
 end
 
-local ACTIONS = { restart = true, recreate = true, reconnect = true, restart_dependents = true,
-                  restart_stack = true, give_up = true, ignore = true }
 local POLICY_BUDGET = usercode.BUDGET
 local MAX_CHANGES = 8       -- entries of a policy's third result looked at
 local MAX_DELAY = 24 * 3600
@@ -160,14 +157,17 @@ function Sup:decide(c, record)
   local why
   if not ok then
     why = failure_text(action)
-  elseif type(action) ~= "string" or not ACTIONS[action] then
-    why = "returned an unknown action " .. shown(action)
-  elseif type(delay) == "string" then
-    local d, derr
-    if #delay <= 64 then d, derr = duration.parse(delay) end     -- "500ms" is as good as 0.5
-    if d then delay = d else why = "returned a bad delay: " .. (derr or shown(delay)) end
-  elseif delay ~= nil and (type(delay) ~= "number" or delay ~= delay or delay < 0) then
-    why = "returned a bad delay " .. shown(delay)
+  else
+    -- a number past the longest wait is that wait (check_result refuses an infinite one)
+    if type(delay) == "number" and delay > MAX_DELAY then delay = MAX_DELAY end
+    local checked, seconds = policy.check_result(action, delay)     -- "500ms" is as good as 0.5
+    if checked then
+      delay = seconds
+    elseif policy.actions[action] and type(delay) ~= "string" and type(delay) ~= "number" then
+      why = "returned a bad delay " .. shown(delay)        -- a value no duration can be
+    else
+      why = (seconds:gsub("^policy ", ""))                 -- "restart policy failed (returned ...)"
+    end
   end
   if why then
     log.warn(c.key, "policy_error", "restart policy failed (" .. why .. "); the default policy applies")
