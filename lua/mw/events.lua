@@ -1,6 +1,8 @@
+-- The supervisor's view of the engine's event streams: what a container's death, removal or
+-- disconnect means, and the engine going away and coming back.
 -- Methods of the supervisor: a table that mw.supervisor copies into its one class, Sup, so
--- `self` is the supervisor and every method may call any other. This one: the engine's event streams, and what
--- a container's death, removal or disconnect means; the engine going away and coming back.
+-- `self` is the supervisor and every method may call any other; `inst` is an instance (its
+-- fields are listed in mw.instance.new) and `group` a component's instances.
 local core = require "mw.core"
 local log = require "mw.log"
 local owner = require "mw.owner"
@@ -14,8 +16,8 @@ local Sup = {}
 -- the engine's events
 
 function Sup:by_id(id)
-  for _, c in pairs(self.comps) do
-    if c.id == id then return c end
+  for _, inst in pairs(self.comps) do
+    if inst.id == id then return inst end
   end
   return nil
 end
@@ -36,30 +38,30 @@ function Sup:on_container_event(ev)
   local actor = ev.Actor or {}
   local attrs = actor.Attributes or {}
   local comp, idx = attrs["mw.component"] or "", tonumber(attrs["mw.instance"]) or 1
-  local c = self.comps[idx == 1 and comp or (comp .. "-" .. idx)]
-  if not c or actor.ID ~= c.id or c.quiet == actor.ID then return end
+  local inst = self.comps[idx == 1 and comp or (comp .. "-" .. idx)]
+  if not inst or actor.ID ~= inst.id or inst.quiet == actor.ID then return end
   local action = ev.Action or ev.status
   if action == "oom" then
-    c.oom = true
-  elseif action == "die" and c.handling then
+    inst.oom = true
+  elseif action == "die" and inst.handling then
     -- mid-recovery (between our start and settle): remember it for settle()
-    c.died = { id = actor.ID, exit_code = tonumber(attrs.exitCode), oom = c.oom }
+    inst.died = { id = actor.ID, exit_code = tonumber(attrs.exitCode), oom = inst.oom }
   elseif action == "die" then
     local code = tonumber(attrs.exitCode)
     if self:being_removed(actor.ID) then
       -- the inspect yielded: act only if nothing else (another stream, the pid watcher) did
-      if c.id == actor.ID and not c.handling then self:failure(c, "removed", {}) end
+      if inst.id == actor.ID and not inst.handling then self:failure(inst, "removed", {}) end
       return
     end
-    if c.id ~= actor.ID or c.handling then return end
-    c.dead_id = actor.ID      -- known to be stopped: a restart in place needs no inspect first
-    if c.oom then self:failure(c, "oom", { exit_code = code })
-    else self:failure(c, "exited", { exit_code = code }) end
+    if inst.id ~= actor.ID or inst.handling then return end
+    inst.dead_id = actor.ID      -- known to be stopped: a restart in place needs no inspect first
+    if inst.oom then self:failure(inst, "oom", { exit_code = code })
+    else self:failure(inst, "exited", { exit_code = code }) end
   elseif action == "destroy" then
-    if c.handling then
-      c.gone = true
+    if inst.handling then
+      inst.gone = true
     else
-      self:failure(c, "removed", {})
+      self:failure(inst, "removed", {})
     end
   end
 end
@@ -67,17 +69,17 @@ end
 function Sup:on_network_event(ev)
   if (ev.Action or ev.status) ~= "disconnect" then return end
   local attrs = (ev.Actor or {}).Attributes or {}
-  local c = self:by_id(attrs.container)
-  if not c or c.quiet == c.id or c.handling then return end
+  local inst = self:by_id(attrs.container)
+  if not inst or inst.quiet == inst.id or inst.handling then return end
   -- a container that dies or is removed leaves its networks too: that is its die or destroy
   -- event's failure, not a disconnect (this event may come first: another stream)
-  local id = c.id
-  if c.down and c.down.id == id then return end
+  local id = inst.id
+  if inst.down and inst.down.id == id then return end
   local info = self.engine:inspect(id)
   local status = info and (info.State or {}).Status
   if status ~= "running" and status ~= "paused" then return end
-  if c.id ~= id or c.handling then return end
-  self:failure(c, "disconnected", {})
+  if inst.id ~= id or inst.handling then return end
+  self:failure(inst, "disconnected", {})
 end
 
 -- One reader per stream; on loss it reconnects from the last event seen and re-lists.
@@ -102,9 +104,9 @@ function Sup:watch(kind, filters, handler)
         self.streams = self.streams or {}
         self.streams[kind] = ev
         while true do
-          local e, rerr = ev:next()
-          if not e then err = rerr break end
-          handler(self, e)
+          local event, rerr = ev:next()
+          if not event then err = rerr break end
+          handler(self, event)
         end
       end
       if self.stopping then break end
@@ -150,14 +152,14 @@ function Sup:resync()
   end
   if not list then return end
   local by_id = {}
-  for _, x in ipairs(list) do by_id[x.Id] = x end
-  for _, c in pairs(self.comps) do
-    if c.id and is_up(c) and not c.handling then
-      local x = by_id[c.id]
-      if not x then
-        self:failure(c, "removed", {})
-      elseif x.State ~= "running" and x.State ~= "paused" then
-        self:failure(c, "exited", { exit_code = tonumber((x.Status or ""):match("%((%-?%d+)%)")) })
+  for _, listed in ipairs(list) do by_id[listed.Id] = listed end
+  for _, inst in pairs(self.comps) do
+    if inst.id and is_up(inst) and not inst.handling then
+      local listed = by_id[inst.id]
+      if not listed then
+        self:failure(inst, "removed", {})
+      elseif listed.State ~= "running" and listed.State ~= "paused" then
+        self:failure(inst, "exited", { exit_code = tonumber((listed.Status or ""):match("%((%-?%d+)%)")) })
       end
     end
   end

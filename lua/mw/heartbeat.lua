@@ -1,6 +1,8 @@
+-- The supervisor's heartbeats: probes on a shared grid, the failure deadline, and the holds
+-- when many instances go silent at once.
 -- Methods of the supervisor: a table that mw.supervisor copies into its one class, Sup, so
--- `self` is the supervisor and every method may call any other. This one: heartbeats (probes on a shared grid,
--- the failure deadline, and the holds when many go silent at once).
+-- `self` is the supervisor and every method may call any other; `inst` is an instance (its
+-- fields are listed in mw.instance.new) and `group` a component's instances.
 local core = require "mw.core"
 local probe = require "mw.probe"
 local log = require "mw.log"
@@ -16,23 +18,23 @@ local Sup = {}
 -- ---------------------------------------------------------------------------------------------
 -- heartbeats
 
-local function probe_http(_, c, hb)
-  local port = c.hb.host_port
+local function probe_http(_, inst, hb)
+  local port = inst.hb.host_port
   if not port then return false, "heartbeat port " .. tostring(hb.port) .. " is not published" end
   local res, err = probe.get(port, hb.path, hb.timeout)
   if not res then return false, err end
   if res.status < 200 or res.status >= 400 then return false, "HTTP " .. res.status end
-  c.hb.body = res.body      -- autoscale decisions may read it
+  inst.hb.body = res.body      -- autoscale decisions may read it
   if hb.check then
     local ok, good, why = core.budget(hb.check, POLICY_BUDGET, res.body)
     if not ok then
-      if not c.hb.check_failed then
-        c.hb.check_failed = true
-        log.warn(c.key, "check_error", "heartbeat check failed (" .. failure_text(good) .. "); the heartbeat counts as failed")
+      if not inst.hb.check_failed then
+        inst.hb.check_failed = true
+        log.warn(inst.key, "check_error", "heartbeat check failed (" .. failure_text(good) .. "); the heartbeat counts as failed")
       end
       return false, "check failed: " .. failure_text(good)
     end
-    c.hb.check_failed = nil
+    inst.hb.check_failed = nil
     if not good then
       return false, type(why) == "string" and (#why > 200 and why:sub(1, 200) .. "..." or why) or "check said unhealthy"
     end
@@ -40,14 +42,14 @@ local function probe_http(_, c, hb)
   return true
 end
 
-local function probe_tcp(_, c, hb)
-  local port = c.hb.host_port
+local function probe_tcp(_, inst, hb)
+  local port = inst.hb.host_port
   if not port then return false, "port " .. tostring(hb.port) .. " is not published" end
   return probe.tcp(port, hb)
 end
 
-local function probe_exec(self, c, hb)
-  local code, out = self.engine:exec(c.id, hb.exec, { timeout = hb.timeout })
+local function probe_exec(self, inst, hb)
+  local code, out = self.engine:exec(inst.id, hb.exec, { timeout = hb.timeout })
   if code == nil then return false, out end
   if code ~= 0 then return false, "exit code " .. tostring(code) end
   return true
@@ -88,23 +90,23 @@ end
 -- the start) so "healthy" follows readiness by milliseconds, not by up to an interval; a
 -- starting instance fails when it has not answered well within grace (and at least misses x
 -- interval).
-function Sup:start_heartbeat(c)
-  self:stop_heartbeat(c)
-  local hb = c.def.heartbeat
+function Sup:start_heartbeat(inst)
+  self:stop_heartbeat(inst)
+  local hb = inst.def.heartbeat
   if not hb then return end
   local gen = {}
-  local st = c.hb
+  local st = inst.hb
   st.gen, st.misses = gen, 0
   self.hb_dealt = ((self.hb_dealt or 0) + 1) % HB_SLOTS
   st.slot = self.hb_dealt / HB_SLOTS       -- the phase, as a fraction of the interval
-  st.task = self:spawn(c.key .. "-heartbeat", function()
+  st.task = self:spawn(inst.key .. "-heartbeat", function()
     local started = core.now()
     -- an exec probe is a process in the container and ~0.1 s of the engine's: never fast
     local fast = hb.kind ~= "exec"
     local probe_out
     local next_tick = started
-    while st.gen == gen and c.hb == st do
-      hb = c.def.heartbeat         -- a reload may have changed the settings
+    while st.gen == gen and inst.hb == st do
+      hb = inst.def.heartbeat         -- a reload may have changed the settings
       if not hb then return end
       local now = core.now()
       if now >= next_tick - EARLY then
@@ -113,28 +115,28 @@ function Sup:start_heartbeat(c)
         -- that finds it ready
         local overlap = false
         -- a check that overran its budget keeps to the interval: each overrun holds the loop
-        if c.hb.check_failed then fast = false end
-        if c.state == "starting" and fast then
+        if inst.hb.check_failed then fast = false end
+        if inst.state == "starting" and fast then
           local out = 0
-          for _ in pairs(c.probes) do out = out + 1 end
+          for _ in pairs(inst.probes) do out = out + 1 end
           overlap = out < START_INFLIGHT
         end
         if probe_out and not probe_out.done and not overlap then
-          self:miss(c, "no answer within " .. log.dur(hb.interval), started)
+          self:miss(inst, "no answer within " .. log.dur(hb.interval), started)
         else
           local p = { sent = now }
           probe_out = p
           p.task = core.spawn(function()
-            local ok, why = PROBES[hb.kind](self, c, hb)
+            local ok, why = PROBES[hb.kind](self, inst, hb)
             p.done = true
-            c.probes[p] = nil
+            inst.probes[p] = nil
             if st.gen ~= gen then return end
-            if ok then self:good(c, core.now() - p.sent, p.sent) else self:miss(c, why, started, core.now() - p.sent) end
-          end, c.key .. "-probe")
-          c.probes[p] = true
+            if ok then self:good(inst, core.now() - p.sent, p.sent) else self:miss(inst, why, started, core.now() - p.sent) end
+          end, inst.key .. "-probe")
+          inst.probes[p] = true
         end
         if st.gen ~= gen then return end
-        if c.state == "starting" and fast then
+        if inst.state == "starting" and fast then
           -- every 5 ms at first, then an eighth of the time since the start: healthy comes at
           -- most 12.5 % (or 5 ms) after the service answers, for ~8 probes per doubling of it
           next_tick = now + math.min(hb.interval, math.max(FIRST_PROBE, (now - started) / 8))
@@ -145,71 +147,71 @@ function Sup:start_heartbeat(c)
       -- wake at the failure deadline if it comes before the next tick (one already past, for
       -- an instance held, leaves the tick as it is)
       local wake = next_tick
-      local due = self:hb_deadline(c, started)
+      local due = self:hb_deadline(inst, started)
       if due and due > now and due < wake then wake = due end
       core.sleep(math.max(0, wake - core.now()))
       -- woken late, mw itself was starved of CPU (an engine starting many containers can take
       -- both cores): an answer may sit unread, and libuv runs timers before it polls. Let the
       -- loop read what came before judging.
       if core.now() - wake > LATE then core.sleep(0.002) end
-      if st.gen == gen then self:hb_check(c, started) end
+      if st.gen == gen then self:hb_check(inst, started) end
     end
   end)
 end
 
-function Sup:stop_heartbeat(c)
-  if c.hb then c.hb.gen = nil end
-  if c.pidw and c.handling then c.pidw:close() c.pidw = nil end
-  if c.hb and c.hb.task and c.hb.task ~= core.current() then core.cancel(c.hb.task) end
-  for p in pairs(c.probes) do
+function Sup:stop_heartbeat(inst)
+  if inst.hb then inst.hb.gen = nil end
+  if inst.pidw and inst.handling then inst.pidw:close() inst.pidw = nil end
+  if inst.hb and inst.hb.task and inst.hb.task ~= core.current() then core.cancel(inst.hb.task) end
+  for p in pairs(inst.probes) do
     if not p.done then core.cancel(p.task) end
   end
-  c.probes = {}
+  inst.probes = {}
 end
 
 -- A good answer to the probe sent at `sent` (mw's clock).
-function Sup:good(c, latency, sent)
-  if self.on_beat then self.on_beat(c.key, true, latency) end     -- metrics
-  c.hb.misses = 0
-  c.hb.held = nil
-  c.hb_restart = nil
-  c.hb.latency = latency
-  c.hb.last_ok = core.time()
+function Sup:good(inst, latency, sent)
+  if self.on_beat then self.on_beat(inst.key, true, latency) end     -- metrics
+  inst.hb.misses = 0
+  inst.hb.held = nil
+  inst.hb_restart = nil
+  inst.hb.latency = latency
+  inst.hb.last_ok = core.time()
   -- the reference for the failure deadline: the probe's send time, or for an answer that took
   -- longer than an interval the last tick before it came (a slow answer is still an answer)
-  local hb = c.def.heartbeat
+  local hb = inst.def.heartbeat
   local ref = sent or core.now()
-  if hb then ref = math.max(ref, grid_after(core.now(), hb.interval, c.hb.slot or 0) - hb.interval) end
-  c.hb.last_ok_at = math.max(c.hb.last_ok_at or 0, ref)
-  if c.state == "starting" or c.state == "unhealthy" then
-    local was = c.state
-    transition(self, c, "answered", "healthy")
+  if hb then ref = math.max(ref, grid_after(core.now(), hb.interval, inst.hb.slot or 0) - hb.interval) end
+  inst.hb.last_ok_at = math.max(inst.hb.last_ok_at or 0, ref)
+  if inst.state == "starting" or inst.state == "unhealthy" then
+    local was = inst.state
+    transition(self, inst, "answered", "healthy")
     if was == "starting" then
-      log.info(c.key, "healthy", string.format("healthy (heartbeat %s)", log.dur(latency)), { latency = latency })
+      log.info(inst.key, "healthy", string.format("healthy (heartbeat %s)", log.dur(latency)), { latency = latency })
     end
   end
 end
 
 -- A probe that failed (latency given) or is still out at a tick (none).
-function Sup:miss(c, why, started, latency)
-  if self.on_beat then self.on_beat(c.key, false, latency) end
-  if latency then c.failed_probes = (c.failed_probes or 0) + 1 end
-  c.hb.misses = c.hb.misses + 1
-  c.missed = (c.missed or 0) + 1
-  c.hb.last_error = why
-  if c.state == "healthy" then transition(self, c, "missed", "unhealthy") end
-  self:hb_check(c, started)
+function Sup:miss(inst, why, started, latency)
+  if self.on_beat then self.on_beat(inst.key, false, latency) end
+  if latency then inst.failed_probes = (inst.failed_probes or 0) + 1 end
+  inst.hb.misses = inst.hb.misses + 1
+  inst.missed = (inst.missed or 0) + 1
+  inst.hb.last_error = why
+  if inst.state == "healthy" then transition(self, inst, "missed", "unhealthy") end
+  self:hb_check(inst, started)
 end
 
 -- When the instance fails if no good answer comes first (nil when it does not run).
-function Sup:hb_deadline(c, started)
-  local hb = c.def.heartbeat
+function Sup:hb_deadline(inst, started)
+  local hb = inst.def.heartbeat
   if not hb then return nil end
   local window = hb.misses * hb.interval
-  if c.state == "starting" then return started + math.max(hb.grace, window) end
-  if c.state == "healthy" or c.state == "unhealthy" then
+  if inst.state == "starting" then return started + math.max(hb.grace, window) end
+  if inst.state == "healthy" or inst.state == "unhealthy" then
     -- at least one probe after the last good one must have had its chance (misses = 1)
-    local ref = c.hb.last_ok_at or started
+    local ref = inst.hb.last_ok_at or started
     return math.max(ref + window, ref + hb.interval + math.min(hb.timeout, hb.interval))
   end
   return nil
@@ -243,41 +245,41 @@ end
 -- more likely the host or the engine overloaded (a cold start of 30 took both cores here)
 -- than each of them hung, and restarting them adds load. Held, it keeps being probed; an
 -- answer clears it, and once the hold ends the failure goes through at the next tick.
-function Sup:hb_check(c, started)
-  local due = self:hb_deadline(c, started)
-  if not due or core.now() < due - EARLY or c.handling then return end
-  local hb = c.def.heartbeat
-  local why = tostring(c.hb.last_error or "no answer")
-  local busy = self:hb_restarts(c)
+function Sup:hb_check(inst, started)
+  local due = self:hb_deadline(inst, started)
+  if not due or core.now() < due - EARLY or inst.handling then return end
+  local hb = inst.def.heartbeat
+  local why = tostring(inst.hb.last_error or "no answer")
+  local busy = self:hb_restarts(inst)
   local held
   if busy >= HB_RESTARTS then
     held = string.format("while %d others restart after heartbeat failures", busy)
-  elseif c.state ~= "starting" and self:coming_up(hb.misses * hb.interval) then
+  elseif inst.state ~= "starting" and self:coming_up(hb.misses * hb.interval) then
     -- the stack is coming up: the engine creating and starting containers can take every
     -- core (30 at once here), and a silence that overlaps it is more likely that than a hang
     held = "while the stack comes up"
   end
   if held then
-    if not c.hb.held then
-      c.hb.held = true
-      log.warn(c.key, "held", string.format("no good heartbeat (%s); restart held %s", why, held), { reason = "heartbeat" })
+    if not inst.hb.held then
+      inst.hb.held = true
+      log.warn(inst.key, "held", string.format("no good heartbeat (%s); restart held %s", why, held), { reason = "heartbeat" })
     end
     return
   end
-  c.hb.held = nil
-  if c.state == "starting" then
-    self:failure(c, "heartbeat", { message = "not healthy within " .. log.dur(math.max(hb.grace, hb.misses * hb.interval))
+  inst.hb.held = nil
+  if inst.state == "starting" then
+    self:failure(inst, "heartbeat", { message = "not healthy within " .. log.dur(math.max(hb.grace, hb.misses * hb.interval))
       .. ": " .. why })
   else
-    self:failure(c, "heartbeat", { message = string.format("no good heartbeat for %s (%d missed): %s",
-      log.dur(hb.misses * hb.interval), c.hb.misses, why) })
+    self:failure(inst, "heartbeat", { message = string.format("no good heartbeat for %s (%d missed): %s",
+      log.dur(hb.misses * hb.interval), inst.hb.misses, why) })
   end
 end
 
 -- Probes a candidate container until it answers its heartbeat, or the deadline passes.
-function Sup:wait_healthy(c, id, port, deadline)
-  local hb = c.def.heartbeat
-  local cand = { name = c.name, id = id, hb = { host_port = port }, def = c.def }
+function Sup:wait_healthy(inst, id, port, deadline)
+  local hb = inst.def.heartbeat
+  local cand = { name = inst.name, id = id, hb = { host_port = port }, def = inst.def }
   local why
   while core.now() < deadline do
     local ok, w = PROBES[hb.kind](self, cand, hb)

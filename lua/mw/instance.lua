@@ -162,16 +162,16 @@ function M.new(group, index)
 end
 
 -- The instances of a group in index order.
-function M.instances(g)
+function M.instances(group)
   local out = {}
-  for i in pairs(g.instances) do out[#out + 1] = i end
+  for i in pairs(group.instances) do out[#out + 1] = i end
   table.sort(out)
-  for k, i in ipairs(out) do out[k] = g.instances[i] end
+  for k, i in ipairs(out) do out[k] = group.instances[i] end
   return out
 end
 
-function M.is_up(c)
-  return c.state == "running" or c.state == "healthy" or c.state == "starting" or c.state == "unhealthy"
+function M.is_up(inst)
+  return inst.state == "running" or inst.state == "healthy" or inst.state == "starting" or inst.state == "unhealthy"
 end
 
 -- The state table as markdown (docs/internals.md shows it): one row per state, one column

@@ -1,6 +1,8 @@
+-- The supervisor's reload: a new stack applied, scale changes, rolling replacement of changed
+-- definitions, and retiring instances.
 -- Methods of the supervisor: a table that mw.supervisor copies into its one class, Sup, so
--- `self` is the supervisor and every method may call any other. This one: reload (a new stack applied), scale
--- changes, rolling replacement of changed definitions, and retiring instances.
+-- `self` is the supervisor and every method may call any other; `inst` is an instance (its
+-- fields are listed in mw.instance.new) and `group` a component's instances.
 local core = require "mw.core"
 local spec = require "mw.spec"
 local log = require "mw.log"
@@ -16,8 +18,8 @@ local Sup = {}
 
 local function describe_policy(p)
   if type(p) == "function" then return tostring(p) end
-  local ok, d = pcall(policy.describe, p)
-  return ok and d or tostring(p)
+  local ok, text = pcall(policy.describe, p)
+  return ok and text or tostring(p)
 end
 
 local function same(a, b)
@@ -38,64 +40,64 @@ function Sup:apply(new)
   self.stack = new
   local notes = { policy = {}, heartbeat = {}, added = {}, removed = {}, scaled = {}, checking = {} }
   for _, name in ipairs(old.order) do
-    local g = self.groups[name]
-    if g and not new.components[name] then
+    local group = self.groups[name]
+    if group and not new.components[name] then
       notes.removed[#notes.removed + 1] = name
-      self:retire(instances(g))
+      self:retire(instances(group))
       self.groups[name] = nil
     end
   end
   for _, name in ipairs(new.order) do
     local def = new.components[name]
-    local g = self.groups[name]
-    if not g then
-      g = self:_group(name, def)
+    local group = self.groups[name]
+    if not group then
+      group = self:_group(name, def)
       notes.added[#notes.added + 1] = name
-      for _, c in ipairs(instances(g)) do
-        c.runner = self:spawn(c.key .. "-up", function() self:bring_up(c, nil) end)
+      for _, inst in ipairs(instances(group)) do
+        inst.runner = self:spawn(inst.key .. "-up", function() self:bring_up(inst, nil) end)
       end
     else
-      local olddef = g.def
-      g.def = def
+      local olddef = group.def
+      group.def = def
       if describe_policy(olddef.restart) ~= describe_policy(def.restart) then notes.policy[#notes.policy + 1] = name end
       local hb_changed = not same(hb_settings(olddef.heartbeat), hb_settings(def.heartbeat))
       if hb_changed then notes.heartbeat[#notes.heartbeat + 1] = name end
-      for _, c in ipairs(instances(g)) do
-        c.def = def
-        if c.pending then self:repolicy(c) end
-        if hb_changed and c.id and is_up(c) then
-          if def.heartbeat and c.state == "running" then transition(self, c, "reloaded", "starting") end
-          if not def.heartbeat and c.state ~= "running" then transition(self, c, "reloaded", "running") end
-          local port = c.hb and c.hb.host_port
-          c.hb = { misses = 0, host_port = port }
-          self:start_heartbeat(c)
+      for _, inst in ipairs(instances(group)) do
+        inst.def = def
+        if inst.pending then self:repolicy(inst) end
+        if hb_changed and inst.id and is_up(inst) then
+          if def.heartbeat and inst.state == "running" then transition(self, inst, "reloaded", "starting") end
+          if not def.heartbeat and inst.state ~= "running" then transition(self, inst, "reloaded", "running") end
+          local port = inst.hb and inst.hb.host_port
+          inst.hb = { misses = 0, host_port = port }
+          self:start_heartbeat(inst)
         end
       end
       if def.autoscale then
-        local n = math.max(def.autoscale.min, math.min(def.autoscale.max, g.desired))
-        if n ~= g.desired then self:scale(g, n) end
-      elseif (def.scale or 1) ~= g.desired then
-        notes.scaled[#notes.scaled + 1] = string.format("%s %d -> %d", name, g.desired, def.scale or 1)
-        self:scale(g, def.scale or 1)
+        local n = math.max(def.autoscale.min, math.min(def.autoscale.max, group.desired))
+        if n ~= group.desired then self:scale(group, n) end
+      elseif (def.scale or 1) ~= group.desired then
+        notes.scaled[#notes.scaled + 1] = string.format("%s %d -> %d", name, group.desired, def.scale or 1)
+        self:scale(group, def.scale or 1)
       end
-      notes.checking[#notes.checking + 1] = g
+      notes.checking[#notes.checking + 1] = group
     end
   end
   -- which definitions changed is known once images are resolved: in the background
   self:spawn("reconcile", function()
-    for _, g in ipairs(notes.checking) do
-      if self.groups[g.name] == g and not g.rolling then
-        local first = instances(g)[1]
+    for _, group in ipairs(notes.checking) do
+      if self.groups[group.name] == group and not group.rolling then
+        local first = instances(group)[1]
         local img = first and self:image_for(first)
         if img then
-          local _, hash = spec.container(self.stack, g.def, img, 1)
+          local _, hash = spec.container(self.stack, group.def, img, 1)
           local stale = {}
-          for _, c in ipairs(instances(g)) do
-            if c.id and c.hash ~= hash and c.state ~= "gone" then stale[#stale + 1] = c end
+          for _, inst in ipairs(instances(group)) do
+            if inst.id and inst.hash ~= hash and inst.state ~= "gone" then stale[#stale + 1] = inst end
           end
           if #stale > 0 then
-            g.rolling = true
-            self:spawn(g.name .. "-roll", function() self:roll(g, stale, img) end)
+            group.rolling = true
+            self:spawn(group.name .. "-roll", function() self:roll(group, stale, img) end)
           end
         end
       end
@@ -116,16 +118,16 @@ function Sup:apply(new)
 end
 
 -- Sets a group's scale: new instances start, the highest-numbered go first.
-function Sup:scale(g, n)
-  local was = g.desired
-  g.desired = n
+function Sup:scale(group, n)
+  local was = group.desired
+  group.desired = n
   for i = was + 1, n do
-    if not g.instances[i] then
-      local c = self:_instance(g, i)
-      c.runner = self:spawn(c.key .. "-up", function() self:bring_up(c, nil) end)
+    if not group.instances[i] then
+      local inst = self:_instance(group, i)
+      inst.runner = self:spawn(inst.key .. "-up", function() self:bring_up(inst, nil) end)
     end
   end
-  local list, gone = instances(g), {}
+  local list, gone = instances(group), {}
   for k = #list, 1, -1 do
     if list[k].index > n then gone[#gone + 1] = list[k] end
   end
@@ -135,32 +137,32 @@ end
 
 -- Replaces the stale instances of a group one at a time (rollout.parallel at once): each new
 -- one must be healthy before the next goes; one that never is stops the roll, old ones serving.
-function Sup:roll(g, stale, img)
-  local ro = g.def.rollout or {}
+function Sup:roll(group, stale, img)
+  local ro = group.def.rollout or {}
   local parallel = ro.parallel or 1
   local t0 = core.now()
   local k, failed = 1, nil
   while k <= #stale and not failed do
     local batch = {}
     for j = k, math.min(#stale, k + parallel - 1) do
-      local c = stale[j]
-      batch[#batch + 1] = self:spawn(c.key .. "-replace", function()
-        c.replacing = true
-        local ok, why = self:replace(c, img)
-        c.replacing = nil
-        if not ok then failed = failed or string.format("%s: %s", c.key, tostring(why)) end
+      local inst = stale[j]
+      batch[#batch + 1] = self:spawn(inst.key .. "-replace", function()
+        inst.replacing = true
+        local ok, why = self:replace(inst, img)
+        inst.replacing = nil
+        if not ok then failed = failed or string.format("%s: %s", inst.key, tostring(why)) end
       end)
     end
     for _, t in ipairs(batch) do core.join(t) end
     k = k + parallel
   end
-  g.rolling = nil
+  group.rolling = nil
   if #stale > 1 then
     if failed then
-      log.error(g.name, "roll_stopped", string.format("rolling replacement stopped (%s); %d old instance%s keep serving",
+      log.error(group.name, "roll_stopped", string.format("rolling replacement stopped (%s); %d old instance%s keep serving",
         failed, #stale - k + parallel, (#stale - k + parallel) == 1 and "" or "s"))
     else
-      log.info(g.name, "rolled", string.format("rolled %d instances in %s", #stale, log.dur(core.now() - t0)))
+      log.info(group.name, "rolled", string.format("rolled %d instances in %s", #stale, log.dur(core.now() - t0)))
     end
   end
 end
@@ -169,22 +171,22 @@ end
 -- supervising them at once, then stop and remove their containers one after the other, in the
 -- order given.
 function Sup:retire(list, why)
-  for _, c in ipairs(list) do
-    self:stop_heartbeat(c)
-    if c.pidw then c.pidw:close() c.pidw = nil end
-    if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
-    c.runner, c.pending = nil, nil
-    transition(self, c, "retire", "gone")
-    self.comps[c.key] = nil
-    if c.group.instances[c.index] == c then c.group.instances[c.index] = nil end
+  for _, inst in ipairs(list) do
+    self:stop_heartbeat(inst)
+    if inst.pidw then inst.pidw:close() inst.pidw = nil end
+    if inst.runner and inst.runner ~= core.current() then core.cancel(inst.runner) end
+    inst.runner, inst.pending = nil, nil
+    transition(self, inst, "retire", "gone")
+    self.comps[inst.key] = nil
+    if inst.group.instances[inst.index] == inst then inst.group.instances[inst.index] = nil end
   end
   self:spawn("retire", function()
-    for _, c in ipairs(list) do
-      if c.id then
-        c.quiet = c.id
-        self.engine:stop(c.id, math.ceil(c.def.stop_grace or 10))
-        self.engine:remove(c.id, { force = true })
-        log.info(c.key, "removed", "removed (" .. (why or "no longer in the stack") .. ")")
+    for _, inst in ipairs(list) do
+      if inst.id then
+        inst.quiet = inst.id
+        self.engine:stop(inst.id, math.ceil(inst.def.stop_grace or 10))
+        self.engine:remove(inst.id, { force = true })
+        log.info(inst.key, "removed", "removed (" .. (why or "no longer in the stack") .. ")")
       end
     end
   end)

@@ -3,6 +3,8 @@
 -- Sup is the one object; its methods live in a few files of one concern each, merged below:
 -- mw.containers, mw.heartbeat, mw.events, mw.rollout and mw.autoscaler. This file holds
 -- construction, dependency waits, failures and the policy, start and stop, and the snapshot.
+-- Throughout, `inst` is an instance (mw.instance.new lists its fields and who writes them) and
+-- `group` a component: { name, def, desired, instances, rolling, autoscaled, last_change }.
 local core = require "mw.core"
 local cjson = require "cjson"
 local log = require "mw.log"
@@ -44,17 +46,17 @@ end
 function Sup:_group(name, def)
   local desired = def.scale or 1
   if def.autoscale then desired = math.max(def.autoscale.min, math.min(def.autoscale.max, desired)) end
-  local g = { name = name, def = def, desired = desired, instances = {} }
-  self.groups[name] = g
-  for i = 1, g.desired do self:_instance(g, i) end
-  return g
+  local group = { name = name, def = def, desired = desired, instances = {} }
+  self.groups[name] = group
+  for i = 1, group.desired do self:_instance(group, i) end
+  return group
 end
 
-function Sup:_instance(g, i)
-  local c = instance.new(g, i)
-  self.comps[c.key] = c
-  g.instances[i] = c
-  return c
+function Sup:_instance(group, i)
+  local inst = instance.new(group, i)
+  self.comps[inst.key] = inst
+  group.instances[i] = inst
+  return inst
 end
 
 function Sup:spawn(name, fn, ...)
@@ -64,9 +66,9 @@ function Sup:spawn(name, fn, ...)
 end
 
 -- Everyone waiting for a state change (dependencies, status writers) gets a nudge.
-function Sup:changed(c)
+function Sup:changed(inst)
   for w in pairs(self.waiters) do w:notify() end
-  if self.on_change then self.on_change(c) end
+  if self.on_change then self.on_change(inst) end
 end
 
 -- Waits until pred() holds, re-checking on every state change.
@@ -84,36 +86,36 @@ function Sup:wait_until(pred)
 end
 
 -- Has the dependency met the condition a dependent waits for?
-local function condition_met(d, cond)
-  if cond == "healthy" then return d.state == "healthy" or (d.state == "running" and not d.def.heartbeat) end
-  return is_up(d) or d.state == "stopped"
+local function condition_met(dep, cond)
+  if cond == "healthy" then return dep.state == "healthy" or (dep.state == "running" and not dep.def.heartbeat) end
+  return is_up(dep) or dep.state == "stopped"
 end
 
-function Sup:wait_deps(c)
+function Sup:wait_deps(inst)
   return self:wait_until(function()
-    if c.state == "gone" then return true end
-    for dep, cond in pairs(c.def.depends_on) do
-      local g = self.groups[dep]
-      if not g then return false end
-      for _, d in pairs(g.instances) do
-        if not condition_met(d, cond) then return false end
+    if inst.state == "gone" then return true end
+    for dep, cond in pairs(inst.def.depends_on) do
+      local group = self.groups[dep]
+      if not group then return false end
+      for _, dep_inst in pairs(group.instances) do
+        if not condition_met(dep_inst, cond) then return false end
       end
     end
     return true
   end)
 end
 
--- Instances of the components that depend on c's, directly or not, in start order.
-function Sup:dependents(c)
-  local set = { [c.name] = true }
+-- Instances of the components that depend on inst's, directly or not, in start order.
+function Sup:dependents(inst)
+  local set = { [inst.name] = true }
   local out = {}
   for _, name in ipairs(self.stack.order) do
-    local g = self.groups[name]
-    if g and name ~= c.name then
-      for dep in pairs(g.def.depends_on) do
+    local group = self.groups[name]
+    if group and name ~= inst.name then
+      for dep in pairs(group.def.depends_on) do
         if set[dep] then
           set[name] = true
-          for _, d in ipairs(instances(g)) do out[#out + 1] = d end
+          for _, dependent in ipairs(instances(group)) do out[#out + 1] = dependent end
           break
         end
       end
@@ -122,13 +124,13 @@ function Sup:dependents(c)
   return out
 end
 
--- Every instance but c, in start order.
-function Sup:all_but(c)
+-- Every instance but inst, in start order.
+function Sup:all_but(inst)
   local out = {}
   for _, name in ipairs(self.stack.order) do
-    local g = self.groups[name]
-    for _, d in ipairs(g and instances(g) or {}) do
-      if d ~= c then out[#out + 1] = d end
+    local group = self.groups[name]
+    for _, other in ipairs(group and instances(group) or {}) do
+      if other ~= inst then out[#out + 1] = other end
     end
   end
   return out
@@ -150,10 +152,10 @@ end
 
 -- Calls the component's policy under a budget; an error, an overrun or an answer that is not
 -- plain data means the default. Answers are read with type(), rawget and next only.
-function Sup:decide(c, record)
-  local p = c.def.restart or policy.default
+function Sup:decide(inst, record)
+  local restart_policy = inst.def.restart or policy.default
   local mine = record_copy(record)
-  local ok, action, delay, changes = core.budget(function() return p(mine) end, POLICY_BUDGET)
+  local ok, action, delay, changes = core.budget(function() return restart_policy(mine) end, POLICY_BUDGET)
   local why
   if not ok then
     why = failure_text(action)
@@ -170,7 +172,7 @@ function Sup:decide(c, record)
     end
   end
   if why then
-    log.warn(c.key, "policy_error", "restart policy failed (" .. why .. "); the default policy applies")
+    log.warn(inst.key, "policy_error", "restart policy failed (" .. why .. "); the default policy applies")
     action, delay = policy.default(record)
   end
   delay = math.min(delay or 0, MAX_DELAY)
@@ -181,14 +183,14 @@ function Sup:decide(c, record)
     while k ~= nil and seen < MAX_CHANGES do
       seen = seen + 1
       if k == "memory" and math.type(v) == "integer" and v >= 6 * 1024 * 1024 then
-        c.overrides = c.overrides or {}
-        c.overrides.memory = v
-        log.info(c.key, "override", string.format("policy raised the memory limit to %d MiB", v // 1048576))
+        inst.overrides = inst.overrides or {}
+        inst.overrides.memory = v
+        log.info(inst.key, "override", string.format("policy raised the memory limit to %d MiB", v // 1048576))
       elseif k == "cpus" and type(v) == "number" and v > 0 then
-        c.overrides = c.overrides or {}
-        c.overrides.cpus = v
+        inst.overrides = inst.overrides or {}
+        inst.overrides.cpus = v
       else
-        log.warn(c.key, "policy_error", "policy asked to change " .. shown(k) .. "; only memory and cpus can change")
+        log.warn(inst.key, "policy_error", "policy asked to change " .. shown(k) .. "; only memory and cpus can change")
       end
       k, v = next(changes, k)
     end
@@ -224,195 +226,195 @@ function Sup:history_limit()
   return restarts and { restarts = restarts, within = within } or nil
 end
 
--- A failure of c: ask the policy what to do, then do it after its delay.
-function Sup:failure(c, reason, info)
+-- A failure of inst: ask the policy what to do, then do it after its delay.
+function Sup:failure(inst, reason, info)
   info = info or {}
-  if self.stopping or c.handling or c.state == "gone" then return end
-  if c.state == "gave_up" or c.state == "stopped" then
+  if self.stopping or inst.handling or inst.state == "gone" then return end
+  if inst.state == "gave_up" or inst.state == "stopped" then
     if reason ~= "removed" then return end
   end
-  c.handling = true
-  c.down = nil
-  c.hb_restart = reason == "heartbeat" or nil
-  self:stop_heartbeat(c)
+  inst.handling = true
+  inst.down = nil
+  inst.hb_restart = reason == "heartbeat" or nil
+  self:stop_heartbeat(inst)
   local now = core.time()
-  local uptime = c.up_since and (core.now() - c.up_since) or 0
+  local uptime = inst.up_since and (core.now() - inst.up_since) or 0
   local history = {}
-  for i, h in ipairs(c.history) do history[i] = { time = h.time, reason = h.reason, uptime = h.uptime } end
+  for i, h in ipairs(inst.history) do history[i] = { time = h.time, reason = h.reason, uptime = h.uptime } end
   local record = {
-    component = c.name, instance = c.index, reason = reason, exit_code = info.exit_code, oom = reason == "oom" or info.oom or false,
-    memory = (c.overrides and c.overrides.memory) or c.def.memory, uptime = uptime, time = now, restarts = c.restarts, history = history,
+    component = inst.name, instance = inst.index, reason = reason, exit_code = info.exit_code, oom = reason == "oom" or info.oom or false,
+    memory = (inst.overrides and inst.overrides.memory) or inst.def.memory, uptime = uptime, time = now, restarts = inst.restarts, history = history,
     message = info.message,
   }
-  c.history[#c.history + 1] = { time = now, reason = reason, uptime = uptime }
-  policy.trim_history(c.history, now, self:history_limit())
-  c.failures = (c.failures or 0) + 1
+  inst.history[#inst.history + 1] = { time = now, reason = reason, uptime = uptime }
+  policy.trim_history(inst.history, now, self:history_limit())
+  inst.failures = (inst.failures or 0) + 1
   local why = describe(reason, info)
-  c.last_failure = { reason = reason, exit_code = info.exit_code, time = now, message = why }
-  local action, delay = self:decide(c, record)
-  c.up_since = nil
-  self:schedule(c, action, delay, record, why)
+  inst.last_failure = { reason = reason, exit_code = info.exit_code, time = now, message = why }
+  local action, delay = self:decide(inst, record)
+  inst.up_since = nil
+  self:schedule(inst, action, delay, record, why)
 end
 
-function Sup:schedule(c, action, delay, record, why)
-  if c.runner and c.runner ~= core.current() then core.cancel(c.runner) end
-  c.runner = nil
+function Sup:schedule(inst, action, delay, record, why)
+  if inst.runner and inst.runner ~= core.current() then core.cancel(inst.runner) end
+  inst.runner = nil
   if action == "give_up" then
-    c.pending = nil
-    c.handling = false
-    transition(self, c, "give_up", "gave_up")
-    log.error(c.key, "gave_up", (why and (why .. "; ") or "") .. "giving up (restart policy)", { reason = record.reason })
+    inst.pending = nil
+    inst.handling = false
+    transition(self, inst, "give_up", "gave_up")
+    log.error(inst.key, "gave_up", (why and (why .. "; ") or "") .. "giving up (restart policy)", { reason = record.reason })
     return
   end
   if action == "ignore" then
-    c.pending = nil
-    c.handling = false
-    transition(self, c, "ignore", "stopped")
-    log.info(c.key, "stopped", (why or "stopped") .. "; not restarting (restart policy)")
+    inst.pending = nil
+    inst.handling = false
+    transition(self, inst, "ignore", "stopped")
+    log.info(inst.key, "stopped", (why or "stopped") .. "; not restarting (restart policy)")
     return
   end
-  c.pending = { action = action, delay = delay, since = core.now(), record = record }
-  c.retry_at = core.time() + delay
-  transition(self, c, "failed", "backoff")
+  inst.pending = { action = action, delay = delay, since = core.now(), record = record }
+  inst.retry_at = core.time() + delay
+  transition(self, inst, "failed", "backoff")
   if why then
-    log.warn(c.key, "failed", string.format("%s; %s in %s", why, action:gsub("_", " "), log.dur(delay)),
+    log.warn(inst.key, "failed", string.format("%s; %s in %s", why, action:gsub("_", " "), log.dur(delay)),
       { reason = record.reason, exit_code = record.exit_code, action = action, delay = delay })
   end
-  c.runner = self:spawn(c.key .. "-recover", function()
+  inst.runner = self:spawn(inst.key .. "-recover", function()
     core.sleep(delay)
-    c.runner = nil
-    self:act(c, action)
+    inst.runner = nil
+    self:act(inst, action)
   end)
 end
 
 -- Reload: a pending delay is recomputed under the new policy, counting time already waited.
-function Sup:repolicy(c)
-  local p = c.pending
-  if not p then return end
-  local action, delay = self:decide(c, p.record)
-  local waited = core.now() - p.since
+function Sup:repolicy(inst)
+  local pending = inst.pending
+  if not pending then return end
+  local action, delay = self:decide(inst, pending.record)
+  local waited = core.now() - pending.since
   local left = math.max(0, delay - waited)
-  c.pending = nil
-  log.info(c.key, "repolicy", string.format("new policy: %s in %s", action:gsub("_", " "), log.dur(left)))
-  self:schedule(c, action, left, p.record, nil)
-  if c.pending then c.pending.since, c.pending.delay = p.since, delay end
+  inst.pending = nil
+  log.info(inst.key, "repolicy", string.format("new policy: %s in %s", action:gsub("_", " "), log.dur(left)))
+  self:schedule(inst, action, left, pending.record, nil)
+  if inst.pending then inst.pending.since, inst.pending.delay = pending.since, delay end
 end
 
--- Stops c's container quietly (the die event it causes is ours, not a failure).
-function Sup:quiet_stop(c)
-  self:stop_heartbeat(c)
-  if c.runner and c.runner ~= core.current() then core.cancel(c.runner) c.runner = nil end
-  c.pending = nil
-  if c.id then
-    c.quiet = c.id
-    self.engine:stop(c.id, math.ceil(c.def.stop_grace or 10))
+-- Stops inst's container quietly (the die event it causes is ours, not a failure).
+function Sup:quiet_stop(inst)
+  self:stop_heartbeat(inst)
+  if inst.runner and inst.runner ~= core.current() then core.cancel(inst.runner) inst.runner = nil end
+  inst.pending = nil
+  if inst.id then
+    inst.quiet = inst.id
+    self.engine:stop(inst.id, math.ceil(inst.def.stop_grace or 10))
   end
-  transition(self, c, "quiet_stop", "restarting")
+  transition(self, inst, "quiet_stop", "restarting")
 end
 
-function Sup:act(c, action)
-  c.pending = nil
-  local e = self.engine
-  log.info(c.key, "restarting", action:gsub("_", " ") .. " now", { action = action })
+function Sup:act(inst, action)
+  inst.pending = nil
+  local engine = self.engine
+  log.info(inst.key, "restarting", action:gsub("_", " ") .. " now", { action = action })
   local ok, err
   if action == "restart_dependents" or action == "restart_stack" then
-    local group = action == "restart_stack" and self:all_but(c) or self:dependents(c)
+    local others = action == "restart_stack" and self:all_but(inst) or self:dependents(inst)
     local names = {}
-    for _, d in ipairs(group) do names[#names + 1] = d.key end
-    log.info(c.key, "escalate", action == "restart_stack" and "restarting the whole stack"
+    for _, other in ipairs(others) do names[#names + 1] = other.key end
+    log.info(inst.key, "escalate", action == "restart_stack" and "restarting the whole stack"
       or ("restarting it and its dependents: " .. (#names > 0 and table.concat(names, ", ") or "none")))
-    for i = #group, 1, -1 do
-      local d = group[i]
-      if d.state ~= "gave_up" then d.handling = true; self:quiet_stop(d) end
+    for i = #others, 1, -1 do
+      local other = others[i]
+      if other.state ~= "gave_up" then other.handling = true; self:quiet_stop(other) end
     end
-    c.restarts = c.restarts + 1
-    transition(self, c, "recover", "restarting")
+    inst.restarts = inst.restarts + 1
+    transition(self, inst, "recover", "restarting")
     local info
-    ok, err, info = self:restart_container(c)
+    ok, err, info = self:restart_container(inst)
     if not ok then
-      for _, d in ipairs(group) do d.handling = false end
-      return self:start_failed(c, err, info)
+      for _, other in ipairs(others) do other.handling = false end
+      return self:start_failed(inst, err, info)
     end
-    self:settle(c)
-    for _, d in ipairs(group) do
-      self:spawn(d.key .. "-restart", function()
-        self:wait_deps(d)
-        d.restarts = d.restarts + 1
-        local dok, derr, dinfo = self:restart_container(d)
-        if not dok then return self:start_failed(d, derr, dinfo) end
-        self:settle(d)
+    self:settle(inst)
+    for _, other in ipairs(others) do
+      self:spawn(other.key .. "-restart", function()
+        self:wait_deps(other)
+        other.restarts = other.restarts + 1
+        local dok, derr, dinfo = self:restart_container(other)
+        if not dok then return self:start_failed(other, derr, dinfo) end
+        self:settle(other)
       end)
     end
     return
   end
-  c.restarts = c.restarts + 1
-  transition(self, c, "recover", "restarting")
+  inst.restarts = inst.restarts + 1
+  transition(self, inst, "recover", "restarting")
   if action == "reconnect" then
     -- a dying container also leaves its network: reconnect only one that still runs
-    local info = c.id and e:inspect(c.id)
+    local info = inst.id and engine:inspect(inst.id)
     local running = info and info.State and info.State.Status == "running"
     if not running then action = "restart" end
   end
   if action == "reconnect" then
-    ok, err = e:network_connect(self.network.id, c.id, { c.name })
+    ok, err = engine:network_connect(self.network.id, inst.id, { inst.name })
     if ok then
-      c.handling = false
-      transition(self, c, "reconnected", c.def.heartbeat and "starting" or "running")
-      log.info(c.key, "reconnected", "reconnected to network " .. self.network.name)
-      c.up_since = core.now()
-      self:start_heartbeat(c)
+      inst.handling = false
+      transition(self, inst, "reconnected", inst.def.heartbeat and "starting" or "running")
+      log.info(inst.key, "reconnected", "reconnected to network " .. self.network.name)
+      inst.up_since = core.now()
+      self:start_heartbeat(inst)
       return
     end
-    log.warn(c.key, "reconnect_failed", "reconnect failed (" .. tostring(err) .. "); recreating")
+    log.warn(inst.key, "reconnect_failed", "reconnect failed (" .. tostring(err) .. "); recreating")
     action = "recreate"
   end
   local info
   if action == "restart" then
-    ok, err, info = self:restart_container(c)
+    ok, err, info = self:restart_container(inst)
   else
-    ok, err, info = self:recreate(c)
+    ok, err, info = self:recreate(inst)
   end
-  if not ok then return self:start_failed(c, err, info) end
-  self:settle(c)
+  if not ok then return self:start_failed(inst, err, info) end
+  self:settle(inst)
 end
 
 -- The end of a recovery: failures count again; a die that came while we were busy is one.
-function Sup:settle(c)
-  c.handling = false
-  local d = c.died
-  c.died = nil
-  if d and d.id == c.id then
-    if self:being_removed(d.id) then
-      if c.id == d.id and not c.handling then self:failure(c, "removed", {}) end
+function Sup:settle(inst)
+  inst.handling = false
+  local died = inst.died
+  inst.died = nil
+  if died and died.id == inst.id then
+    if self:being_removed(died.id) then
+      if inst.id == died.id and not inst.handling then self:failure(inst, "removed", {}) end
       return
     end
-    self:failure(c, d.oom and "oom" or "exited", { exit_code = d.exit_code })
+    self:failure(inst, died.oom and "oom" or "exited", { exit_code = died.exit_code })
   end
 end
 
 -- A start that did not take: an exit right after start is an ordinary failure (with its exit
 -- code); anything else (image missing, engine error) is logged and goes to the policy too.
-function Sup:start_failed(c, err, info)
-  c.handling = false
+function Sup:start_failed(inst, err, info)
+  inst.handling = false
   info = info or {}
   if not info.exited and not self.engine:ping() then
     -- the engine is away: not the component's fault, so no policy and no backoff of its own;
     -- once the engine answers, bring it up as at start (adopt what runs, start what does not)
     self:engine_away(err)
-    transition(self, c, "engine_away", "waiting")
-    c.runner = self:spawn(c.key .. "-up", function()
+    transition(self, inst, "engine_away", "waiting")
+    inst.runner = self:spawn(inst.key .. "-up", function()
       self:wait_until(function() return not self.away end)
-      if self.stopping or c.state == "gone" then return end
+      if self.stopping or inst.state == "gone" then return end
       local by = self:actual()
-      self:bring_up(c, by and by[c.name] and by[c.name][c.index])
+      self:bring_up(inst, by and by[inst.name] and by[inst.name][inst.index])
     end)
     return
   end
   if not info.exited then
-    log.error(c.key, "start_failed", "cannot start: " .. tostring(err))
+    log.error(inst.key, "start_failed", "cannot start: " .. tostring(err))
     info.message = err
   end
-  self:failure(c, info.oom and "oom" or (info.exited and "exited" or "start_failed"), info)
+  self:failure(inst, info.oom and "oom" or (info.exited and "exited" or "start_failed"), info)
 end
 
 -- ---------------------------------------------------------------------------------------------
@@ -423,14 +425,14 @@ function Sup:actual()
   local list, err = self.engine:list { label = owner.filter(self.stack.name, "mw.config-hash") }
   if not list then return nil, err end
   local by = {}
-  for _, x in ipairs(list) do
-    local labels = x.Labels or {}
+  for _, listed in ipairs(list) do
+    local labels = listed.Labels or {}
     local comp = labels["mw.component"]
     if comp then
       local idx = tonumber(labels["mw.instance"]) or 1
       by[comp] = by[comp] or {}
       by[comp][idx] = by[comp][idx] or {}
-      table.insert(by[comp][idx], x)
+      table.insert(by[comp][idx], listed)
     end
   end
   return by
@@ -460,12 +462,12 @@ function Sup:start()
                             type = { "container" } }, Sup.on_container_event)
   self:watch("network", { type = { "network" }, network = { self.network.name } }, Sup.on_network_event)
   for comp, per in pairs(by) do
-    local g = self.groups[comp]
+    local group = self.groups[comp]
     for idx, list in pairs(per) do
-      if not g or not g.instances[idx] then
-        for _, x in ipairs(list) do
-          self.engine:remove(x.Id, { force = true })
-          log.info(comp, "removed", "removed container " .. x.Id:sub(1, 12) .. (g and " of an instance beyond the scale"
+      if not group or not group.instances[idx] then
+        for _, listed in ipairs(list) do
+          self.engine:remove(listed.Id, { force = true })
+          log.info(comp, "removed", "removed container " .. listed.Id:sub(1, 12) .. (group and " of an instance beyond the scale"
             or " of a component no longer in the stack"))
         end
       end
@@ -473,10 +475,10 @@ function Sup:start()
   end
   self:autoscaler()
   for _, name in ipairs(self.stack.order) do
-    for _, c in ipairs(instances(self.groups[name])) do
-      c.runner = self:spawn(c.key .. "-up", function()
-        self:bring_up(c, by[name] and by[name][c.index])
-        if c.runner == core.current() then c.runner = nil end
+    for _, inst in ipairs(instances(self.groups[name])) do
+      inst.runner = self:spawn(inst.key .. "-up", function()
+        self:bring_up(inst, by[name] and by[name][inst.index])
+        if inst.runner == core.current() then inst.runner = nil end
       end)
     end
   end
@@ -488,9 +490,9 @@ function Sup:wait_ready(timeout)
   local deadline = timeout and (core.now() + timeout)
   return self:wait_until(function()
     if deadline and core.now() > deadline then return true end
-    for _, c in pairs(self.comps) do
-      if c.state ~= "healthy" and c.state ~= "gave_up" and c.state ~= "stopped"
-        and not (c.state == "running" and not c.def.heartbeat) then
+    for _, inst in pairs(self.comps) do
+      if inst.state ~= "healthy" and inst.state ~= "gave_up" and inst.state ~= "stopped"
+        and not (inst.state == "running" and not inst.def.heartbeat) then
         return false
       end
     end
@@ -503,7 +505,7 @@ function Sup:stop()
   self.stopping = true
   for w in pairs(self.waiters) do w:notify() end
   for _, s in pairs(self.streams or {}) do s:close() end
-  for _, c in pairs(self.comps) do self:stop_heartbeat(c) end
+  for _, inst in pairs(self.comps) do self:stop_heartbeat(inst) end
   local me = core.current()
   for t in pairs(self.tasks) do
     if t ~= me and t:status() ~= "done" and t:status() ~= "failed" and t:status() ~= "cancelled" then
@@ -520,30 +522,30 @@ function Sup:snapshot()
                 components = {} }
   out.groups = {}
   for _, name in ipairs(self.stack.order) do
-    local g = self.groups[name]
+    local group = self.groups[name]
     local running, healthy = 0, 0
-    for _, c in ipairs(g and instances(g) or {}) do
-      if is_up(c) then running = running + 1 end
-      if c.state == "healthy" or (c.state == "running" and not c.def.heartbeat) then healthy = healthy + 1 end
+    for _, inst in ipairs(group and instances(group) or {}) do
+      if is_up(inst) then running = running + 1 end
+      if inst.state == "healthy" or (inst.state == "running" and not inst.def.heartbeat) then healthy = healthy + 1 end
     end
-    if g then
-      out.groups[#out.groups + 1] = { name = name, desired = g.desired, running = running, healthy = healthy,
-                                      depends_on = g.def.depends_on }
+    if group then
+      out.groups[#out.groups + 1] = { name = name, desired = group.desired, running = running, healthy = healthy,
+                                      depends_on = group.def.depends_on }
     end
   end
   for _, name in ipairs(self.stack.order) do
-    for _, c in ipairs(self.groups[name] and instances(self.groups[name]) or {}) do
+    for _, inst in ipairs(self.groups[name] and instances(self.groups[name]) or {}) do
       out.components[#out.components + 1] = {
-        name = c.key, component = name, instance = c.index, state = c.state, container = c.id, restarts = c.restarts,
-        uptime = c.up_since and (core.now() - c.up_since) or nil,
-        retry_at = c.state == "backoff" and c.retry_at or nil,
-        last_failure = c.last_failure, heartbeat_latency = c.hb and c.hb.latency or nil,
-        heartbeat = c.def.heartbeat and c.def.heartbeat.kind or nil,
-        heartbeat_port = c.hb and c.hb.host_port or nil,
-        heartbeat_path = c.def.heartbeat and c.def.heartbeat.path or nil,
-        next_action = c.pending and c.pending.action or nil,
-        missed = c.missed or 0, failed_probes = c.failed_probes or 0, failures = c.failures or 0,
-        last_probe_error = c.hb and c.hb.last_error or nil,
+        name = inst.key, component = name, instance = inst.index, state = inst.state, container = inst.id, restarts = inst.restarts,
+        uptime = inst.up_since and (core.now() - inst.up_since) or nil,
+        retry_at = inst.state == "backoff" and inst.retry_at or nil,
+        last_failure = inst.last_failure, heartbeat_latency = inst.hb and inst.hb.latency or nil,
+        heartbeat = inst.def.heartbeat and inst.def.heartbeat.kind or nil,
+        heartbeat_port = inst.hb and inst.hb.host_port or nil,
+        heartbeat_path = inst.def.heartbeat and inst.def.heartbeat.path or nil,
+        next_action = inst.pending and inst.pending.action or nil,
+        missed = inst.missed or 0, failed_probes = inst.failed_probes or 0, failures = inst.failures or 0,
+        last_probe_error = inst.hb and inst.hb.last_error or nil,
       }
     end
   end
