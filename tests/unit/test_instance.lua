@@ -84,28 +84,35 @@ t.test("every state the supervisor's code names is in the table, every transitio
   for _, row in ipairs(instance.TRANSITIONS) do t.ok(made[row.event], "no code makes the event " .. row.event) end
 end)
 
+t.test("docs/internals.md shows the table as the data has it", function()
+  local f = assert(io.open("docs/internals.md"))
+  local doc = f:read("a")
+  f:close()
+  t.ok(doc:find(instance.markdown(), 1, true), "docs/internals.md: paste instance.markdown() under \"The supervisor\"")
+end)
+
 t.test("an undeclared transition raises in tests; in a running mw it is logged once and done", function()
   local changed = 0
   local sup = { changed = function() changed = changed + 1 end }
   local inst = { key = "x", state = "gone" }
-  local ok, err = pcall(instance.transition, sup, inst, "started", "running")
+  local ok, err = pcall(instance.transition, sup, inst, "bring_up", "waiting")
   t.eq(ok, false)
-  t.match(err, "undeclared state transition of x: gone %-%-started%-%-> running")
+  t.match(err, "undeclared state transition of x: gone %-%-bring_up%-%-> waiting")
   t.eq(inst.state, "gone", "not made")
   instance.strict = false
   local warned = {}
   log.hook = function(level, _, event, msg) if level == "warn" then warned[#warned + 1] = event .. ": " .. msg end end
-  instance.transition(sup, inst, "started", "running")
+  instance.transition(sup, inst, "bring_up", "waiting")
   inst.state = "gone"
-  instance.transition(sup, inst, "started", "running")
+  instance.transition(sup, inst, "bring_up", "waiting")
   log.hook = nil
   instance.strict = true
-  t.eq(inst.state, "running", "made anyway: no behaviour changes")
+  t.eq(inst.state, "waiting", "made anyway: no behaviour changes")
   t.eq(changed, 2)
   t.eq(#warned, 1, "logged once")
-  t.match(warned[1], "^state: undeclared state transition gone %-%-started%-%-> running")
+  t.match(warned[1], "^state: undeclared state transition gone %-%-bring_up%-%-> waiting")
   -- a declared one passes; staying put is no transition
-  instance.transition(sup, inst, "answered", "running")
+  instance.transition(sup, inst, "bring_up", "waiting")
   t.eq(changed, 2)
   inst.state = "starting"
   instance.transition(sup, inst, "answered", "healthy")
