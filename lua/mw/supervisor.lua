@@ -31,11 +31,24 @@ local MAX_DELAY = 24 * 3600
 -- ---------------------------------------------------------------------------------------------
 -- construction and small helpers
 
+-- The supervisor's own fields (an instance's are in mw.instance.new):
 function M.new(o)
   local self = setmetatable({
-    engine = o.engine, stack = o.stack, comps = {}, groups = {}, images = {}, waiters = {},
-    tasks = {}, network = nil, stopping = false, on_change = o.on_change, lookups = {},
+    engine = o.engine,        -- the engine client (mw.docker), or a fake in tests
+    stack = o.stack,          -- the loaded stack (mw.stack); a reload replaces it (Sup:apply)
+    comps = {},               -- instance key -> instance, every instance not retired
+    groups = {},              -- component name -> group { name, def, desired, instances, ... }
+    images = {},              -- image tag -> ID, or "building" while one build runs (Sup:image_for)
+    lookups = {},             -- image name -> the inspect-or-pull under way { id, err, done }
+    waiters = {},             -- conds of tasks in Sup:wait_until, nudged by Sup:changed
+    tasks = {},               -- every task spawned, cancelled by Sup:stop
+    network = nil,            -- { id, name } of the stack's network (Sup:ensure_network)
+    stopping = false,         -- set by Sup:stop: every task winds down
+    on_change = o.on_change,  -- called on every state change (mw.run writes the status file)
     started_at = core.time(),
+    -- set later: volumes, extra (networks made), hb_dealt (heartbeat phases dealt),
+    -- first_start_end, streams, events_since, away (the engine is away), autoscale_wake, and
+    -- on_beat (mw.run's hook for each heartbeat)
   }, Sup)
   for _, name in ipairs(o.stack.order) do self:_group(name, o.stack.components[name]) end
   return self
