@@ -8,8 +8,10 @@ local probe = require "mw.probe"
 local httpd = require "httpd"
 local log = require "mw.log"
 local supervisor = require "mw.supervisor"
+local states = require "mw.instance"
 
 log.quiet = true
+states.strict = true        -- a state change not in mw.instance's table raises (and is recorded)
 
 t.test("parse_response: length, chunked, and what is not an answer", function()
   local r = assert(probe.parse_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello-extra"))
@@ -299,6 +301,10 @@ t.test("a first start cut short (its instance failed) does not hold the others f
   t.ok(not c.hb.held, "not held")
   stalled = false
   sup:stop_heartbeat(c)
+end)
+
+t.test("no undeclared state transition was made by any test in this file", function()
+  t.same(states.undeclared, {})
 end)
 
 os.exit(t.run())

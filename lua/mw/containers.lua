@@ -1,0 +1,505 @@
+-- The supervisor's network, images, volumes and containers: create, start, adopt, restart in
+-- place, recreate, replace.
+-- Methods of the supervisor: a table that mw.supervisor copies into its one class, Sup, so
+-- `self` is the supervisor and every method may call any other; `inst` is an instance (its
+-- fields are listed in mw.instance.new) and `group` a component's instances.
+local core = require "mw.core"
+local proc = require "mw.proc"
+local tar = require "mw.tar"
+local fs = require "mw.fs"
+local spec = require "mw.spec"
+local log = require "mw.log"
+local owner = require "mw.owner"
+local instance = require "mw.instance"
+
+local transition, is_up = instance.transition, instance.is_up
+
+local Sup = {}
+
+local REMOVAL_WAIT = 10         -- seconds to wait for a removal someone else started
+
+-- ---------------------------------------------------------------------------------------------
+-- the network and images
+
+function Sup:ensure_network()
+  local engine = self.engine
+  local name = spec.network_name(self.stack)
+  local list, err = engine:network_list { label = owner.filter(self.stack.name) }
+  if not list then return nil, err end
+  -- two creates racing (an mw killed mid-create) can leave two networks of one name on 20.10:
+  -- keep the oldest, remove the others while they are empty
+  local same = {}
+  for _, net in ipairs(list) do
+    if net.Name == name then same[#same + 1] = net end
+  end
+  table.sort(same, function(a, b) return tostring(a.Created) < tostring(b.Created) end)
+  for i = 2, #same do
+    if engine:network_remove(same[i].Id) then log.info(nil, "network", "removed a duplicate network " .. name) end
+  end
+  if same[1] then
+    self.network = { id = same[1].Id, name = name }
+    return self.network
+  end
+  local id, cerr, code = engine:network_create(name, spec.labels(self.stack))
+  if not id then
+    if code == "conflict" then
+      return nil, "a network named " .. name .. " exists but mw does not own it (no " .. owner.term() .. " label)"
+    end
+    return nil, cerr
+  end
+  log.info(nil, "network", "created network " .. name)
+  self.network = { id = id, name = name }
+  return self.network
+end
+
+local MAX_DOCKERFILE = 1024 * 1024   -- mw.stack checks the same cap (stack.MAX_DOCKERFILE)
+
+local function dockerfile_in(context, dockerfile)
+  local prefix = context .. "/"
+  if dockerfile:sub(1, #prefix) == prefix then return dockerfile:sub(#prefix + 1) end
+  return nil
+end
+
+-- An image name to its ID, pulling it when it is not here. Everyone asking for one name while
+-- a lookup is under way shares it: a cold start of N components on one image makes one
+-- inspect, not N. Nothing is kept afterwards (a name may point elsewhere by the next restart).
+function Sup:image_id(inst, name)
+  local lookup = self.lookups[name]
+  if lookup then
+    self:wait_until(function() return lookup.done end)
+    return lookup.id, lookup.err
+  end
+  lookup = {}
+  self.lookups[name] = lookup
+  local engine = self.engine
+  local img, err = engine:image_inspect(name)
+  if not img then
+    local ref = name:find(":[^/]*$") and name or (name .. ":latest")
+    log.info(inst.key, "pull", "image " .. ref .. " is not here; pulling it")
+    local ok, perr = engine:pull(ref)
+    if not ok then
+      err = "image " .. name .. " is not on the engine and pulling it failed: " .. tostring(perr or err)
+    else
+      img, err = engine:image_inspect(ref)
+    end
+  end
+  lookup.id, lookup.err, lookup.done = img and img.Id, err, true
+  self.lookups[name] = nil
+  self:changed()
+  return lookup.id, lookup.err
+end
+
+-- The image a component runs, as an ID: built from its context (skipped when an image of the
+-- same context identity exists) or taken from the engine's store by name.
+function Sup:image_for(inst)
+  local def = inst.def
+  local engine = self.engine
+  if def.image then return self:image_id(inst, def.image) end
+  local build = def.build
+  local rel = dockerfile_in(build.context, build.dockerfile)
+  local extra
+  if not rel then
+    -- checked by mw check, and read again here: it may have changed into a FIFO since
+    local text, rerr = fs.read(build.dockerfile, MAX_DOCKERFILE)
+    if not text then return nil, rerr end
+    rel = ".mw.Dockerfile"
+    extra = { [rel] = text }
+  end
+  local ctx, terr = tar.pack(build.context, { extra = extra, dockerfile = rel })
+  if not ctx then return nil, terr end
+  local identity = core.hash(ctx .. "\0" .. rel .. "\0" .. spec.hash(build.args or {}) .. "\0" .. tostring(build.target))
+  local tag = spec.image_tag(self.stack) .. ":" .. identity:sub(1, 12)
+  -- components sharing a context share one build: later ones wait for the first
+  while self.images[tag] == "building" do self:wait_until(function() return self.images[tag] ~= "building" end) end
+  if self.images[tag] then return self.images[tag] end
+  self.images[tag] = "building"
+  local img = engine:image_inspect(tag)
+  if img then
+    self.images[tag] = img.Id
+    self:changed()
+    return img.Id
+  end
+  local id, err = self:build(inst, build, ctx, rel, tag)
+  self.images[tag] = id
+  self:changed()
+  return id, err
+end
+
+function Sup:build(inst, build, ctx, rel, tag)
+  local engine = self.engine
+  local t0 = core.now()
+  log.info(inst.key, "build", "building image " .. tag)
+  local id, err = engine:build {
+    context_tar = ctx, tag = tag, dockerfile = rel, target = build.target, buildargs = build.args,
+    labels = spec.labels(self.stack),
+    on_line = function(text)
+      text = text:gsub("%s+$", "")
+      if text:find("^Step ") then log.progress(inst.key, text) end
+    end,
+  }
+  if not id then return nil, "build failed: " .. tostring(err) end
+  log.info(inst.key, "build", string.format("built %s in %s", tag, log.dur(core.now() - t0)))
+  return id
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- containers
+
+local function host_port(info, port)
+  local ports = info.NetworkSettings and info.NetworkSettings.Ports
+  local bindings = ports and ports[port .. "/tcp"]
+  if type(bindings) ~= "table" then return nil end
+  for _, binding in ipairs(bindings) do
+    if binding.HostIp == "127.0.0.1" or binding.HostIp == "0.0.0.0" or binding.HostIp == "" then return tonumber(binding.HostPort) end
+  end
+  return nil
+end
+
+local function parse_started(s)
+  -- "2026-11-30T01:02:03.456789Z" -> epoch seconds (UTC)
+  local year, month, day, hour, minute, sec, frac = tostring(s):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)(%.?%d*)")
+  if not year then return nil end
+  local days = os.time { year = tonumber(year), month = tonumber(month), day = tonumber(day), hour = 12 }
+  local base = os.time { year = 1970, month = 1, day = 1, hour = 12 }
+  return (days - base) + tonumber(hour) * 3600 + tonumber(minute) * 60 + tonumber(sec) + (tonumber("0" .. frac) or 0)
+end
+
+-- After a start (or adoption): learn the heartbeat port and pid, and begin heartbeats.
+function Sup:post_start(inst, how)
+  local info, err = self.engine:inspect(inst.id)
+  if not info then return nil, err end
+  local st = info.State or {}
+  if st.Status ~= "running" then
+    -- it already ended: a failure like any exit, with the engine's exit code
+    return nil, "exited right after start with code " .. tostring(st.ExitCode),
+      { exit_code = st.ExitCode, oom = st.OOMKilled, exited = true }
+  end
+  inst.pid = st.Pid
+  inst.started_wall = parse_started(st.StartedAt) or core.time()
+  inst.up_since = core.now() - math.max(0, core.time() - inst.started_wall)
+  inst.quiet = nil
+  inst.oom = nil
+  local hb = inst.def.heartbeat
+  inst.hb = { misses = 0 }
+  if hb and hb.port then inst.hb.host_port = host_port(info, hb.port) end
+  local nets = info.NetworkSettings and info.NetworkSettings.Networks or {}
+  if self.network and not nets[self.network.name] then
+    local ok, cerr = self.engine:network_connect(self.network.id, inst.id, { inst.name })
+    if not ok then return nil, "cannot attach to network " .. self.network.name .. ": " .. tostring(cerr) end
+    log.info(inst.key, "reattached", "was not on network " .. self.network.name .. "; reattached")
+  end
+  if hb then
+    transition(self, inst, "started", "starting")
+  else
+    transition(self, inst, "started", "running")
+  end
+  log.info(inst.key, how, string.format("%s (%s)", how, inst.id:sub(1, 12)), { container = inst.id })
+  self:start_heartbeat(inst)
+  self:watch_pid(inst)
+  return true
+end
+
+-- Watches the container's main process through a pidfd: its exit is seen ~2 ms after it
+-- happens, where the engine's die event (which carries the exit code the policy needs) takes
+-- 70-100 ms. So the failure is reported at once and handled when the die event comes, or
+-- after a grace of 2 s without it (the engine may be away) from an inspect.
+function Sup:watch_pid(inst)
+  if inst.pidw then inst.pidw:close() inst.pidw = nil end
+  local id, pid = inst.id, inst.pid
+  if not pid or pid <= 0 then return end
+  local w = proc.watch(pid)
+  if not w then return end       -- another pid namespace, or an old kernel: events only
+  inst.pidw = w
+  self:spawn(inst.key .. "-pid", function()
+    if inst.pidw ~= w then return end      -- replaced (and closed) before this task ran
+    local gone = w:wait()
+    if inst.pidw == w then inst.pidw = nil end
+    w:close()
+    if not gone or inst.id ~= id or inst.handling or not is_up(inst) or self.stopping then return end
+    inst.down = { id = id, time = core.time() }
+    self:stop_heartbeat(inst)
+    log.warn(inst.key, "down", string.format("main process %d exited; the engine's exit code follows", pid),
+      { container = id, pid = pid })
+    core.sleep(2)
+    if inst.id == id and not inst.handling and inst.down and inst.down.id == id and not self.stopping then
+      local info, _, code = self.engine:inspect(id)
+      local st = info and info.State or {}
+      if code == "notfound" or st.Status == "removing" then
+        self:failure(inst, "removed", {})
+      else
+        self:failure(inst, st.OOMKilled and "oom" or "exited", { exit_code = st.ExitCode })
+      end
+    end
+  end)
+end
+
+-- Named volumes exist before the container that mounts them, with mw's labels (the engine
+-- would create them unlabelled on its own); one made by someone else is used as it is.
+function Sup:ensure_volumes(inst)
+  local engine = self.engine
+  self.volumes = self.volumes or {}
+  for _, v in ipairs(inst.def.volumes or {}) do
+    if v.type == "volume" then
+      local name = spec.instance_volume(self.stack, v, inst.index)
+      if not self.volumes[name] then
+        local info = engine:volume_inspect(name)
+        if info then
+          if not owner.owns(info.Labels) then
+            log.warn(inst.key, "volume", "volume " .. name .. " exists and mw did not make it; using it as it is")
+          end
+        else
+          local ok, err = engine:volume_create(name, spec.labels(self.stack, { ["mw.volume"] = v.name }))
+          if not ok then return nil, "cannot create volume " .. name .. ": " .. tostring(err) end
+          log.info(inst.key, "volume", "created volume " .. name)
+        end
+        self.volumes[name] = true
+      end
+    end
+  end
+  return true
+end
+
+-- The extra networks a component asks for, created with mw's labels -> { name = id }.
+function Sup:extra_networks(inst)
+  local engine = self.engine
+  self.extra = self.extra or {}
+  local out = {}
+  for _, net_name in ipairs(inst.def.networks or {}) do
+    local name = spec.extra_network(self.stack, net_name)
+    if not self.extra[name] then
+      local list = engine:network_list { label = owner.filter(self.stack.name) } or {}
+      for _, listed in ipairs(list) do if listed.Name == name then self.extra[name] = listed.Id end end
+      if not self.extra[name] then
+        local id, err = engine:network_create(name, spec.labels(self.stack, { ["mw.network"] = net_name }))
+        if not id then return nil, "cannot create network " .. name .. ": " .. tostring(err) end
+        log.info(inst.key, "network", "created network " .. name)
+        self.extra[name] = id
+      end
+    end
+    out[name] = self.extra[name]
+  end
+  return out
+end
+
+-- Waits for a removal someone else started (`mw kill`: the engine answers ours with 409
+-- "already in progress") to end, since the name stays taken until then: true once it is gone,
+-- false if it ended otherwise or took longer than REMOVAL_WAIT.
+function Sup:await_removal(id)
+  local deadline, delay = core.now() + REMOVAL_WAIT, 0.01
+  while true do
+    local info, _, code = self.engine:inspect(id)
+    if not info then return code == "notfound" end
+    if (info.State or {}).Status ~= "removing" or core.now() >= deadline then return false end
+    core.sleep(delay)
+    delay = math.min(delay * 2, 0.2)
+  end
+end
+
+-- Creates and starts a fresh container for inst, removing any old one first.
+function Sup:create_and_start(inst, body)
+  local engine = self.engine
+  local name = spec.container_name(self.stack, inst.key)
+  local vok, verr = self:ensure_volumes(inst)
+  if not vok then return nil, verr end
+  local nets, nerr = self:extra_networks(inst)
+  if not nets then return nil, nerr end
+  local id, err, code = engine:create(name, body)
+  if not id and code == "conflict" then
+    -- a leftover of ours under the name: remove it if it is labelled, never otherwise
+    local list = engine:list { label = owner.filter(self.stack.name, "mw.config-hash"), name = { "^/" .. name .. "$" } }
+    local removed = false
+    for _, listed in ipairs(list or {}) do
+      for _, cname in ipairs(listed.Names or {}) do
+        if cname == "/" .. name then
+          inst.quiet = listed.Id
+          local _, _, rcode = engine:remove(listed.Id, { force = true })
+          if rcode == "conflict" then self:await_removal(listed.Id) end
+          removed = true
+        end
+      end
+    end
+    if not removed then
+      return nil, "the name " .. name .. " is taken by a container mw does not own"
+    end
+    id, err = engine:create(name, body)
+  end
+  if not id then return nil, err end
+  inst.id = id
+  for _, netid in pairs(nets) do
+    local ok, cerr = engine:network_connect(netid, id, { inst.name })
+    if not ok then return nil, "cannot connect to an extra network: " .. tostring(cerr) end
+  end
+  local ok, serr = engine:start(id)
+  if not ok then return nil, serr end
+  return true
+end
+
+-- Brings inst to a running container with the current definition: adopt, start or create.
+function Sup:ensure(inst, existing, img)
+  local engine = self.engine
+  if not img then
+    local ierr
+    img, ierr = self:image_for(inst)
+    if not img then return nil, ierr end
+  end
+  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+  inst.hash = hash
+  local keep, stale = nil, {}
+  for _, listed in ipairs(existing or {}) do
+    local labels = listed.Labels or {}
+    if not keep and labels["mw.config-hash"] == hash and listed.State ~= "dead" and listed.State ~= "removing" then
+      keep = listed
+    else
+      stale[#stale + 1] = listed
+    end
+  end
+  for _, listed in ipairs(stale) do
+    inst.quiet = listed.Id
+    local ok, rerr = engine:remove(listed.Id, { force = true })
+    if not ok then return nil, "cannot remove the old container: " .. tostring(rerr) end
+    log.info(inst.key, "removed", "removed outdated container " .. listed.Id:sub(1, 12))
+  end
+  if keep then
+    inst.id = keep.Id
+    local name = spec.container_name(self.stack, inst.key)
+    if keep.Names and keep.Names[1] ~= "/" .. name then
+      engine:rename(keep.Id, name)      -- a replacement interrupted before its rename
+    end
+    if keep.State == "running" then
+      return self:post_start(inst, "adopted")
+    end
+    if keep.State == "paused" then engine:unpause(keep.Id) return self:post_start(inst, "adopted") end
+    local ok, serr, scode = engine:start(keep.Id)
+    if ok then return self:post_start(inst, "started") end
+    if scode ~= "notfound" then return nil, serr end
+  end
+  local ok, err = self:create_and_start(inst, body)
+  if not ok then return nil, err end
+  return self:post_start(inst, "started")
+end
+
+-- The task that brings one component up: waits for its dependencies, then ensure().
+function Sup:bring_up(inst, existing)
+  transition(self, inst, "bring_up", "waiting")
+  -- images first: builds run in parallel, not one dependency level at a time
+  local img, ierr = self:image_for(inst)
+  self:wait_deps(inst)
+  if self.stopping or inst.state == "gone" then return end
+  local ok, err, info = nil, ierr, nil
+  -- the instance's first create and start: the stack is coming up (see Sup:coming_up)
+  local first = not inst.brought_up
+  inst.brought_up = true
+  inst.first_start = first or nil
+  if img then ok, err, info = self:ensure(inst, existing, img) end
+  if first then
+    inst.first_start = nil
+    self.first_start_end = core.now()
+  end
+  if not ok then return self:start_failed(inst, err, info) end
+  self:settle(inst)
+end
+
+-- Starts the same container again (stopping it first if it still runs, hung or paused);
+-- falls back to a new one when it is gone.
+function Sup:restart_container(inst)
+  if not inst.id then return self:recreate(inst) end
+  local engine = self.engine
+  local status = "exited"
+  if inst.dead_id ~= inst.id then
+    local info = engine:inspect(inst.id)
+    if not info then return self:recreate(inst) end
+    status = info.State and info.State.Status
+  end
+  inst.dead_id = nil
+  if status == "paused" or status == "running" or status == "restarting" then
+    inst.quiet = inst.id
+    if status == "paused" then engine:unpause(inst.id) end
+    engine:kill(inst.id, "KILL")
+  end
+  local ok, err, code = engine:start(inst.id)
+  if ok then return self:post_start(inst, "restarted") end
+  -- removed meanwhile, or being removed (removed by the time the start was refused): a new one
+  if code == "notfound" or tostring(err):find("marked for removal", 1, true) then return self:recreate(inst) end
+  return nil, err
+end
+
+function Sup:recreate(inst)
+  local engine = self.engine
+  if inst.id then
+    inst.quiet = inst.id
+    local _, _, code = engine:remove(inst.id, { force = true })
+    if code == "conflict" then self:await_removal(inst.id) end
+    inst.id = nil
+  end
+  local img, ierr = self:image_for(inst)
+  if not img then return nil, ierr end
+  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+  inst.hash = hash
+  local ok, err = self:create_and_start(inst, body)
+  if not ok then return nil, err end
+  return self:post_start(inst, "recreated")
+end
+
+-- Replaces inst's container with one of its new definition: start-first (new healthy, then old
+-- removed: no downtime) when nothing it holds is exclusive, else stop-first.
+function Sup:replace(inst, img)
+  local engine = self.engine
+  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+  local name = spec.container_name(self.stack, inst.key)
+  local old = inst.id
+  local t0 = core.now()
+  if spec.start_first(inst.def) and old then
+    local tmp = name .. "-next-" .. hash:sub(1, 8)
+    local id, err = engine:create(tmp, body)
+    if id then
+      local ok, serr = engine:start(id)
+      local port
+      if ok then
+        local info = engine:inspect(id)
+        port = info and host_port(info, inst.def.heartbeat.port)
+      end
+      local healthy, why = nil, serr
+      if ok and port then
+        healthy, why = self:wait_healthy(inst, id, port, core.now() + ((inst.def.rollout or {}).timeout or math.max(inst.def.heartbeat.grace, 5)))
+      end
+      if not healthy then
+        engine:remove(id, { force = true })
+        log.error(inst.key, "replace_failed", "the new container did not become healthy (" .. tostring(why)
+          .. "); the old one keeps serving")
+        return nil, "not healthy: " .. tostring(why)
+      end
+      -- switch: heartbeats move to the new container, then the old one goes
+      self:stop_heartbeat(inst)
+      inst.quiet = old
+      inst.id, inst.hash = id, hash
+      engine:remove(old, { force = true })
+      engine:rename(id, name)
+      local pok, perr, pinfo = self:post_start(inst, "replaced")
+      if not pok then self:start_failed(inst, perr, pinfo) return nil, perr end
+      log.info(inst.key, "replace", string.format("replaced start-first in %s", log.dur(core.now() - t0)))
+      return true
+    end
+    log.warn(inst.key, "replace", "cannot start the new container beside the old one (" .. tostring(err) .. "); stop-first")
+  end
+  self:stop_heartbeat(inst)
+  if inst.runner and inst.runner ~= core.current() then core.cancel(inst.runner) end
+  inst.runner, inst.pending = nil, nil
+  inst.handling = true
+  if old then
+    inst.quiet = old
+    engine:stop(old, math.ceil(inst.def.stop_grace or 10))
+    engine:remove(old, { force = true })
+    inst.id = nil
+  end
+  transition(self, inst, "replace", "restarting")
+  local ok, err = self:create_and_start(inst, body)
+  inst.hash = hash
+  if not ok then self:start_failed(inst, err) return nil, err end
+  local pok, perr, pinfo = self:post_start(inst, "replaced")
+  if not pok then self:start_failed(inst, perr, pinfo) return nil, perr end
+  self:settle(inst)
+  log.info(inst.key, "replace", string.format("replaced stop-first in %s", log.dur(core.now() - t0)))
+  return true
+end
+
+return Sup

@@ -1,0 +1,293 @@
+-- The supervisor's heartbeats: probes on a shared grid, the failure deadline, and the holds
+-- when many instances go silent at once.
+-- Methods of the supervisor: a table that mw.supervisor copies into its one class, Sup, so
+-- `self` is the supervisor and every method may call any other; `inst` is an instance (its
+-- fields are listed in mw.instance.new) and `group` a component's instances.
+local core = require "mw.core"
+local probe = require "mw.probe"
+local log = require "mw.log"
+local instance = require "mw.instance"
+local usercode = require "mw.usercode"
+
+local transition = instance.transition
+local failure_text = usercode.failure_text
+local POLICY_BUDGET = usercode.BUDGET
+
+local Sup = {}
+
+-- ---------------------------------------------------------------------------------------------
+-- heartbeats
+
+local function probe_http(_, inst, hb)
+  local port = inst.hb.host_port
+  if not port then return false, "heartbeat port " .. tostring(hb.port) .. " is not published" end
+  local res, err = probe.get(port, hb.path, hb.timeout)
+  if not res then return false, err end
+  if res.status < 200 or res.status >= 400 then return false, "HTTP " .. res.status end
+  inst.hb.body = res.body      -- autoscale decisions may read it
+  if hb.check then
+    local ok, good, why = core.budget(hb.check, POLICY_BUDGET, res.body)
+    if not ok then
+      if not inst.hb.check_failed then
+        inst.hb.check_failed = true
+        log.warn(inst.key, "check_error", "heartbeat check failed (" .. failure_text(good) .. "); the heartbeat counts as failed")
+      end
+      return false, "check failed: " .. failure_text(good)
+    end
+    inst.hb.check_failed = nil
+    if not good then
+      return false, type(why) == "string" and (#why > 200 and why:sub(1, 200) .. "..." or why) or "check said unhealthy"
+    end
+  end
+  return true
+end
+
+local function probe_tcp(_, inst, hb)
+  local port = inst.hb.host_port
+  if not port then return false, "port " .. tostring(hb.port) .. " is not published" end
+  return probe.tcp(port, hb)
+end
+
+local function probe_exec(self, inst, hb)
+  local code, out = self.engine:exec(inst.id, hb.exec, { timeout = hb.timeout })
+  if code == nil then return false, out end
+  if code ~= 0 then return false, "exit code " .. tostring(code) end
+  return true
+end
+
+local PROBES = { http = probe_http, tcp = probe_tcp, exec = probe_exec }
+
+local FIRST_PROBE = 0.005   -- while starting, probes go at least this far apart
+local EARLY = 0.002         -- a timer may fire this much before its time (libuv counts in ms)
+local LATE = 0.005          -- a timer this late means mw did not get the CPU in time
+local HB_RESTARTS = 3       -- restarts for heartbeat failures in flight at once, per stack
+local HB_SLOTS = 8          -- phases of the tick grid that instances are dealt over
+local START_INFLIGHT = 4    -- probes out at once while starting (one once healthy)
+
+-- The first tick of the grid (interval i, phase slot x i) after now.
+local function grid_after(now, i, slot)
+  local off = slot * i
+  return (math.floor((now + EARLY - off) / i) + 1) * i + off
+end
+
+-- One task per instance sends a probe every interval, with at most one in flight: a probe
+-- still out at the next tick is a miss, and no second one is piled on it (a slow component
+-- gets no more load than one question at a time). Ticks fall on a grid shared by every
+-- instance with the same interval (multiples of it on mw's clock, at one of HB_SLOTS phases
+-- dealt round-robin), so N instances are probed in HB_SLOTS wake-ups of the loop, not N:
+-- staggered at random, 100 instances at 1 s cost 1.9 % of a core against 1.4 % on one grid
+-- (6x the epoll_waits); the phases keep a burst to N / HB_SLOTS connections (1000 at once
+-- made one server of 1000 endpoints answer late; tests/bench/RESULTS.md).
+--
+-- The failure rule is one of time: a healthy instance that has answered well none of the
+-- probes sent in the last misses x interval has failed, whatever the phase of the interval
+-- when it hung: a hang is found within misses x interval, and no sooner than
+-- (misses - 1) x interval. (A slow answer counts from the tick before it came, or a good
+-- answer that took longer than the window would fail at once; with misses = 1 the probe
+-- after the last good one gets min(timeout, interval).)
+--
+-- While starting, HTTP and TCP probes go fast (5 ms apart, then an eighth of the time since
+-- the start) so "healthy" follows readiness by milliseconds, not by up to an interval; a
+-- starting instance fails when it has not answered well within grace (and at least misses x
+-- interval).
+function Sup:start_heartbeat(inst)
+  self:stop_heartbeat(inst)
+  local hb = inst.def.heartbeat
+  if not hb then return end
+  local gen = {}
+  local st = inst.hb
+  st.gen, st.misses = gen, 0
+  self.hb_dealt = ((self.hb_dealt or 0) + 1) % HB_SLOTS
+  st.slot = self.hb_dealt / HB_SLOTS       -- the phase, as a fraction of the interval
+  st.task = self:spawn(inst.key .. "-heartbeat", function()
+    local started = core.now()
+    -- an exec probe is a process in the container and ~0.1 s of the engine's: never fast
+    local fast = hb.kind ~= "exec"
+    local probe_out
+    local next_tick = started
+    while st.gen == gen and inst.hb == st do
+      hb = inst.def.heartbeat         -- a reload may have changed the settings
+      if not hb then return end
+      local now = core.now()
+      if now >= next_tick - EARLY then
+        -- while starting, a few probes may overlap: through docker-proxy a probe sent before
+        -- the service listens can take 60 ms to fail, and waiting for it would put off the one
+        -- that finds it ready
+        local overlap = false
+        -- a check that overran its budget keeps to the interval: each overrun holds the loop
+        if inst.hb.check_failed then fast = false end
+        if inst.state == "starting" and fast then
+          local out = 0
+          for _ in pairs(inst.probes) do out = out + 1 end
+          overlap = out < START_INFLIGHT
+        end
+        if probe_out and not probe_out.done and not overlap then
+          self:miss(inst, "no answer within " .. log.dur(hb.interval), started)
+        else
+          local p = { sent = now }
+          probe_out = p
+          p.task = core.spawn(function()
+            local ok, why = PROBES[hb.kind](self, inst, hb)
+            p.done = true
+            inst.probes[p] = nil
+            if st.gen ~= gen then return end
+            if ok then self:good(inst, core.now() - p.sent, p.sent) else self:miss(inst, why, started, core.now() - p.sent) end
+          end, inst.key .. "-probe")
+          inst.probes[p] = true
+        end
+        if st.gen ~= gen then return end
+        if inst.state == "starting" and fast then
+          -- every 5 ms at first, then an eighth of the time since the start: healthy comes at
+          -- most 12.5 % (or 5 ms) after the service answers, for ~8 probes per doubling of it
+          next_tick = now + math.min(hb.interval, math.max(FIRST_PROBE, (now - started) / 8))
+        else
+          next_tick = grid_after(now, hb.interval, st.slot)
+        end
+      end
+      -- wake at the failure deadline if it comes before the next tick (one already past, for
+      -- an instance held, leaves the tick as it is)
+      local wake = next_tick
+      local due = self:hb_deadline(inst, started)
+      if due and due > now and due < wake then wake = due end
+      core.sleep(math.max(0, wake - core.now()))
+      -- woken late, mw itself was starved of CPU (an engine starting many containers can take
+      -- both cores): an answer may sit unread, and libuv runs timers before it polls. Let the
+      -- loop read what came before judging.
+      if core.now() - wake > LATE then core.sleep(0.002) end
+      if st.gen == gen then self:hb_check(inst, started) end
+    end
+  end)
+end
+
+function Sup:stop_heartbeat(inst)
+  if inst.hb then inst.hb.gen = nil end
+  if inst.pidw and inst.handling then inst.pidw:close() inst.pidw = nil end
+  if inst.hb and inst.hb.task and inst.hb.task ~= core.current() then core.cancel(inst.hb.task) end
+  for p in pairs(inst.probes) do
+    if not p.done then core.cancel(p.task) end
+  end
+  inst.probes = {}
+end
+
+-- A good answer to the probe sent at `sent` (mw's clock).
+function Sup:good(inst, latency, sent)
+  if self.on_beat then self.on_beat(inst.key, true, latency) end     -- metrics
+  inst.hb.misses = 0
+  inst.hb.held = nil
+  inst.hb_restart = nil
+  inst.hb.latency = latency
+  inst.hb.last_ok = core.time()
+  -- the reference for the failure deadline: the probe's send time, or for an answer that took
+  -- longer than an interval the last tick before it came (a slow answer is still an answer)
+  local hb = inst.def.heartbeat
+  local ref = sent or core.now()
+  if hb then ref = math.max(ref, grid_after(core.now(), hb.interval, inst.hb.slot or 0) - hb.interval) end
+  inst.hb.last_ok_at = math.max(inst.hb.last_ok_at or 0, ref)
+  if inst.state == "starting" or inst.state == "unhealthy" then
+    local was = inst.state
+    transition(self, inst, "answered", "healthy")
+    if was == "starting" then
+      log.info(inst.key, "healthy", string.format("healthy (heartbeat %s)", log.dur(latency)), { latency = latency })
+    end
+  end
+end
+
+-- A probe that failed (latency given) or is still out at a tick (none).
+function Sup:miss(inst, why, started, latency)
+  if self.on_beat then self.on_beat(inst.key, false, latency) end
+  if latency then inst.failed_probes = (inst.failed_probes or 0) + 1 end
+  inst.hb.misses = inst.hb.misses + 1
+  inst.missed = (inst.missed or 0) + 1
+  inst.hb.last_error = why
+  if inst.state == "healthy" then transition(self, inst, "missed", "unhealthy") end
+  self:hb_check(inst, started)
+end
+
+-- When the instance fails if no good answer comes first (nil when it does not run).
+function Sup:hb_deadline(inst, started)
+  local hb = inst.def.heartbeat
+  if not hb then return nil end
+  local window = hb.misses * hb.interval
+  if inst.state == "starting" then return started + math.max(hb.grace, window) end
+  if inst.state == "healthy" or inst.state == "unhealthy" then
+    -- at least one probe after the last good one must have had its chance (misses = 1)
+    local ref = inst.hb.last_ok_at or started
+    return math.max(ref + window, ref + hb.interval + math.min(hb.timeout, hb.interval))
+  end
+  return nil
+end
+
+-- Whether the stack is coming up: an instance is in its first create and start, or the last
+-- of those ended less than `window` seconds ago. Read from the instances rather than counted,
+-- so a bring-up cancelled mid-start (its instance failed, or was retired) stops counting at
+-- once: its state leaves "waiting".
+function Sup:coming_up(window)
+  if self.first_start_end and core.now() - self.first_start_end < window then return true end
+  for _, o in pairs(self.comps) do
+    if o.first_start and o.state == "waiting" then return true end
+  end
+  return false
+end
+
+-- Instances restarted for a heartbeat failure that are not yet healthy again (backoff waits
+-- do not count: they load nothing).
+function Sup:hb_restarts(except)
+  local n = 0
+  for _, o in pairs(self.comps) do
+    if o ~= except and o.hb_restart and (o.state == "restarting" or o.state == "starting") then n = n + 1 end
+  end
+  return n
+end
+
+-- Fails the instance when its deadline has passed, unless HB_RESTARTS others are already being
+-- restarted for heartbeat failures, or the stack is coming up (a first create and start under
+-- way, or ended less than misses x interval ago): many instances going silent together is
+-- more likely the host or the engine overloaded (a cold start of 30 took both cores here)
+-- than each of them hung, and restarting them adds load. Held, it keeps being probed; an
+-- answer clears it, and once the hold ends the failure goes through at the next tick.
+function Sup:hb_check(inst, started)
+  local due = self:hb_deadline(inst, started)
+  if not due or core.now() < due - EARLY or inst.handling then return end
+  local hb = inst.def.heartbeat
+  local why = tostring(inst.hb.last_error or "no answer")
+  local busy = self:hb_restarts(inst)
+  local held
+  if busy >= HB_RESTARTS then
+    held = string.format("while %d others restart after heartbeat failures", busy)
+  elseif inst.state ~= "starting" and self:coming_up(hb.misses * hb.interval) then
+    -- the stack is coming up: the engine creating and starting containers can take every
+    -- core (30 at once here), and a silence that overlaps it is more likely that than a hang
+    held = "while the stack comes up"
+  end
+  if held then
+    if not inst.hb.held then
+      inst.hb.held = true
+      log.warn(inst.key, "held", string.format("no good heartbeat (%s); restart held %s", why, held), { reason = "heartbeat" })
+    end
+    return
+  end
+  inst.hb.held = nil
+  if inst.state == "starting" then
+    self:failure(inst, "heartbeat", { message = "not healthy within " .. log.dur(math.max(hb.grace, hb.misses * hb.interval))
+      .. ": " .. why })
+  else
+    self:failure(inst, "heartbeat", { message = string.format("no good heartbeat for %s (%d missed): %s",
+      log.dur(hb.misses * hb.interval), inst.hb.misses, why) })
+  end
+end
+
+-- Probes a candidate container until it answers its heartbeat, or the deadline passes.
+function Sup:wait_healthy(inst, id, port, deadline)
+  local hb = inst.def.heartbeat
+  local cand = { name = inst.name, id = id, hb = { host_port = port }, def = inst.def }
+  local why
+  while core.now() < deadline do
+    local ok, w = PROBES[hb.kind](self, cand, hb)
+    if ok then return true end
+    why = w
+    core.sleep(math.min(hb.interval, 0.2))
+  end
+  return nil, why or "no answer"
+end
+
+return Sup
