@@ -89,24 +89,6 @@ static int boot(lua_State *L)
     return 1;
 }
 
-/* Lua's allocator, counting: while user code runs under a budget, an allocation that would
- * take the state past rt->mem_limit fails, and Lua raises "not enough memory" in that code
- * (after one emergency collection).  Shrinking and freeing never fail. */
-static void *counted_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    mw_rt *rt = ud;
-    size_t old = ptr ? osize : 0;
-    if (nsize == 0) {
-        free(ptr);
-        rt->mem_used -= old;
-        return NULL;
-    }
-    if (nsize > old && rt->mem_limit && rt->mem_used - old + nsize > rt->mem_limit) return NULL;
-    void *p = realloc(ptr, nsize);
-    if (p) rt->mem_used = rt->mem_used - old + nsize;
-    return p;
-}
-
 static int panic(lua_State *L)
 {
     const char *msg = lua_tostring(L, -1);
@@ -153,7 +135,7 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     rt.user_memory = user_memory();
-    lua_State *L = lua_newstate(counted_alloc, &rt);
+    lua_State *L = lua_newstate(mw_alloc, &rt);
     if (!L) { fputs("mw: cannot create a Lua state\n", stderr); return 1; }
     lua_atpanic(L, panic);
     *(mw_rt **)lua_getextraspace(L) = &rt;

@@ -82,6 +82,10 @@ const char *mw_errno_name(int e);
 int mw_fail(lua_State *L, int e, const char *fmt, ...);
 int mw_uv_fail(lua_State *L, int uv_err, const char *fmt, ...);
 
+/* The Lua allocator, counting rt->mem_used; past rt->mem_limit (set while user code runs
+ * under a budget) a growing allocation fails.  ud is the mw_rt. */
+void *mw_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 int mw_ref(mw_rt *rt, lua_State *L);           /* luaL_ref in the registry, counted */
 void mw_unref(mw_rt *rt, int ref);
 

@@ -748,6 +748,24 @@ static void task_metatable(lua_State *L)
     mw_class(L, TASK_MT, task_methods, task_gc, task_describe);
 }
 
+/* Lua's allocator, counting: while user code runs under a budget, an allocation that would
+ * take the state past rt->mem_limit fails, and Lua raises "not enough memory" in that code
+ * (after one emergency collection).  Shrinking and freeing never fail. */
+void *mw_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    mw_rt *rt = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        rt->mem_used -= old;
+        return NULL;
+    }
+    if (nsize > old && rt->mem_limit && rt->mem_used - old + nsize > rt->mem_limit) return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p) rt->mem_used = rt->mem_used - old + nsize;
+    return p;
+}
+
 int luaopen_mw_core(lua_State *L)
 {
     task_metatable(L);

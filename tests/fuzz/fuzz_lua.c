@@ -36,22 +36,13 @@ static struct {
     unsigned long runs;
 } harness;
 
-/* core/main.c's allocator, with a ceiling for the whole state on top: while a budget is
- * active an allocation past rt.mem_limit fails, as in mw. */
+/* mw's allocator (core/task.c), with a ceiling for the whole state on top. */
 static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     mw_rt *rt = ud;
     size_t old = ptr ? osize : 0;
-    if (nsize == 0) {
-        free(ptr);
-        rt->mem_used -= old;
-        return NULL;
-    }
-    size_t after = rt->mem_used - old + nsize;
-    if (nsize > old && (after > HEAP_LIMIT || (rt->mem_limit && after > rt->mem_limit))) return NULL;
-    void *p = realloc(ptr, nsize);
-    if (p) rt->mem_used = after;
-    return p;
+    if (nsize > old && rt->mem_used - old + nsize > HEAP_LIMIT) return NULL;
+    return mw_alloc(ud, ptr, osize, nsize);
 }
 
 /* Coverage of mw's own Lua (outside budgets: the budget puts its own hook on user code). */
