@@ -487,17 +487,26 @@ function M.start(ctx, opts)
   end
   log.hook = self.hook
   self:spawn("api-sampler", function()
-    local checked = core.now()
     while not self.closed do
       self.nudge:wait(SAMPLE_EVERY)
       if self.closed then break end
-      self:sample()
-      if core.now() - checked >= SOCKET_CHECK_EVERY then
-        checked = core.now()
-        self:check_socket()
+      local ok, err = pcall(self.sample, self)
+      if not ok and not self.sample_failed then
+        self.sample_failed = true
+        log.warn(nil, "api", "sampling the status failed (it goes on): " .. tostring(err))
       end
     end
   end)
+  -- its own task, so that nothing the sampler meets can stop the socket coming back
+  if self.socket then
+    self:spawn("api-socket", function()
+      while not self.closed do
+        core.sleep(SOCKET_CHECK_EVERY)
+        if self.closed then break end
+        self:check_socket()
+      end
+    end)
+  end
   return self
 end
 

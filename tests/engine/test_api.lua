@@ -233,7 +233,8 @@ t.test("after --force the successor serves the socket, even once its predecessor
   a.wait_event({ event = "replaced" }, 30)
   b.wait_event({ event = "start" }, 30)
   t.eq(a.stop(), 0)
-  local doc = t.wait_for(function() return api.query(dir, stack, "/api/status") end, 10, "the successor's socket")
+  local ok, doc = pcall(t.wait_for, function() return api.query(dir, stack, "/api/status") end, 10, "the successor's socket")
+  if not ok then error(tostring(doc) .. "; the successor's log:\n" .. b.text(), 0) end
   t.eq(doc.pid, b.pid, "the socket is the successor's")
   t.eq(b.stop(), 0)
   t.ok(not fs.stat(api.socket_path(dir, stack)), "removed when the successor exits")
