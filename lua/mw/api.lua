@@ -531,7 +531,10 @@ end
 -- down after --force takes our socket with it when it closes its own: put ours back.
 function Api:check_socket()
   if not self.socket or self.closed then return end
-  if self.unix and file_id(fs.stat(self.socket)) == self.socket_id then return end
+  -- a predecessor's close can unlink the path between our listen and our stat of it: then
+  -- socket_id is nil, and "nothing there" must not read as "ours" (it did: the socket stayed gone)
+  local now = file_id(fs.stat(self.socket))
+  if self.unix and now and now == self.socket_id then return end
   -- closing unlinks the path: nothing, or a stranger's socket (we are the active mw)
   if self.unix then self.unix:close() self.unix = nil end
   local ok, err = self:bind_unix()

@@ -233,8 +233,13 @@ t.test("after --force the successor serves the socket, even once its predecessor
   a.wait_event({ event = "replaced" }, 30)
   b.wait_event({ event = "start" }, 30)
   t.eq(a.stop(), 0)
-  local ok, doc = pcall(t.wait_for, function() return api.query(dir, stack, "/api/status") end, 10, "the successor's socket")
-  if not ok then error(tostring(doc) .. "; the successor's log:\n" .. b.text(), 0) end
+  local last
+  local ok, doc = pcall(t.wait_for, function()
+    local v, err = api.query(dir, stack, "/api/status")
+    last = err
+    return v
+  end, 10, "the successor's socket")
+  if not ok then error(tostring(doc) .. " (" .. tostring(last) .. "); the successor's log:\n" .. b.text(), 0) end
   t.eq(doc.pid, b.pid, "the socket is the successor's")
   t.eq(b.stop(), 0)
   t.ok(not fs.stat(api.socket_path(dir, stack)), "removed when the successor exits")
