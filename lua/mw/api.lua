@@ -342,7 +342,8 @@ function Api:route(conn, req, what)
     local n = 0
     for _ in pairs(self.clients) do n = n + 1 end
     self.metrics.event_clients:set(nil, n)
-    local text = self.metrics:render(sup and sup:snapshot(), self.ctx.engine and self.ctx.engine.calls, core.now())
+    local text = self.metrics:render(sup and sup:snapshot(), self.ctx.engine and self.ctx.engine.calls, core.now(),
+      self.ctx.alerts and self.ctx.alerts.stats)
     respond(conn, 200, metrics.CONTENT_TYPE, text, { keep = keep, head = head })
     return keep, 200
   elseif path == "/api/events" then

@@ -111,6 +111,10 @@ fields.component = {
     hash = false, why_hash = "how a change is rolled out, not what runs",
     container = false, why_container = "the supervisor's rollout reads it",
     compose = false, why_compose = "compose's deploy.update_config has no equivalent (kept as a comment)" },
+  { name = "on_event",
+    hash = false, why_hash = "what mw does when something happens to it, not what runs",
+    container = false, why_container = "mw calls it (mw.alerts); the container never sees it",
+    compose = false, why_compose = "compose has no alert hooks" },
 }
 
 fields.by_name = {}

@@ -191,6 +191,12 @@ function M.collector()
     "Requests mw made to the Docker Engine API, by endpoint and HTTP status.", { "endpoint", "status" })
   self.api_requests = reg:counter("mw_api_requests_total", "Requests to mw's own API, by endpoint and HTTP status.",
     { "endpoint", "code" })
+  self.hook_runs = reg:counter("mw_hook_runs_total",
+    "Runs of on_event hooks, by result (ok, error, budget, memory, timeout).", { "result" })
+  self.hook_posts = reg:counter("mw_hook_posts_total", "Webhook posts made by on_event hooks, by result (ok: a 2xx answer).",
+    { "result" })
+  self.hook_dropped = reg:counter("mw_hook_events_dropped_total",
+    "Events dropped because too many were waiting for an on_event hook.")
   self.event_clients = reg:gauge("mw_api_event_clients", "Clients following mw's /api/events stream now.")
   self.event_clients:set(nil, 0)
   -- both results show from the start, so rate() works on the first reload
@@ -245,9 +251,15 @@ function Collector:event(event)
 end
 
 -- The exposition text: a last sample, then the values read at scrape time.
--- calls: the engine client's { ["containers/create 201"] = n, ... }.
-function Collector:render(snap, calls, now)
+-- calls: the engine client's { ["containers/create 201"] = n, ... }; hooks: mw.alerts's stats
+-- { runs = { result = n }, posts = { result = n }, dropped = n } (nil: no hooks).
+function Collector:render(snap, calls, now, hooks)
   self:sample(snap, now)
+  if hooks then
+    for result, n in pairs(hooks.runs) do self.hook_runs:set({ result = result }, n) end
+    for result, n in pairs(hooks.posts) do self.hook_posts:set({ result = result }, n) end
+    self.hook_dropped:set(nil, hooks.dropped)
+  end
   self.up:reset()
   self.healthy:reset()
   for _, row in ipairs(snap and snap.components or {}) do

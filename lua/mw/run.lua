@@ -13,6 +13,7 @@ local supervisor = require "mw.supervisor"
 local lookup = require "mw.lookup"
 local api = require "mw.api" -- api
 local notify = require "mw.notify" -- api
+local alerts = require "mw.alerts"
 
 local M = {}
 
@@ -188,11 +189,13 @@ function M.run(opts)
   local api_srv, aerr = api.start(ctx, { listen = listen }) -- api
   if not api_srv then io.stderr:write("mw: ", aerr, "\n") place:leave() sigs:close() return 1 end -- api
   sup.on_beat = function(key, ok, latency) api_srv:on_beat(key, ok, latency) end -- api: for Sup:good and Sup:miss to call
+  ctx.alerts = alerts.start(ctx) -- on_event hooks: after the API, so it closes first (log.hook chain)
   log.info(nil, "start", string.format("stack %s: %d component%s, engine %s (API %s)", def.name, #def.order,
     #def.order == 1 and "" or "s", tostring(engine.version), tostring(engine.api)))
   local ok, serr = sup:start()
   if not ok then
     io.stderr:write("mw: ", tostring(serr), "\n")
+    ctx.alerts:close()
     api_srv:close() -- api
     sup:stop()
     place:leave()
@@ -242,6 +245,7 @@ function M.run(opts)
     end
   end
   if systemd then systemd:close("stopping supervision; containers keep running") end -- api
+  ctx.alerts:close()
   api_srv:close() -- api
   sup:stop()
   core.cancel(status_task)

@@ -6,7 +6,7 @@ local sandbox = {}
 -- The stdlib modules a stack file may require. Orchestrator modules share the mw. prefix in
 -- the binary, so the list is explicit rather than "whatever require can find".
 local STDLIB = {
-  "mw.duration", "mw.backoff", "mw.policy", "mw.secret", "mw.autoscale",
+  "mw.duration", "mw.backoff", "mw.policy", "mw.secret", "mw.autoscale", "mw.webhook",
 }
 local ALLOWED = {}
 for _, name in ipairs(STDLIB) do ALLOWED[name] = true end

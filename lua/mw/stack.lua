@@ -21,7 +21,7 @@ stack.HEARTBEAT_DEFAULTS = validator.HEARTBEAT_DEFAULTS
 -- Caps on the files a stack names that mw reads or hands on whole (README "Limits").
 stack.MAX_SECRET, stack.MAX_DOCKERFILE, stack.MAX_IGNORE = check.MAX_SECRET, check.MAX_DOCKERFILE, check.MAX_IGNORE
 
-local TOP_FIELDS = { "name", "components" }
+local TOP_FIELDS = { "name", "components", "on_event" }
 
 local normpath, join, dirname, relative = paths.normalize, paths.join, paths.dirname, paths.relative
 local printable, cut = mwtext.printable, mwtext.cut
@@ -221,6 +221,8 @@ local function validate(ctx, top)
     end
   end
 
+  local on_event = rawget(top, "on_event")
+  if on_event ~= nil then on_event = validator.field.on_event(ctx, { "on_event" }, on_event) end
   local comps = {}
   for _, n in ipairs(names) do comps[n] = component(ctx, n, rawget(raw, n)) end
   check_links(comps, names)
@@ -231,7 +233,7 @@ local function validate(ctx, top)
   end
   return {
     name = name, file = ctx.file, dir = ctx.dir, components = comps,
-    order = start_order(comps, names), required = required,
+    order = start_order(comps, names), required = required, on_event = on_event,
   }
 end
 
@@ -412,6 +414,7 @@ function stack.plan(s)
       parts[#parts + 1] = "secrets " .. table.concat(names, ", ")
     end
     parts[#parts + 1] = "restart " .. policy.describe(c.restart)
+    if c.on_event or s.on_event then parts[#parts + 1] = "on_event " .. (c.on_event and "hook" or "stack's hook") end
     lines[#lines + 1] = string.format("%2d. %s: %s", i, name, table.concat(parts, "; "))
   end
   return table.concat(lines, "\n")

@@ -420,6 +420,12 @@ function field.secrets(ctx, path, v)
   return out
 end
 
+-- An alert hook: function(event) called with each event record (mw.alerts, README "on_event").
+function field.on_event(_, path, v)
+  if type(v) ~= "function" then must(path, v, "a function(event) (README \"on_event\")") end
+  return v
+end
+
 function field.scale(_, path, v) return integer(path, v, 0, 1000) end
 
 -- Owned by mw.autoscale; here it only has to be a table (or false to turn it off).
