@@ -39,6 +39,9 @@ M.EVENTS = {
   reload_failed = true,  -- a reload failed; the running configuration stays (stack-wide)
 }
 
+-- The events about a failure: the record says which (reason, exit_code) from the instance.
+local FAILURE_EVENTS = { failed = true, gave_up = true, stopped = true, restarting = true, held = true }
+
 -- The log fields copied into the record, when they are plain values.
 local FIELDS = { "reason", "exit_code", "action", "delay", "latency" }
 
@@ -100,6 +103,16 @@ function A:on_log(level, key, event, msg, fields, time)
     local v = fields and fields[k]
     local tv = type(v)
     if tv == "string" or tv == "number" or tv == "boolean" then rec[k] = v end
+  end
+  local sup = self.ctx.sup
+  local inst = key and sup and sup.comps and sup.comps[key]
+  if inst then
+    rec.state, rec.restarts = inst.state, inst.restarts
+    local last = inst.last_failure
+    if FAILURE_EVENTS[event] and type(last) == "table" then
+      rec.reason = rec.reason or last.reason
+      rec.exit_code = rec.exit_code or last.exit_code
+    end
   end
   if self.tail - self.head + 1 >= M.MAX_QUEUED then
     self.queue[self.head] = nil

@@ -79,8 +79,9 @@ local COMMANDS = {
                             one row per component, from the engine and the running mw
 ]] },
   { name = "inspect", module = "mw.cmd_inspect", help = [[
-  inspect <component> [--stack S]
-                            the component's introspection JSON (its heartbeat endpoint)
+  inspect [-p PORT] <component> [--stack S]
+                            the component's introspection JSON (its heartbeat endpoint;
+                            -p: GET the container port PORT instead, published on 127.0.0.1)
 ]] },
   { name = "logs", module = "mw.cmd_logs", help = [[
   logs [-f] [--tail N] [component...] [--stack S]

@@ -89,7 +89,10 @@ end
 -- Where a component's introspection endpoint is -> { port = host port, path } | nil, why.
 -- The live row (from a running mw) is the best source, then the stack's definition, then
 -- what the container itself says (INTROSPECTION_PORT); the path defaults to the seed's.
-function M.endpoint(comp, row, def, info)
+-- With port (inspect -p PORT), that container port is asked, whatever the heartbeat is; the
+-- path is the HTTP heartbeat's, else the seed's.
+function M.endpoint(comp, row, def, info, port)
+  if port then return M.explicit(comp, row, def, info, port) end
   local heartbeat
   if def then
     heartbeat = def.heartbeat
@@ -119,13 +122,34 @@ function M.endpoint(comp, row, def, info)
   return { port = port, path = path }
 end
 
+function M.explicit(comp, row, def, info, container_port)
+  local heartbeat = def and def.heartbeat
+  local path = (heartbeat and heartbeat.kind == "http" and heartbeat.path)
+    or (not def and row and row.heartbeat == "http" and row.heartbeat_path) or DEFAULT_PATH
+  local port = M.loopback_port(info, container_port)
+  if not port then
+    return nil, string.format("component %s: its port %d is not published on 127.0.0.1 (add it to ports)", comp,
+      container_port)
+  end
+  return { port = port, path = path }
+end
+
+-- -p PORT: a container port, 1-65535 -> n | nil
+function M.port_arg(s)
+  local n = s and s:find("^%d+$") and tonumber(s)
+  return n and n >= 1 and n <= 65535 and math.tointeger(n) or nil
+end
+
 function M.main(args, cli)
-  local opts, rest = cli.parse(args, { stack = "value", ["state-dir"] = "value" })
+  local opts, rest = cli.parse(args, { stack = "value", ["state-dir"] = "value", port = "value", p = "value" })
   if not opts then cli.say(rest) return USAGE end
+  local port_text = opts.p or opts.port          -- -p PORT, --port PORT: the container port to ask
+  local port = port_text and M.port_arg(port_text)
+  if port_text and not port then cli.say("inspect: -p wants a container port (1-65535), got " .. port_text) return USAGE end
   local target, code = lookup.stack_arg(opts, rest, cli.say, "inspect")
   if not target then return code end
   local comp = rest[1]
-  if not comp or #rest > 1 then cli.say("usage: mw inspect <component> [stack.lua | --stack S]") return USAGE end
+  if not comp or #rest > 1 then cli.say("usage: mw inspect [-p PORT] <component> [stack.lua | --stack S]") return USAGE end
   local engine = lookup.connect(cli.say)
   if not engine then return FAILURE end
   local stack, list, group = lookup.resolve(engine, comp, target.name)
@@ -149,7 +173,7 @@ function M.main(args, cli)
     if def and def.name ~= stack then def = nil end
   end
   def = def and def.components[group] or nil
-  local where, why = M.endpoint(comp, lookup.row_of(live, key), def, info)
+  local where, why = M.endpoint(comp, lookup.row_of(live, key), def, info, port)
   if not where then cli.say(why) return FAILURE end
 
   -- only ever 127.0.0.1: the host reaches containers through their published ports
