@@ -91,8 +91,8 @@ end
 -- what the container itself says (INTROSPECTION_PORT); the path defaults to the seed's.
 -- With port (inspect -p PORT), that container port is asked, whatever the heartbeat is; the
 -- path is the HTTP heartbeat's, else the seed's.
-function M.endpoint(comp, row, def, info, port)
-  if port then return M.explicit(comp, row, def, info, port) end
+function M.endpoint(comp, row, def, info, explicit_port)
+  if explicit_port then return M.explicit(comp, row, def, info, explicit_port) end
   local heartbeat
   if def then
     heartbeat = def.heartbeat

@@ -44,7 +44,7 @@ t.test("a stack's on_event hook posts the give-up record to a loopback webhook",
   local file, stack = E.stack("hook", (GIVE_UP:gsub("HOOK", srv.url)))
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "gave_up", component = "quit" }, 240)
-  t.wait_for(function() return #got >= 1 end, 20, "the webhook's post")
+  t.wait_for(function() return #got >= 1 end, 60, "the webhook's post")
   local rec = got[1].event
   t.eq(rec.event, "gave_up")
   t.eq(rec.component, "quit")
@@ -91,10 +91,9 @@ t.test("a hook that errors or loops does not stop the restarts; logged once per 
   local h = E.mw({ "run", "--log-format", "json", "--listen", "127.0.0.1:0", file })
   local api = h.wait_event({ event = "api" }, 60)
   h.wait_event({ event = "gave_up", component = "crash" }, 240)
-  local restarts, errors = 0, {}
+  local restarts = 0
   for _, ev in ipairs(h.events()) do
     if ev.event == "restarting" and ev.component == "crash" then restarts = restarts + 1 end
-    if ev.event == "hook_error" then errors[#errors + 1] = ev end
   end
   t.eq(restarts, 3, "the policy's three restarts all happened")
   local text
@@ -104,10 +103,10 @@ t.test("a hook that errors or loops does not stop the restarts; logged once per 
     -- three failures (error), and at least the restarts and the give-up (budget)
     return series(text, 'mw_hook_runs_total{result="error"}') == 3
       and series(text, 'mw_hook_runs_total{result="budget"}') >= 4
-  end, 30, "the hook runs counted")
+  end, 60, "the hook runs counted")
   t.eq(series(text, 'mw_hook_runs_total{result="ok"}'), 0)
   t.eq(series(text, "mw_hook_events_dropped_total"), 0)
-  errors = {}
+  local errors = {}
   for _, ev in ipairs(h.events()) do if ev.event == "hook_error" then errors[#errors + 1] = ev end end
   local kinds = {}
   for _, ev in ipairs(errors) do kinds[#kinds + 1] = ev.kind end
@@ -139,7 +138,7 @@ t.test("inspect -p PORT asks that container port, published on 127.0.0.1", funct
   t.wait_for(function()
     code, out, errs = mw({ "inspect", "-p", "9000", "web", "--stack", stack })
     return code == 0
-  end, 20, "inspect -p 9000 answering: " .. tostring(errs))
+  end, 60, "inspect -p 9000 answering")
   t.eq(out, '{"port":9000}\n')
   code, out, errs = mw({ "inspect", "--port", "9000", file, "web" })
   t.eq(code, 0, errs)
@@ -149,7 +148,8 @@ t.test("inspect -p PORT asks that container port, published on 127.0.0.1", funct
   t.eq(out, "")
   t.match(errs, "^mw: component web: its port 9001 is not published on 127.0.0.1")
   t.ok(not errs:find("\n.", 1), "one line: " .. errs)
-  code, _, errs = mw({ "inspect", "-p", "http", "web", "--stack", stack })
+  code, out, errs = mw({ "inspect", "-p", "http", "web", "--stack", stack })
+  t.eq(out, "")
   t.eq(code, 2, "a port that is not a number is a usage error")
   t.match(errs, "%-p wants a container port")
   -- without a running mw too: the engine's published port

@@ -208,4 +208,16 @@ t.test("mw check: an on_event that is not a function is one line", function()
   end
 end)
 
+t.test("/metrics shows the runs by result, the posts and the drops", function()
+  local metrics = require "mw.metrics"
+  local c = metrics.collector()
+  local text = c:render(nil, nil, 0, { runs = { ok = 2, error = 3, budget = 0, memory = 0, timeout = 1 },
+    posts = { ok = 2, failed = 1 }, dropped = 7 })
+  t.match(text, '\nmw_hook_runs_total{result="error"} 3\n')
+  t.match(text, '\nmw_hook_runs_total{result="timeout"} 1\n')
+  t.match(text, '\nmw_hook_posts_total{result="failed"} 1\n')
+  t.match(text, '\nmw_hook_events_dropped_total 7\n')
+  t.match(text, "# TYPE mw_hook_runs_total counter")
+end)
+
 os.exit(t.run())
