@@ -3,6 +3,7 @@
 -- leaves the restarts to the policy; inspect asks the container port -p names.
 local t = require "t"
 local cjson = require "cjson"
+local core = require "mw.core"
 local http = require "mw.http"
 local E = require "engine"
 local run = require "run"
@@ -18,6 +19,7 @@ local function webhook_server()
   local srv = httpd.start { ["/hook"] = function(req)
     local ok, doc = pcall(cjson.decode, req.body)
     got[#got + 1] = ok and doc or { raw = req.body }
+    got[#got].arrived = core.time()
     return 204, ""
   end }
   return srv, got
@@ -58,6 +60,7 @@ t.test("a stack's on_event hook posts the give-up record to a loopback webhook",
   t.match(rec.message, "exited with code 4")
   t.eq(type(rec.time), "number")
   t.match(got[1].text, "^quit gave up: ")
+  print(string.format("# the webhook had the give-up %.1f ms after mw logged it", (got[1].arrived - rec.time) * 1000))
   for _, ev in ipairs(h.events()) do t.ok(ev.event ~= "hook_error", "no hook error: " .. tostring(ev.msg)) end
   t.eq(h.stop(), 0)
   t.eq(#got, 1, "one give-up, one post")
