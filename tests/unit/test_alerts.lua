@@ -105,6 +105,34 @@ t.test("a stack's hook posts the give-up record to a loopback webhook, and gets 
   srv.stop()
 end)
 
+t.test("a webhook's long answer is cut off (an error the hook sees); a refused connection is one too", function()
+  local srv = httpd.start { ["/big"] = function() return 200, ("x"):rep(alerts.MAX_ANSWER + 1) end }
+  local closed = httpd.start {}
+  local closed_url = closed.url
+  closed.stop()
+  local answers = {}
+  local a
+  local warned = quiet(function()
+    local ctx = ctx_for(([[function()
+      ANSWERS(webhook.post("URL/big", "x"))
+      ANSWERS(webhook.post("CLOSED/none", "x", { timeout = 5 }))
+    end]]):gsub("CLOSED", closed_url), srv.url)
+    rawset(env_of(ctx.stack.on_event), "ANSWERS", function(res, err) answers[#answers + 1] = { res = res, err = err } end)
+    a = alerts.start(ctx)
+    log.error("web", "gave_up", "giving up")
+    t.wait_for(function() return #answers == 2 end, 10, "both answers")
+    a:close()
+  end)
+  t.eq(#warned, 0, "the hook itself did fine")
+  t.eq(answers[1].res, nil)
+  t.match(answers[1].err, "larger than")
+  t.eq(answers[2].res, nil)
+  t.ok(type(answers[2].err) == "string" and #answers[2].err > 0, "a reason")
+  t.eq(a.stats.posts.failed, 2)
+  t.eq(a.stats.runs.ok, 1)
+  srv.stop()
+end)
+
 -- The hooks that misbehave, each with the kind it is counted under.
 local BAD = {
   { "error", [[function(ev) error("boom " .. ev.event) end]] },
