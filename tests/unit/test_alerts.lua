@@ -196,6 +196,28 @@ t.test("a component's own hook replaces the stack's for its events; no hook, no 
   t.same(seen, { "stack - engine_back", "stack db healthy", "web web healthy" })
 end)
 
+t.test("a reload's new hook is the one that runs; a reload that removes it stops the runs", function()
+  local seen = {}
+  local a
+  quiet(function()
+    local ctx = ctx_for([[function(ev) SEEN("old " .. ev.event) end]])
+    rawset(env_of(ctx.stack.on_event), "SEEN", function(x) seen[#seen + 1] = x end)
+    a = alerts.start(ctx)
+    log.info("web", "healthy", "healthy")
+    t.wait_for(function() return #seen == 1 end, 10, "the old hook's run")
+    local new = ctx_for([[function(ev) SEEN("new " .. ev.event) end]])
+    rawset(env_of(new.stack.on_event), "SEEN", function(x) seen[#seen + 1] = x end)
+    ctx.stack = new.stack                     -- as mw.run's reload does
+    log.warn("web", "failed", "exited")
+    t.wait_for(function() return #seen == 2 end, 10, "the new hook's run")
+    ctx.stack = ctx_for("nil").stack
+    log.error("web", "gave_up", "giving up")
+    t.eq(a.tail - a.head + 1, 0, "nothing queued without a hook")
+    a:close()
+  end)
+  t.same(seen, { "old healthy", "new failed" })
+end)
+
 t.test("past the queue's cap the oldest events are dropped and counted", function()
   local a
   quiet(function()
