@@ -130,7 +130,8 @@ end
 function A:warn_once(kind, key, text)
   if self.warned[kind] then return end
   self.warned[kind] = true
-  log.warn(key, "hook_error", text .. " (said once; mw_hook_runs_total counts them)", { kind = kind })
+  local counter = kind == "dropped" and "mw_hook_events_dropped_total" or "mw_hook_runs_total"
+  log.warn(key, "hook_error", text .. " (said once; " .. counter .. " counts them)", { kind = kind })
 end
 
 function A:dispatch()
