@@ -239,6 +239,13 @@ function Sup:ensure_volumes(inst)
   local engine = self.engine
   self.volumes = self.volumes or {}
   for _, v in ipairs(inst.def.volumes or {}) do
+    if v.type == "bind" and v.create and not fs.stat(v.source) then
+      -- As compose does (and `docker run -v` did): a missing bind source becomes an empty
+      -- directory; `create_host_path = false` refuses instead (at `mw check`).
+      local ok, err = fs.mkdirp(v.source)
+      if not ok then return nil, "cannot create bind mount source " .. v.source .. ": " .. tostring(err) end
+      log.info(inst.key, "volume", "created bind mount source " .. v.source .. " (an empty directory, as compose does)")
+    end
     if v.type == "volume" then
       local name = spec.instance_volume(self.stack, v, inst.index)
       if not self.volumes[name] then
