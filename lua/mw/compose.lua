@@ -51,7 +51,7 @@ end
 -- The order a written stack file lists fields in: what runs, then what it needs, then limits.
 -- Every mw.fields entry with compose keys must be here (tests/unit/test_fields.lua checks).
 local FIELD_ORDER = {
-  "image", "build", "command", "entrypoint", "working_dir", "user", "env", "depends_on",
+  "image", "build", "pull", "command", "entrypoint", "working_dir", "user", "env", "depends_on",
   "heartbeat", "restart", "ports", "volumes", "secrets", "networks", "scale", "memory", "cpus",
   "shm_size", "ulimits", "hostname", "extra_hosts", "labels", "stop_signal", "stop_grace",
   "init", "read_only", "cap_add", "cap_drop", "privileged", "devices", "gpus", "sysctls", "dns",
@@ -85,7 +85,7 @@ function H.image(cx, comp, v, svc)
   comp.fields.image = need_string(comp, "image", v)
 end
 
-local BUILD_KEYS = { context = true, dockerfile = true, args = true, target = true }
+local BUILD_KEYS = { context = true, dockerfile = true, args = true, target = true, pull = true }
 
 function H.build(cx, comp, v, svc)
   local context = v
@@ -119,6 +119,7 @@ function H.build(cx, comp, v, svc)
     if next(args) then b[#b + 1] = { "args", args } end
   end
   if v.target ~= nil then b[#b + 1] = { "target", need_string(comp, "build.target", v.target) } end
+  if bool_of(v.pull) then b[#b + 1] = { "pull", true } end
   for _, k in ipairs(sorted_keys(v)) do
     if not BUILD_KEYS[k] then unsupported(cx, comp, "build." .. k, v[k]) end
   end
@@ -536,6 +537,16 @@ function H.ulimits(_, comp, v)
     end
   end
   comp.fields.ulimits = out
+end
+
+-- pull_policy: compose's "if_not_present" is mw's "missing"; "build" (build, never pull) is what
+-- a component with 'build' does anyway; "daily"/"weekly"/"every_<d>" have no equivalent.
+local PULL_POLICY = { always = "always", missing = "missing", if_not_present = "missing", never = "never" }
+function H.pull_policy(cx, comp, v)
+  local s = need_string(comp, "pull_policy", v)
+  if PULL_POLICY[s] then comp.fields.pull = PULL_POLICY[s]
+  elseif s == "build" then note(comp, "pull_policy: build: the component builds its image and never pulls it")
+  else unsupported(cx, comp, "pull_policy", v, "mw pulls \"missing\", \"always\" or \"never\"") end
 end
 
 H.privileged = boolean_field("privileged")

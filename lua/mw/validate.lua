@@ -72,7 +72,7 @@ function field.build(ctx, path, v)
   if type(v) ~= "table" then
     must(path, v, "a table { context = \"dir\", dockerfile = ..., args = ..., target = ... } or a directory")
   end
-  fields(path, v, { "context", "dockerfile", "args", "target" })
+  fields(path, v, { "context", "dockerfile", "args", "target", "pull" })
   local context = rawget(v, "context")
   if context == nil then fail(path, "needs 'context' (a directory, relative to the stack file)") end
   nonempty(sub(path, "context"), context)
@@ -116,7 +116,18 @@ function field.build(ctx, path, v)
     if not target:find("^[%w][%w_.-]*$") then fail(sub(path, "target"), "bad build stage name " .. show(target)) end
     b.target = target
   end
+  local pull = rawget(v, "pull")
+  if pull ~= nil then b.pull = boolean(sub(path, "pull"), pull) or nil end
   return b
+end
+
+-- pull = "missing" (the default: pull only an image the engine lacks), "always" (pull at
+-- every bring-up and reload that creates the component), "never" (fail when it is missing).
+local PULL = { missing = true, always = true, never = true }
+function field.pull(_, path, v)
+  local s = nonempty(path, v, "\"missing\", \"always\" or \"never\"")
+  if not PULL[s] then fail(path, "must be \"missing\", \"always\" or \"never\", got " .. show(s)) end
+  return s
 end
 
 function field.command(_, path, v) return words(path, v) end

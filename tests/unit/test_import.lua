@@ -887,7 +887,7 @@ local EXPECT = {
   deploy = { comps = 3, unsupported = { "deploy.placement", "deploy.update_config", "cpu_shares",
                                         "memswap_limit", "deploy.resources.reservations.cpus" } },
   unsupported = { comps = 4, unsupported = {
-    "container_name", "network_mode", "x-notes", "profiles", "tty", "stdin_open", "platform", "pull_policy",
+    "container_name", "network_mode", "x-notes", "profiles", "tty", "stdin_open", "platform",
     "configs", "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
     "external", "driver_opts", "ipam", "x-project-owner" } },
   names = { comps = 4 },

@@ -70,7 +70,7 @@ t.test("minimal stack normalizes with every default", function()
     ports = {}, volumes = {}, secrets = {}, scale = 1, labels = {}, extra_hosts = {},
     stop_grace = 10, init = false, read_only = false, cap_add = {}, cap_drop = {},
     ulimits = {}, networks = {}, privileged = false, devices = {}, sysctls = {}, dns = {},
-    dns_search = {}, dns_opt = {}, security_opt = {}, group_add = {},
+    dns_search = {}, dns_opt = {}, security_opt = {}, group_add = {}, pull = "missing",
     logging = { driver = "json-file", options = { ["max-size"] = "10m", ["max-file"] = "3" } },
   })
 end)
