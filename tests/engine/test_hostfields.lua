@@ -3,7 +3,6 @@
 -- refuse (a log driver it lacks) comes back with the engine's words.
 local t = require "t"
 local E = require "engine"
-local core = require "mw.core"
 local fs = require "mw.fs"
 
 local e = E.engine()
@@ -114,7 +113,8 @@ t.test("logs: rotated by default (json-file, 10m x 3); a cap written in the stac
   local file, stack = E.stack("logrot", [[
 return { name = "NAME", components = {
   chatty = { image = "IMAGE", logging = { driver = "json-file", options = { ["max-size"] = "4k", ["max-file"] = "2" } },
-             command = { "sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo done; sleep 3600" } },
+             command = { "sh", "-c", "i=0; while [ $i -lt 3000 ]; do " ..
+               "echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo done; sleep 3600" } },
   plain = { image = "IMAGE", command = { "sleep", "3600" } },
   own = { image = "IMAGE", command = { "sleep", "3600" }, logging = "engine" },
 } }
@@ -179,7 +179,6 @@ return { name = "NAME", components = {
   h.stop()
   local by = E.containers(stack)
   t.ok(not by.app or by.app[1].State ~= "running", "nothing runs")
-  local _ = core
 end)
 
 os.exit(E.run(t))
