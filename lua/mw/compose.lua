@@ -51,10 +51,12 @@ end
 -- The order a written stack file lists fields in: what runs, then what it needs, then limits.
 -- Every mw.fields entry with compose keys must be here (tests/unit/test_fields.lua checks).
 local FIELD_ORDER = {
-  "image", "build", "command", "entrypoint", "working_dir", "user", "env", "depends_on",
+  "image", "build", "pull", "command", "entrypoint", "working_dir", "user", "env", "depends_on",
   "heartbeat", "restart", "ports", "volumes", "secrets", "networks", "scale", "memory", "cpus",
   "shm_size", "ulimits", "hostname", "extra_hosts", "labels", "stop_signal", "stop_grace",
-  "init", "read_only", "cap_add", "cap_drop",
+  "init", "read_only", "cap_add", "cap_drop", "privileged", "devices", "gpus", "sysctls", "dns",
+  "dns_search", "dns_opt", "security_opt", "ipc", "pid", "group_add", "oom_score_adj",
+  "memory_reservation", "logging",
 }
 
 local EMPTY_WORDS = "an empty value resets the image's, which mw cannot express"
@@ -83,7 +85,7 @@ function H.image(cx, comp, v, svc)
   comp.fields.image = need_string(comp, "image", v)
 end
 
-local BUILD_KEYS = { context = true, dockerfile = true, args = true, target = true }
+local BUILD_KEYS = { context = true, dockerfile = true, args = true, target = true, pull = true }
 
 function H.build(cx, comp, v, svc)
   local context = v
@@ -117,6 +119,7 @@ function H.build(cx, comp, v, svc)
     if next(args) then b[#b + 1] = { "args", args } end
   end
   if v.target ~= nil then b[#b + 1] = { "target", need_string(comp, "build.target", v.target) } end
+  if bool_of(v.pull) then b[#b + 1] = { "pull", true } end
   for _, k in ipairs(sorted_keys(v)) do
     if not BUILD_KEYS[k] then unsupported(cx, comp, "build." .. k, v[k]) end
   end
@@ -380,6 +383,43 @@ local function cpus_value(comp, v)
   return n
 end
 
+-- deploy.resources.reservations.devices: compose's long form of `gpus` (one entry whose
+-- capabilities include "gpu"); other device reservations have no engine equivalent.
+local function gpu_reservation(cx, comp, list)
+  if not is_list(list) then fatal(string.format("service %s: reservations.devices must be a list", comp.orig)) end
+  for i, d in ipairs(list) do
+    local key = "deploy.resources.reservations.devices[" .. i .. "]"
+    local caps = is_map(d) and is_list(d.capabilities) and d.capabilities or {}
+    local gpu = false
+    for _, c in ipairs(caps) do if c == "gpu" then gpu = true end end
+    if not gpu or comp.fields.gpus ~= nil then
+      unsupported(cx, comp, key, d, gpu and "only one GPU request is kept" or "only GPU requests have an equivalent")
+    else
+      local g = {}
+      if d.count == "all" or d.count == nil then g.count = d.device_ids == nil and "all" or nil
+      else g.count = math.tointeger(tonumber(d.count)) or d.count end
+      if d.device_ids ~= nil then g.ids = string_list(comp, key .. ".device_ids", d.device_ids) end
+      g.capabilities = string_list(comp, key .. ".capabilities", caps)
+      if d.driver ~= nil then g.driver = need_string(comp, key .. ".driver", d.driver) end
+      if is_map(d.options) then
+        local o = {}
+        for k, x in pairs(d.options) do o[k] = str_of(x) end
+        g.options = o
+      end
+      for _, k in ipairs(sorted_keys(d)) do
+        if k ~= "count" and k ~= "device_ids" and k ~= "capabilities" and k ~= "driver" and k ~= "options" then
+          unsupported(cx, comp, key .. "." .. k, d[k])
+        end
+      end
+      local kv = {}
+      for _, k in ipairs { "count", "ids", "capabilities", "driver", "options" } do
+        if g[k] ~= nil then kv[#kv + 1] = { k, g[k] } end
+      end
+      comp.fields.gpus = ordered(kv)
+    end
+  end
+end
+
 function H.deploy(cx, comp, v)
   if not is_map(v) then fatal(string.format("service %s: 'deploy' must be a mapping", comp.orig)) end
   for _, k in ipairs(sorted_keys(v)) do
@@ -391,7 +431,14 @@ function H.deploy(cx, comp, v)
     elseif k == "resources" and is_map(x) then
       for _, r in ipairs(sorted_keys(x)) do
         local lim = x[r]
-        if r == "limits" and is_map(lim) then
+        if r == "reservations" and is_map(lim) then
+          for _, l in ipairs(sorted_keys(lim)) do
+            local key = "deploy.resources.reservations." .. l
+            if l == "memory" then set(cx, comp, "memory_reservation", size_value(lim[l]), key, lim[l])
+            elseif l == "devices" then gpu_reservation(cx, comp, lim[l])
+            else unsupported(cx, comp, key, lim[l], l == "cpus" and "the engine reserves no CPU outside swarm" or nil) end
+          end
+        elseif r == "limits" and is_map(lim) then
           for _, l in ipairs(sorted_keys(lim)) do
             local key = "deploy.resources.limits." .. l
             if l == "memory" then set(cx, comp, "memory", size_value(lim[l]), key, lim[l])
@@ -490,6 +537,87 @@ function H.ulimits(_, comp, v)
     end
   end
   comp.fields.ulimits = out
+end
+
+-- pull_policy: compose's "if_not_present" is mw's "missing"; "build" (build, never pull) is what
+-- a component with 'build' does anyway; "daily"/"weekly"/"every_<d>" have no equivalent.
+local PULL_POLICY = { always = "always", missing = "missing", if_not_present = "missing", never = "never" }
+function H.pull_policy(cx, comp, v)
+  local s = need_string(comp, "pull_policy", v)
+  if PULL_POLICY[s] then comp.fields.pull = PULL_POLICY[s]
+  elseif s == "build" then note(comp, "pull_policy: build: the component builds its image and never pulls it")
+  else unsupported(cx, comp, "pull_policy", v, "mw pulls \"missing\", \"always\" or \"never\"") end
+end
+
+H.privileged = boolean_field("privileged")
+function H.devices(_, comp, v) comp.fields.devices = string_list(comp, "devices", v) end
+function H.gpus(_, comp, v)
+  if v == "all" then comp.fields.gpus = "all"; return end
+  local n = math.tointeger(tonumber(v))
+  if n then comp.fields.gpus = n; return end
+  fatal(string.format("service %s: 'gpus' must be \"all\" or a count, got %s", comp.orig, compact(v)))
+end
+function H.sysctls(_, comp, v)
+  local out = {}
+  if is_map(v) then
+    for k, x in pairs(v) do out[k] = str_of(x) or need_string(comp, "sysctls", x) end
+  else
+    for _, item in ipairs(string_list(comp, "sysctls", v)) do
+      local k, x = item:match("^([^=]+)=(.*)$")
+      if not k then fatal(string.format("service %s: bad sysctls entry %s", comp.orig, compact(item))) end
+      out[k] = x
+    end
+  end
+  if next(out) then comp.fields.sysctls = out end
+end
+local function strings_field(key, field)
+  return function(_, comp, v)
+    comp.fields[field or key] = type(v) == "string" and { v } or string_list(comp, key, v)
+  end
+end
+H.dns = strings_field("dns")
+H.dns_search = strings_field("dns_search")
+H.dns_opt = strings_field("dns_opt")
+H.security_opt = strings_field("security_opt")
+function H.group_add(_, comp, v)
+  local out = {}
+  for i, x in ipairs(is_list(v) and v or {}) do out[i] = str_of(x) or need_string(comp, "group_add", x) end
+  if not is_list(v) then fatal(string.format("service %s: 'group_add' must be a list", comp.orig)) end
+  comp.fields.group_add = out
+end
+function H.ipc(cx, comp, v)
+  local s = need_string(comp, "ipc", v)
+  if s:find("^service:") or s:find("^container:") then
+    unsupported(cx, comp, "ipc", v, "sharing another container's IPC namespace is not offered")
+  else
+    comp.fields.ipc = s
+  end
+end
+function H.pid(cx, comp, v)
+  local s = need_string(comp, "pid", v)
+  if s ~= "host" then unsupported(cx, comp, "pid", v, "only \"host\" has an equivalent") else comp.fields.pid = s end
+end
+function H.oom_score_adj(_, comp, v)
+  comp.fields.oom_score_adj = math.tointeger(tonumber(v)) or fatal(string.format(
+    "service %s: 'oom_score_adj' must be an integer, got %s", comp.orig, compact(v)))
+end
+function H.mem_reservation(cx, comp, v) set(cx, comp, "memory_reservation", size_value(v), "mem_reservation", v) end
+function H.logging(cx, comp, v)
+  if not is_map(v) then fatal(string.format("service %s: 'logging' must be a mapping", comp.orig)) end
+  local out = {}
+  if v.driver ~= nil then out.driver = need_string(comp, "logging.driver", v.driver) end
+  if is_map(v.options) then
+    local o = {}
+    for k, x in pairs(v.options) do o[k] = str_of(x) or need_string(comp, "logging.options." .. k, x) end
+    out.options = o
+  end
+  for _, k in ipairs(sorted_keys(v)) do
+    if k ~= "driver" and k ~= "options" then unsupported(cx, comp, "logging." .. k, v[k]) end
+  end
+  local kv = {}
+  if out.driver then kv[#kv + 1] = { "driver", out.driver } end
+  if out.options then kv[#kv + 1] = { "options", out.options } end
+  comp.fields.logging = ordered(kv)
 end
 
 local function service(cx, orig, name, svc)

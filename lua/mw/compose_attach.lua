@@ -166,7 +166,7 @@ local function short_volume(cx, comp, s)
   add_volume(comp, src .. ":" .. target .. (ro and ":ro" or ""))
 end
 
-local LONG_VOLUME = { type = true, source = true, target = true, read_only = true, tmpfs = true }
+local LONG_VOLUME = { type = true, source = true, target = true, read_only = true, tmpfs = true, bind = true }
 
 local function long_volume(cx, comp, v)
   local kind = str_of(v.type) or "volume"
@@ -187,12 +187,28 @@ local function long_volume(cx, comp, v)
       partial(cx, comp, "volumes", v, "an anonymous volume would be lost on every recreation; give it a source")
       return
     end
+    local create
     if kind == "bind" then
       src = path_for(cx, src)
+      if is_map(v.bind) then
+        for _, k in ipairs(sorted_keys(v.bind)) do
+          if k == "create_host_path" then create = bool_of(v.bind[k])
+          else unsupported(cx, comp, "volumes.bind." .. k, v.bind[k]) end
+        end
+      elseif v.bind ~= nil then
+        unsupported(cx, comp, "volumes.bind", v.bind)
+      end
     else
       check_named(cx, comp, src)
     end
-    add_volume(comp, src .. ":" .. target .. (ro and ":ro" or ""))
+    if create == false then
+      local kv = { { "source", src }, { "target", target } }
+      if ro then kv[#kv + 1] = { "read_only", true } end
+      kv[#kv + 1] = { "create_host_path", false }
+      add_volume(comp, ordered(kv))
+    else
+      add_volume(comp, src .. ":" .. target .. (ro and ":ro" or ""))
+    end
   else
     partial(cx, comp, "volumes", v, "volumes of type '" .. kind .. "' have no equivalent")
     return

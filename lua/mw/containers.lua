@@ -72,21 +72,55 @@ function Sup:image_id(inst, name)
   lookup = {}
   self.lookups[name] = lookup
   local engine = self.engine
-  local img, err = engine:image_inspect(name)
-  if not img then
-    local ref = name:find(":[^/]*$") and name or (name .. ":latest")
-    log.info(inst.key, "pull", "image " .. ref .. " is not here; pulling it")
-    local ok, perr = engine:pull(ref)
+  local policy = self.pull_override or inst.def.pull or "missing"
+  local ref = name:find(":[^/]*$") and name or (name .. ":latest")
+  self.pulled = self.pulled or {}
+  local img, err
+  if policy == "always" and not self.pulled[ref] then
+    -- once per image and per bring-up or reload (Sup:apply forgets), not on every restart
+    local ok, perr = self:pull(inst, ref, "pull = \"always\"")
     if not ok then
-      err = "image " .. name .. " is not on the engine and pulling it failed: " .. tostring(perr or err)
+      err = "pulling image " .. ref .. " failed (pull = \"always\"): " .. tostring(perr)
     else
+      self.pulled[ref] = true
       img, err = engine:image_inspect(ref)
+    end
+  else
+    img, err = engine:image_inspect(name)
+    if not img and policy == "never" then
+      err = "image " .. name .. " is not on the engine, and pull = \"never\""
+    elseif not img then
+      local ok, perr = self:pull(inst, ref, "it is not here")
+      if not ok then
+        err = "image " .. name .. " is not on the engine and pulling it failed: " .. tostring(perr or err)
+      else
+        img, err = engine:image_inspect(ref)
+      end
     end
   end
   lookup.id, lookup.err, lookup.done = img and img.Id, err, true
   self.lookups[name] = nil
   self:changed()
   return lookup.id, lookup.err
+end
+
+-- Pulls ref, logging the engine's progress as a build's is: each layer's status when it
+-- changes to a new kind, and the final status line. -> true | nil, err
+function Sup:pull(inst, ref, why)
+  local t0 = core.now()
+  log.info(inst.key, "pull", "pulling image " .. ref .. " (" .. why .. ")")
+  local last = {}
+  local ok, err = self.engine:pull(ref, { on_line = function(text)
+    local id, status = text:match("^(%x+): (.*)$")
+    if not id then
+      log.progress(inst.key, text)
+    elseif last[id] ~= status:match("^(%a+)") then    -- a layer's new stage, not every byte count
+      last[id] = status:match("^(%a+)")
+      log.progress(inst.key, text)
+    end
+  end })
+  if ok then log.info(inst.key, "pull", string.format("pulled %s in %.1f s", ref, core.now() - t0)) end
+  return ok, err
 end
 
 -- The image a component runs, as an ID: built from its context (skipped when an image of the
@@ -111,26 +145,31 @@ function Sup:image_for(inst)
   local tag = spec.image_tag(self.stack) .. ":" .. identity:sub(1, 12)
   -- components sharing a context share one build: later ones wait for the first
   while self.images[tag] == "building" do self:wait_until(function() return self.images[tag] ~= "building" end) end
-  if self.images[tag] then return self.images[tag] end
+  -- build.pull: the base may be newer than the built image; build again (layers the base
+  -- keeps come from the cache) once per bring-up or reload (Sup:apply forgets self.pulled).
+  self.pulled = self.pulled or {}
+  local refresh = (build.pull or self.pull_override == "always") and not self.pulled[tag]
+  if self.images[tag] and not refresh then return self.images[tag] end
   self.images[tag] = "building"
-  local img = engine:image_inspect(tag)
+  local img = not refresh and engine:image_inspect(tag)
   if img then
     self.images[tag] = img.Id
     self:changed()
     return img.Id
   end
-  local id, err = self:build(inst, build, ctx, rel, tag)
+  local id, err = self:build(inst, build, ctx, rel, tag, refresh)
+  if refresh and id then self.pulled[tag] = true end
   self.images[tag] = id
   self:changed()
   return id, err
 end
 
-function Sup:build(inst, build, ctx, rel, tag)
+function Sup:build(inst, build, ctx, rel, tag, pull)
   local engine = self.engine
   local t0 = core.now()
   log.info(inst.key, "build", "building image " .. tag)
   local id, err = engine:build {
-    context_tar = ctx, tag = tag, dockerfile = rel, target = build.target, buildargs = build.args,
+    context_tar = ctx, tag = tag, dockerfile = rel, target = build.target, buildargs = build.args, pull = pull,
     labels = spec.labels(self.stack),
     on_line = function(text)
       text = text:gsub("%s+$", "")
@@ -239,6 +278,13 @@ function Sup:ensure_volumes(inst)
   local engine = self.engine
   self.volumes = self.volumes or {}
   for _, v in ipairs(inst.def.volumes or {}) do
+    if v.type == "bind" and v.create and not fs.stat(v.source) then
+      -- As compose does (and `docker run -v` did): a missing bind source becomes an empty
+      -- directory; `create_host_path = false` refuses instead (at `mw check`).
+      local ok, err = fs.mkdirp(v.source)
+      if not ok then return nil, "cannot create bind mount source " .. v.source .. ": " .. tostring(err) end
+      log.info(inst.key, "volume", "created bind mount source " .. v.source .. " (an empty directory, as compose does)")
+    end
     if v.type == "volume" then
       local name = spec.instance_volume(self.stack, v, inst.index)
       if not self.volumes[name] then

@@ -125,7 +125,7 @@ end
 function methods:build(o)
   if type(o.context_tar) ~= "string" then error("build: context_tar (a string) is required", 2) end
   local q = {
-    rm = "1", forcerm = "1", pull = "0", version = "1",
+    rm = "1", forcerm = "1", pull = o.pull and "1" or "0", version = "1",
     t = o.tag, dockerfile = o.dockerfile, target = o.target, nocache = o.nocache and "1" or nil,
   }
   if o.labels then q.labels = encode(object(o.labels)) end

@@ -40,8 +40,22 @@ local SPEC_FIELDS = {
   aliases = true, ports = true, hostname = true, user = true, workdir = true, tty = true,
   stop_signal = true, stop_timeout = true, mounts = true, memory = true, nano_cpus = true,
   init = true, read_only = true, extra_hosts = true, healthcheck = true, cap_add = true,
-  cap_drop = true, shm_size = true, ulimits = true,
+  cap_drop = true, shm_size = true, ulimits = true, privileged = true, devices = true, gpus = true,
+  sysctls = true, dns = true, dns_search = true, dns_opt = true, security_opt = true, ipc = true,
+  pid = true, group_add = true, oom_score_adj = true, memory_reservation = true, logging = true,
 }
+
+local function strings(list)
+  local out = array()
+  for i, s in ipairs(list) do out[i] = s end
+  return out
+end
+
+local function string_map(m)
+  local out = object()
+  for k, v in pairs(m or {}) do out[k] = tostring(v) end
+  return out
+end
 
 -- Builds a container create body from a friendly description (see the brief in the module
 -- header). Follows notes §2: ExposedPorts and PortBindings both (a binding whose port is
@@ -78,6 +92,34 @@ function engine_spec.container(s)
     NanoCpus = s.nano_cpus,
   }
   if s.extra_hosts then host.ExtraHosts = array(s.extra_hosts) end
+  if s.privileged then host.Privileged = true end
+  if s.devices and #s.devices > 0 then
+    local devs = array()
+    for i, dv in ipairs(s.devices) do
+      devs[i] = { PathOnHost = dv.host, PathInContainer = dv.container or dv.host,
+                  CgroupPermissions = dv.permissions or "rwm" }
+    end
+    host.Devices = devs
+  end
+  if s.gpus then    -- as `docker run --gpus` sends it (API 1.40+: HostConfig.DeviceRequests)
+    local caps = array { strings(s.gpus.capabilities or { "gpu" }) }
+    host.DeviceRequests = array { {
+      Driver = s.gpus.driver or "", Count = s.gpus.ids and 0 or (s.gpus.count or -1),
+      DeviceIDs = s.gpus.ids and strings(s.gpus.ids) or nil, Capabilities = caps,
+      Options = string_map(s.gpus.options),
+    } }
+  end
+  if s.sysctls and next(s.sysctls) then host.Sysctls = string_map(s.sysctls) end
+  if s.dns and #s.dns > 0 then host.Dns = strings(s.dns) end
+  if s.dns_search and #s.dns_search > 0 then host.DnsSearch = strings(s.dns_search) end
+  if s.dns_opt and #s.dns_opt > 0 then host.DnsOptions = strings(s.dns_opt) end
+  if s.security_opt and #s.security_opt > 0 then host.SecurityOpt = strings(s.security_opt) end
+  if s.group_add and #s.group_add > 0 then host.GroupAdd = strings(s.group_add) end
+  host.IpcMode = s.ipc
+  host.PidMode = s.pid
+  host.OomScoreAdj = s.oom_score_adj
+  host.MemoryReservation = s.memory_reservation
+  if s.logging then host.LogConfig = { Type = s.logging.driver, Config = string_map(s.logging.options) } end
   if s.cap_add and #s.cap_add > 0 then host.CapAdd = array(s.cap_add) end
   if s.cap_drop and #s.cap_drop > 0 then host.CapDrop = array(s.cap_drop) end
   if s.shm_size then host.ShmSize = s.shm_size end

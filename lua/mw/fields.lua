@@ -28,6 +28,9 @@ fields.component = {
     hash = false, why_hash = "the built image's ID is hashed under 'image', so a changed build changes it",
     container = false, why_container = "the image it builds is the container's image ('image')",
     compose = { "build" } },
+  { name = "pull", default = "missing",
+    hash = false, why_hash = "the image it finds is hashed under 'image'; a pull that brings a newer one changes it",
+    container = false, why_container = "when mw pulls the image, not what runs", compose = { "pull_policy" } },
   { name = "command", hash = true, container = function(c, d) d.cmd = c.command end, compose = { "command" } },
   { name = "entrypoint", hash = true, container = function(c, d) d.entrypoint = c.entrypoint end,
     compose = { "entrypoint" } },
@@ -103,6 +106,33 @@ fields.component = {
     compose = { "shm_size" } },
   { name = "ulimits", default = fresh, hash = true, container = function(c, d) d.ulimits = c.ulimits end,
     compose = { "ulimits" } },
+  { name = "privileged", default = false, hash = true,
+    container = function(c, d) d.privileged = c.privileged or nil end, compose = { "privileged" } },
+  { name = "devices", default = fresh, hash = true, container = function(c, d) d.devices = c.devices end,
+    compose = { "devices" } },
+  { name = "gpus", hash = true, container = function(c, d) d.gpus = c.gpus end, compose = { "gpus", "deploy" } },
+  { name = "sysctls", default = fresh, hash = true, container = function(c, d) d.sysctls = c.sysctls end,
+    compose = { "sysctls" } },
+  { name = "dns", default = fresh, hash = true, container = function(c, d) d.dns = c.dns end, compose = { "dns" } },
+  { name = "dns_search", default = fresh, hash = true, container = function(c, d) d.dns_search = c.dns_search end,
+    compose = { "dns_search" } },
+  { name = "dns_opt", default = fresh, hash = true, container = function(c, d) d.dns_opt = c.dns_opt end,
+    compose = { "dns_opt" } },
+  { name = "security_opt", default = fresh, hash = true,
+    container = function(c, d) d.security_opt = c.security_opt end, compose = { "security_opt" } },
+  { name = "ipc", hash = true, container = function(c, d) d.ipc = c.ipc end, compose = { "ipc" } },
+  { name = "pid", hash = true, container = function(c, d) d.pid = c.pid end, compose = { "pid" } },
+  { name = "group_add", default = fresh, hash = true, container = function(c, d) d.group_add = c.group_add end,
+    compose = { "group_add" } },
+  { name = "oom_score_adj", hash = true, container = function(c, d) d.oom_score_adj = c.oom_score_adj end,
+    compose = { "oom_score_adj" } },
+  { name = "memory_reservation", hash = true,
+    container = function(c, d) d.memory_reservation = c.memory_reservation end,
+    compose = { "mem_reservation", "deploy" } },
+  -- Absent: json-file rotated at 10 MB, 3 files (README "Logs"); "engine": the engine's default.
+  { name = "logging", default = function() return fields.default_logging() end, hash = true,
+    container = function(c, d) if c.logging ~= "engine" then d.logging = c.logging end end,
+    compose = { "logging" } },
   { name = "networks", default = fresh, hash = true,
     container = false, why_container = "the engine takes one network at create (notes §2); the supervisor " ..
       "connects these after",
@@ -116,6 +146,12 @@ fields.component = {
     container = false, why_container = "mw calls it (mw.alerts); the container never sees it",
     compose = false, why_compose = "compose has no alert hooks" },
 }
+
+-- What a component that sets no 'logging' gets: logs that cannot fill the disk (30 MB a
+-- container). Compose and the engine keep json-file logs without a cap.
+function fields.default_logging()
+  return { driver = "json-file", options = { ["max-size"] = "10m", ["max-file"] = "3" } }
+end
 
 fields.by_name = {}
 fields.names = {}

@@ -350,10 +350,7 @@ function M.main(args, cli)
   local stack = require "mw.stack"
   local s, lerr = stack.load(shown, { source = src, cwd = here })
   if not s then
-    -- compose creates a missing bind mount source; mw refuses one, so say what to do.
-    local hint = lerr:find("bind mount source .* does not exist") and
-      " (compose would create it; mw does not: create it first)" or ""
-    err("the result would not pass mw check: " .. lerr .. hint)
+    err("the result would not pass mw check: " .. lerr)
     return 2
   end
 

@@ -36,6 +36,7 @@ end
 -- recomputed; scale changes add or retire instances; changed components are replaced (rolled
 -- one instance at a time); added ones start, removed ones go. Returns a one-line summary.
 function Sup:apply(new)
+  self.pulled = {}      -- pull = "always" and build.pull act again for what this reload creates
   local old = self.stack
   self.stack = new
   local notes = { policy = {}, heartbeat = {}, added = {}, removed = {}, scaled = {}, checking = {} }

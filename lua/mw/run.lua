@@ -185,6 +185,7 @@ function M.run(opts)
 
   local status_cond = core.cond()
   local sup = supervisor.new { engine = engine, stack = def, on_change = function() status_cond:notify() end }
+  sup.pull_override = opts.pull      -- mw run --pull: every component's pull policy, for this run
   ctx.sup = sup
   local api_srv, aerr = api.start(ctx, { listen = listen }) -- api
   if not api_srv then io.stderr:write("mw: ", aerr, "\n") place:leave() sigs:close() return 1 end -- api
@@ -261,8 +262,12 @@ end
 
 -- mw run [stack.lua] [--force] [--log-format text|json] [--state-dir DIR] [--listen ADDR]
 function M.main(args, cli)
-  local opts, rest = cli.parse(args, { force = true, ["log-format"] = "value", ["state-dir"] = "value", listen = "value" })
+  local opts, rest = cli.parse(args, { force = true, ["log-format"] = "value", ["state-dir"] = "value", listen = "value",
+                                        pull = "value" })
   if not opts then cli.say(rest) return USAGE end
+  if opts.pull and opts.pull ~= "always" and opts.pull ~= "missing" and opts.pull ~= "never" then
+    cli.say("--pull must be always, missing or never") return USAGE
+  end
   if opts.log_format then
     if opts.log_format ~= "text" and opts.log_format ~= "json" then
       cli.say("--log-format must be text or json") return USAGE
@@ -273,7 +278,8 @@ function M.main(args, cli)
   if #rest > 0 then cli.say("run: unexpected argument " .. rest[1]) return USAGE end
   local def = lookup.load_file(file)
   if not def then return USAGE end
-  return M.run { stack = def, file = file, force = opts.force, state_dir = opts.state_dir, listen = opts.listen }
+  return M.run { stack = def, file = file, force = opts.force, state_dir = opts.state_dir, listen = opts.listen,
+                 pull = opts.pull }
 end
 
 return M

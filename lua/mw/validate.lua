@@ -72,7 +72,7 @@ function field.build(ctx, path, v)
   if type(v) ~= "table" then
     must(path, v, "a table { context = \"dir\", dockerfile = ..., args = ..., target = ... } or a directory")
   end
-  fields(path, v, { "context", "dockerfile", "args", "target" })
+  fields(path, v, { "context", "dockerfile", "args", "target", "pull" })
   local context = rawget(v, "context")
   if context == nil then fail(path, "needs 'context' (a directory, relative to the stack file)") end
   nonempty(sub(path, "context"), context)
@@ -116,7 +116,18 @@ function field.build(ctx, path, v)
     if not target:find("^[%w][%w_.-]*$") then fail(sub(path, "target"), "bad build stage name " .. show(target)) end
     b.target = target
   end
+  local pull = rawget(v, "pull")
+  if pull ~= nil then b.pull = boolean(sub(path, "pull"), pull) or nil end
   return b
+end
+
+-- pull = "missing" (the default: pull only an image the engine lacks), "always" (pull at
+-- every bring-up and reload that creates the component), "never" (fail when it is missing).
+local PULL = { missing = true, always = true, never = true }
+function field.pull(_, path, v)
+  local s = nonempty(path, v, "\"missing\", \"always\" or \"never\"")
+  if not PULL[s] then fail(path, "must be \"missing\", \"always\" or \"never\", got " .. show(s)) end
+  return s
 end
 
 function field.command(_, path, v) return words(path, v) end
@@ -321,7 +332,7 @@ local function mount_target(path, t, v)
   return normpath(t)
 end
 
-local function volume_from(ctx, path, src, target, ro, v)
+local function volume_from(ctx, path, src, target, ro, v, create)
   target = mount_target(path, target, v)
   local c = src:sub(1, 1)
   if c == "~" then
@@ -331,7 +342,12 @@ local function volume_from(ctx, path, src, target, ro, v)
     local abs = join(ctx.dir, src)
     local k = file_kind(abs)
     if not k then
-      fail(path, "bind mount source " .. show(src) .. " does not exist (relative to the stack file)")
+      if create == false then
+        fail(path, "bind mount source " .. show(src) .. " does not exist (relative to the stack file), " ..
+          "and create_host_path = false")
+      end
+      -- created as an empty directory before the container (mw.containers ensure_volumes)
+      return { type = "bind", source = abs, target = target, read_only = ro, create = true }
     elseif k ~= "file" and k ~= "dir" and k ~= "socket" then
       fail(path, "bind mount source " .. show(src) .. " is " .. (KINDS[k] or KINDS.other) ..
         "; mw binds a file, a directory or a socket")
@@ -369,7 +385,7 @@ local function volume(ctx, path, v)
     if size ~= nil then m.size = bytes(sub(path, "size"), size) end
     return m
   end
-  fields(path, v, { "source", "target", "read_only", "tmpfs", "size", "shared" })
+  fields(path, v, { "source", "target", "read_only", "tmpfs", "size", "shared", "create_host_path" })
   local src, target = rawget(v, "source"), rawget(v, "target")
   local shared = rawget(v, "shared")
   if shared ~= nil then boolean(sub(path, "shared"), shared) end
@@ -378,7 +394,12 @@ local function volume(ctx, path, v)
   nonempty(sub(path, "source"), src)
   local ro = rawget(v, "read_only")
   if ro ~= nil then boolean(sub(path, "read_only"), ro) end
-  local m = volume_from(ctx, path, src, target, ro == true)
+  local create = rawget(v, "create_host_path")
+  if create ~= nil then boolean(sub(path, "create_host_path"), create) end
+  local m = volume_from(ctx, path, src, target, ro == true, nil, create)
+  if create ~= nil and m.type ~= "bind" then
+    fail(sub(path, "create_host_path"), "only a bind mount (a path) has a host path to create")
+  end
   if shared then
     if m.type ~= "volume" then fail(sub(path, "shared"), "only a named volume can be shared by instances") end
     m.shared = true
@@ -591,6 +612,172 @@ function field.ulimits(_, path, v)
   return out
 end
 
+-- Host and kernel settings (issue 19) ---------------------------------------------------------
+
+function field.privileged(_, path, v) return boolean(path, v) end
+
+-- devices = { "/dev/fuse", "/dev/sda:/dev/xvda:rwm" } or tables { host =, container =, permissions = }:
+-- the host path must be a device here (the engine says so only at start).
+function field.devices(_, path, v)
+  local out = {}
+  for _, e in ipairs(list(path, v, "of device paths like \"/dev/fuse\" or \"/dev/a:/dev/b:rw\"")) do
+    local p = sub(path, e[1])
+    local host, cont, perms
+    if type(e[2]) == "table" then
+      fields(p, e[2], { "host", "container", "permissions" })
+      host = nonempty(sub(p, "host"), rawget(e[2], "host"), "a device path on the host")
+      cont = rawget(e[2], "container") and nonempty(sub(p, "container"), rawget(e[2], "container"))
+      perms = rawget(e[2], "permissions") and nonempty(sub(p, "permissions"), rawget(e[2], "permissions"))
+    else
+      local s = nonempty(p, e[2], "a device path like \"/dev/fuse\"")
+      host, cont, perms = s:match("^([^:]+):?([^:]*):?([^:]*)$")
+      if not host then fail(p, "must look like \"/dev/host[:/dev/container[:rwm]]\", got " .. show(s)) end
+      if cont == "" then cont = nil end
+      if perms == "" then perms = nil end
+      -- "/dev/a:rw": the second part is permissions when it is not a path (docker's own reading)
+      if cont and not perms and cont:find("^[rwm]+$") then cont, perms = nil, cont end
+    end
+    if host:sub(1, 1) ~= "/" then fail(p, "device " .. show(host) .. " must be an absolute path") end
+    if cont and cont:sub(1, 1) ~= "/" then fail(p, "container path " .. show(cont) .. " must be absolute") end
+    if perms and not perms:find("^[rwm]+$") then fail(p, "permissions " .. show(perms) .. " must be made of r, w, m") end
+    local kind = file_kind(host)
+    if kind ~= "char" and kind ~= "block" then
+      fail(p, "device " .. show(host) .. (kind and (" is " .. KINDS[kind] .. ", not a device") or " does not exist on this host"))
+    end
+    out[#out + 1] = { host = host, container = cont or host, permissions = perms or "rwm" }
+  end
+  return out
+end
+
+-- gpus = "all" | a count | { count =, ids =, capabilities =, driver = }: a device request as
+-- `docker run --gpus` makes it (HostConfig.DeviceRequests, API 1.40+).
+function field.gpus(_, path, v)
+  if v == "all" then return { count = -1, capabilities = { "gpu" } } end
+  if type(v) == "number" then return { count = integer(path, v, 1, 1024), capabilities = { "gpu" } } end
+  if type(v) ~= "table" then must(path, v, "\"all\", a count, or { count =, ids =, capabilities =, driver = }") end
+  fields(path, v, { "count", "ids", "capabilities", "driver", "options" })
+  local out = { capabilities = { "gpu" } }
+  local count = rawget(v, "count")
+  if count == "all" then out.count = -1
+  elseif count ~= nil then out.count = integer(sub(path, "count"), count, 1, 1024) end
+  if rawget(v, "ids") ~= nil then
+    out.ids = {}
+    for _, e in ipairs(list(sub(path, "ids"), rawget(v, "ids"), "of device ids")) do
+      out.ids[#out.ids + 1] = nonempty(sub(sub(path, "ids"), e[1]), e[2] ~= nil and tostring(e[2]) or e[2])
+    end
+    if out.count then fail(path, "give 'count' or 'ids', not both") end
+  end
+  if not out.count and not out.ids then out.count = -1 end
+  if rawget(v, "capabilities") ~= nil then
+    out.capabilities = {}
+    for _, e in ipairs(list(sub(path, "capabilities"), rawget(v, "capabilities"), "of capability names")) do
+      out.capabilities[#out.capabilities + 1] = nonempty(sub(sub(path, "capabilities"), e[1]), e[2])
+    end
+  end
+  if rawget(v, "driver") ~= nil then out.driver = nonempty(sub(path, "driver"), rawget(v, "driver")) end
+  if rawget(v, "options") ~= nil then
+    out.options = {}
+    for _, e in ipairs(map(sub(path, "options"), rawget(v, "options"))) do
+      out.options[e[1]] = text(sub(sub(path, "options"), e[1]), e[2], "a string")
+    end
+  end
+  return out
+end
+
+-- sysctls = { ["net.core.somaxconn"] = 1024 }: namespaced kernel settings (the engine refuses
+-- others at start, with its message).
+function field.sysctls(_, path, v)
+  local out = {}
+  for _, e in ipairs(map(path, v)) do
+    local p = sub(path, e[1])
+    if not tostring(e[1]):find("^[%w_]+[%w_%.%-/]*$") then fail(path, "bad sysctl name '" .. keyname(e[1]) .. "'", e[1]) end
+    local val = e[2]
+    if type(val) == "number" or type(val) == "boolean" then val = tostring(val) end
+    out[e[1]] = text(p, val, "a string or a number")
+  end
+  return out
+end
+
+local function strings(path, v, what, check_one)
+  if type(v) == "string" then v = { v } end
+  local out = {}
+  for _, e in ipairs(list(path, v, what)) do
+    local s = nonempty(sub(path, e[1]), e[2])
+    if check_one then check_one(sub(path, e[1]), s) end
+    out[#out + 1] = s
+  end
+  return out
+end
+
+function field.dns(_, path, v)
+  return strings(path, v, "of IP addresses", function(p, s)
+    if not is_ip(s) then fail(p, "bad IP address " .. show(s)) end
+  end)
+end
+function field.dns_search(_, path, v)
+  return strings(path, v, "of domain names", function(p, s)
+    if s ~= "." and not hostname_ok(s) then fail(p, "bad domain name " .. show(s)) end
+  end)
+end
+function field.dns_opt(_, path, v) return strings(path, v, "of resolver options like \"ndots:2\"") end
+function field.security_opt(_, path, v)
+  return strings(path, v, "of options like \"no-new-privileges:true\"", function(p, s)
+    local k = s:match("^([%w%-]+)[:=]") or s
+    if not ({ ["no-new-privileges"] = true, seccomp = true, apparmor = true, label = true,
+              ["systempaths"] = true })[k] then
+      fail(p, "unknown security option " .. show(s) .. " (the engine knows no-new-privileges, seccomp, apparmor, label)")
+    end
+  end)
+end
+function field.group_add(_, path, v)
+  return strings(path, type(v) == "number" and tostring(v) or v, "of group names or ids")
+end
+function field.oom_score_adj(_, path, v) return integer(path, v, -1000, 1000) end
+function field.memory_reservation(_, path, v)
+  local b = bytes(path, v)
+  if b <= 0 then fail(path, "must be > 0") end
+  return b
+end
+
+-- ipc = "private" | "shareable" | "host" | "none"; pid = "host". Sharing another component's
+-- namespace ("container:x") is not offered: the engine wants a container, not a component.
+function field.ipc(_, path, v)
+  local s = nonempty(path, v, "\"private\", \"shareable\", \"host\" or \"none\"")
+  if not ({ private = true, shareable = true, host = true, none = true })[s] then
+    fail(path, "must be \"private\", \"shareable\", \"host\" or \"none\", got " .. show(s))
+  end
+  return s
+end
+function field.pid(_, path, v)
+  local s = nonempty(path, v, "\"host\"")
+  if s ~= "host" then fail(path, "must be \"host\" (or left out for a namespace of its own), got " .. show(s)) end
+  return s
+end
+
+-- logging = { driver = "json-file", options = { ["max-size"] = "10m", ["max-file"] = "3" } }, or
+-- "engine": the engine's own default, with no rotation. Absent: logging.DEFAULT (README "Logs").
+local LOG_DRIVERS = { ["json-file"] = true, ["local"] = true, journald = true, syslog = true, none = true,
+                      gelf = true, fluentd = true, awslogs = true, splunk = true, etwlogs = true,
+                      gcplogs = true, logentries = true }
+function field.logging(_, path, v)
+  if v == "engine" then return "engine" end
+  if type(v) ~= "table" then must(path, v, "{ driver =, options = } or \"engine\"") end
+  fields(path, v, { "driver", "options" })
+  local driver = rawget(v, "driver") == nil and "json-file" or nonempty(sub(path, "driver"), rawget(v, "driver"))
+  if not LOG_DRIVERS[driver] and not driver:find("^[%w%.%-_/:]+$") then
+    fail(sub(path, "driver"), "bad log driver name " .. show(driver))
+  end
+  local options = {}
+  if rawget(v, "options") ~= nil then
+    for _, e in ipairs(map(sub(path, "options"), rawget(v, "options"))) do
+      local val = e[2]
+      if type(val) == "number" then val = tostring(math.tointeger(val) or val) end
+      options[e[1]] = text(sub(sub(path, "options"), e[1]), val, "a string")
+    end
+  end
+  return { driver = driver, options = options }
+end
+
 function field.networks(_, path, v)
   local out, seen = {}, {}
   for _, e in ipairs(list(path, v, "of network names")) do
@@ -620,6 +807,14 @@ local function component(ctx, name, raw)
   for _, f in ipairs(fields_table.names) do
     local v = rawget(raw, f)
     if v ~= nil then c[f] = field[f](ctx, sub(path, f), v) end
+  end
+  -- Fields that contradict each other, each in one line.
+  if c.privileged then
+    for _, cap in ipairs(c.cap_drop) do
+      if cap == "ALL" then
+        fail(path, "has 'privileged = true' with cap_drop \"ALL\": a privileged container keeps every capability; give one", "privileged")
+      end
+    end
   end
   -- The seed's components find their introspection port here.
   if c.heartbeat and c.heartbeat.kind == "http" and c.env.INTROSPECTION_PORT == nil then

@@ -35,6 +35,20 @@ local SAMPLES = {
   shm_size = 'shm_size = "32m"',
   ulimits = 'ulimits = { nofile = 1024 }',
   networks = 'networks = { "front" }',
+  privileged = 'privileged = true',
+  devices = 'devices = { "/dev/null:/dev/mynull:r" }',
+  gpus = 'gpus = "all"',
+  sysctls = 'sysctls = { ["net.core.somaxconn"] = 1024 }',
+  dns = 'dns = { "127.0.0.53" }',
+  dns_search = 'dns_search = { "example.internal" }',
+  dns_opt = 'dns_opt = { "ndots:2" }',
+  security_opt = 'security_opt = { "no-new-privileges:true" }',
+  ipc = 'ipc = "shareable"',
+  pid = 'pid = "host"',
+  group_add = 'group_add = { "audio" }',
+  oom_score_adj = 'oom_score_adj = 500',
+  memory_reservation = 'memory_reservation = "32m"',
+  logging = 'logging = { driver = "local", options = { ["max-size"] = "1m" } }',
 }
 
 local dir = os.tmpname()
@@ -105,7 +119,7 @@ end)
 t.test("only fields that cannot change a container are left out of the hash", function()
   local unhashed = {}
   for _, f in ipairs(fields.component) do if not f.hash then unhashed[#unhashed + 1] = f.name end end
-  t.eq(table.concat(unhashed, " "), "build depends_on heartbeat restart scale autoscale rollout on_event")
+  t.eq(table.concat(unhashed, " "), "build pull depends_on heartbeat restart scale autoscale rollout on_event")
 end)
 
 t.test("changing a container field changes the container's create body", function()
@@ -129,6 +143,8 @@ t.test("a field's default is what a component without it gets", function()
       t.eq(s.components.app.image, "busybox")
     elseif type(d) == "table" and next(d) == nil then
       t.eq(next(s.components.app[f.name]), nil, f.name)
+    elseif type(d) == "table" then
+      t.same(s.components.app[f.name], d, f.name)
     else
       t.eq(s.components.app[f.name], d, f.name)
     end

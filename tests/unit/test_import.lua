@@ -696,7 +696,7 @@ networks:
   t.same(c.networks, { "back", "front" })
   warned(w, "service app: 'networks.front.aliases' has no equivalent")
   t.eq(c.scale, 3); t.eq(c.cpus, 0.5); t.eq(c.memory, 256 * 1024 * 1024)
-  warned(w, "service app: 'deploy.resources.reservations' has no equivalent")
+  t.eq(c.memory_reservation, 64 * 1024 * 1024)
   t.eq(c.working_dir, "/srv"); t.eq(c.user, "1000")
   t.same(c.labels, { ["a.b"] = "c", flag = "" })
   t.eq(c.hostname, "app.local")
@@ -803,8 +803,8 @@ t.test("convert: unusable compose files fail with one line", function()
 end)
 
 t.test("convert: every unsupported key is reported and kept as a comment", function()
-  local keys = { "privileged", "devices", "network_mode", "pid", "sysctls", "logging", "profiles",
-                 "configs", "expose", "links", "container_name", "security_opt", "tty", "x-custom" }
+  local keys = { "network_mode", "profiles", "configs", "expose", "links", "container_name", "tty",
+                 "x-custom" }
   local lines = { "services:", "  svc:", "    image: x" }
   local values = {
     privileged = "true", devices = "[/dev/fuse]", network_mode = "host", pid = "host",
@@ -824,6 +824,51 @@ t.test("convert: every unsupported key is reported and kept as a comment", funct
   commented(src, "x%-top: 1")
 end)
 
+t.test("convert: host and kernel fields (issue 19) become stack fields", function()
+  local _, _, s = conv([[
+services:
+  vpn:
+    image: x
+    privileged: true
+    devices: ["/dev/net/tun:/dev/net/tun"]
+    sysctls: ["net.ipv4.ip_forward=1"]
+    dns: 127.0.0.53
+    dns_search: [corp.internal]
+    dns_opt: ["ndots:2"]
+    security_opt: ["no-new-privileges:true"]
+    group_add: [audio, 44]
+    oom_score_adj: -500
+    ipc: shareable
+    pid: host
+    mem_reservation: 32m
+    logging:
+      driver: local
+      options: {max-size: 5m, max-file: 2}
+    deploy:
+      resources:
+        reservations:
+          devices:
+            - driver: nvidia
+              count: 1
+              capabilities: [gpu]
+  gpu:
+    image: y
+    gpus: all
+]])
+  local c = s.components.vpn
+  t.eq(c.privileged, true)
+  t.same(c.devices, { { host = "/dev/net/tun", container = "/dev/net/tun", permissions = "rwm" } })
+  t.same(c.sysctls, { ["net.ipv4.ip_forward"] = "1" })
+  t.same(c.dns, { "127.0.0.53" }); t.same(c.dns_search, { "corp.internal" }); t.same(c.dns_opt, { "ndots:2" })
+  t.same(c.security_opt, { "no-new-privileges:true" })
+  t.same(c.group_add, { "audio", "44" })
+  t.eq(c.oom_score_adj, -500); t.eq(c.ipc, "shareable"); t.eq(c.pid, "host")
+  t.eq(c.memory_reservation, 32 * 1024 * 1024)
+  t.same(c.logging, { driver = "local", options = { ["max-size"] = "5m", ["max-file"] = "2" } })
+  t.same(c.gpus, { count = 1, capabilities = { "gpu" }, driver = "nvidia" })
+  t.same(s.components.gpu.gpus, { count = -1, capabilities = { "gpu" } })
+end)
+
 -- The corpus ---------------------------------------------------------------------------------
 
 -- What each corpus file must give: components, and the keys it must report as unsupported.
@@ -831,19 +876,18 @@ local EXPECT = {
   ["web-postgres-redis"] = { comps = 3 },
   ["wordpress-mysql"] = { comps = 2, unsupported = { "expose" } },
   ["nginx-proxy"] = { comps = 2, unsupported = { "expose" } },
-  monitoring = { comps = 5, unsupported = { "privileged", "devices", "expose" } },
+  monitoring = { comps = 5, unsupported = { "expose" } },
   traefik = { comps = 3 },
   ["build-args"] = { comps = 4, unsupported = { "build.cache_from", "image" } },
-  anchors = { comps = 3, unsupported = { "logging", "x-logging", "x-service" } },
+  anchors = { comps = 3, unsupported = { "x-logging", "x-service" } },
   ["env-files"] = { comps = 2, unsupported = { "env_file" } },
   healthchecks = { comps = 8, unsupported = { "healthcheck.start_interval", "healthcheck",
                                              "depends_on.migrate.condition" } },
-  ["long-syntax"] = { comps = 1, unsupported = { "ports.mode", "secrets.uid", "volumes.bind", "tmpfs" } },
+  ["long-syntax"] = { comps = 1, unsupported = { "ports.mode", "secrets.uid", "volumes.bind.propagation", "tmpfs" } },
   deploy = { comps = 3, unsupported = { "deploy.placement", "deploy.update_config", "cpu_shares",
-                                        "memswap_limit", "deploy.resources.reservations" } },
+                                        "memswap_limit", "deploy.resources.reservations.cpus" } },
   unsupported = { comps = 4, unsupported = {
-    "container_name", "privileged", "devices", "sysctls", "network_mode", "logging", "security_opt",
-    "dns", "x-notes", "profiles", "pid", "ipc", "tty", "stdin_open", "platform", "pull_policy",
+    "container_name", "network_mode", "x-notes", "profiles", "tty", "stdin_open", "platform",
     "configs", "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
     "external", "driver_opts", "ipam", "x-project-owner" } },
   names = { comps = 4 },

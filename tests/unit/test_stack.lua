@@ -69,7 +69,9 @@ t.test("minimal stack normalizes with every default", function()
     name = "web", image = "nginx:1.25", env = {}, depends_on = {}, heartbeat = false,
     ports = {}, volumes = {}, secrets = {}, scale = 1, labels = {}, extra_hosts = {},
     stop_grace = 10, init = false, read_only = false, cap_add = {}, cap_drop = {},
-    ulimits = {}, networks = {},
+    ulimits = {}, networks = {}, privileged = false, devices = {}, sysctls = {}, dns = {},
+    dns_search = {}, dns_opt = {}, security_opt = {}, group_add = {}, pull = "missing",
+    logging = { driver = "json-file", options = { ["max-size"] = "10m", ["max-file"] = "3" } },
   })
 end)
 
