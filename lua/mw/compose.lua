@@ -56,7 +56,7 @@ local FIELD_ORDER = {
   "shm_size", "ulimits", "hostname", "extra_hosts", "labels", "stop_signal", "stop_grace",
   "init", "read_only", "cap_add", "cap_drop", "privileged", "devices", "gpus", "sysctls", "dns",
   "dns_search", "dns_opt", "security_opt", "ipc", "pid", "group_add", "oom_score_adj",
-  "memory_reservation", "logging",
+  "memory_reservation", "logging", "network_mode",
 }
 
 local EMPTY_WORDS = "an empty value resets the image's, which mw cannot express"
@@ -547,6 +547,19 @@ function H.pull_policy(cx, comp, v)
   if PULL_POLICY[s] then comp.fields.pull = PULL_POLICY[s]
   elseif s == "build" then note(comp, "pull_policy: build: the component builds its image and never pulls it")
   else unsupported(cx, comp, "pull_policy", v, "mw pulls \"missing\", \"always\" or \"never\"") end
+end
+
+-- network_mode: host and none as they are; service:x shares x's namespace (its component name
+-- is known only once every service is named: mw.import resolves comp.net_share).
+function H.network_mode(cx, comp, v)
+  local s = need_string(comp, "network_mode", v)
+  if s == "host" or s == "none" then comp.fields.network_mode = s
+  elseif s:find("^service:.") then comp.net_share = s:sub(9)
+  else
+    unsupported(cx, comp, "network_mode", v, s:find("^container:") and
+      "a container outside the stack; share a component's namespace with \"service:<name>\"" or
+      "components join the stack's network")
+  end
 end
 
 H.privileged = boolean_field("privileged")

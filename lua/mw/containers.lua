@@ -220,9 +220,12 @@ function Sup:post_start(inst, how)
   inst.oom = nil
   local hb = inst.def.heartbeat
   inst.hb = { misses = 0 }
-  if hb and hb.port then inst.hb.host_port = host_port(info, hb.port) end
+  if hb and hb.port then
+    -- network_mode host: the service listens on the host's own loopback
+    inst.hb.host_port = inst.def.network_mode == "host" and hb.port or host_port(info, hb.port)
+  end
   local nets = info.NetworkSettings and info.NetworkSettings.Networks or {}
-  if self.network and not nets[self.network.name] then
+  if self.network and not inst.def.network_mode and not nets[self.network.name] then
     local ok, cerr = self.engine:network_connect(self.network.id, inst.id, { inst.name })
     if not ok then return nil, "cannot attach to network " .. self.network.name .. ": " .. tostring(cerr) end
     log.info(inst.key, "reattached", "was not on network " .. self.network.name .. "; reattached")
@@ -235,7 +238,34 @@ function Sup:post_start(inst, how)
   log.info(inst.key, how, string.format("%s (%s)", how, inst.id:sub(1, 12)), { container = inst.id })
   self:start_heartbeat(inst)
   self:watch_pid(inst)
+  if how ~= "adopted" and inst.index == 1 then self:restart_sharers(inst) end
   return true
+end
+
+-- network_mode = "service:x": a container joins the network namespace of x's container when it
+-- starts; once x's main process is gone that namespace has no network, so every container
+-- sharing it is restarted into the new one (compose leaves them cut off).
+function Sup:restart_sharers(inst)
+  local want = "service:" .. inst.name
+  for _, name in ipairs(self.stack.order) do
+    local group = self.groups[name]
+    if group and group.def.network_mode == want then
+      for _, other in pairs(group.instances) do
+        if other.id and is_up(other) and not other.handling then
+          other.handling = true
+          log.info(other.key, "restarting", "restarting into the network namespace of " .. inst.key ..
+            ", which was " .. "restarted (network_mode " .. want .. ")", { action = "restart" })
+          self:spawn(other.key .. "-rejoin", function()
+            self:quiet_stop(other)
+            other.restarts = other.restarts + 1
+            local ok, err, info = self:restart_container(other)
+            if not ok then return self:start_failed(other, err, info) end
+            self:settle(other)
+          end)
+        end
+      end
+    end
+  end
 end
 
 -- Watches the container's main process through a pidfd: its exit is seen ~2 ms after it

@@ -43,6 +43,7 @@ local SPEC_FIELDS = {
   cap_drop = true, shm_size = true, ulimits = true, privileged = true, devices = true, gpus = true,
   sysctls = true, dns = true, dns_search = true, dns_opt = true, security_opt = true, ipc = true,
   pid = true, group_add = true, oom_score_adj = true, memory_reservation = true, logging = true,
+  network_mode = true,
 }
 
 local function strings(list)
@@ -162,6 +163,7 @@ function engine_spec.container(s)
     end
     host.Mounts = mounts
   end
+  if s.network_mode then host.NetworkMode = s.network_mode end
   if s.network then
     host.NetworkMode = s.network
     local aliases = array()

@@ -133,6 +133,8 @@ fields.component = {
   { name = "logging", default = function() return fields.default_logging() end, hash = true,
     container = function(c, d) if c.logging ~= "engine" then d.logging = c.logging end end,
     compose = { "logging" } },
+  { name = "network_mode", hash = true, container = function(_, d, ctx) d.network_mode = ctx.network_mode end,
+    compose = { "network_mode" } },
   { name = "networks", default = fresh, hash = true,
     container = false, why_container = "the engine takes one network at create (notes §2); the supervisor " ..
       "connects these after",

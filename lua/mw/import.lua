@@ -222,6 +222,9 @@ local function convert(compose, opts, warnings)
   local by_name = {}
   for _, c in ipairs(comps) do by_name[c.orig] = c end
 
+  for _, c in ipairs(comps) do
+    if c.net_share then c.fields.network_mode = "service:" .. (names[c.net_share] or sanitize(c.net_share)) end
+  end
   -- depends_on last: "healthy" needs the other side's heartbeat, known only now.
   for _, c in ipairs(comps) do
     if c.deps and #c.deps > 0 then

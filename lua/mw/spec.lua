@@ -59,6 +59,14 @@ function spec.instance_volume(stack, v, instance)
   return spec.volume_name(stack, v.name) .. "-" .. instance
 end
 
+-- The engine's NetworkMode for a component's network_mode: "host", "none", or the container
+-- of instance 1 of the component whose namespace it shares ("service:x" -> "container:<name>").
+function spec.network_mode(stack, mode)
+  local of = mode:match("^service:(.+)$")
+  if of then return "container:" .. spec.container_name(stack, of) end
+  return mode
+end
+
 -- Extra networks beyond the stack's own: mw-<stack>-<name>.
 function spec.extra_network(stack, name) return "mw-" .. base(stack) .. "-" .. name end
 
@@ -98,6 +106,8 @@ local function published_ports(c)
   for _, p in ipairs(c.ports or {}) do
     ports[#ports + 1] = { container = p.container, host = p.host, ip = p.ip, proto = p.proto }
   end
+  -- network_mode: nothing is published (host: the port is the host's own; service:x: x's)
+  if c.network_mode then return ports end
   if hb and hb.port and (hb.kind == "http" or hb.kind == "tcp") then
     local published = false
     for _, p in ipairs(ports) do
@@ -135,6 +145,8 @@ function spec.container(stack, c, image_id, instance, overrides)
   ctx.own_labels = spec.labels(stack, { ["mw.component"] = c.name, ["mw.config-hash"] = hash,
                                         ["mw.instance"] = tostring(instance or 1) })
   local d = { network = spec.network_name(stack), aliases = { c.name }, mounts = {} }
+  if c.network_mode then d.network, d.aliases = nil, nil end
+  ctx.network_mode = c.network_mode and spec.network_mode(stack, c.network_mode)
   for _, f in ipairs(fields.component) do
     if f.container then f.container(c, d, ctx) end
   end
@@ -145,6 +157,8 @@ end
 -- only when nothing it holds is exclusive (a fixed host port).
 function spec.start_first(c)
   if not c.heartbeat then return false end
+  -- host or a shared namespace: the next container would bind the same ports in the same place
+  if c.network_mode then return false end
   for _, p in ipairs(c.ports or {}) do
     if p.host then return false end
   end

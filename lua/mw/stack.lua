@@ -120,6 +120,25 @@ local function start_order(comps, names)
 end
 
 local function check_links(comps, names)
+  -- network_mode = "service:x": x must be a component, and starts first
+  for _, n in ipairs(names) do
+    local c = comps[n]
+    local of = c.network_mode and c.network_mode:match("^service:(.+)$")
+    if of then
+      local p = { "components", n, "network_mode" }
+      if of == n then fail(p, "a component cannot share its own network namespace") end
+      if not comps[of] then
+        local hint = sandbox.suggest(of, names)
+        fail(p, string.format("unknown component '%s'%s", keyname(of),
+          hint and string.format(" (did you mean '%s'?)", hint) or ""))
+      end
+      if comps[of].network_mode and comps[of].network_mode ~= "host" then
+        fail(p, string.format("'%s' itself has network_mode %s; share the namespace of a component with one of its own",
+          of, show(comps[of].network_mode)))
+      end
+      c.depends_on[of] = c.depends_on[of] or "started"
+    end
+  end
   for _, n in ipairs(names) do
     local c = comps[n]
     local deps = {}
@@ -379,6 +398,44 @@ local function heartbeat_summary(hb)
     hb.check and ", with check" or "")
 end
 
+-- The plan's words for the host and engine fields a component sets (issue 19), in field order.
+local function host_summary(c)
+  local out = {}
+  if c.network_mode then out[#out + 1] = "network_mode " .. c.network_mode end
+  if c.pull ~= "missing" then out[#out + 1] = "pull " .. c.pull end
+  if c.privileged then out[#out + 1] = "privileged" end
+  if #c.devices > 0 then
+    local ds = {}
+    for _, d in ipairs(c.devices) do ds[#ds + 1] = d.host .. (d.container ~= d.host and (":" .. d.container) or "") end
+    out[#out + 1] = "devices " .. table.concat(ds, ", ")
+  end
+  if c.gpus then out[#out + 1] = "gpus " .. (c.gpus.ids and table.concat(c.gpus.ids, ",") or
+    (c.gpus.count == -1 and "all" or tostring(c.gpus.count))) end
+  local keys = {}
+  for k in pairs(c.sysctls) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do keys[i] = k .. "=" .. c.sysctls[k] end
+  if #keys > 0 then out[#out + 1] = "sysctls " .. table.concat(keys, ", ") end
+  for _, f in ipairs { "dns", "dns_search", "dns_opt", "security_opt", "group_add" } do
+    if #c[f] > 0 then out[#out + 1] = f .. " " .. table.concat(c[f], ", ") end
+  end
+  if c.ipc then out[#out + 1] = "ipc " .. c.ipc end
+  if c.pid then out[#out + 1] = "pid " .. c.pid end
+  if c.oom_score_adj then out[#out + 1] = "oom_score_adj " .. c.oom_score_adj end
+  if c.logging == "engine" then
+    out[#out + 1] = "logs: the engine's default"
+  elseif c.logging.driver ~= "json-file" or c.logging.options["max-size"] ~= "10m" or c.logging.options["max-file"] ~= "3" then
+    local o = {}
+    for k, v in pairs(c.logging.options) do o[#o + 1] = k .. "=" .. v end
+    table.sort(o)
+    out[#out + 1] = "logs " .. c.logging.driver .. (#o > 0 and (" " .. table.concat(o, ",")) or "")
+  end
+  for _, v in ipairs(c.volumes) do
+    if v.create then out[#out + 1] = "creates " .. v.source .. " if missing" end
+  end
+  return out
+end
+
 function stack.plan(s)
   local lines = { string.format("stack %s (%s): %d component%s in start order", s.name, s.file,
     #s.order, #s.order == 1 and "" or "s") }
@@ -413,6 +470,7 @@ function stack.plan(s)
       for _, sec in ipairs(c.secrets) do names[#names + 1] = sec.name end
       parts[#parts + 1] = "secrets " .. table.concat(names, ", ")
     end
+    for _, h in ipairs(host_summary(c)) do parts[#parts + 1] = h end
     parts[#parts + 1] = "restart " .. policy.describe(c.restart)
     if c.on_event or s.on_event then parts[#parts + 1] = "on_event " .. (c.on_event and "hook" or "stack's hook") end
     lines[#lines + 1] = string.format("%2d. %s: %s", i, name, table.concat(parts, "; "))

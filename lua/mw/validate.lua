@@ -778,6 +778,17 @@ function field.logging(_, path, v)
   return { driver = driver, options = options }
 end
 
+-- network_mode = "host" | "none" | "service:<component>" (compose's "container:<name>" is
+-- read as a component's name too). Nothing is published; see README "network_mode".
+function field.network_mode(_, path, v)
+  local s = nonempty(path, v, "\"host\", \"none\" or \"service:<component>\"")
+  if s == "host" or s == "none" then return s end
+  local of = s:match("^service:(.+)$") or s:match("^container:(.+)$")
+  if of then return "service:" .. of end
+  fail(path, "must be \"host\", \"none\" or \"service:<component>\", got " .. show(s) ..
+    (s == "bridge" and " (components join the stack's network when network_mode is left out)" or ""))
+end
+
 function field.networks(_, path, v)
   local out, seen = {}, {}
   for _, e in ipairs(list(path, v, "of network names")) do
@@ -813,6 +824,31 @@ local function component(ctx, name, raw)
     for _, cap in ipairs(c.cap_drop) do
       if cap == "ALL" then
         fail(path, "has 'privileged = true' with cap_drop \"ALL\": a privileged container keeps every capability; give one", "privileged")
+      end
+    end
+  end
+  if c.network_mode then
+    local mode = c.network_mode
+    if #c.ports > 0 then
+      fail(path, "has network_mode " .. show(mode) .. " and 'ports': " .. (mode == "host" and
+        "a host-networked container listens on the host's ports itself; drop 'ports'" or
+        "it has no network of its own to publish from; publish the ports on the component it shares"), "ports")
+    end
+    if #c.networks > 0 then
+      fail(path, "has network_mode " .. show(mode) .. " and 'networks': it joins no network of its own", "networks")
+    end
+    local hb = c.heartbeat
+    if hb and (hb.kind == "http" or hb.kind == "tcp") and mode ~= "host" then
+      fail(path, "has network_mode " .. show(mode) .. " and an " .. hb.kind .. " heartbeat mw cannot reach " ..
+        "through a published port; use an exec heartbeat", "heartbeat")
+    end
+    if mode ~= "host" then
+      for _, f in ipairs { "hostname", "dns", "dns_search", "dns_opt", "extra_hosts" } do
+        local val = c[f]
+        if val ~= nil and not (type(val) == "table" and next(val) == nil) then
+          fail(path, "has network_mode " .. show(mode) .. " and '" .. f .. "': the engine refuses both " ..
+            "(the namespace it joins has its own)", f)
+        end
       end
     end
   end

@@ -181,4 +181,70 @@ return { name = "NAME", components = {
   t.ok(not by.app or by.app[1].State ~= "running", "nothing runs")
 end)
 
+-- A port nothing listens on now on the host's loopback (the kernel's pick, released at once).
+local function free_port()
+  local net = require "mw.net"
+  local srv = assert(net.listen("127.0.0.1", 0))
+  local port = srv:port()
+  srv:close()
+  return port
+end
+
+t.test("network_mode host: nothing published, the heartbeat reaches the service on the host's loopback", function()
+  local port = free_port()
+  local file, stack = E.stack("hostnet", ([[
+return { name = "NAME", components = {
+  tool = { image = "IMAGE", network_mode = "host",
+           command = { "sh", "-c", "mkdir -p /w/debug && echo ok > /w/debug/vars && exec httpd -f -p 127.0.0.1:PORT -h /w" },
+           heartbeat = { port = PORT, interval = "200ms", timeout = "1s", misses = 3, grace = "20s" } },
+} }
+]]):gsub("PORT", tostring(port)))
+  local h = E.mw({ "run", "--log-format", "json", file })
+  h.wait_event({ event = "healthy", component = "tool" }, 90)
+  local info = running(stack, "tool")
+  t.eq(info.HostConfig.NetworkMode, "host")
+  t.eq(next(info.HostConfig.PortBindings or {}), nil, "nothing published")
+  -- the host itself reaches it on its own loopback
+  local p = io.popen("curl -s http://127.0.0.1:" .. port .. "/debug/vars")
+  t.eq(p:read("a"), "ok\n"); p:close()
+  -- killed: restarted, and healthy again through the same path
+  local n = #h.events()
+  assert(e:kill(info.Id, "KILL"))
+  h.wait_event({ event = "healthy", component = "tool" }, 60, n)
+  t.eq(h.stop(), 0)
+end)
+
+t.test("network_mode service:x: two components share one namespace; a restart of x takes the other along", function()
+  local file, stack = E.stack("sharens", [[
+return { name = "NAME", components = {
+  db = { image = "IMAGE", command = { "sh", "-c", "mkdir -p /w/debug && echo db > /w/debug/vars && exec httpd -f -p 127.0.0.1:8089 -h /w" } },
+  app = { image = "IMAGE", network_mode = "service:db", command = { "sleep", "3600" },
+          heartbeat = { exec = { "wget", "-q", "-O", "-", "http://127.0.0.1:8089/debug/vars" },
+                        interval = "300ms", timeout = "2s", misses = 3, grace = "20s" } },
+  side = { image = "IMAGE", network_mode = "service:db", command = { "sleep", "3600" } },
+} }
+]])
+  local h = E.mw({ "run", "--log-format", "json", file })
+  -- app is healthy only if it reaches db's loopback-only server: one namespace
+  h.wait_event({ event = "healthy", component = "app" }, 90)
+  local by = E.wait_running(stack, { "db", "app", "side" }, 30)
+  local app = assert(e:inspect(by.app[1].Id))
+  t.eq(app.HostConfig.NetworkMode, "container:" .. by.db[1].Id)
+  local n = #h.events()
+  assert(e:kill(by.db[1].Id, "KILL"))
+  -- whichever comes first (app's own heartbeat failing, or db's restart taking it along), app
+  -- ends up started after db, in db's new namespace, and healthy there
+  local _, at = h.wait_event({ event = "restarted", component = "db" }, 60, n)
+  h.wait_event({ event = "healthy", component = "app" }, 60, at)
+  local db2 = assert(e:inspect(by.db[1].Id))
+  local app2 = assert(e:inspect(by.app[1].Id))
+  t.ok(app2.State.StartedAt >= db2.State.StartedAt, "app started after db: " .. app2.State.StartedAt ..
+    " vs " .. db2.State.StartedAt)
+  -- side has no heartbeat to notice: mw restarts it into db's new namespace
+  local ev = h.wait_event({ event = "restarting", component = "side" }, 60, n)
+  t.match(ev.msg, "network namespace of db")
+  h.wait_event({ event = "restarted", component = "side" }, 60, n)
+  t.eq(h.stop(), 0)
+end)
+
 os.exit(E.run(t))

@@ -36,6 +36,7 @@ local SAMPLES = {
   ulimits = 'ulimits = { nofile = 1024 }',
   networks = 'networks = { "front" }',
   privileged = 'privileged = true',
+  network_mode = 'network_mode = "host"',
   devices = 'devices = { "/dev/null:/dev/mynull:r" }',
   gpus = 'gpus = "all"',
   sysctls = 'sysctls = { ["net.core.somaxconn"] = 1024 }',

@@ -803,7 +803,7 @@ t.test("convert: unusable compose files fail with one line", function()
 end)
 
 t.test("convert: every unsupported key is reported and kept as a comment", function()
-  local keys = { "network_mode", "profiles", "configs", "expose", "links", "container_name", "tty",
+  local keys = { "profiles", "configs", "expose", "links", "container_name", "tty",
                  "x-custom" }
   local lines = { "services:", "  svc:", "    image: x" }
   local values = {
@@ -854,6 +854,12 @@ services:
   gpu:
     image: y
     gpus: all
+  sidecar:
+    image: z
+    network_mode: "service:gpu"
+  tool:
+    image: z
+    network_mode: host
 ]])
   local c = s.components.vpn
   t.eq(c.privileged, true)
@@ -867,6 +873,9 @@ services:
   t.same(c.logging, { driver = "local", options = { ["max-size"] = "5m", ["max-file"] = "2" } })
   t.same(c.gpus, { count = 1, capabilities = { "gpu" }, driver = "nvidia" })
   t.same(s.components.gpu.gpus, { count = -1, capabilities = { "gpu" } })
+  t.eq(s.components.sidecar.network_mode, "service:gpu")
+  t.eq(s.components.sidecar.depends_on.gpu, "started", "shares gpu's namespace, so starts after it")
+  t.eq(s.components.tool.network_mode, "host")
 end)
 
 -- The corpus ---------------------------------------------------------------------------------
@@ -887,7 +896,7 @@ local EXPECT = {
   deploy = { comps = 3, unsupported = { "deploy.placement", "deploy.update_config", "cpu_shares",
                                         "memswap_limit", "deploy.resources.reservations.cpus" } },
   unsupported = { comps = 4, unsupported = {
-    "container_name", "network_mode", "x-notes", "profiles", "tty", "stdin_open", "platform",
+    "container_name", "x-notes", "profiles", "tty", "stdin_open", "platform",
     "configs", "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
     "external", "driver_opts", "ipam", "x-project-owner" } },
   names = { comps = 4 },
