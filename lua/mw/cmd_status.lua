@@ -128,7 +128,7 @@ end
 local STATE_TEXT = {
   pending = "pending", waiting = "waiting for dependencies", starting = "starting", running = "running",
   healthy = "healthy", unhealthy = "unhealthy", restarting = "restarting", gave_up = "gave up",
-  stopped = "stopped", not_created = "not created", created = "created (not started)",
+  stopped = "stopped", completed = "completed", not_created = "not created", created = "created (not started)",
   paused = "paused", dead = "dead", removing = "being removed",
 }
 
@@ -208,7 +208,7 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- mw status
 
-local GOOD = { healthy = true, running = true }
+local GOOD = { healthy = true, running = true, completed = true }
 local BAD = { unhealthy = true, gave_up = true, exited = true, dead = true }
 
 -- The STATE column in colour: green when well, red when failed, dim when absent, else yellow.

@@ -58,7 +58,7 @@ M.html = [==[<!doctype html>
   .compact .box { padding: 3px 6px 2px 10px; font-size: 12px; line-height: 1.3; }
   .compact .box svg { width: 90px; height: 13px; }
   .box svg polyline { fill: none; stroke: #2563eb; stroke-width: 1; vector-effect: non-scaling-stroke; }
-  .s-healthy, .s-running { --c: var(--ok); }
+  .s-healthy, .s-running, .s-completed { --c: var(--ok); }
   .s-starting, .s-waiting, .s-pending, .s-restarting { --c: var(--wait); }
   .s-backoff { --c: var(--back); }
   .s-unhealthy, .s-gave_up { --c: var(--bad); }
@@ -106,7 +106,7 @@ M.html = [==[<!doctype html>
   const SPARK = 60, LOG_MAX = 300, POLL_MS = 2000;
   const STATE_COLOR = { healthy: "#1f9d55", running: "#1f9d55", starting: "#c9a100", waiting: "#c9a100",
     pending: "#c9a100", restarting: "#c9a100", backoff: "#e07b00", unhealthy: "#d64545", gave_up: "#d64545",
-    stopped: "#9aa1ab", gone: "#9aa1ab" };
+    stopped: "#9aa1ab", gone: "#9aa1ab", completed: "#1f9d55" };
   const $ = (id) => document.getElementById(id);
   const graph = $("graph"), edges = $("edges"), logEl = $("log");
   const boxes = new Map();      // name -> { el, parts, row, spark: [], lastLatency }

@@ -69,7 +69,7 @@ t.test("minimal stack normalizes with every default", function()
     name = "web", image = "nginx:1.25", env = {}, depends_on = {}, heartbeat = false,
     ports = {}, volumes = {}, secrets = {}, scale = 1, labels = {}, extra_hosts = {},
     stop_grace = 10, init = false, read_only = false, cap_add = {}, cap_drop = {},
-    ulimits = {}, networks = {},
+    ulimits = {}, networks = {}, env_file = {}, job = false, profiles = {},
   })
 end)
 
