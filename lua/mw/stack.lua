@@ -465,10 +465,12 @@ function stack.plan(s)
     end
     if #c.env_file > 0 then
       -- The files only: their values are never shown.
-      local files, n = {}, 0
+      local files, names, n = {}, {}, 0
       for _, f in ipairs(c.env_file) do
         files[#files + 1] = relative(s.dir, f.path)
-        for _ in pairs(f.vars) do n = n + 1 end
+        for k in pairs(f.vars) do
+          if not names[k] then names[k] = true n = n + 1 end
+        end
       end
       parts[#parts + 1] = string.format("env_file %s (%d variable%s)", table.concat(files, ", "), n, n == 1 and "" or "s")
     end
