@@ -36,9 +36,9 @@ fields.component = {
   -- env_file: the files' variables, read at load (mw.validate); env wins over them, later
   -- files over earlier ones, as compose does. Each value is a secret (mw.secret), so it is hashed
   -- on its own and never printed; only the container's environment gets it.
-  { name = "env_file", default = fresh, hash = function(c) return #c.env_file > 0 and c.env_file or nil end,
+  { name = "env_file", default = fresh, hash = function(c) return c.env_file and #c.env_file > 0 and c.env_file or nil end,
     container = function(c, d)
-      if #c.env_file == 0 then return end
+      if not c.env_file or #c.env_file == 0 then return end
       local env = {}
       for _, file in ipairs(c.env_file) do
         for k, v in pairs(file.vars) do env[k] = v end
@@ -123,7 +123,8 @@ fields.component = {
     compose = { "networks" } },
   { name = "job", default = false,
     hash = false, why_hash = "how the supervisor treats an exit, not what runs",
-    container = false, why_container = "the supervisor reads it: an exit 0 completes the job",
+    -- a label only, so that `mw status` without a running mw can say "completed"
+    container = function(c, d) if c.job then d.labels["mw.job"] = "true" end end,
     compose = { "depends_on" } },
   { name = "profiles", default = fresh,
     hash = false, why_hash = "whether the component runs at all, not what runs",

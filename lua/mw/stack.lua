@@ -463,7 +463,7 @@ function stack.plan(s)
       for _, sec in ipairs(c.secrets) do names[#names + 1] = sec.name end
       parts[#parts + 1] = "secrets " .. table.concat(names, ", ")
     end
-    if #c.env_file > 0 then
+    if c.env_file and #c.env_file > 0 then
       -- The files only: their values are never shown.
       local files, names, n = {}, {}, 0
       for _, f in ipairs(c.env_file) do
@@ -474,7 +474,7 @@ function stack.plan(s)
       end
       parts[#parts + 1] = string.format("env_file %s (%d variable%s)", table.concat(files, ", "), n, n == 1 and "" or "s")
     end
-    if #c.profiles > 0 then parts[#parts + 1] = "profiles " .. table.concat(c.profiles, ", ") end
+    if c.profiles and #c.profiles > 0 then parts[#parts + 1] = "profiles " .. table.concat(c.profiles, ", ") end
     if c.job then parts[#parts + 1] = "job (runs to completion)" end
     parts[#parts + 1] = "restart " .. policy.describe(c.restart)
     lines[#lines + 1] = string.format("%2d. %s: %s", i, name, table.concat(parts, "; "))

@@ -17,6 +17,7 @@ local SAMPLES = {
   entrypoint = 'entrypoint = { "/bin/sh" }',
   env = 'env = { A = "1" }',
   env_file = 'env_file = { "app.env" }',
+  job = 'job = true',
   ports = 'ports = { "8080:80" }',
   volumes = 'volumes = { "data:/data" }',
   secrets = 'secrets = { token = "./token.txt" }',
