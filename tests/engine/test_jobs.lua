@@ -78,6 +78,12 @@ t.test("a job gates its dependent by completed; a second mw run does not run it 
   end, 30, "status says completed")
   t.ok(st, out)
   t.eq(h.stop(), 0)
+  -- without a running mw, status reads the engine: the job's label and its exit 0
+  local doc = status_json(file)
+  t.eq(doc.live, false)
+  for _, r in ipairs(doc.components) do
+    if r.name == "migrate" then t.eq(r.state, "completed", "from the engine") end
+  end
 
   -- the next mw run finds the job's container of this definition exited 0: not run again
   local first_start = ji.State.StartedAt
@@ -142,11 +148,12 @@ t.test("env files reach the container's environment, env wins, and their values 
   local file, stack, dir = E.stack("envf", [[
 return { name = "NAME", components = {
   app = { image = "IMAGE", command = { "sleep", "1000" }, env_file = { "a.env", "b.env" },
-          env = { X = "from-env" } },
+          env = { X = "from-env", W = mw.env("MW_T_W", "none") } },
 } }
 ]])
   assert(fs.write_atomic(dir .. "/a.env", "# a comment\nX=from-a\nY=" .. secret_a .. "\nZ=from-a\n"))
   assert(fs.write_atomic(dir .. "/b.env", "export Z=\"" .. secret_b .. "\"\n"))
+  assert(fs.write_atomic(dir .. "/.env", "MW_T_W=one\n"))
   local code, out, err = mw({ "check", file })
   t.eq(code, 0, err)
   t.match(out, "env_file ./a.env, ./b.env %(3 variables%)")
@@ -185,6 +192,17 @@ return { name = "NAME", components = {
     env2[k] = v
   end
   t.eq(env2.Z, "changed-" .. E.run_id)
+  t.eq(env2.W, "one", "mw.env read .env")
+  -- .env is watched too: a value the stack file reads with mw.env changes on reload
+  local before = one(stack, "app").Id
+  assert(fs.write_atomic(dir .. "/.env", "MW_T_W=two\n"))
+  local now = t.wait_for(function()
+    local x = one(stack, "app")
+    return x and x.Id ~= before and x.State == "running" and x
+  end, 60, "app recreated after .env changed")
+  local w
+  for _, kv in ipairs(assert(e:inspect(now.Id)).Config.Env) do w = kv:match("^W=(.*)$") or w end
+  t.eq(w, "two")
   t.eq(h.stop(), 0)
   local log = h.text()
   t.ok(not log:find(secret_a, 1, true) and not log:find(secret_b, 1, true), "not in mw's log")
