@@ -37,6 +37,7 @@ M.html = [==[<!doctype html>
   #edges { position: absolute; left: 0; top: 0; pointer-events: none; }
   #edges path { fill: none; stroke: #b7bec9; stroke-width: 1.4; }
   #edges path.started { stroke-dasharray: 4 3; }
+  #edges path.completed { stroke-dasharray: 1 3; stroke-linecap: round; }
   #edges path.hot { stroke: #2563eb; stroke-width: 2.2; }
   .box { position: absolute; padding: 5px 8px 4px 12px; border: 1px solid var(--line);
          border-radius: 6px; background: #fff; overflow: hidden; cursor: default; }
@@ -86,7 +87,7 @@ M.html = [==[<!doctype html>
 <main>
   <section>
     <h2>Components <span class="meta" id="legend">(left: dependencies; solid edge: waits for healthy,
-      dashed: for started)</span></h2>
+      dashed: for started, dotted: for a job to complete)</span></h2>
     <div id="graphwrap"><div id="graph"><svg id="edges"></svg></div><div id="empty">waiting for mw…</div></div>
   </section>
   <section>
@@ -241,7 +242,7 @@ M.html = [==[<!doctype html>
         const mid = (x1 + x2) / 2;
         const path = document.createElementNS(SVGNS, "path");
         path.setAttribute("d", `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`);
-        path.setAttribute("class", cond === "healthy" ? "healthy" : "started");
+        path.setAttribute("class", cond === "healthy" || cond === "completed" ? cond : "started");
         path.dataset.from = dep;
         path.dataset.to = r.name;
         edges.appendChild(path);
