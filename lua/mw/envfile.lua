@@ -41,7 +41,9 @@ function M.read(path, getenv)
   local entries, perr = dotenv.parse(text)
   if not entries then
     -- "line N: expected NAME=value, got <the line>": the line may be a value; keep only where
-    return nil, (tostring(perr):match("^line %d+") or "bad syntax") .. ": not NAME=value", "EINVAL"
+    perr = tostring(perr)
+    if perr:find("^line %d+: unterminated . quote$") then return nil, perr, "EINVAL" end
+    return nil, (perr:match("^line %d+") or "bad syntax") .. ": not NAME=value", "EINVAL"
   end
   local vars, order = {}, {}
   for _, e in ipairs(entries) do

@@ -68,8 +68,10 @@ t.test("env_file: missing, not UTF-8, a directory, a bad line: one line with fil
     { '"syntax.env"', 'env file "syntax.env" line 2: not NAME=value' },
     { '{ "bad.env", 3 }', "env_file%[1%]" },
     { '{ "a.env", "./a.env" }', 'is listed twice' },
+    { '"quote.env"', 'env file "quote.env" line %d+: unterminated " quote' },
   }
   write(dir, "a.env", "A=1\n")
+  write(dir, "quote.env", "A=1\nB=\"this is not closed\n")
   for _, c in ipairs(cases) do
     local s, err = load(dir, "return { name = \"e\", components = {\n app = { image = \"x\", env_file = " .. c[1] ..
       " } } }")
