@@ -66,9 +66,11 @@ local COMMANDS = {
       --log-format text|json  how events are printed (default text)
       --state-dir DIR         where the queue and status files live
       --listen 127.0.0.1:PORT also serve the API, /metrics and the dashboard on loopback TCP
+      --profile NAME          also run the components of this profile (repeatable; env MW_PROFILES)
 ]] },
   { name = "check", module = "mw.cmd_check", help = [[
   check [stack.lua]         load and validate the stack file, print the plan
+      --profile NAME          as for run: the plan with this profile's components
 ]] },
   { name = "policy", module = "mw.cmd_check", fn = "policy", help = [[
   policy preview [stack.lua] <component> [N]
@@ -148,6 +150,7 @@ environment:
   NO_COLOR                  no colours in logs
   MW_LUA_PATH=DIR           load mw's Lua from a source tree instead of the binary
   MW_USER_MEMORY=SIZE       memory one call of stack-file code may add (default 64M)
+  MW_PROFILES=a,b           the active profiles when no --profile is given (run, check, ...)
 ]]
 
 -- The text of `mw help`: the head, every listed command's lines in table order, the tail.

@@ -9,11 +9,13 @@ local OK, FAILURE, USAGE = 0, 1, 2
 local PREVIEW_USAGE = "usage: mw policy preview [stack.lua] <component> [N]"
 
 function M.main(args, cli)
+  local profiles, perr = lookup.take_profiles(args)
+  if not profiles then cli.say(perr) return USAGE end
   local opts, rest = cli.parse(args, { quiet = true, q = "quiet" })
   if not opts then cli.say(rest) return USAGE end
   local file = lookup.first_file(rest)
   if #rest > 0 then cli.say("check: unexpected argument " .. rest[1]) return USAGE end
-  local def = lookup.load_file(file)
+  local def = lookup.load_file(file, profiles)
   if not def then return USAGE end
   if not opts.quiet then io.stdout:write(require("mw.stack").plan(def), "\n") end
   return OK

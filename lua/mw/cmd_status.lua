@@ -49,7 +49,9 @@ function M.engine_row(ctr, info, now)
   if row.state == "exited" or row.state == "dead" then
     row.exit_code = state.ExitCode or M.exit_code_of(ctr.Status)
     -- a clean exit is no failure (the state column still says how it ended)
-    if row.exit_code ~= 0 or state.OOMKilled then
+    if row.exit_code == 0 and not state.OOMKilled and (ctr.Labels or {})["mw.job"] == "true" then
+      row.state = "completed"      -- a job that ran to completion
+    elseif row.exit_code ~= 0 or state.OOMKilled then
       row.last_failure = { reason = state.OOMKilled and "oom" or "exited", exit_code = row.exit_code,
                            time = timestamp.epoch(state.FinishedAt) }
     end
@@ -128,7 +130,7 @@ end
 local STATE_TEXT = {
   pending = "pending", waiting = "waiting for dependencies", starting = "starting", running = "running",
   healthy = "healthy", unhealthy = "unhealthy", restarting = "restarting", gave_up = "gave up",
-  stopped = "stopped", not_created = "not created", created = "created (not started)",
+  stopped = "stopped", completed = "completed", not_created = "not created", created = "created (not started)",
   paused = "paused", dead = "dead", removing = "being removed",
 }
 
@@ -208,7 +210,7 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- mw status
 
-local GOOD = { healthy = true, running = true }
+local GOOD = { healthy = true, running = true, completed = true }
 local BAD = { unhealthy = true, gave_up = true, exited = true, dead = true }
 
 -- The STATE column in colour: green when well, red when failed, dim when absent, else yellow.

@@ -51,7 +51,7 @@ end
 -- The order a written stack file lists fields in: what runs, then what it needs, then limits.
 -- Every mw.fields entry with compose keys must be here (tests/unit/test_fields.lua checks).
 local FIELD_ORDER = {
-  "image", "build", "pull", "command", "entrypoint", "working_dir", "user", "env", "depends_on",
+  "image", "build", "pull", "command", "entrypoint", "working_dir", "user", "env", "job", "profiles", "depends_on",
   "heartbeat", "restart", "ports", "volumes", "secrets", "networks", "scale", "memory", "cpus",
   "shm_size", "ulimits", "hostname", "extra_hosts", "labels", "stop_signal", "stop_grace",
   "init", "read_only", "cap_add", "cap_drop", "privileged", "devices", "gpus", "sysctls", "dns",
@@ -214,8 +214,15 @@ H.env_file = H.environment
 
 local CONDITIONS = {
   service_started = "started", service_healthy = "healthy",
-  service_completed_successfully = "started",
+  service_completed_successfully = "completed",
 }
+
+-- profiles: the same names; `mw run --profile` includes them as compose's does.
+function H.profiles(_, comp, v)
+  if v == NULL then return end
+  local list = string_list(comp, "profiles", v)
+  if #list > 0 then comp.fields.profiles = list end
+end
 
 function H.depends_on(cx, comp, v)
   comp.deps = {}
@@ -247,10 +254,6 @@ function H.depends_on(cx, comp, v)
     local mwcond = CONDITIONS[cond]
     if not mwcond then
       fatal(string.format("service %s: depends_on %s: unknown condition %s", comp.orig, d, compact(cond)))
-    end
-    if cond == "service_completed_successfully" then
-      partial(cx, comp, "depends_on." .. d .. ".condition", cond,
-        "no equivalent: mw cannot wait for a component to finish; using \"started\"")
     end
     comp.deps[#comp.deps + 1] = { name = d, cond = mwcond }
   end

@@ -287,8 +287,8 @@ function Sup:watch_pid(inst)
     if not gone or inst.id ~= id or inst.handling or not is_up(inst) or self.stopping then return end
     inst.down = { id = id, time = core.time() }
     self:stop_heartbeat(inst)
-    log.warn(inst.key, "down", string.format("main process %d exited; the engine's exit code follows", pid),
-      { container = id, pid = pid })
+    log[inst.def.job and "info" or "warn"](inst.key, "down",
+      string.format("main process %d exited; the engine's exit code follows", pid), { container = id, pid = pid })
     core.sleep(2)
     if inst.id == id and not inst.handling and inst.down and inst.down.id == id and not self.stopping then
       local info, _, code = self.engine:inspect(id)
@@ -445,6 +445,15 @@ function Sup:ensure(inst, existing, img)
       return self:post_start(inst, "adopted")
     end
     if keep.State == "paused" then engine:unpause(keep.Id) return self:post_start(inst, "adopted") end
+    if inst.def.job and keep.State == "exited" then
+      -- a job whose container of this very definition exited 0 is done: not run again
+      local info = engine:inspect(keep.Id)
+      local st = info and info.State or {}
+      if st.Status == "exited" and st.ExitCode == 0 and not st.OOMKilled then
+        self:complete(inst, "already")
+        return true
+      end
+    end
     local ok, serr, scode = engine:start(keep.Id)
     if ok then return self:post_start(inst, "started") end
     if scode ~= "notfound" then return nil, serr end

@@ -37,6 +37,7 @@ M.html = [==[<!doctype html>
   #edges { position: absolute; left: 0; top: 0; pointer-events: none; }
   #edges path { fill: none; stroke: #b7bec9; stroke-width: 1.4; }
   #edges path.started { stroke-dasharray: 4 3; }
+  #edges path.completed { stroke-dasharray: 1 3; stroke-linecap: round; }
   #edges path.hot { stroke: #2563eb; stroke-width: 2.2; }
   .box { position: absolute; padding: 5px 8px 4px 12px; border: 1px solid var(--line);
          border-radius: 6px; background: #fff; overflow: hidden; cursor: default; }
@@ -58,7 +59,7 @@ M.html = [==[<!doctype html>
   .compact .box { padding: 3px 6px 2px 10px; font-size: 12px; line-height: 1.3; }
   .compact .box svg { width: 90px; height: 13px; }
   .box svg polyline { fill: none; stroke: #2563eb; stroke-width: 1; vector-effect: non-scaling-stroke; }
-  .s-healthy, .s-running { --c: var(--ok); }
+  .s-healthy, .s-running, .s-completed { --c: var(--ok); }
   .s-starting, .s-waiting, .s-pending, .s-restarting { --c: var(--wait); }
   .s-backoff { --c: var(--back); }
   .s-unhealthy, .s-gave_up { --c: var(--bad); }
@@ -86,7 +87,7 @@ M.html = [==[<!doctype html>
 <main>
   <section>
     <h2>Components <span class="meta" id="legend">(left: dependencies; solid edge: waits for healthy,
-      dashed: for started)</span></h2>
+      dashed: for started, dotted: for a job to complete)</span></h2>
     <div id="graphwrap"><div id="graph"><svg id="edges"></svg></div><div id="empty">waiting for mw…</div></div>
   </section>
   <section>
@@ -106,7 +107,7 @@ M.html = [==[<!doctype html>
   const SPARK = 60, LOG_MAX = 300, POLL_MS = 2000;
   const STATE_COLOR = { healthy: "#1f9d55", running: "#1f9d55", starting: "#c9a100", waiting: "#c9a100",
     pending: "#c9a100", restarting: "#c9a100", backoff: "#e07b00", unhealthy: "#d64545", gave_up: "#d64545",
-    stopped: "#9aa1ab", gone: "#9aa1ab" };
+    stopped: "#9aa1ab", gone: "#9aa1ab", completed: "#1f9d55" };
   const $ = (id) => document.getElementById(id);
   const graph = $("graph"), edges = $("edges"), logEl = $("log");
   const boxes = new Map();      // name -> { el, parts, row, spark: [], lastLatency }
@@ -241,7 +242,7 @@ M.html = [==[<!doctype html>
         const mid = (x1 + x2) / 2;
         const path = document.createElementNS(SVGNS, "path");
         path.setAttribute("d", `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`);
-        path.setAttribute("class", cond === "healthy" ? "healthy" : "started");
+        path.setAttribute("class", cond === "healthy" || cond === "completed" ? cond : "started");
         path.dataset.from = dep;
         path.dataset.to = r.name;
         edges.appendChild(path);

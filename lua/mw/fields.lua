@@ -36,6 +36,20 @@ fields.component = {
     compose = { "entrypoint" } },
   { name = "env", default = fresh, hash = true, container = function(c, d) d.env = c.env end,
     compose = { "environment", "env_file" } },
+  -- env_file: the files' variables, read at load (mw.validate); env wins over them, later
+  -- files over earlier ones, as compose does. Each value is a secret (mw.secret), so it is hashed
+  -- on its own and never printed; only the container's environment gets it.
+  { name = "env_file", default = fresh, hash = function(c) return c.env_file and #c.env_file > 0 and c.env_file or nil end,
+    container = function(c, d)
+      if not c.env_file or #c.env_file == 0 then return end
+      local env = {}
+      for _, file in ipairs(c.env_file) do
+        for k, v in pairs(file.vars) do env[k] = v end
+      end
+      for k, v in pairs(d.env or {}) do env[k] = v end
+      d.env = env
+    end,
+    compose = false, why_compose = "import bakes env_file's values into 'env' with their sources as comments" },
   { name = "depends_on", default = fresh,
     hash = false, why_hash = "start order only; the containers are the same",
     container = false, why_container = "the supervisor starts components in dependency order",
@@ -139,6 +153,15 @@ fields.component = {
     container = false, why_container = "the engine takes one network at create (notes §2); the supervisor " ..
       "connects these after",
     compose = { "networks" } },
+  { name = "job", default = false,
+    hash = false, why_hash = "how the supervisor treats an exit, not what runs",
+    -- a label only, so that `mw status` without a running mw can say "completed"
+    container = function(c, d) if c.job then d.labels["mw.job"] = "true" end end,
+    compose = { "depends_on" } },
+  { name = "profiles", default = fresh,
+    hash = false, why_hash = "whether the component runs at all, not what runs",
+    container = false, why_container = "mw.stack leaves out a component none of whose profiles is active",
+    compose = { "profiles" } },
   { name = "rollout",
     hash = false, why_hash = "how a change is rolled out, not what runs",
     container = false, why_container = "the supervisor's rollout reads it",

@@ -239,6 +239,8 @@ local function convert(compose, opts, warnings)
             "using \"started\"", c.orig, d.name, d.name))
           d.cond = "started"
         end
+        -- what compose waits to complete successfully runs to completion: a job
+        if d.cond == "completed" and target then target.fields.job = true end
         if d.cond ~= "started" then all_started = false end
         t[n] = d.cond
         list[#list + 1] = n

@@ -64,7 +64,6 @@ end
 -- Why some compose keys have no equivalent, for the comment and the warning.
 local WHY = {
   container_name = "mw names containers <stack>-<component>",
-  profiles = "compose starts this service only with --profile; mw always runs it",
   network_mode = "components join the stack's network",
   expose = "components reach each other's ports on the stack network without it",
   links = "components reach each other by name on the stack network",

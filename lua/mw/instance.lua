@@ -18,6 +18,7 @@ M.STATES = {
   "backoff",     -- failed; the policy's action waits out its delay
   "gave_up",     -- failed; the policy gave up (only a removal still counts as a failure)
   "stopped",     -- ended, and the policy said to leave it (only a removal still counts)
+  "completed",   -- a job (job = true) whose container exited 0: done, never restarted
   "gone",        -- retired: no longer in the stack or beyond its scale (see the race below)
 }
 
@@ -25,7 +26,7 @@ M.STATES = {
 -- Sup:failure acts in each (gave_up and stopped only for a removal); a start, a replacement or
 -- an engine gone away may come in each.
 local LIVE = { "waiting", "starting", "running", "healthy", "unhealthy", "restarting", "backoff",
-               "gave_up", "stopped" }
+               "gave_up", "stopped", "completed" }
 local ALL_BUT_GONE = { "pending", table.unpack(LIVE) }
 
 -- The transitions: an event in one of `from` moves the instance to `to`; `action` is the
@@ -49,6 +50,9 @@ M.TRANSITIONS = {
     action = "Sup:schedule: the policy gave up; nothing restarts it" },
   { event = "ignore", from = LIVE, to = "stopped",
     action = "Sup:schedule: the policy said to leave it (a clean exit under on_failure)" },
+  { event = "complete", from = { "waiting", "starting", "running", "healthy", "unhealthy", "restarting", "backoff" },
+    to = "completed",
+    action = "Sup:complete: a job exited 0 (or its container of this definition already had); no policy, no restart" },
   { event = "failed", from = LIVE, to = "backoff",
     action = "Sup:schedule: the policy's action runs after its delay (Sup:act)" },
   -- (from an up state: a start-first replacement brought it back while its recovery waited)

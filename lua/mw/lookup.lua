@@ -43,9 +43,43 @@ function M.first_file(rest)
   return "stack.lua"
 end
 
+-- The active profiles: every `--profile NAME` (or --profile=NAME), taken out of args; without
+-- one, MW_PROFILES (comma-separated) -> list | nil, message.
+function M.take_profiles(args)
+  local list, given = {}, false
+  local i = 1
+  while i <= #args do
+    local arg = args[i]
+    if arg == "--" then break end
+    local value = arg:match("^%-%-profile=(.*)$")
+    if value == nil and arg == "--profile" then
+      value = args[i + 1]
+      if value == nil then return nil, "option --profile needs a value" end
+      table.remove(args, i + 1)
+    end
+    if value ~= nil then
+      table.remove(args, i)
+      given = true
+      for name in value:gmatch("[^,]+") do list[#list + 1] = name end
+      if not value:find("[^,%s]") then return nil, "option --profile needs a profile name" end
+    else
+      i = i + 1
+    end
+  end
+  if not given then
+    for name in (os.getenv("MW_PROFILES") or ""):gmatch("[^,]+") do
+      name = name:match("^%s*(.-)%s*$")
+      if name ~= "" then list[#list + 1] = name end
+    end
+  end
+  return list
+end
+
 -- Loads a stack file, printing its one-line error as `mw check` does -> stack | nil.
-function M.load_file(file)
-  local def, err = require("mw.stack").load(file)
+-- profiles: the active ones (default: MW_PROFILES).
+function M.load_file(file, profiles)
+  if profiles == nil then profiles = M.take_profiles({}) end
+  local def, err = require("mw.stack").load(file, { profiles = profiles })
   if not def then io.stderr:write(tostring(err), "\n") end
   return def
 end

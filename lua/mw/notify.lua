@@ -59,7 +59,7 @@ function N:send(text)
   return ok
 end
 
-local UP = { running = true, healthy = true }
+local UP = { running = true, healthy = true, completed = true }
 
 local function status_line(snap)
   local n, up, backoff, gave_up = 0, 0, 0, 0

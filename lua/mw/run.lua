@@ -94,7 +94,7 @@ end
 -- may try again once the writes have stopped.
 local function reload(ctx, why, opts)
   local t0 = core.now()
-  local def, err, required = stack.load(ctx.file)
+  local def, err, required = stack.load(ctx.file, { profiles = ctx.stack.profiles })
   if not def and opts and opts.tentative then return nil end
   if not def then
     log.warn(nil, "reload_failed", "reload failed, keeping the running configuration: " .. tostring(err))
@@ -262,6 +262,8 @@ end
 
 -- mw run [stack.lua] [--force] [--log-format text|json] [--state-dir DIR] [--listen ADDR]
 function M.main(args, cli)
+  local profiles, perr = lookup.take_profiles(args)
+  if not profiles then cli.say(perr) return USAGE end
   local opts, rest = cli.parse(args, { force = true, ["log-format"] = "value", ["state-dir"] = "value", listen = "value",
                                         pull = "value" })
   if not opts then cli.say(rest) return USAGE end
@@ -276,7 +278,7 @@ function M.main(args, cli)
   end
   local file = lookup.first_file(rest)
   if #rest > 0 then cli.say("run: unexpected argument " .. rest[1]) return USAGE end
-  local def = lookup.load_file(file)
+  local def = lookup.load_file(file, profiles)
   if not def then return USAGE end
   return M.run { stack = def, file = file, force = opts.force, state_dir = opts.state_dir, listen = opts.listen,
                  pull = opts.pull }

@@ -389,6 +389,56 @@ function sandbox.env(dir, shown_dir)
     return r
   end
 
+  -- mw.env("NAME"[, default]) and mw.interpolate("${NAME:-x}"): values from mw's environment,
+  -- else from the .env beside the stack file, as compose reads its variables (the shell wins
+  -- over .env). The file is read at the first call, and watched for changes from then on.
+  local dotenv_vars, dotenv_err
+  local function lookup(name)
+    local v = os.getenv(name)
+    if v ~= nil then return v end
+    if dotenv_vars == nil and dotenv_err == nil then
+      local envfile = require "mw.envfile"
+      local path = (dir == "/" and "" or dir) .. "/.env"
+      required[#required + 1] = path
+      local vars, why, code = envfile.read(path)
+      if vars then dotenv_vars = vars
+      elseif code == "ENOENT" then dotenv_vars = {}          -- no .env: only the environment
+      else dotenv_err = ".env " .. why end
+    end
+    if dotenv_err then error(dotenv_err, 0) end
+    return dotenv_vars[name]
+  end
+  local function caller_error(msg, level)
+    -- the position of the stack file's call, so the message has its file:line
+    local info = debug.getinfo(level + 1, "Sl")
+    if info and info.currentline and info.currentline > 0 then msg = info.short_src .. ":" .. info.currentline .. ": " .. msg end
+    error(msg, 0)
+  end
+  env.mw = setmetatable({
+    env = function(name, default)
+      if type(name) ~= "string" or not name:find("^[%a_][%w_]*$") then
+        error("mw.env: give a variable name such as \"DB_HOST\"", 2)
+      end
+      if default ~= nil and type(default) ~= "string" and type(default) ~= "number" then
+        error("mw.env: the default must be a string or a number", 2)
+      end
+      local ok, v = pcall(lookup, name)
+      if not ok then caller_error("mw.env: " .. tostring(v), 2) end
+      -- as ${NAME:-default}: an empty value takes the default too
+      if v == nil or v == "" then return default ~= nil and tostring(default) or v end
+      return v
+    end,
+    interpolate = function(s)
+      if type(s) ~= "string" then error("mw.interpolate: give a string", 2) end
+      local envfile = require "mw.envfile"
+      local ok, out, why = pcall(envfile.interpolate, s, lookup)
+      if not ok then caller_error("mw.interpolate: " .. tostring(out), 2) end
+      if not out then caller_error("mw.interpolate: " .. why, 2) end
+      return out
+    end,
+  }, { __metatable = false, __newindex = function() error("mw is read-only", 2) end,
+       __index = function(_, k) error(string.format("mw.%s does not exist (mw.env, mw.interpolate)", keyname(k)), 2) end })
+
   env._G = env
   -- Plain field, read by the stack loader with rawget; the reloader watches these files.
   env.__required = required

@@ -151,6 +151,14 @@ local function check_links(comps, names)
         fail(p, string.format("unknown component '%s'%s", keyname(d),
           hint and string.format(" (did you mean '%s'?)", hint) or ""))
       end
+      if c.depends_on[d] == "healthy" and comps[d].job then
+        fail(p, string.format("'%s' is a job: it runs to completion and is never healthy " ..
+          "(depend on it being \"completed\")", d))
+      end
+      if c.depends_on[d] == "completed" and not comps[d].job then
+        fail(p, string.format("'%s' is not a job, so it never completes (give it job = true, " ..
+          "or depend on it being \"started\" or \"healthy\")", d))
+      end
       if c.depends_on[d] == "healthy" and not comps[d].heartbeat then
         fail(p, string.format("'%s' has no heartbeat, so it can never be healthy " ..
           "(give it a heartbeat or depend on it being \"started\")", d))
@@ -186,6 +194,46 @@ local function check_links(comps, names)
       end
     end
   end
+end
+
+-- Profiles: a component that lists some runs only when one of them is active (mw run
+-- --profile); one that lists none always runs. -> the names that run; the ones left out go in
+-- `out` as name -> its profiles.
+local function apply_profiles(ctx, comps, names, out)
+  local declared, list = {}, {}
+  for _, n in ipairs(names) do
+    for _, p in ipairs(comps[n].profiles) do
+      if not declared[p] then declared[p] = true list[#list + 1] = p end
+    end
+  end
+  table.sort(list)
+  local active = {}
+  for _, p in ipairs(ctx.profiles or {}) do
+    if not declared[p] then
+      fail({}, string.format("profile '%s' is declared by no component (%s)", keyname(p),
+        #list > 0 and ("its profiles: " .. table.concat(list, ", ")) or "it declares no profiles"))
+    end
+    active[p] = true
+  end
+  local kept = {}
+  for _, n in ipairs(names) do
+    local c, on = comps[n], #comps[n].profiles == 0
+    for _, p in ipairs(c.profiles) do on = on or active[p] end
+    if on then kept[#kept + 1] = n else out[n] = c.profiles end
+  end
+  for _, n in ipairs(kept) do
+    local deps = {}
+    for d in pairs(comps[n].depends_on) do deps[#deps + 1] = d end
+    table.sort(deps)
+    for _, d in ipairs(deps) do
+      if out[d] then
+        fail({ "components", n, "depends_on" }, string.format("'%s' runs only with profile %s, which is not active " ..
+          "(mw run --profile %s)", d, table.concat(out[d], " or "), out[d][1]))
+      end
+    end
+  end
+  for n in pairs(out) do comps[n] = nil end
+  return kept
 end
 
 local function validate(ctx, top)
@@ -244,6 +292,9 @@ local function validate(ctx, top)
   if on_event ~= nil then on_event = validator.field.on_event(ctx, { "on_event" }, on_event) end
   local comps = {}
   for _, n in ipairs(names) do comps[n] = component(ctx, n, rawget(raw, n)) end
+  local excluded = {}
+  names = apply_profiles(ctx, comps, names, excluded)
+  if #names == 0 then fail({ "components" }, "no component runs with the active profiles") end
   check_links(comps, names)
   -- A copy: the stack file can reach the sandbox's own list through the __required global.
   local required = {}
@@ -253,6 +304,7 @@ local function validate(ctx, top)
   return {
     name = name, file = ctx.file, dir = ctx.dir, components = comps,
     order = start_order(comps, names), required = required, on_event = on_event,
+    profiles = ctx.profiles or {}, excluded = excluded,
   }
 end
 
@@ -297,7 +349,7 @@ function stack.load(path, opts)
   opts = opts or {}
   if type(path) ~= "string" or path == "" then error("stack.load: expected a file path", 2) end
   local file = absolute(path, working_dir(path, opts))
-  local ctx = { file = file, dir = dirname(file), required = {} }
+  local ctx = { file = file, dir = dirname(file), required = {}, profiles = opts.profiles }
 
   local src = opts.source
   if not src then
@@ -470,10 +522,31 @@ function stack.plan(s)
       for _, sec in ipairs(c.secrets) do names[#names + 1] = sec.name end
       parts[#parts + 1] = "secrets " .. table.concat(names, ", ")
     end
+    if c.env_file and #c.env_file > 0 then
+      -- The files only: their values are never shown.
+      local files, names, n = {}, {}, 0
+      for _, f in ipairs(c.env_file) do
+        files[#files + 1] = relative(s.dir, f.path)
+        for k in pairs(f.vars) do
+          if not names[k] then names[k] = true n = n + 1 end
+        end
+      end
+      parts[#parts + 1] = string.format("env_file %s (%d variable%s)", table.concat(files, ", "), n, n == 1 and "" or "s")
+    end
+    if c.profiles and #c.profiles > 0 then parts[#parts + 1] = "profiles " .. table.concat(c.profiles, ", ") end
+    if c.job then parts[#parts + 1] = "job (runs to completion)" end
     for _, h in ipairs(host_summary(c)) do parts[#parts + 1] = h end
     parts[#parts + 1] = "restart " .. policy.describe(c.restart)
     if c.on_event or s.on_event then parts[#parts + 1] = "on_event " .. (c.on_event and "hook" or "stack's hook") end
     lines[#lines + 1] = string.format("%2d. %s: %s", i, name, table.concat(parts, "; "))
+  end
+  local left = {}
+  for name, profiles in pairs(s.excluded or {}) do
+    left[#left + 1] = string.format("%s (profile %s)", name, table.concat(profiles, " or "))
+  end
+  if #left > 0 then
+    table.sort(left)
+    lines[#lines + 1] = "left out, their profiles not active: " .. table.concat(left, ", ")
   end
   return table.concat(lines, "\n")
 end

@@ -101,7 +101,8 @@ end
 -- Has the dependency met the condition a dependent waits for?
 local function condition_met(dep, cond)
   if cond == "healthy" then return dep.state == "healthy" or (dep.state == "running" and not dep.def.heartbeat) end
-  return is_up(dep) or dep.state == "stopped"
+  if cond == "completed" then return dep.state == "completed" end
+  return is_up(dep) or dep.state == "stopped" or dep.state == "completed"
 end
 
 function Sup:wait_deps(inst)
@@ -243,6 +244,10 @@ end
 function Sup:failure(inst, reason, info)
   info = info or {}
   if self.stopping or inst.handling or inst.state == "gone" then return end
+  -- a job that exited 0 is done, not failed; once done nothing of its container counts (a
+  -- removal included: the next mw run would run it again, as it finds no completed container)
+  if inst.state == "completed" then return end
+  if inst.def.job and reason == "exited" and info.exit_code == 0 and not info.oom then return self:complete(inst) end
   if inst.state == "gave_up" or inst.state == "stopped" then
     if reason ~= "removed" then return end
   end
@@ -267,6 +272,20 @@ function Sup:failure(inst, reason, info)
   local action, delay = self:decide(inst, record)
   inst.up_since = nil
   self:schedule(inst, action, delay, record, why)
+end
+
+-- A job ran to completion (exit 0): its dependents waiting on "completed" may start; no policy.
+-- how: "exited" (seen now) or "already" (a container of this definition had, before this mw).
+function Sup:complete(inst, how)
+  if inst.runner and inst.runner ~= core.current() then core.cancel(inst.runner) end
+  inst.runner, inst.pending, inst.handling, inst.down, inst.up_since = nil, nil, false, nil, nil
+  self:stop_heartbeat(inst)
+  if inst.pidw then inst.pidw:close() inst.pidw = nil end
+  transition(self, inst, "complete", "completed")
+  log.info(inst.key, "completed", how == "already"
+    and string.format("job already completed (container %s exited 0 with this definition); not run again",
+      tostring(inst.id):sub(1, 12))
+    or "job completed (exit code 0)", { container = inst.id })
 end
 
 function Sup:schedule(inst, action, delay, record, why)
@@ -331,7 +350,11 @@ function Sup:act(inst, action)
   log.info(inst.key, "restarting", action:gsub("_", " ") .. " now", { action = action })
   local ok, err
   if action == "restart_dependents" or action == "restart_stack" then
-    local others = action == "restart_stack" and self:all_but(inst) or self:dependents(inst)
+    local others = {}
+    -- a completed job stays done: escalations do not run it again
+    for _, other in ipairs(action == "restart_stack" and self:all_but(inst) or self:dependents(inst)) do
+      if other.state ~= "completed" then others[#others + 1] = other end
+    end
     local names = {}
     for _, other in ipairs(others) do names[#names + 1] = other.key end
     log.info(inst.key, "escalate", action == "restart_stack" and "restarting the whole stack"
@@ -504,7 +527,7 @@ function Sup:wait_ready(timeout)
   return self:wait_until(function()
     if deadline and core.now() > deadline then return true end
     for _, inst in pairs(self.comps) do
-      if inst.state ~= "healthy" and inst.state ~= "gave_up" and inst.state ~= "stopped"
+      if inst.state ~= "healthy" and inst.state ~= "gave_up" and inst.state ~= "stopped" and inst.state ~= "completed"
         and not (inst.state == "running" and not inst.def.heartbeat) then
         return false
       end

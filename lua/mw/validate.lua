@@ -8,6 +8,7 @@ local paths    = require "mw.path"
 local fs       = require "mw.fs"
 local checks   = require "mw.check"
 local fields_table = require "mw.fields"
+local envfile  = require "mw.envfile"
 
 local validate = {}
 
@@ -156,9 +157,55 @@ function field.env(_, path, v)
   return out
 end
 
+-- env_file = ".env" or { ".env", "app.env" }: read now (a reload reads them again), each value
+-- kept as a secret so that nothing mw prints shows it. -> { { path, vars } ... }
+function field.env_file(ctx, path, v)
+  if type(v) == "string" then v = { v } end
+  local out, seen = {}, {}
+  for _, e in ipairs(list(path, v, "of env file paths (relative to the stack file)")) do
+    local p = sub(path, e[1])
+    local file = nonempty(p, e[2], "a path to an env file, relative to the stack file")
+    local abs = join(ctx.dir, file)
+    if seen[abs] then fail(p, "env file " .. show(file) .. " is listed twice") end
+    seen[abs] = true
+    -- watched for changes like a required Lua file, even when it is missing
+    if ctx.required then ctx.required[#ctx.required + 1] = abs end
+    local vars, why = envfile.read(abs)
+    if not vars then
+      fail(p, "env file " .. show(file) .. " " .. why .. (why == "not found" and " (relative to the stack file)" or ""))
+    end
+    local kept = {}
+    for k, val in pairs(vars) do
+      if not k:find("^[%w_][%w_.-]*$") then fail(p, "env file " .. show(file) .. ": bad variable name '" .. keyname(k) .. "'") end
+      kept[k] = secret(val)
+    end
+    out[#out + 1] = { path = abs, vars = kept }
+  end
+  return out
+end
+
+function field.job(_, path, v) return boolean(path, v) end
+
+-- profiles = { "debug" }: the component runs only when one of them is active (mw run --profile).
+function field.profiles(_, path, v)
+  if type(v) == "string" then v = { v } end
+  local out, seen = {}, {}
+  for _, e in ipairs(list(path, v, "of profile names")) do
+    local p = sub(path, e[1])
+    local name = nonempty(p, e[2], "a profile name")
+    if not name:find("^[%w][%w_.-]*$") or #name > 64 then
+      fail(p, "bad profile name " .. show(name) .. " (use letters, digits, '_', '.', '-')")
+    end
+    if not seen[name] then seen[name] = true out[#out + 1] = name end
+  end
+  return out
+end
+
 function field.depends_on(_, path, v)
   if type(v) == "string" then v = { v } end
-  if type(v) ~= "table" then must(path, v, "a list of component names or a table of name = \"started\"|\"healthy\"") end
+  if type(v) ~= "table" then
+    must(path, v, "a list of component names or a table of name = \"started\"|\"healthy\"|\"completed\"")
+  end
   local out = {}
   local items, named = entries(path, v)
   for _, e in ipairs(items) do
@@ -169,8 +216,8 @@ function field.depends_on(_, path, v)
   for _, e in ipairs(named) do
     local cond = e[2]
     if cond == true then cond = "started" end
-    if cond ~= "started" and cond ~= "healthy" then
-      fail(sub(path, e[1]), "condition must be \"started\" or \"healthy\", got " .. show(cond))
+    if cond ~= "started" and cond ~= "healthy" and cond ~= "completed" then
+      fail(sub(path, e[1]), "condition must be \"started\", \"healthy\" or \"completed\", got " .. show(cond))
     end
     if out[e[1]] then fail(path, "lists '" .. keyname(e[1]) .. "' twice") end
     out[e[1]] = cond

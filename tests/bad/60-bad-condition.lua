@@ -1,4 +1,4 @@
--- expect: field 'depends_on%.db': condition must be "started" or "healthy", got "service_healthy"
+-- expect: field 'depends_on%.db': condition must be "started", "healthy" or "completed", got "service_healthy"
 return {
   components = {
     db = { image = "postgres", heartbeat = true },

@@ -16,6 +16,8 @@ local SAMPLES = {
   command = 'command = "echo hi"',
   entrypoint = 'entrypoint = { "/bin/sh" }',
   env = 'env = { A = "1" }',
+  env_file = 'env_file = { "app.env" }',
+  job = 'job = true',
   ports = 'ports = { "8080:80" }',
   volumes = 'volumes = { "data:/data" }',
   secrets = 'secrets = { token = "./token.txt" }',
@@ -56,6 +58,7 @@ local dir = os.tmpname()
 os.remove(dir)
 assert(fs.mkdirp(dir))
 assert(fs.write_atomic(dir .. "/token.txt", "s3cret"))
+assert(fs.write_atomic(dir .. "/app.env", "FROM_FILE=1\n"))
 
 -- The container body and config hash of component "app" with the given extra field text.
 local function build(extra)
@@ -120,7 +123,7 @@ end)
 t.test("only fields that cannot change a container are left out of the hash", function()
   local unhashed = {}
   for _, f in ipairs(fields.component) do if not f.hash then unhashed[#unhashed + 1] = f.name end end
-  t.eq(table.concat(unhashed, " "), "build pull depends_on heartbeat restart scale autoscale rollout on_event")
+  t.eq(table.concat(unhashed, " "), "build pull depends_on heartbeat restart scale autoscale job profiles rollout on_event")
 end)
 
 t.test("changing a container field changes the container's create body", function()
@@ -154,5 +157,6 @@ end)
 
 local ok = t.run()
 fs.remove(dir .. "/token.txt")
+fs.remove(dir .. "/app.env")
 fs.remove(dir)
 os.exit(ok)

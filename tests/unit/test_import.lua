@@ -439,12 +439,31 @@ services:
   migrate: {image: app}
   plain: {image: app}
 ]])
-  t.same(s.components.web.depends_on, { db = "healthy", cache = "started", migrate = "started", plain = "started" })
+  t.same(s.components.web.depends_on, { db = "healthy", cache = "started", migrate = "completed", plain = "started" })
   t.same(s.components.worker.depends_on, { db = "started", cache = "started" })
   t.match(src, 'depends_on = { "db", "cache" }')
-  warned(w, "service web: 'depends_on.migrate.condition': no equivalent")
+  -- what compose waits to complete is a job, waited on as "completed"
+  t.eq(s.components.migrate.job, true)
+  t.eq(s.components.cache.job, false)
+  for _, line in ipairs(w) do t.ok(not line:find("depends_on.migrate", 1, true), line) end
   warned(w, "service web: depends on plain being healthy, but plain has no healthcheck")
   commented(src, "depends_on plain: condition service_healthy")
+end)
+
+t.test("convert: profiles stay profiles", function()
+  local src, w = conv([[
+services:
+  web: {image: app}
+  debug:
+    image: app
+    profiles: [debug, tools]
+]])
+  t.match(src, 'profiles = { "debug", "tools" }')
+  for _, line in ipairs(w) do t.ok(not line:find("profiles", 1, true), line) end
+  local s = assert(stack.load(PROJ .. "/stack.lua", { source = src, profiles = { "tools" } }))
+  t.same(s.components.debug.profiles, { "debug", "tools" })
+  s = assert(stack.load(PROJ .. "/stack.lua", { source = src }))
+  t.eq(s.components.debug, nil)
 end)
 
 t.test("convert: healthcheck forms become heartbeats with compose's timings", function()
@@ -803,12 +822,11 @@ t.test("convert: unusable compose files fail with one line", function()
 end)
 
 t.test("convert: every unsupported key is reported and kept as a comment", function()
-  local keys = { "profiles", "configs", "expose", "links", "container_name", "tty",
-                 "x-custom" }
+  local keys = { "configs", "expose", "links", "container_name", "tty", "x-custom" }
   local lines = { "services:", "  svc:", "    image: x" }
   local values = {
     privileged = "true", devices = "[/dev/fuse]", network_mode = "host", pid = "host",
-    sysctls = "{net.core.somaxconn: 1024}", logging = "{driver: none}", profiles = "[dev]",
+    sysctls = "{net.core.somaxconn: 1024}", logging = "{driver: none}",
     configs = "[cfg]", expose = "[80]", links = "[db]", container_name = "fixed",
     security_opt = "[seccomp:unconfined]", tty = "true", ["x-custom"] = "{a: 1}",
   }
@@ -890,13 +908,12 @@ local EXPECT = {
   ["build-args"] = { comps = 4, unsupported = { "build.cache_from", "image" } },
   anchors = { comps = 3, unsupported = { "x-logging", "x-service" } },
   ["env-files"] = { comps = 2, unsupported = { "env_file" } },
-  healthchecks = { comps = 8, unsupported = { "healthcheck.start_interval", "healthcheck",
-                                             "depends_on.migrate.condition" } },
+  healthchecks = { comps = 8, unsupported = { "healthcheck.start_interval", "healthcheck" } },
   ["long-syntax"] = { comps = 1, unsupported = { "ports.mode", "secrets.uid", "volumes.bind.propagation", "tmpfs" } },
   deploy = { comps = 3, unsupported = { "deploy.placement", "deploy.update_config", "cpu_shares",
                                         "memswap_limit", "deploy.resources.reservations.cpus" } },
   unsupported = { comps = 4, unsupported = {
-    "container_name", "x-notes", "profiles", "tty", "stdin_open", "platform",
+    "container_name", "x-notes", "tty", "stdin_open", "platform",
     "configs", "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
     "external", "driver_opts", "ipam", "x-project-owner" } },
   names = { comps = 4 },
@@ -935,6 +952,7 @@ for _, name in ipairs(corpus_dirs()) do
     local want = EXPECT[name]
     local n = 0
     for _ in pairs(s.components) do n = n + 1 end
+    for _ in pairs(s.excluded) do n = n + 1 end       -- profiled out: imported all the same
     t.eq(n, want.comps, "components")
     -- every warning about a key has its comment, and every comment its warning
     local comments = {}
