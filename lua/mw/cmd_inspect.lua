@@ -122,14 +122,11 @@ end
 function M.main(args, cli)
   local opts, rest = cli.parse(args, { stack = "value", ["state-dir"] = "value" })
   if not opts then cli.say(rest) return USAGE end
-  local target, code = lookup.stack_arg(opts, rest, cli.say, "inspect")
-  if not target then return code end
-  local comp = rest[1]
-  if not comp or #rest > 1 then cli.say("usage: mw inspect <component> [stack.lua | --stack S]") return USAGE end
-  local engine = lookup.connect(cli.say)
-  if not engine then return FAILURE end
-  local stack, list, group = lookup.resolve(engine, comp, target.name)
-  if not stack then cli.say(list) return FAILURE end
+  local found, code = lookup.component_args(opts, rest, cli, "inspect",
+    "usage: mw inspect <component> [stack.lua | --stack S]")
+  if not found then return code end
+  local comp, engine, stack, list, group, target = found.comp, found.engine, found.stack, found.list,
+    found.group, found.target
   -- of a scaled component, the first running instance (name one by its key: web-2)
   local ctr = lookup.current(list)
   local _, _, key = lookup.identity(ctr.Labels)
