@@ -2,7 +2,6 @@
 -- status, stdin with -i (a file and a pipe), -t under a pseudo-terminal (util-linux script),
 -- signals passed on, with and without a running mw, and the bad input lines.
 local t = require "t"
-local core = require "mw.core"
 local fs = require "mw.fs"
 local proc = require "mw.proc"
 local E = require "engine"
@@ -69,6 +68,7 @@ t.test("exec: stdout and stderr apart, the command's exit status is mw's", funct
   code, out, errs = mw({ "exec", "shell", "--stack", s.name, "/no/such/program" })
   print(string.format("# a missing program: exit %s, stderr %q", tostring(code), errs))
   t.ok(code == 126 or code == 127, "126 or 127, not 0: " .. tostring(code))
+  t.eq(out, "")
 end)
 
 t.test("exec -i passes stdin on, from a file and from a pipe, and the command sees its end", function()
@@ -113,6 +113,32 @@ t.test("exec -t under a pseudo-terminal: a tty inside, its size, the exit status
   t.eq(code, 0, errs)
   t.match(out, "hello\r*\n")
   t.match(out, "MW%-EXIT=6")
+end)
+
+t.test("exec -t passes a new window size on (SIGWINCH)", function()
+  local s = stack()
+  local mark = "/winch-" .. E.run_id
+  local d = E.tmpdir()
+  -- mw runs in the background of the terminal's session (the same process group, so the
+  -- kernel's SIGWINCH reaches it); once the command saw the first size it leaves a mark,
+  -- the shell then changes the size and the command waits to see the new one
+  local script_file = d .. "/winch.sh"
+  assert(fs.write_atomic(script_file, table.concat({
+    "stty rows 33 cols 101",
+    run.MW .. " exec -t shell --stack " .. s.name .. " sh -c '"
+      .. "for i in $(seq 600); do [ \"$(stty size 2>/dev/null)\" = \"33 101\" ] && break; sleep 0.1; done; "
+      .. "touch " .. mark .. "; "
+      .. "for i in $(seq 600); do s=$(stty size 2>/dev/null); [ \"$s\" = \"40 120\" ] && break; sleep 0.1; done; "
+      .. "echo SIZE=$s; exit 7' &",
+    "for i in $(seq 600); do " .. run.MW .. " exec shell --stack " .. s.name .. " test -f " .. mark
+      .. " && break; sleep 0.1; done",
+    "stty rows 40 cols 120",
+    "wait $!; echo MW-EXIT=$?",
+  }, "\n") .. "\n", 420))
+  local code, out, errs = run.program({ "script", "-qec", "sh " .. script_file, "/dev/null" }, { timeout = 120 })
+  t.eq(code, 0, errs)
+  t.match(out, "SIZE=40 120", out)
+  t.match(out, "MW%-EXIT=7", out)
 end)
 
 t.test("exec passes SIGTERM and SIGINT on to the command, whose status is mw's", function()
@@ -179,6 +205,7 @@ t.test("exec bad input: one line each, documented status, nothing run", function
   assert(e:stop(box1.Id, 1))
   local code, out, errs = mw({ "exec", "box", "--stack", s.name, "true" })
   t.eq(code, 0, "box still has a running instance, exec picks it: " .. errs)
+  t.eq(out, "")
   code, out, errs = mw({ "exec", "box-1", "--stack", s.name, "true" })
   print("# " .. errs)
   t.eq(code, 125, errs)
