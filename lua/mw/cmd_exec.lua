@@ -79,7 +79,7 @@ function M.parse(args)
           if VALUED[ch] == "env" then opts.env[#opts.env + 1] = v else opts[VALUED[ch]] = v end
           break
         else
-          return nil, "unknown option -" .. ch .. " in " .. arg
+          return nil, "unknown option -" .. ch .. (#arg > 2 and (" in " .. arg) or "")
         end
       end
     else
