@@ -414,7 +414,8 @@ t.test("exec: mw's options, then the component, then the command's words, its op
   t.eq(opts.workdir, "/tmp")
   t.same(cmd, { "-x" })
   -- a stack file before the component
-  _, rest, cmd = exec.parse { "stack.lua", "web", "sh", "-c", "echo hi" }
+  opts, rest, cmd = exec.parse { "stack.lua", "web", "sh", "-c", "echo hi" }
+  t.eq(opts.stack, nil)
   t.same(rest, { "stack.lua", "web" })
   t.same(cmd, { "sh", "-c", "echo hi" })
   t.same({ exec.parse { "-x", "web", "ls" } }, { nil, "unknown option -x" })
