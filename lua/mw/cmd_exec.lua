@@ -171,11 +171,22 @@ local function pump_input(conn, tty)
 end
 
 -- Passes a signal mw got on to the command: the engine has no call for it, but exec
--- inspect gives the process's pid on the host (the engine's own pid namespace).
+-- inspect gives the process's pid on the host (the engine's own pid namespace). A signal
+-- that came before the process did waits for it (up to START_WAIT); one that comes after
+-- it ended is dropped.
+local START_WAIT = 10
 local function pass_signal(engine, exec_id, name, say)
-  local info = engine:exec_inspect(exec_id)
-  local pid = info and math.tointeger(info.Pid)
-  if not info or not info.Running or not pid or pid <= 0 then return end
+  local deadline = core.now() + START_WAIT
+  local pid
+  while true do
+    local info = engine:exec_inspect(exec_id)
+    if not info then return end
+    pid = math.tointeger(info.Pid)
+    if info.Running and pid and pid > 0 then break end
+    if info.ExitCode ~= nil then return end   -- it has ended (null until then)
+    if core.now() > deadline then return end
+    core.sleep(0.05)
+  end
   local ok, err = core.kill(pid, name)
   if not ok then say(string.format("exec: cannot pass SIG%s on to pid %d: %s", name, pid, tostring(err))) end
 end
@@ -231,6 +242,10 @@ function M.main(args, cli)
     user = opts.user, workdir = opts.workdir, size = size(),
   })
   if not exec_id then cli.say(string.format("exec in %s: %s", found.comp, tostring(err))) return FAILED end
+  -- from here on a signal is the command's: caught before the process starts, passed on once
+  -- it runs
+  local signal = require "mw.signal"
+  local sigs = signal.watch { "INT", "TERM", "HUP" }
 
   -- raw only while attached: closed (restored) on return, on error, and by __gc at exit
   local raw, rerr
@@ -241,12 +256,12 @@ function M.main(args, cli)
   local _ <close> = raw
   local conn, first = engine:exec_attach(exec_id, opts.tty)
   if not conn then
+    sigs:close()
     if raw then raw:close() end
     cli.say(string.format("exec in %s: %s", found.comp, tostring(first)))
     return FAILED
   end
 
-  local signal = require "mw.signal"
   local tasks = {}
   local function resize()
     local now = size()
@@ -260,7 +275,6 @@ function M.main(args, cli)
       while winch:wait() do resize() end
     end, "exec resize")
   end
-  local sigs = signal.watch { "INT", "TERM", "HUP" }
   tasks[#tasks + 1] = core.spawn(function()
     while true do
       local name = sigs:wait()
