@@ -147,9 +147,7 @@ end
 -- of stdin for the end of the session and stops the output too (moby's attach: "when stdin
 -- is closed ..., close stdout and stderr" unless stdin-once without a TTY), and a terminal
 -- has no end of file to pass on anyway (^D is a byte like any other).
-local function pump_input(conn, tty)
-  local net = require "mw.net"
-  local input = net.open(0)
+local function pump_input(conn, tty, input)
   if input then
     while true do
       local chunk = input:read()
@@ -157,7 +155,6 @@ local function pump_input(conn, tty)
       if not conn:write(chunk) then break end
       while conn:queued() > STDIN_BACKLOG do core.sleep(0.01) end
     end
-    input:close()
   else
     -- a regular file or /dev/null: reading it never blocks the loop for long
     while true do
@@ -282,14 +279,17 @@ function M.main(args, cli)
       pass_signal(engine, exec_id, name, cli.say)
     end
   end, "exec signals")
+  -- stdin on the loop when it is a terminal, pipe or socket (else read plainly)
+  local input = opts.interactive and require("mw.net").open(0) or nil
   if opts.interactive then
-    tasks[#tasks + 1] = core.spawn(function() pump_input(conn, opts.tty) end, "exec stdin")
+    tasks[#tasks + 1] = core.spawn(function() pump_input(conn, opts.tty, input) end, "exec stdin")
   end
 
   local ok, perr = pcall(pump_output, conn, first, opts.tty, cli.say)
   for _, task in ipairs(tasks) do stop(task) end
   sigs:close()
   if winch then winch:close() end
+  if input then input:close() end
   conn:close()
   if raw then raw:close() end
   io.stdout:flush()

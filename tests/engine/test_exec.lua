@@ -197,6 +197,13 @@ t.test("exec bad input: one line each, documented status, nothing run", function
     t.match(errs, c[3], what)
   end
   t.eq(execs(), before, "no exec was created")
+  -- the prologue exec shares with kill and inspect (lookup.component_args) says the same
+  for _, cmd in ipairs { "kill", "inspect" } do
+    local code, out, errs = mw({ cmd, "shell", "--stack", "nosuch-" .. E.run_id })
+    t.eq(code, 1, cmd)
+    t.eq(out, "")
+    t.eq(errs, "mw: no stack nosuch-" .. E.run_id .. ": mw has no container of it on this engine\n")
+  end
 
   -- a component that is not running: stopped here by hand (no mw runs to restart it)
   local box1
