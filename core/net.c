@@ -313,9 +313,8 @@ static int net_open(lua_State *L)
     mw_rt *rt = mw_rt_get(L);
     int fd = (int)luaL_checkinteger(L, 1);
     uv_handle_type kind = uv_guess_handle(fd);
-    if (kind != UV_TTY && kind != UV_NAMED_PIPE && kind != UV_TCP && kind != UV_UDP)
-        return mw_uv_fail(L, UV_ENOTSUP, "net.open: fd %d is not a terminal, pipe or socket", fd);
-    if (kind == UV_UDP) return mw_uv_fail(L, UV_ENOTSUP, "net.open: fd %d is a datagram socket", fd);
+    if (kind != UV_TTY && kind != UV_NAMED_PIPE && kind != UV_TCP)
+        return mw_uv_fail(L, UV_ENOTSUP, "net.open: fd %d is not a terminal, pipe or stream socket", fd);
     mw_box *b = mw_box_new(L, CONN_MT, 0);
     int flags = fcntl(fd, F_GETFL);
     int dfd = flags < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -341,6 +340,9 @@ static int net_open(lua_State *L)
         else conn_shut(c);
         return mw_uv_fail(L, rc, "net.open: fd %d", fd);
     }
+    uv_os_fd_t used;
+    if (kind == UV_TTY && uv_fileno(&c->s.handle, &used) == 0 && used != dfd)
+        close(dfd);          /* libuv reopened the terminal and reads its own fd */
     c->restore_fd = fd;
     c->restore_flags = flags;
     b->p = c;
