@@ -109,7 +109,7 @@ local COMMANDS = {
   version                   versions of mw, Lua, libuv, libcurl and the engine
 ]] },
   { name = "help", help = [[
-  help [command]            this text
+  help [command]            this text, or one command's lines
 ]] },
   -- runs a Lua file as a task: for tests, benchmarks and development, so not listed
   { name = "script", module = "mw.cmd_script" },
@@ -168,9 +168,13 @@ end
 
 BY_NAME.help.run = function(args)
   local command = args and args[1] and M.command(args[1])
-  if command and command.help then
+  if args and args[1] and not (command and command.help) then
+    say("help: no command '" .. args[1] .. "' (see mw help)")
+    return USAGE
+  end
+  if command then
     -- one command's lines: `mw help exec`
-    io.stdout:write("usage: mw [--label NAME]", command.help:gsub("^%s*", " "):sub(1, -1))
+    io.stdout:write("usage: mw [--label NAME] ", (command.help:gsub("^%s*", "")))
     return OK
   end
   io.stdout:write(M.help_text())
