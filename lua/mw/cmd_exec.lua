@@ -21,6 +21,7 @@ local STDIN_CHUNK = 64 * 1024
 -- How long to ask for the exit code once the output has ended: the engine records it a
 -- moment after closing the stream.
 local EXIT_WAIT = 10
+local BROKEN_PIPE = 128 + 13     -- a shell's status for a process killed by SIGPIPE
 
 local USAGE_LINE = "usage: mw exec [-i] [-t] [-e K=V] [-u USER] [-w DIR] [stack.lua] <component>[-N] "
   .. "[--stack S] [--] command [arg...]"
@@ -113,32 +114,28 @@ local function stop(task)
   if task and not done_or_dead(task) then core.cancel(task) end
 end
 
--- Copies the exec's output to mw's stdout and stderr until the engine closes the stream.
+-- Copies the exec's output to mw's stdout and stderr until the engine closes the stream
+-- -> true | false when mw's stdout or stderr is gone (a closed pipe: `mw exec web yes | head`).
 local function pump_output(conn, first, tty, say)
   local demux = not tty and frames.new() or nil
   local function emit(chunk)
-    if chunk == "" then return end
+    if chunk == "" then return true end
     if tty then
-      io.stdout:write(chunk)
-      io.stdout:flush()
-      return
+      return io.stdout:write(chunk) and io.stdout:flush()
     end
     local got, err = demux:feed(chunk)
     for _, f in ipairs(got) do
-      if f[1] == "stderr" or f[1] == "error" then
-        io.stderr:write(f[2])
-      else
-        io.stdout:write(f[2])
-      end
+      local out = (f[1] == "stderr" or f[1] == "error") and io.stderr or io.stdout
+      if not out:write(f[2]) then return false end
     end
-    io.stdout:flush()
     if err then say("exec output: " .. err) end
+    return io.stdout:flush()
   end
-  emit(first)
+  if not emit(first) then return false end
   while true do
     local chunk = conn:read()
-    if not chunk then return end
-    emit(chunk)
+    if not chunk then return true end
+    if not emit(chunk) then return false end
   end
 end
 
@@ -286,6 +283,12 @@ function M.main(args, cli)
   end
 
   local ok, perr = pcall(pump_output, conn, first, opts.tty, cli.say)
+  if ok and perr == false then
+    -- nobody reads the output any more: as a shell pipeline's writer would get SIGPIPE, the
+    -- command gets SIGTERM (else it would block on a full pipe in the container), and mw
+    -- exits as a process killed by SIGPIPE does
+    pass_signal(engine, exec_id, "TERM", function() end)
+  end
   for _, task in ipairs(tasks) do stop(task) end
   sigs:close()
   if winch then winch:close() end
@@ -294,6 +297,7 @@ function M.main(args, cli)
   if raw then raw:close() end
   io.stdout:flush()
   if not ok then error(perr, 0) end
+  if perr == false then return BROKEN_PIPE end
 
   local rc, xerr = exit_code(engine, exec_id)
   if not rc then cli.say(string.format("exec in %s: %s", found.comp, tostring(xerr))) return FAILED end

@@ -160,6 +160,20 @@ t.test("exec passes SIGTERM and SIGINT on to the command, whose status is mw's",
   end
 end)
 
+t.test("exec whose reader went away (| head): the command is stopped, mw exits 141", function()
+  local s = stack()
+  local d = E.tmpdir()
+  local code, out, errs = run.program({ "/bin/sh", "-c", "( " .. run.MW .. " exec shell --stack " .. s.name
+    .. " yes mw-exec-yes; echo $? > " .. d .. "/rc ) | head -n 1" }, { timeout = 60 })
+  t.eq(code, 0, errs)
+  t.eq(out, "mw-exec-yes\n")
+  t.eq((fs.read(d .. "/rc") or ""):match("%d+"), "141")
+  t.wait_for(function()
+    local _, ps = mw({ "exec", "shell", "--stack", s.name, "ps" })
+    return not ps:find("mw-exec-yes", 1, true)
+  end, 30, "the command gone from the container")
+end)
+
 t.test("exec works the same while an mw runs the stack", function()
   local s = stack()
   local h = E.mw({ "run", "--log-format", "json", s.file })
