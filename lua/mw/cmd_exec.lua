@@ -245,7 +245,7 @@ function M.main(args, cli)
   local raw, rerr
   if tty_in then
     raw, rerr = require("mw.tty").raw(0)
-    if not raw then cli.say("exec: " .. tostring(rerr)) return FAILED end
+    if not raw then sigs:close() cli.say("exec: " .. tostring(rerr)) return FAILED end
   end
   local _ <close> = raw
   local conn, first = engine:exec_attach(exec_id, opts.tty)

@@ -657,6 +657,11 @@ function Engine:exec_attach(exec_id, tty)
   else
     local host, port = self.base:match("^http://%[?([^%]]+)%]?:(%d+)$")
     hostname = self.base:match("^http://(.*)$")
+    if host == "localhost" then host = "127.0.0.1" end
+    if not host:match("^[%d%.]+$") and not host:find(":", 1, true) then
+      -- mw.net takes addresses, not names
+      return nil, "mw exec needs DOCKER_HOST as an address (tcp://127.0.0.1:2375), not the name " .. host, "bad"
+    end
     conn, err = net.connect(host, tonumber(port), CONNECT_TIMEOUT)
   end
   if not conn then return nil, self:_transport_error(err), "transport" end

@@ -174,6 +174,59 @@ t.test("exec whose reader went away (| head): the command is stopped, mw exits 1
   end, 30, "the command gone from the container")
 end)
 
+-- A loopback TCP relay to the engine's unix socket, passing each direction's end on: the
+-- engine at DOCKER_HOST=tcp://127.0.0.1:PORT without opening the engine itself to TCP.
+local function relay(upstream)
+  local net = require "mw.net"
+  local core = require "mw.core"
+  local srv = assert(net.listen("127.0.0.1", 0))
+  local tasks, conns = {}, {}
+  local function pipe(from, to)
+    while true do
+      local chunk = from:read()
+      if not chunk or not to:write(chunk) then break end
+    end
+    pcall(to.shutdown, to)
+  end
+  tasks[1] = core.spawn(function()
+    while true do
+      local c = srv:accept()
+      if not c then return end
+      local up = net.connect("unix:" .. upstream, nil, 5)
+      conns[#conns + 1] = c
+      if up then
+        conns[#conns + 1] = up
+        tasks[#tasks + 1] = core.spawn(function() pipe(c, up) end, "relay up")
+        tasks[#tasks + 1] = core.spawn(function() pipe(up, c) end, "relay down")
+      end
+    end
+  end, "relay accept")
+  return srv:port(), function()
+    srv:close()
+    for _, c in ipairs(conns) do c:close() end
+    for _, task in ipairs(tasks) do
+      local st = task:status()
+      if st ~= "done" and st ~= "failed" and st ~= "cancelled" then core.cancel(task) end
+    end
+  end
+end
+
+t.test("exec over DOCKER_HOST=tcp:// (a loopback relay to the engine): the same streams and status", function()
+  local s = stack()
+  local host = os.getenv("DOCKER_HOST")
+  local port, stop = relay(host and host:match("^unix://(/.+)$") or "/var/run/docker.sock")
+  local ok, err = pcall(function()
+    local env = { "DOCKER_HOST=tcp://127.0.0.1:" .. port }
+    local code, out, errs = mw({ "exec", "-i", "shell", "--stack", s.name, "sh", "-c", "cat; echo err >&2; exit 9" },
+      { env = env, stdin = "through tcp\n" })
+    t.eq(code, 9, errs)
+    t.eq(out, "through tcp\n")
+    t.eq(errs, "err\n")
+  end)
+  stop()
+  assert(ok, err)
+end)
+
 t.test("exec works the same while an mw runs the stack", function()
   local s = stack()
   local h = E.mw({ "run", "--log-format", "json", s.file })
