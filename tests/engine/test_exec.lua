@@ -46,8 +46,10 @@ end
 
 t.test("exec: stdout and stderr apart, the command's exit status is mw's", function()
   local s = stack()
-  local code, out, errs = mw({ "exec", "shell", "--stack", s.name, "--", "sh", "-c",
+  local code, out, errs, secs = mw({ "exec", "shell", "--stack", s.name, "--", "sh", "-c",
     "echo out; echo err >&2; echo out2; exit 3" })
+  local load = (fs.read("/proc/loadavg") or "?"):match("^[^\n]*")
+  print(string.format("# one mw exec, start to exit: %.3f s (load %s)", secs, load))
   t.eq(code, 3, errs)
   t.eq(out, "out\nout2\n")
   t.eq(errs, "err\n")
