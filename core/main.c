@@ -61,6 +61,7 @@ static void setup_package(lua_State *L)
     preload(L, "mw.yaml", luaopen_mw_yaml);
     preload(L, "mw.httpparse", luaopen_mw_httpparse);
     preload(L, "mw.dgram", luaopen_mw_dgram);
+    preload(L, "mw.tty", luaopen_mw_tty);
     preload(L, "cjson", luaopen_cjson);
     /* searchers: preload, ours, then Lua files on package.path (empty unless a script sets it) */
     lua_getglobal(L, "package");

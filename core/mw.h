@@ -103,6 +103,7 @@ int luaopen_mw_net(lua_State *L);
 int luaopen_mw_yaml(lua_State *L);
 int luaopen_mw_httpparse(lua_State *L);
 int luaopen_mw_dgram(lua_State *L);
+int luaopen_mw_tty(lua_State *L);
 
 void mw_http_shutdown(mw_rt *rt);
 void mw_task_init(mw_rt *rt);

@@ -2,6 +2,9 @@
  * read (yielding) and write (queued) — for TCP heartbeats, mw's own API, and test servers. */
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include "waiter.h"
 #include "linebuf.h"
 
@@ -17,6 +20,7 @@ typedef union {
     uv_stream_t stream;
     uv_tcp_t tcp;
     uv_pipe_t pipe;
+    uv_tty_t tty;
 } any_stream;
 
 typedef struct conn {
@@ -28,6 +32,9 @@ typedef struct conn {
     /* a pending connect */
     uv_connect_t connect;
     int connecting;
+    /* net.open: the fd whose file status flags go back as they were at close (libuv makes
+     * it non-blocking, and the description is shared with whoever else holds it), -1: none */
+    int restore_fd, restore_flags;
 } conn_t;
 
 typedef struct {
@@ -50,6 +57,7 @@ static void conn_free(mw_waiter *w)
 static void conn_shut(conn_t *c)
 {
     if (c->reading) uv_read_stop(&c->s.stream);
+    if (c->restore_fd >= 0) fcntl(c->restore_fd, F_SETFL, c->restore_flags);
     mw_waiter_close_handle(&c->w, &c->s.handle);
     mw_waiter_close(&c->w, conn_free);
 }
@@ -104,6 +112,7 @@ static conn_t *conn_new(mw_rt *rt)
     conn_t *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     mw_waiter_init(&c->w, rt, conn_ready);
+    c->restore_fd = -1;
     return c;
 }
 
@@ -164,6 +173,29 @@ static int conn_queued(lua_State *L)
 {
     conn_t *c = check_conn(L);
     lua_pushinteger(L, (lua_Integer)uv_stream_get_write_queue_size(&c->s.stream));
+    return 1;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;            /* a failure shows on the next read */
+    free(req);
+}
+
+/* Half-closes: no more writes (after the queued ones); the peer reads end of file while
+ * this side still reads what it answers. -> true | nil, message, code */
+static int conn_shutdown(lua_State *L)
+{
+    conn_t *c = check_conn(L);
+    if (c->err) return mw_uv_fail(L, c->err, NULL);
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req) return luaL_error(L, "conn:shutdown: out of memory");
+    int rc = uv_shutdown(req, &c->s.stream, on_shutdown);
+    if (rc != 0) {
+        free(req);
+        return mw_uv_fail(L, rc, NULL);
+    }
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -270,6 +302,51 @@ static int net_connect(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, b);      /* keep it while the connect is pending */
     c->w.ready = connect_ready;
     return mw_waiter_waitk(L, &c->w, timeout, "net.connect", (lua_KContext)b, connect_done);
+}
+
+/* net.open(fd) -> conn | nil, message, code: reads (and writes) an fd mw inherited, such as
+ * its stdin, on the loop. A terminal or a pipe or socket only: a regular file or /dev/null
+ * cannot be polled ("ENOTSUP"), and never blocks, so the caller reads it plainly. The conn
+ * holds a duplicate: closing it leaves fd itself open. */
+static int net_open(lua_State *L)
+{
+    mw_rt *rt = mw_rt_get(L);
+    int fd = (int)luaL_checkinteger(L, 1);
+    uv_handle_type kind = uv_guess_handle(fd);
+    if (kind != UV_TTY && kind != UV_NAMED_PIPE && kind != UV_TCP)
+        return mw_uv_fail(L, UV_ENOTSUP, "net.open: fd %d is not a terminal, pipe or stream socket", fd);
+    mw_box *b = mw_box_new(L, CONN_MT, 0);
+    int flags = fcntl(fd, F_GETFL);
+    int dfd = flags < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dfd < 0) return mw_fail(L, errno, "net.open: fd %d", fd);
+    conn_t *c = conn_new(rt);
+    if (!c) {
+        close(dfd);
+        return luaL_error(L, "net.open: out of memory");
+    }
+    int rc;
+    if (kind == UV_TTY) {
+        /* libuv reopens a terminal's slave side by name, so its non-blocking mode stays
+         * off the description the shell shares */
+        rc = uv_tty_init(rt->loop, &c->s.tty, dfd, 1);
+    } else {
+        uv_pipe_init(rt->loop, &c->s.pipe, 0);
+        rc = uv_pipe_open(&c->s.pipe, dfd);
+    }
+    if (kind != UV_TTY || rc == 0) mw_waiter_own(&c->w, &c->s.handle);
+    if (rc != 0) {
+        close(dfd);
+        if (kind == UV_TTY) mw_waiter_close(&c->w, conn_free);   /* no handle was made */
+        else conn_shut(c);
+        return mw_uv_fail(L, rc, "net.open: fd %d", fd);
+    }
+    uv_os_fd_t used;
+    if (kind == UV_TTY && uv_fileno(&c->s.handle, &used) == 0 && used != dfd)
+        close(dfd);          /* libuv reopened the terminal and reads its own fd */
+    c->restore_fd = fd;
+    c->restore_flags = flags;
+    b->p = c;
+    return 1;
 }
 
 /* ---- servers ---- */
@@ -400,9 +477,12 @@ static int server_describe(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg net_funcs[] = { { "listen", net_listen }, { "connect", net_connect }, { NULL, NULL } };
+static const luaL_Reg net_funcs[] = {
+    { "listen", net_listen }, { "connect", net_connect }, { "open", net_open }, { NULL, NULL }
+};
 static const luaL_Reg conn_methods[] = {
-    { "read", conn_read }, { "write", conn_write }, { "queued", conn_queued }, { "close", conn_close },
+    { "read", conn_read }, { "write", conn_write }, { "queued", conn_queued }, { "shutdown", conn_shutdown },
+    { "close", conn_close },
     { NULL, NULL }
 };
 static const luaL_Reg server_methods[] = {

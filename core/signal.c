@@ -7,8 +7,9 @@
 #define SIG_MT "mw.signal"
 #define MAXSIG 8
 
-static const char *const names[] = { "INT", "TERM", "HUP", "USR1", "USR2", "QUIT", NULL };
-static const int numbers[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT };
+/* WINCH: a terminal's new window size, which `mw exec -t` passes on */
+static const char *const names[] = { "INT", "TERM", "HUP", "USR1", "USR2", "QUIT", "WINCH", NULL };
+static const int numbers[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, SIGWINCH };
 
 typedef struct {
     mw_waiter w;

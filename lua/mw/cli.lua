@@ -89,6 +89,14 @@ local COMMANDS = {
   logs [-f] [--tail N] [component...] [--stack S]
                             the components' logs, each line prefixed by its component
 ]] },
+  { name = "exec", module = "mw.cmd_exec", own = true, help = [[
+  exec [-i] [-t] <component>[-N] [--stack S] [--] command [arg...]
+                            run a command in the component's running container
+      -i, --interactive       pass stdin on to the command
+      -t, --tty               give it a pseudo-terminal (with -i: mw's terminal goes raw)
+      -e, --env K=V           set a variable (repeatable); -u, --user; -w, --workdir
+                            exit status: the command's; 125 when mw could not run it
+]] },
   { name = "kill", module = "mw.cmd_kill", help = [[
   kill <component> [--stack S]
                             force-remove the component's container; a running mw recovers it
@@ -104,7 +112,7 @@ local COMMANDS = {
   version                   versions of mw, Lua, libuv, libcurl and the engine
 ]] },
   { name = "help", help = [[
-  help [command]            this text
+  help [command]            this text, or one command's lines
 ]] },
   -- runs a Lua file as a task: for tests, benchmarks and development, so not listed
   { name = "script", module = "mw.cmd_script" },
@@ -143,6 +151,7 @@ exit status:
   0  success
   1  runtime failure: no engine, an engine error, an unknown component
   2  usage error or an invalid stack file (nothing was changed on the engine)
+  125  mw exec: mw could not run the command (otherwise exec exits with the command's status)
 
 environment:
   DOCKER_HOST, DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY   as for docker
@@ -161,7 +170,17 @@ function M.help_text()
   return table.concat(parts)
 end
 
-BY_NAME.help.run = function()
+BY_NAME.help.run = function(args)
+  local command = args and args[1] and M.command(args[1])
+  if args and args[1] and not (command and command.help) then
+    say("help: no command '" .. args[1] .. "' (see mw help)")
+    return USAGE
+  end
+  if command then
+    -- one command's lines: `mw help exec`
+    io.stdout:write("usage: mw [--label NAME] ", (command.help:gsub("^%s*", "")))
+    return OK
+  end
   io.stdout:write(M.help_text())
   return OK
 end
@@ -213,11 +232,19 @@ function M.main(...)
     say("unknown command '" .. name .. "' (see mw help)")
     return USAGE
   end
+  -- a command that runs another (exec) owns only its leading arguments: the others are
+  -- left alone, --label and --help among them
+  local tail = {}
+  if command.own then
+    local own = require(command.module).own(args)
+    for j = #args, own + 1, -1 do table.insert(tail, 1, table.remove(args, j)) end
+  end
   local lok, lerr = installation(name, args, at)
   if not lok then say(lerr) return USAGE end
   for _, arg in ipairs(args) do
-    if (arg == "--help" or arg == "-h") and name ~= "script" then return BY_NAME.help.run() end
+    if (arg == "--help" or arg == "-h") and name ~= "script" then return BY_NAME.help.run({ name }) end
   end
+  for _, arg in ipairs(tail) do args[#args + 1] = arg end
   if command.run then return command.run(args, M) end
   return require(command.module)[command.fn or "main"](args, M)
 end

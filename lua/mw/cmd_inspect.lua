@@ -146,14 +146,11 @@ function M.main(args, cli)
   local port_text = opts.p or opts.port          -- -p PORT, --port PORT: the container port to ask
   local port = port_text and M.port_arg(port_text)
   if port_text and not port then cli.say("inspect: -p wants a container port (1-65535), got " .. port_text) return USAGE end
-  local target, code = lookup.stack_arg(opts, rest, cli.say, "inspect")
-  if not target then return code end
-  local comp = rest[1]
-  if not comp or #rest > 1 then cli.say("usage: mw inspect [-p PORT] <component> [stack.lua | --stack S]") return USAGE end
-  local engine = lookup.connect(cli.say)
-  if not engine then return FAILURE end
-  local stack, list, group = lookup.resolve(engine, comp, target.name)
-  if not stack then cli.say(list) return FAILURE end
+  local found, code = lookup.component_args(opts, rest, cli, "inspect",
+    "usage: mw inspect [-p PORT] <component> [stack.lua | --stack S]")
+  if not found then return code end
+  local comp, engine, stack, list, group, target = found.comp, found.engine, found.stack, found.list,
+    found.group, found.target
   -- of a scaled component, the first running instance (name one by its key: web-2)
   local ctr = lookup.current(list)
   local _, _, key = lookup.identity(ctr.Labels)

@@ -618,6 +618,107 @@ function Engine:exec(id, cmd, opts)
   return nil, "exec: command still running after its output ended", "timeout"
 end
 
+-- Interactive exec (`mw exec`): create, then start on a connection of its own that the
+-- engine hijacks into a raw two-way stream, then resize and inspect by the exec's id.
+
+-- Creates an exec -> exec id | nil, err, code. opts: tty, stdin (attach it), env, user,
+-- workdir, size = { columns, rows } (the terminal's from the start: API 1.42+; before, only
+-- the resize after start sets it). 409: the container is not running (or paused).
+function Engine:exec_create(id, cmd, opts)
+  opts = opts or {}
+  local body = {
+    Cmd = command(cmd, "cmd"), AttachStdin = opts.stdin and true or false, AttachStdout = true,
+    AttachStderr = true, Tty = opts.tty and true or false,
+    Env = opts.env and env_list(opts.env) or nil, User = opts.user, WorkingDir = opts.workdir,
+  }
+  if opts.tty and opts.size and self:api_at_least("1.42") then
+    body.ConsoleSize = array { opts.size[2], opts.size[1] }    -- [height, width]
+  end
+  local v, err, code = self:_json("containers/exec", "POST", "/containers/" .. seg(id) .. "/exec", { json = body })
+  if not v then return nil, err, code end
+  return v.Id
+end
+
+-- Starts an exec on a connection of its own and takes the connection over: the request
+-- asks `Connection: Upgrade, Upgrade: tcp`, the engine answers 101 and from then on the
+-- socket carries the command's stdin one way and its output the other (framed as logs are
+-- unless tty; notes §2, §6) -> conn (mw.net), bytes of the stream already read
+-- | nil, err, code. libcurl cannot hand a connection over, so this speaks HTTP itself; not
+-- over TLS (DOCKER_CERT_PATH).
+function Engine:exec_attach(exec_id, tty)
+  if self.tls then
+    return nil, "mw exec does not speak TLS to the engine yet (DOCKER_CERT_PATH is set)", "bad"
+  end
+  local net = require "mw.net"
+  local conn, err
+  local hostname = "docker"
+  if self.unix then
+    conn, err = net.connect("unix:" .. self.unix, nil, CONNECT_TIMEOUT)
+  else
+    local host, port = self.base:match("^http://%[?([^%]]+)%]?:(%d+)$")
+    hostname = self.base:match("^http://(.*)$")
+    if host == "localhost" then host = "127.0.0.1" end
+    if not host:match("^[%d%.]+$") and not host:find(":", 1, true) then
+      -- mw.net takes addresses, not names
+      return nil, "mw exec needs DOCKER_HOST as an address (tcp://127.0.0.1:2375), not the name " .. host, "bad"
+    end
+    conn, err = net.connect(host, tonumber(port), CONNECT_TIMEOUT)
+  end
+  if not conn then return nil, self:_transport_error(err), "transport" end
+  local body = encode(object { Detach = false, Tty = tty and true or false })
+  conn:write(table.concat {
+    "POST /v", self.api, "/exec/", seg(exec_id), "/start HTTP/1.1\r\n",
+    "Host: ", hostname, "\r\n",
+    "User-Agent: mw\r\n",
+    "Content-Type: application/json\r\n",
+    "Connection: Upgrade\r\n",
+    "Upgrade: tcp\r\n",
+    "Content-Length: ", #body, "\r\n\r\n", body })
+  -- the answer's head, then either the stream (101, or 200 from an engine that does not
+  -- upgrade) or an error with its JSON body
+  local got = ""
+  local head_end
+  while true do
+    head_end = got:find("\r\n\r\n", 1, true)
+    if head_end then break end
+    if #got > 64 * 1024 then conn:close() return nil, "exec start: answer head too long", "badjson" end
+    local chunk, rerr = conn:read(CALL_TIMEOUT)
+    if not chunk then
+      conn:close()
+      return nil, self:_transport_error("exec start: " .. tostring(rerr)), "transport"
+    end
+    got = got .. chunk
+  end
+  local head, rest = got:sub(1, head_end - 1), got:sub(head_end + 4)
+  local status = tonumber(head:match("^HTTP/%d%.?%d? (%d%d%d)"))
+  count(self, "exec/start", status or "transport")
+  if status == 101 or status == 200 then return conn, rest end
+  if not status then conn:close() return nil, "exec start: not an HTTP answer", "badjson" end
+  local length = tonumber(head:lower():match("\r\ncontent%-length:%s*(%d+)") or "")
+  while length and #rest < length and #rest < MAX_ERROR_BODY do
+    local chunk = conn:read(CALL_TIMEOUT)
+    if not chunk then break end
+    rest = rest .. chunk
+  end
+  conn:close()
+  return nil, engine_message(status, rest), status_code(status)
+end
+
+-- Tells the exec's pseudo-terminal its window size -> true | nil, err, code.
+function Engine:exec_resize(exec_id, columns, rows)
+  local res, err, code = self:_call("exec/resize", "POST", "/exec/" .. seg(exec_id) .. "/resize", {
+    query = { h = rows, w = columns },
+  })
+  if not res then return nil, err, code end
+  return true
+end
+
+-- An exec's state -> { Running, ExitCode, Pid, ... } | nil, err, code. Pid is the process's
+-- on the host, 0 before it started.
+function Engine:exec_inspect(exec_id)
+  return self:_json("exec/inspect", "GET", "/exec/" .. seg(exec_id) .. "/json")
+end
+
 ---------------------------------------------------------------------------------------------
 -- Logs
 

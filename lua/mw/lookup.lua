@@ -9,7 +9,7 @@ local owner = require "mw.owner"
 
 local M = {}
 
-local USAGE = 2
+local FAILURE, USAGE = 1, 2
 -- The writer refreshes the file at least every 5 s: a file much older than that belongs to
 -- a dead mw whose pid the kernel has given to another process.
 local STALE_AFTER = 30
@@ -198,6 +198,36 @@ function M.resolve(engine, name, stack)
   local found, why = M.pick_stack(name, list, stack)
   if not found then return nil, why end
   return found, list, comp, instance
+end
+
+-- The prologue of a command that acts on one component, `mw <what> <component>[-N]
+-- [stack.lua | --stack S]`: given what cli.parse left (opts with opts.stack, rest with the
+-- component and at most a stack file), finds the stack, connects to the engine and finds
+-- the component's containers (all its instances, or the one a key like web-2 names).
+--   -> { comp = name as given, group = component, instance = n | nil, stack = name,
+--        list = containers, engine, target = { name, def } (lookup.stack_arg) }
+--   | nil, exit status (2 usage, 1 failure), after saying why in one line.
+-- usage is the line said when rest holds no component or more than one.
+function M.component_args(opts, rest, cli, what, usage)
+  local target, code = M.stack_arg(opts, rest, cli.say, what)
+  if not target then return nil, code end
+  local comp = rest[1]
+  if not comp or #rest > 1 then cli.say(usage) return nil, USAGE end
+  local engine = M.connect(cli.say)
+  if not engine then return nil, FAILURE end
+  local stack, list, group, instance = M.resolve(engine, comp, target.name)
+  if not stack then
+    if target.def and target.def.components[comp] then
+      cli.say(string.format("component %s of stack %s has no container", comp, target.def.name))
+    elseif target.name and not target.def and #(M.containers(engine, target.name) or { true }) == 0 then
+      cli.say(string.format("no stack %s: mw has no container of it on this engine", target.name))
+    else
+      cli.say(list)
+    end
+    return nil, FAILURE
+  end
+  return { comp = comp, group = group, instance = instance, stack = stack, list = list,
+           engine = engine, target = target }
 end
 
 -- ---------------------------------------------------------------------------------------------

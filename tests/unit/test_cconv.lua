@@ -133,6 +133,44 @@ t.test("timeout, closed and eof keep their words", function()
   srv:close()
 end)
 
+t.test("conn:shutdown half-closes: the peer reads its end and still answers (mw exec -i)", function()
+  local path = dir .. "/half.sock"
+  local srv = assert(net.listen("unix:" .. path))
+  local conn = assert(net.connect("unix:" .. path, nil, 5))
+  local peer = assert(srv:accept(5))
+  assert(conn:write("to the end"))
+  t.eq(conn:shutdown(), true)
+  local got = {}
+  while true do
+    local chunk, err = peer:read(5)
+    if not chunk then t.eq(err, "eof") break end
+    got[#got + 1] = chunk
+  end
+  t.eq(table.concat(got), "to the end")
+  assert(peer:write("answer"))
+  t.eq(conn:read(5), "answer", "the half-closed side still reads")
+  peer:close()
+  conn:close()
+  srv:close()
+end)
+
+t.test("net.open and mw.tty on an fd that is no stream or terminal: nil, message, code", function()
+  local tty = require "mw.tty"
+  local c, msg, code = net.open(987)
+  t.eq(c, nil)
+  t.match(msg, "^net%.open: fd 987")
+  t.eq(code, "ENOTSUP")
+  local r
+  r, msg, code = tty.raw(987)
+  t.eq(r, nil)
+  t.match(msg, "^tty%.raw: fd 987")
+  t.eq(code, "EBADF")
+  r, msg, code = tty.size(987)
+  t.eq(r, nil)
+  t.match(msg, "^tty%.size: fd 987")
+  t.eq(code, "EBADF")
+end)
+
 t.test("after all that: no open handle and no leaked reference", function()
   os.execute("rm -rf '" .. dir .. "'")
   local last

@@ -12,6 +12,7 @@ local status = require "mw.cmd_status"
 local inspect = require "mw.cmd_inspect"
 local destroy = require "mw.cmd_destroy"
 local logs = require "mw.cmd_logs"
+local exec = require "mw.cmd_exec"
 local tmp = require "tmp"
 local runner = require "run"     -- `run` is a case's local below
 
@@ -393,6 +394,57 @@ t.test("no engine: one line that says how to keep one running, exit 1", function
       t.ok(out:find("systemctl start docker", 1, true), what .. ": names the distribution's service: " .. out)
       t.ok(out:find("make run stops the dockerd it started", 1, true), what .. ": says why it is gone: " .. out)
     end
+  end)
+  assert(ok, err)
+end)
+
+
+t.test("exec: mw's options, then the component, then the command's words, its options included", function()
+  local opts, rest, cmd = exec.parse { "-it", "--stack", "s", "web", "ls", "-l", "--help" }
+  t.ok(opts.interactive and opts.tty)
+  t.eq(opts.stack, "s")
+  t.same(rest, { "web" })
+  t.same(cmd, { "ls", "-l", "--help" })
+  -- options after the component until the command; -- ends them
+  opts, rest, cmd = exec.parse { "web-2", "--stack=s", "-e", "A=1", "-eB=2", "-u", "0", "-w/tmp", "--", "-x" }
+  t.same(rest, { "web-2" })
+  t.eq(opts.stack, "s")
+  t.same(opts.env, { "A=1", "B=2" })
+  t.eq(opts.user, "0")
+  t.eq(opts.workdir, "/tmp")
+  t.same(cmd, { "-x" })
+  -- a stack file before the component
+  opts, rest, cmd = exec.parse { "stack.lua", "web", "sh", "-c", "echo hi" }
+  t.eq(opts.stack, nil)
+  t.same(rest, { "stack.lua", "web" })
+  t.same(cmd, { "sh", "-c", "echo hi" })
+  t.same({ exec.parse { "-x", "web", "ls" } }, { nil, "unknown option -x" })
+  t.same({ exec.parse { "-ix", "web", "ls" } }, { nil, "unknown option -x in -ix" })
+  t.same({ exec.parse { "--", "web", "ls" } }, { nil, "give the component before --" })
+  t.same({ exec.parse { "web", "-e" } }, { nil, "option -e needs a value" })
+  -- what the cli leaves alone: the command's words
+  t.eq(exec.own { "-i", "web", "ls", "--help", "--label", "x" }, 2)
+  t.eq(exec.own { "--label", "x", "web", "--", "ls" }, 4)
+end)
+
+t.test("exec: usage errors exit 2 and mw's own failures 125, one line each, before any exec", function()
+  t.eq(cli.main("exec"), 2, "no component")
+  t.eq(cli.main("exec", "web"), 2, "no command")
+  t.eq(cli.main("exec", "web", "--"), 2, "no command after --")
+  t.eq(cli.main("exec", "-q", "web", "ls"), 2, "unknown option")
+  local dir = tmp.dir()
+  local sock = dir .. "/absent/docker.sock"
+  local ok, err = pcall(function()
+    -- --help and --label after the component are the command's: no help, no label check
+    local code, out = runner.mw({ "exec", "web", "ls", "--help", "--label", "Not-Lowercase" },
+      { env = { "DOCKER_HOST=unix://" .. sock }, timeout = 20, merge = true })
+    t.eq(code, 125, out)
+    t.eq(select(2, out:gsub("\n", "")), 1, "one line: " .. out)
+    t.match(out, "^mw: no Docker engine at ")
+    code, out = runner.mw({ "help", "exec" }, { timeout = 20 })
+    t.eq(code, 0)
+    t.match(out, "^usage: mw %[%-%-label NAME%] exec %[%-i%] %[%-t%]")
+    t.ok(not out:find("destroy", 1, true), "only exec's lines: " .. out)
   end)
   assert(ok, err)
 end)
