@@ -102,6 +102,10 @@ t.test("three contenders: one active, two waiting; kill -9 of the active: a succ
   t.eq(after.Id, before.Id, "the same container")
   t.eq(info2.State.StartedAt, info1.State.StartedAt, "not restarted")
   t.eq(#actives(hs), 1, "still exactly one active")
+  -- mw status on a "host" with no state of its own asks etcd who is active
+  local code, out = E.mw_sync({ "status", "--state-dir", E.tmpdir(), "--stack", stack, "--coord", cl.url })
+  t.eq(code, 0, out)
+  t.match(out, "active mw %(etcd election%): pid " .. hs[b].pid .. " on %S+ since ", "status names the leader")
   for i = 1, 3 do hs[i].stop() end
   cl:stop()
 end)
