@@ -99,6 +99,16 @@ function Cluster:leader()
   end
 end
 
+-- Turns on authentication with a root user (the gateway's /v3/auth calls) -> true
+function Cluster:enable_auth(user, password)
+  local port = self.members[1].client
+  assert(post(port, "/v3/auth/role/add", { name = "root" }) or true)
+  assert(post(port, "/v3/auth/user/add", { name = user, password = password }), "auth user add")
+  assert(post(port, "/v3/auth/user/grant", { user = user, role = "root" }), "auth user grant")
+  assert(post(port, "/v3/auth/enable", {}), "auth enable")
+  return true
+end
+
 function Cluster:stop_member(i, sig)
   local m = self.members[i]
   if not m.p then return end
