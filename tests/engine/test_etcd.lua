@@ -18,25 +18,7 @@ return { name = "NAME", components = {
 
 if not X.available() then
   t.skip("etcd coordination", "etcd is not installed (make deps)")
-  t.test("etcd with authentication: the right password leads, a wrong one says so and waits", function()
-  local cl = X.start(1)
-  cl:enable_auth("root", "s3cret")
-  local file, stack = E.stack("eauth", STACK)
-  local bad = E.mw({ "run", "--log-format", "json", "--state-dir", E.tmpdir(), "--coord", cl.url,
-                     "--coord-ttl", tostring(TTL), "--coord-user", "root:wrong", file })
-  local ev = bad.wait_event({ event = "coord_unreachable" }, 20)
-  t.match(ev.msg, "auth", "the refusal is named")
-  local good = E.mw({ "run", "--log-format", "json", "--state-dir", E.tmpdir(), "--coord", cl.url,
-                      "--coord-ttl", tostring(TTL), "--coord-user", "root", file }, { env = { "MW_COORD_PASSWORD=s3cret" } })
-  good.wait_event({ event = "healthy", component = "web" }, 30)
-  t.ok(not is_active(bad), "the one refused by etcd never acts")
-  t.eq(#(E.containers(stack).web or {}), 1)
-  bad.stop()
-  good.stop()
-  cl:stop()
-end)
-
-os.exit(E.run(t))
+  os.exit(E.run(t))
 end
 
 -- A contender: mw run --coord with a state dir of its own.
