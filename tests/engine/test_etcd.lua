@@ -254,4 +254,27 @@ t.test("etcd with authentication: the right password leads, a wrong one says so 
   cl:stop()
 end)
 
+t.test("etcd over TLS with client certificates: --coord-ca/--coord-cert/--coord-key, or the ETCDCTL_* names", function()
+  local cl = X.start(1, { tls = true })
+  local file, stack = E.stack("etls", STACK)
+  local a = E.mw({ "run", "--log-format", "json", "--state-dir", E.tmpdir(), "--coord", cl.url, "--coord-ttl", tostring(TTL),
+                   "--coord-ca", cl.certs.ca, "--coord-cert", cl.certs.client_cert, "--coord-key", cl.certs.client_key, file })
+  a.wait_event({ event = "healthy", component = "web" }, 30)
+  local b = E.mw({ "run", "--log-format", "json", "--state-dir", E.tmpdir(), "--coord", cl.url, "--coord-ttl", tostring(TTL), file },
+    { env = { "ETCDCTL_CACERT=" .. cl.certs.ca, "ETCDCTL_CERT=" .. cl.certs.client_cert, "ETCDCTL_KEY=" .. cl.certs.client_key } })
+  b.wait_event({ event = "waiting", pid = a.pid }, 20)
+  -- without a client certificate etcd refuses the TLS handshake: said, never active
+  local c = E.mw({ "run", "--log-format", "json", "--state-dir", E.tmpdir(), "--coord", cl.url, "--coord-ttl", tostring(TTL),
+                   "--coord-ca", cl.certs.ca, file })
+  c.wait_event({ event = "coord_unreachable" }, 20)
+  t.eq(#actives({ a, b, c }), 1, "exactly one active")
+  a.stop()
+  b.wait_event({ event = "start" }, TTL + 20)
+  t.ok(not is_active(c), "the one without a certificate never acts")
+  t.eq(#(E.containers(stack).web or {}), 1)
+  b.stop()
+  c.stop()
+  cl:stop()
+end)
+
 os.exit(E.run(t))
