@@ -194,14 +194,15 @@ function C:_force_out(mykey)
     local kv = keys[i]
     if kv.rev < myrev and kv.lease then
       local info = self.client:timetolive(kv.lease)
-      local t0 = core.now()
       if self.client:revoke(kv.lease) then
+        -- measured from the answer: any renewal the old leader sent went before the revocation
+        local t1 = core.now()
         local ok, v = pcall(cjson.decode, kv.value or "")
         log.info(nil, "forced", string.format("--force: revoked the lease of pid %s on %s",
           tostring(ok and type(v) == "table" and v.pid or "?"), tostring(ok and type(v) == "table" and v.host or "?")))
         -- its holder's fence closes at most its granted TTL after our revocation
         local granted = info and info.granted > 0 and info.granted or self.ttl
-        wait = math.max(wait, t0 + granted - core.now())
+        wait = math.max(wait, t1 + granted - core.now())
       end
     end
   end
