@@ -99,8 +99,8 @@ end
 function C:_unreachable(err)
   if not self.unreachable then
     self.unreachable = true
-    log.warn(nil, "coord_unreachable", "etcd (" .. self.cfg.url .. ") does not answer: " .. tostring(err)
-      .. "; containers keep running", { error = tostring(err) })
+    log.warn(nil, "coord_unreachable", "cannot reach or use etcd (" .. self.cfg.url .. "): " .. tostring(err)
+      .. "; containers keep running, waiting for it", { error = tostring(err) })
   end
 end
 

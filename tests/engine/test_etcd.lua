@@ -7,7 +7,7 @@ local X = require "etcdh"
 local E = require "engine"
 local P = require "faults.proxy"
 
-local TTL = 2
+local TTL = 3
 
 local STACK = [[
 return { name = "NAME", components = {
@@ -54,7 +54,7 @@ local function wait_one_active(hs, timeout, except)
     local act = actives(hs)
     if #act == 1 and act[1] ~= except then got = act[1] return true end
     return false
-  end, timeout or 30, "one active mw")
+  end, timeout or 60, "one active mw")
   return got
 end
 
@@ -85,7 +85,7 @@ t.test("three contenders: one active, two waiting; kill -9 of the active: a succ
   local hs = {}
   for i = 1, 3 do hs[i] = contender(cl, file) end
   local a = wait_one_active(hs)
-  hs[a].wait_event({ event = "healthy", component = "web" }, 30)
+  hs[a].wait_event({ event = "healthy", component = "web" }, 120)
   for i = 1, 3 do
     if i ~= a then hs[i].wait_event({ event = "waiting", pid = hs[a].pid }, 10) end
   end
@@ -97,7 +97,7 @@ t.test("three contenders: one active, two waiting; kill -9 of the active: a succ
   local took = core.now() - t0
   print(string.format("#   a successor was active %.3f s after the kill -9 (TTL %d s)", took, TTL))
   t.ok(took < TTL + 10, "taken over within the TTL (and a generous margin)")
-  hs[b].wait_event({ event = "adopted", component = "web" }, 20)
+  hs[b].wait_event({ event = "adopted", component = "web" }, 60)
   local after, info2 = web(stack)
   t.eq(after.Id, before.Id, "the same container")
   t.eq(info2.State.StartedAt, info1.State.StartedAt, "not restarted")
@@ -126,7 +126,7 @@ t.test("SIGSTOP of the active past its TTL: a successor takes over; SIGCONT: the
   local px = P.start { dir = E.tmpdir() }
   local ok, err = pcall(function()
     local a = contender(cl, file, { proxy = px })
-    a.wait_event({ event = "healthy", component = "web" }, 30)
+    a.wait_event({ event = "healthy", component = "web" }, 120)
     local b = contender(cl, file)
     b.wait_event({ event = "waiting", pid = a.pid }, 10)
     local before = web(stack)
@@ -138,7 +138,7 @@ t.test("SIGSTOP of the active past its TTL: a successor takes over; SIGCONT: the
     local t0 = core.now()
     b.wait_event({ event = "start" }, TTL + 20)
     print(string.format("#   the successor was active %.3f s after the SIGSTOP", core.now() - t0))
-    b.wait_event({ event = "healthy", component = "web" }, 30)
+    b.wait_event({ event = "healthy", component = "web" }, 120)
     local w0 = writes(px)
     core.kill(a.pid, "CONT")
     a.wait_event({ event = "coord_lost" }, 20)
@@ -164,7 +164,7 @@ t.test("--force from another contender: it takes over (not the one waiting), the
   local cl = X.start(1)
   local file, stack = E.stack("eforce", STACK)
   local a = contender(cl, file)
-  a.wait_event({ event = "healthy", component = "web" }, 30)
+  a.wait_event({ event = "healthy", component = "web" }, 120)
   local w = contender(cl, file)
   w.wait_event({ event = "waiting", pid = a.pid }, 20)
   local before, info1 = web(stack)
@@ -173,7 +173,7 @@ t.test("--force from another contender: it takes over (not the one waiting), the
   b.wait_event({ event = "start" }, TTL + 20)
   print(string.format("#   the forcing contender was active %.3f s after it started", core.now() - t0))
   a.wait_event({ event = "coord_lost" }, 10)
-  b.wait_event({ event = "adopted", component = "web" }, 20)
+  b.wait_event({ event = "adopted", component = "web" }, 60)
   a.wait_event({ event = "waiting", pid = b.pid }, 20)
   w.wait_event({ event = "waiting", pid = b.pid }, 20)
   local after, info2 = web(stack)
@@ -192,7 +192,7 @@ t.test("three etcd members, the raft leader killed: still exactly one active mw"
   local file, stack = E.stack("eraft", STACK)
   local hs = { contender(cl, file, { ttl = 3 }), contender(cl, file, { ttl = 3 }) }
   local a = wait_one_active(hs)
-  hs[a].wait_event({ event = "healthy", component = "web" }, 30)
+  hs[a].wait_event({ event = "healthy", component = "web" }, 120)
   local before = web(stack)
   local leader
   t.wait_for(function() leader = cl:leader() return leader ~= nil end, 10, "a raft leader")
@@ -216,7 +216,7 @@ t.test("all etcd members stopped: containers untouched, one line; etcd back: sup
   local file, stack = E.stack("edown", STACK)
   local hs = { contender(cl, file), contender(cl, file) }
   local a = wait_one_active(hs)
-  hs[a].wait_event({ event = "healthy", component = "web" }, 30)
+  hs[a].wait_event({ event = "healthy", component = "web" }, 120)
   local before, info1 = web(stack)
   cl:stop_member(1)
   hs[a].wait_event({ event = "coord_unreachable" }, 20)
@@ -251,7 +251,7 @@ t.test("etcd with authentication: the right password leads, a wrong one says so 
   t.match(ev.msg, "auth", "the refusal is named")
   local good = E.mw({ "run", "--log-format", "json", "--state-dir", E.tmpdir(), "--coord", cl.url,
                       "--coord-ttl", tostring(TTL), "--coord-user", "root", file }, { env = { "MW_COORD_PASSWORD=s3cret" } })
-  good.wait_event({ event = "healthy", component = "web" }, 30)
+  good.wait_event({ event = "healthy", component = "web" }, 120)
   t.ok(not is_active(bad), "the one refused by etcd never acts")
   t.eq(#(E.containers(stack).web or {}), 1)
   bad.stop()
@@ -264,7 +264,7 @@ t.test("etcd over TLS with client certificates: --coord-ca/--coord-cert/--coord-
   local file, stack = E.stack("etls", STACK)
   local a = E.mw({ "run", "--log-format", "json", "--state-dir", E.tmpdir(), "--coord", cl.url, "--coord-ttl", tostring(TTL),
                    "--coord-ca", cl.certs.ca, "--coord-cert", cl.certs.client_cert, "--coord-key", cl.certs.client_key, file })
-  a.wait_event({ event = "healthy", component = "web" }, 30)
+  a.wait_event({ event = "healthy", component = "web" }, 120)
   local b = E.mw({ "run", "--log-format", "json", "--state-dir", E.tmpdir(), "--coord", cl.url, "--coord-ttl", tostring(TTL), file },
     { env = { "ETCDCTL_CACERT=" .. cl.certs.ca, "ETCDCTL_CERT=" .. cl.certs.client_cert, "ETCDCTL_KEY=" .. cl.certs.client_key } })
   b.wait_event({ event = "waiting", pid = a.pid }, 20)

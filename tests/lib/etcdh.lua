@@ -75,7 +75,7 @@ function X.start(n, o)
   end
   c.url = (c.certs and "etcds://" or "etcd://") .. table.concat(hosts, ",") .. "/mwtest"
   live[c] = true
-  c:wait_healthy(30)
+  c:wait_healthy(60)
   return c
 end
 
@@ -161,7 +161,7 @@ function Cluster:restart_members()
     if not m.p then self:start_member(i, "existing") end
   end
   live[self] = true
-  self:wait_healthy(30)
+  self:wait_healthy(60)
 end
 
 function X.stop_all()
