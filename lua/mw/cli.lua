@@ -67,6 +67,14 @@ local COMMANDS = {
       --state-dir DIR         where the queue and status files live
       --listen 127.0.0.1:PORT also serve the API, /metrics and the dashboard on loopback TCP
       --profile NAME          also run the components of this profile (repeatable; env MW_PROFILES)
+      --coord etcd://H:P[,H:P...][/prefix]
+                              one active mw across hosts: an etcd lease and election instead
+                              of the local queue (env MW_COORD); engine writes are fenced on
+                              the lease; --force revokes the leader's lease
+      --coord-ttl N           the lease TTL in seconds (default 5, 2..3600)
+      --coord-ca F, --coord-cert F, --coord-key F, --coord-user U[:PW]
+                              etcd TLS and authentication (or ETCDCTL_CACERT, ETCDCTL_CERT,
+                              ETCDCTL_KEY, ETCDCTL_USER, ETCDCTL_PASSWORD)
 ]] },
   { name = "check", module = "mw.cmd_check", help = [[
   check [stack.lua]         load and validate the stack file, print the plan
@@ -77,8 +85,9 @@ local COMMANDS = {
                             the restart schedule for N consecutive failures (default 10)
 ]] },
   { name = "status", module = "mw.cmd_status", help = [[
-  status [stack.lua | --stack S] [--json]
-                            one row per component, from the engine and the running mw
+  status [stack.lua | --stack S] [--json] [--coord etcd://...]
+                            one row per component, from the engine and the running mw;
+                            with --coord, which host's mw the etcd election made active
 ]] },
   { name = "inspect", module = "mw.cmd_inspect", help = [[
   inspect [-p PORT] <component> [--stack S]
@@ -156,6 +165,7 @@ exit status:
 environment:
   DOCKER_HOST, DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY   as for docker
   MW_LABEL=NAME             the installation label, as --label (the option wins)
+  MW_COORD=etcd://...       run and status: coordinate on etcd, as --coord (MW_COORD_TTL too)
   NO_COLOR                  no colours in logs
   MW_LUA_PATH=DIR           load mw's Lua from a source tree instead of the binary
   MW_USER_MEMORY=SIZE       memory one call of stack-file code may add (default 64M)

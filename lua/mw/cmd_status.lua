@@ -222,8 +222,12 @@ local function paint(col, text, cells)
 end
 
 function M.main(args, cli)
-  local opts, rest = cli.parse(args, { stack = "value", json = true, ["state-dir"] = "value" })
+  local opts, rest = cli.parse(args, { stack = "value", json = true, ["state-dir"] = "value",
+    coord = "value", ["coord-ca"] = "value", ["coord-cert"] = "value", ["coord-key"] = "value", ["coord-user"] = "value" })
   if not opts then cli.say(rest) return USAGE end
+  local coord = require "mw.coord"
+  local cfg, cerr = coord.config(opts)
+  if cfg == nil then cli.say(cerr) return USAGE end
   local target, code = lookup.stack_arg(opts, rest, cli.say, "status")
   if not target then return code end
   if #rest > 0 then cli.say("status: unexpected argument " .. rest[1]) return USAGE end
@@ -267,7 +271,22 @@ function M.main(args, cli)
       stack = name, def = target.def, live = live, containers = by_stack[name], infos = infos, now = now,
     }
   end
-  if target.name and not target.def and #stacks[1].components == 0 and not stacks[1].live then
+  if cfg then
+    -- with --coord (or MW_COORD) the active mw may run on another host: etcd's election says who
+    local client = coord.client(cfg)
+    for _, status in ipairs(stacks) do
+      local l, lerr = coord.leader(cfg, status.stack, client)
+      if l then
+        status.leader = docker.object { pid = l.pid, host = l.host, since = l.since, coord = cfg.url }
+      elseif l == false then
+        status.leader = false
+      else
+        status.leader_error = "etcd: " .. tostring(lerr)
+      end
+    end
+  end
+  if target.name and not target.def and #stacks[1].components == 0 and not stacks[1].live
+     and not stacks[1].leader then
     cli.say("no stack " .. target.name .. ": no container of mw's and no mw running it")
     return FAILURE
   end
@@ -298,6 +317,15 @@ function M.main(args, cli)
         type(status.since) == "number" and os.date("%Y-%m-%d %H:%M:%S", math.floor(status.since)) or "?")
     else
       lines[#lines + 1] = string.format("stack %s: no mw running; state from the engine", status.stack)
+    end
+    if status.leader then
+      lines[#lines + 1] = string.format("active mw (etcd election): pid %s on %s since %s", tostring(status.leader.pid),
+        tostring(status.leader.host),
+        type(status.leader.since) == "number" and os.date("%Y-%m-%d %H:%M:%S", math.floor(status.leader.since)) or "?")
+    elseif status.leader == false then
+      lines[#lines + 1] = "active mw (etcd election): none"
+    elseif status.leader_error then
+      lines[#lines + 1] = "active mw (etcd election): unknown, " .. status.leader_error
     end
     local rows = {}
     for j, row in ipairs(status.components) do

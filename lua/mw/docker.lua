@@ -225,11 +225,28 @@ end
 -- (not 501) at 0.1, 0.3 and 1 s: a reset connection or a hiccup of the engine is not a failure.
 local RETRY = { 0.1, 0.3, 1 }
 
+-- The fence (mw.coord, `mw run --coord`): while set, a call that may change something on
+-- the engine (any method but GET and HEAD) goes out only when fence() says this mw still
+-- holds its lease. Every engine call goes through _call or _stream, so this is the one gate.
+function Engine:_fenced(kind, method, path)
+  if self.fence and method ~= "GET" and method ~= "HEAD" and not self.fence() then
+    count(self, kind, "fenced")
+    return string.format("not sent to the Docker engine: this mw no longer holds the stack's lease (%s %s)", method, path)
+  end
+end
+
 function Engine:_call(kind, method, path, opts)
   opts = opts or {}
+  local fenced = self:_fenced(kind, method, path)
+  if fenced then return nil, fenced, "fenced" end
   local again = opts.idempotent or method == "GET" or method == "HEAD" or method == "DELETE"
   local res, err, hcode
   for attempt = 1, #RETRY + 1 do
+    if attempt > 1 then
+      -- a retry comes after a sleep: the lease may be gone by now
+      local refused = self:_fenced(kind, method, path)
+      if refused then return nil, refused, "fenced" end
+    end
     res, err, hcode = http.request(self:_request(method, path, opts))
     if hcode == "too_large" then
       -- the same call would get the same answer: not retried
@@ -262,6 +279,8 @@ end
 -- Opens a streamed response -> stream (2xx, headers arrived) | nil, message, code. On an
 -- error status the body is read (bounded) for the engine's message.
 function Engine:_stream(kind, method, path, opts)
+  local fenced = self:_fenced(kind, method, path)
+  if fenced then return nil, fenced, "fenced" end
   local st, err = http.stream(self:_request(method, path, opts))
   if not st then
     count(self, kind, "transport")

@@ -7,6 +7,7 @@ local cjson = require "cjson"
 local log = require "mw.log"
 local docker = require "mw.docker"
 local queue = require "mw.queue"
+local coord = require "mw.coord"
 local owner = require "mw.owner"
 local stack = require "mw.stack"
 local supervisor = require "mw.supervisor"
@@ -82,6 +83,7 @@ local function write_status(ctx)
   local snap = ctx.sup:snapshot()
   snap.updated = core.time()
   snap.state_dir = ctx.state_dir
+  snap.coord = ctx.coord
   local ok, err = fs.write_atomic(ctx.status_file, cjson.encode(snap), 384)
   if not ok and not ctx.status_warned then
     ctx.status_warned = true
@@ -122,42 +124,15 @@ local function reload(ctx, why, opts)
 end
 M.reload = reload
 
--- opts: stack (loaded), file, force, state_dir, listen -> exit status.
-function M.run(opts)
-  local def = opts.stack
-  local listen, lerr = api.parse_listen(opts.listen) -- api: a non-loopback address is refused before anything
-  if lerr then io.stderr:write("mw: ", lerr, "\n") return 2 end -- api
-  local engine, err, code = docker.connect()
-  if not engine then
-    io.stderr:write("mw: ", docker.explain(err, code), "\n")
-    return 1
-  end
-  local box = mailbox()
-  local sigs = signal.watch { "INT", "TERM", "HUP" }
-  local ctx = { engine = engine, stack = def, file = opts.file, box = box }
-  local systemd = notify.open() -- api: systemd's notify socket (watchdog pings start now), nil outside systemd
-  core.spawn(function()
-    while true do
-      local name = sigs:wait()
-      if not name then return end
-      box.put { kind = "signal", name = name }
-    end
-  end, "signals")
-
-  -- one active mw per stack: wait in line (or cut in with --force)
-  ctx.state_dir = owner.state_dir(opts.state_dir or queue.default_dir())
-  local place, perr = queue.enter { dir = ctx.state_dir, stack = def.name, force = opts.force }
-  if not place then
-    io.stderr:write("mw: cannot join the queue for stack ", def.name, ": ", tostring(perr), "\n")
-    sigs:close()
-    return 1
-  end
-  ctx.status_file = ctx.state_dir .. "/" .. def.name .. "/status.json"
+-- Waits for this mw's turn -> "active" | "stop" (a signal, or the line is gone).
+local function await_turn(ctx, place, coordinated)
+  local box, def = ctx.box, ctx.stack
   local waiting = core.spawn(function()
     local ok, werr = place:wait(function(info)
-      log.info(nil, "waiting", string.format("another mw runs stack %s: waiting for pid %s on %s (since %s), %d ahead",
-        def.name, tostring(info.pid), tostring(info.host), os.date("%H:%M:%S", math.floor(info.since or 0)), info.ahead or 1),
-        { pid = info.pid, ahead = info.ahead })
+      local ahead = info.ahead and string.format(", %d ahead", info.ahead) or ""
+      log.info(nil, "waiting", string.format("another mw runs stack %s: waiting for pid %s on %s (since %s)%s",
+        def.name, tostring(info.pid), tostring(info.host), os.date("%H:%M:%S", math.floor(info.since or 0)), ahead),
+        { pid = info.pid, host = info.host, ahead = info.ahead })
     end)
     box.put { kind = ok and "active" or "lost", err = werr }
   end, "queue")
@@ -166,29 +141,43 @@ function M.run(opts)
     if msg.kind == "active" then break end
     if msg.kind == "lost" then
       log.info(nil, "stop", "left the queue (" .. tostring(msg.err) .. ")")
-      place:leave()
-      sigs:close()
-      return 0
+      return "stop"
     end
     if msg.kind == "signal" and msg.name ~= "HUP" then
       core.cancel(waiting)
-      place:leave()
       log.info(nil, "stop", "stopped while waiting in line (signal " .. msg.name .. ")")
-      sigs:close()
-      return 0
+      return "stop"
     end
   end
   core.spawn(function()
-    local replaced = place:replaced()
-    if replaced then box.put { kind = "replaced" } end
+    if coordinated then
+      local why = place:lost()
+      if why then box.put { kind = "lost_lead", why = why } end
+    else
+      local replaced = place:replaced()
+      if replaced then box.put { kind = "replaced" } end
+    end
   end, "replaced")
+  return "active"
+end
 
+-- Supervises the stack while this mw is the active one -> exit status, and how it ended:
+-- "stop" (a signal, replaced, a failure) or "lost" (the etcd lease: wait for a turn again).
+local function supervise(ctx, place, listen, systemd)
+  local box, engine, def = ctx.box, ctx.engine, ctx.stack
+  if ctx.file and ctx.turns then
+    -- a later turn: the file may have changed while we waited
+    local fresh = stack.load(ctx.file, { profiles = def.profiles })
+    if fresh and fresh.name == def.name then def = fresh; ctx.stack = fresh end
+  end
+  ctx.turns = (ctx.turns or 0) + 1
   local status_cond = core.cond()
   local sup = supervisor.new { engine = engine, stack = def, on_change = function() status_cond:notify() end }
-  sup.pull_override = opts.pull      -- mw run --pull: every component's pull policy, for this run
+  sup.pull_override = ctx.pull       -- mw run --pull: every component's pull policy, for this run
   ctx.sup = sup
+  if place.info then ctx.coord = { url = place.cfg.url, host = place.info.host, pid = place.info.pid, since = place.info.since } end
   local api_srv, aerr = api.start(ctx, { listen = listen }) -- api
-  if not api_srv then io.stderr:write("mw: ", aerr, "\n") place:leave() sigs:close() return 1 end -- api
+  if not api_srv then io.stderr:write("mw: ", aerr, "\n") return 1 end -- api
   sup.on_beat = function(key, ok, latency) api_srv:on_beat(key, ok, latency) end -- api: for Sup:good and Sup:miss to call
   ctx.alerts = alerts.start(ctx) -- on_event hooks: after the API, so it closes first (log.hook chain)
   log.info(nil, "start", string.format("stack %s: %d component%s, engine %s (API %s)", def.name, #def.order,
@@ -199,11 +188,9 @@ function M.run(opts)
     ctx.alerts:close()
     api_srv:close() -- api
     sup:stop()
-    place:leave()
-    sigs:close()
     return 1
   end
-  if systemd then systemd:supervise(sup) end -- api: READY=1 once the stack is up
+  if systemd and ctx.turns == 1 then systemd:supervise(sup) end -- api: READY=1 once the stack is up
   local status_task = core.spawn(function()
     while true do
       write_status(ctx)
@@ -215,7 +202,7 @@ function M.run(opts)
   for _, file in ipairs(def.required or {}) do files[#files + 1] = file end
   watch_files(ctx, files)
 
-  local rc = 0
+  local how = "stop"
   while true do
     local msg = box.get()
     if msg.kind == "changed" then
@@ -243,29 +230,93 @@ function M.run(opts)
     elseif msg.kind == "replaced" then
       log.info(nil, "replaced", "another mw took over this stack (--force); stepping down, containers keep running")
       break
+    elseif msg.kind == "lost_lead" then
+      -- every engine write is already refused (the fence closed first); stop asking
+      log.warn(nil, "coord_lost", "no longer the active mw for stack " .. def.name .. " (" .. tostring(msg.why)
+        .. "); stepping down to waiting, containers keep running", { why = msg.why })
+      how = "lost"
+      break
     end
   end
-  if systemd then systemd:close("stopping supervision; containers keep running") end -- api
+  if systemd and how ~= "lost" then systemd:close("stopping supervision; containers keep running") end -- api
   ctx.alerts:close()
   api_srv:close() -- api
   sup:stop()
   core.cancel(status_task)
   for _, entry in pairs(ctx.watches or {}) do entry.closed = true; entry.watch:close() end
+  ctx.watches = nil
   -- the status file is ours to remove only while it still says so (a successor rewrites it)
   local current = fs.read(ctx.status_file)
   local decoded, doc = pcall(cjson.decode, current or "")
   if decoded and type(doc) == "table" and doc.pid == core.pid() then fs.remove(ctx.status_file) end
+  return 0, how
+end
+
+-- opts: stack (loaded), file, force, state_dir, listen -> exit status.
+function M.run(opts)
+  local def = opts.stack
+  local listen, lerr = api.parse_listen(opts.listen) -- api: a non-loopback address is refused before anything
+  if lerr then io.stderr:write("mw: ", lerr, "\n") return 2 end -- api
+  local engine, err, code = docker.connect()
+  if not engine then
+    io.stderr:write("mw: ", docker.explain(err, code), "\n")
+    return 1
+  end
+  local box = mailbox()
+  local sigs = signal.watch { "INT", "TERM", "HUP" }
+  local ctx = { engine = engine, stack = def, file = opts.file, box = box, pull = opts.pull }
+  local systemd = notify.open() -- api: systemd's notify socket (watchdog pings start now), nil outside systemd
+  core.spawn(function()
+    while true do
+      local name = sigs:wait()
+      if not name then return end
+      box.put { kind = "signal", name = name }
+    end
+  end, "signals")
+
+  -- one active mw per stack: wait in line (or cut in with --force); with --coord, across
+  -- hosts through an etcd election, whose lease fences every engine write (mw.coord)
+  ctx.state_dir = owner.state_dir(opts.state_dir or queue.default_dir())
+  local place, perr
+  if opts.coord then
+    place = coord.enter { cfg = opts.coord, stack = def.name, force = opts.force }
+    engine.fence = place.fence
+  else
+    place, perr = queue.enter { dir = ctx.state_dir, stack = def.name, force = opts.force }
+  end
+  if not place then
+    io.stderr:write("mw: cannot join the queue for stack ", def.name, ": ", tostring(perr), "\n")
+    sigs:close()
+    return 1
+  end
+  ctx.status_file = ctx.state_dir .. "/" .. def.name .. "/status.json"
+  if opts.coord then fs.mkdirp(ctx.state_dir .. "/" .. def.name, tonumber("700", 8)) end
+  local rc
+  while true do
+    local turn = await_turn(ctx, place, opts.coord)
+    if turn ~= "active" then
+      place:leave()
+      sigs:close()
+      return 0
+    end
+    local how
+    rc, how = supervise(ctx, place, listen, systemd)
+    if how ~= "lost" then break end
+  end
   place:leave()
   sigs:close()
   return rc
 end
 
 -- mw run [stack.lua] [--force] [--log-format text|json] [--state-dir DIR] [--listen ADDR]
+--        [--coord etcd://...] [--coord-ttl N] [--coord-ca F] [--coord-cert F --coord-key F] [--coord-user U]
 function M.main(args, cli)
   local profiles, perr = lookup.take_profiles(args)
   if not profiles then cli.say(perr) return USAGE end
   local opts, rest = cli.parse(args, { force = true, ["log-format"] = "value", ["state-dir"] = "value", listen = "value",
-                                        pull = "value" })
+    pull = "value",
+    coord = "value", ["coord-ttl"] = "value", ["coord-ca"] = "value", ["coord-cert"] = "value", ["coord-key"] = "value",
+    ["coord-user"] = "value" })
   if not opts then cli.say(rest) return USAGE end
   if opts.pull and opts.pull ~= "always" and opts.pull ~= "missing" and opts.pull ~= "never" then
     cli.say("--pull must be always, missing or never") return USAGE
@@ -276,12 +327,17 @@ function M.main(args, cli)
     end
     log.format = opts.log_format
   end
+  local cfg, cerr = coord.config(opts)
+  if cfg == nil then cli.say(cerr) return USAGE end
+  if not cfg and (opts.coord_ttl or opts.coord_ca or opts.coord_cert or opts.coord_key or opts.coord_user) then
+    cli.say("--coord-ttl, --coord-ca, --coord-cert, --coord-key and --coord-user need --coord (or MW_COORD)") return USAGE
+  end
   local file = lookup.first_file(rest)
   if #rest > 0 then cli.say("run: unexpected argument " .. rest[1]) return USAGE end
   local def = lookup.load_file(file, profiles)
   if not def then return USAGE end
   return M.run { stack = def, file = file, force = opts.force, state_dir = opts.state_dir, listen = opts.listen,
-                 pull = opts.pull }
+                 pull = opts.pull, coord = cfg or nil }
 end
 
 return M
