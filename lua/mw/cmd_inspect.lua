@@ -133,7 +133,6 @@ local function get_in_netns(info, where)
   local res, gerr = probe.get(where.container_port, where.path, INSPECT_TIMEOUT, ns, MAX_ANSWER)
   ns:close()
   if not res then return nil, gerr end
-  res.status_line = "HTTP " .. res.status
   return res
 end
 
@@ -182,8 +181,9 @@ function M.main(args, cli)
   -- only ever 127.0.0.1: the container's own loopback, or the host's with its published port
   local url, res, err
   if via == "netns" then
-    url = string.format("http://127.0.0.1:%d%s (in the container's network namespace)", where.container_port, where.path)
+    url = string.format("http://127.0.0.1:%d%s", where.container_port, where.path)
     res, err = get_in_netns(info, where)
+    if not res then err = tostring(err) .. " (inside the container's network namespace)" end
   else
     url = string.format("http://127.0.0.1:%d%s", where.port, where.path)
     res, err = http.request { url = url, timeout = INSPECT_TIMEOUT, connect_timeout = INSPECT_TIMEOUT }

@@ -86,7 +86,7 @@ function M.parse_response(s)
     body = dechunk(body)
     if not body then return nil, "bad chunked body" end
   end
-  return { status = status, headers = headers, body = body }
+  return { status = status, status_line = head:match("^[^\r\n]*"), headers = headers, body = body }
 end
 
 -- An answer is complete when the server closed, or it is as long as its headers promise:
