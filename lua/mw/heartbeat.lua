@@ -185,8 +185,11 @@ function Sup:open_hb_netns(inst, st, hb)
       return
     end
     st.netns_error = tostring(err)
-    log.warn(inst.key, "heartbeat_via", "cannot probe inside the container's network namespace (" .. st.netns_error
-      .. ")" .. (st.host_port and "; using its published port" or ""), { via = "published" })
+    if not inst.netns_warned then       -- once an instance, not at every restart
+      inst.netns_warned = true
+      log.warn(inst.key, "heartbeat_via", "cannot probe inside the container's network namespace (" .. st.netns_error
+        .. ")" .. (st.host_port and "; using its published port" or ""), { via = "published" })
+    end
   end
   st.via = "published"
 end

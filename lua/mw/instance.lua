@@ -165,6 +165,7 @@ function M.new(group, index)
                              -- via ("netns" | "published"), netns, netns_error (Sup:open_hb_netns)
     netns = nil,             -- the open network namespace of its main process, on the netns
                              -- path (Sup:open_hb_netns; closed by Sup:stop_heartbeat)
+    netns_warned = nil,      -- true once it was said that its namespace cannot be entered
     probes = {},             -- probes in flight: { sent, task, done } -> true
     missed = nil,            -- heartbeats missed, ever (status)
     failed_probes = nil,     -- probes answered badly, ever (status)
