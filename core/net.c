@@ -1,15 +1,20 @@
 /* mw.net: TCP and unix-socket streams on the loop — servers that accept, connections that
- * read (yielding) and write (queued) — for TCP heartbeats, mw's own API, and test servers. */
+ * read (yielding) and write (queued) — for TCP heartbeats, mw's own API, and test servers;
+ * and network namespaces (mw.netns) that a connection's socket can be made in. */
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <sched.h>
+#include <sys/socket.h>
 #include "waiter.h"
 #include "linebuf.h"
 
 #define SERVER_MT "mw.server"
 #define CONN_MT "mw.conn"
+#define NETNS_MT "mw.netns"
 /* Bytes read but not yet taken by conn:read before reading pauses: a peer that sends without
  * end (pipelined requests nobody answers yet) fills its own socket buffers, not mw's memory.
  * The next conn:read resumes. */
@@ -213,6 +218,101 @@ static int conn_describe(lua_State *L)
     return 1;
 }
 
+
+/* ---- network namespaces ----
+ * A socket belongs to the network namespace its creating thread was in when socket() ran,
+ * and stays there (setns(2), network_namespaces(7)). So a connection into a container's
+ * namespace is: setns(container) on this thread, socket(), setns(mw's own) — three system
+ * calls on the loop's one thread, with nothing else running between them — then an ordinary
+ * non-blocking connect on the loop. setns(CLONE_NEWNET) needs CAP_SYS_ADMIN (EPERM without).
+ * mw's own namespace is opened once, before the first setns away from it. */
+
+static int self_ns = -1;
+
+static int open_self_ns(void)
+{
+    if (self_ns >= 0) return 0;
+    int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    self_ns = fd;
+    return 0;
+}
+
+/* Back to mw's own namespace. Failing that, this thread (the loop's) would make every later
+ * socket in a container's namespace: there is no safe way on, so mw stops here. */
+static void return_home(void)
+{
+    if (setns(self_ns, CLONE_NEWNET) == 0) return;
+    fprintf(stderr, "mw: cannot return to its own network namespace after a heartbeat socket (%s); stopping\n",
+            strerror(errno));
+    abort();
+}
+
+/* A TCP socket (IPv4) made inside the namespace nsfd -> fd, or -errno. The thread is back in
+ * its own namespace on every return. */
+static int socket_in(int nsfd)
+{
+    int e = open_self_ns();
+    if (e != 0) return -e;
+    if (setns(nsfd, CLONE_NEWNET) != 0) return -errno;   /* refused: still at home */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int serr = errno;
+    return_home();
+    return fd >= 0 ? fd : -serr;
+}
+
+typedef struct { int fd; } netns_t;
+
+/* net.netns(path) -> a namespace (the open file /proc/<pid>/ns/net) | nil, message, code */
+static int net_netns(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    mw_box *b = mw_box_new(L, NETNS_MT, 0);
+    int e = open_self_ns();      /* before any namespace could be entered */
+    if (e != 0) return mw_fail(L, e, "cannot open mw's own network namespace");
+    netns_t *ns = malloc(sizeof *ns);
+    if (!ns) return luaL_error(L, "net.netns: out of memory");
+    ns->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (ns->fd < 0) {
+        e = errno;
+        free(ns);
+        return mw_fail(L, e, "cannot open %s", path);
+    }
+    b->p = ns;
+    return 1;
+}
+
+/* net.can_setns() -> true | nil, message, code: whether this process may enter a network
+ * namespace (it enters its own, which needs the same capability as any other). */
+static int net_can_setns(lua_State *L)
+{
+    int e = open_self_ns();
+    if (e != 0) return mw_fail(L, e, "cannot open mw's own network namespace");
+    if (setns(self_ns, CLONE_NEWNET) != 0) return mw_fail(L, errno, "cannot enter a network namespace");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int netns_close(lua_State *L)
+{
+    netns_t *ns = mw_box_take(L, 1, NETNS_MT);
+    if (ns) {
+        close(ns->fd);
+        free(ns);
+    }
+    return 0;
+}
+
+static int netns_describe(lua_State *L)
+{
+    if (!mw_box_peek(L, 1, NETNS_MT)) return 0;
+    lua_pushliteral(L, "mw.netns (open)");
+    return 1;
+}
+
+/* ---- connect ---- */
+
 static void on_connect(uv_connect_t *req, int status)
 {
     conn_t *c = req->data;
@@ -261,8 +361,9 @@ static int connect_done(lua_State *L, int status, lua_KContext ctx)
     return n;
 }
 
-/* net.connect(host, port[, timeout]) or net.connect("unix:/path"[, nil, timeout])
- * -> conn | nil, message, code */
+/* net.connect(host, port[, timeout[, netns]]) or net.connect("unix:/path"[, nil, timeout])
+ * -> conn | nil, message, code. With a namespace (net.netns), the socket is made in it, and
+ * host is an address there (mw gives only 127.0.0.1: the container's own loopback). */
 static int net_connect(lua_State *L)
 {
     mw_rt *rt = mw_rt_get(L);
@@ -270,6 +371,8 @@ static int net_connect(lua_State *L)
     int unix_path = strncmp(host, "unix:", 5) == 0;
     int port = unix_path ? 0 : (int)luaL_checkinteger(L, 2);
     double timeout = luaL_optnumber(L, 3, 5);
+    netns_t *ns = NULL;
+    if (!unix_path && !lua_isnoneornil(L, 4)) ns = mw_box_check(L, 4, NETNS_MT);
     mw_task_check_current(L, "net.connect");
     mw_box *b = mw_box_new(L, CONN_MT, 0);
     conn_t *c = conn_new(rt);
@@ -287,6 +390,16 @@ static int net_connect(lua_State *L)
         if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa);
         uv_tcp_init(rt->loop, &c->s.tcp);
         mw_waiter_own(&c->w, &c->s.handle);
+        if (rc == 0 && ns) {
+            int fd = socket_in(ns->fd);
+            if (fd < 0) {
+                b->p = NULL;
+                conn_shut(c);
+                return mw_fail(L, -fd, "cannot make a socket in the container's network namespace");
+            }
+            rc = uv_tcp_open(&c->s.tcp, fd);
+            if (rc != 0) close(fd);      /* not the handle's yet */
+        }
         if (rc == 0) {
             uv_tcp_nodelay(&c->s.tcp, 1);
             rc = uv_tcp_connect(&c->connect, &c->s.tcp, (struct sockaddr *)&sa, on_connect);
@@ -478,8 +591,10 @@ static int server_describe(lua_State *L)
 }
 
 static const luaL_Reg net_funcs[] = {
-    { "listen", net_listen }, { "connect", net_connect }, { "open", net_open }, { NULL, NULL }
+    { "listen", net_listen }, { "connect", net_connect }, { "open", net_open }, { "netns", net_netns },
+    { "can_setns", net_can_setns }, { NULL, NULL }
 };
+static const luaL_Reg netns_methods[] = { { "close", netns_close }, { NULL, NULL } };
 static const luaL_Reg conn_methods[] = {
     { "read", conn_read }, { "write", conn_write }, { "queued", conn_queued }, { "shutdown", conn_shutdown },
     { "close", conn_close },
@@ -493,6 +608,7 @@ int luaopen_mw_net(lua_State *L)
 {
     mw_class(L, CONN_MT, conn_methods, conn_close, conn_describe);
     mw_class(L, SERVER_MT, server_methods, server_close, server_describe);
+    mw_class(L, NETNS_MT, netns_methods, netns_close, netns_describe);
     luaL_newlib(L, net_funcs);
     return 1;
 }

@@ -170,6 +170,9 @@ environment:
   MW_LUA_PATH=DIR           load mw's Lua from a source tree instead of the binary
   MW_USER_MEMORY=SIZE       memory one call of stack-file code may add (default 64M)
   MW_PROFILES=a,b           the active profiles when no --profile is given (run, check, ...)
+  MW_HEARTBEAT_PATH=published
+                            heartbeats to published ports on 127.0.0.1, not inside each
+                            container's network namespace (default auto: netns where mw may)
 ]]
 
 -- The text of `mw help`: the head, every listed command's lines in table order, the tail.

@@ -1,7 +1,9 @@
--- `mw inspect`: asks a component's introspection endpoint (its HTTP heartbeat) over its port
--- published on 127.0.0.1 and prints the answer, indented when it is JSON on a terminal.
+-- `mw inspect`: asks a component's introspection endpoint (its HTTP heartbeat) on the path
+-- heartbeats take (127.0.0.1 inside the container's own network namespace, or its port
+-- published on 127.0.0.1) and prints the answer, indented when it is JSON on a terminal.
 local core = require "mw.core"
 local http = require "mw.http"
+local probe = require "mw.probe"
 local docker = require "mw.docker"
 local lookup = require "mw.lookup"
 local status = require "mw.cmd_status"
@@ -86,13 +88,14 @@ local function env_of(info, key)
   return nil
 end
 
--- Where a component's introspection endpoint is -> { port = host port, path } | nil, why.
--- The live row (from a running mw) is the best source, then the stack's definition, then
--- what the container itself says (INTROSPECTION_PORT); the path defaults to the seed's.
--- With port (inspect -p PORT), that container port is asked, whatever the heartbeat is; the
--- path is the HTTP heartbeat's, else the seed's.
-function M.endpoint(comp, row, def, info, explicit_port)
-  if explicit_port then return M.explicit(comp, row, def, info, explicit_port) end
+-- Where a component's introspection endpoint is -> { port = host port, container_port, path }
+-- | nil, why. The live row (from a running mw) is the best source, then the stack's
+-- definition, then what the container itself says (INTROSPECTION_PORT); the path defaults to
+-- the seed's. With via "netns" the container port is enough (no published port needed).
+-- With explicit_port (inspect -p PORT), that container port is asked, whatever the heartbeat
+-- is; the path is the HTTP heartbeat's, else the seed's.
+function M.endpoint(comp, row, def, info, via, explicit_port)
+  if explicit_port then return M.explicit(comp, row, def, info, explicit_port, via) end
   local heartbeat
   if def then
     heartbeat = def.heartbeat
@@ -108,30 +111,44 @@ function M.endpoint(comp, row, def, info, explicit_port)
   if row and row.heartbeat_port and (not info or row.container == info.Id) then
     port = math.tointeger(row.heartbeat_port)
   end
+  local container_port = (heartbeat and heartbeat.port) or tonumber(env_of(info, "INTROSPECTION_PORT") or "")
+  container_port = container_port and math.tointeger(container_port)
   if not port then
-    local container_port = (heartbeat and heartbeat.port) or tonumber(env_of(info, "INTROSPECTION_PORT") or "")
     if not container_port then
       return nil, "component " .. comp .. " has no heartbeat: there is no endpoint to inspect"
     end
     port = M.loopback_port(info, container_port)
-    if not port then
+    if not port and via ~= "netns" then
       return nil, string.format("component %s: its heartbeat port %s is not published on 127.0.0.1", comp,
         tostring(container_port))
     end
   end
-  return { port = port, path = path }
+  return { port = port, container_port = container_port, path = path }
 end
 
-function M.explicit(comp, row, def, info, container_port)
+local MAX_ANSWER = 4 * 1024 * 1024     -- what inspect reads of an answer through a namespace
+
+-- GET path on 127.0.0.1:<container port> inside the container's network namespace ->
+-- { status, status_line, body } | nil, why
+local function get_in_netns(info, where)
+  local ns, err = probe.open_netns(info.State and info.State.Pid, info.Id)
+  if not ns then return nil, "cannot enter its network namespace: " .. tostring(err) end
+  local res, gerr = probe.get(where.container_port, where.path, INSPECT_TIMEOUT, ns, MAX_ANSWER)
+  ns:close()
+  if not res then return nil, gerr end
+  return res
+end
+
+function M.explicit(comp, row, def, info, container_port, via)
   local heartbeat = def and def.heartbeat
   local path = (heartbeat and heartbeat.kind == "http" and heartbeat.path)
     or (not def and row and row.heartbeat == "http" and row.heartbeat_path) or DEFAULT_PATH
   local port = M.loopback_port(info, container_port)
-  if not port then
+  if not port and via ~= "netns" then
     return nil, string.format("component %s: its port %d is not published on 127.0.0.1 (add it to ports)", comp,
       container_port)
   end
-  return { port = port, path = path }
+  return { port = port, container_port = container_port, path = path }
 end
 
 -- -p PORT: a container port, 1-65535 -> n | nil
@@ -170,12 +187,28 @@ function M.main(args, cli)
     if def and def.name ~= stack then def = nil end
   end
   def = def and def.components[group] or nil
-  local where, why = M.endpoint(comp, lookup.row_of(live, key), def, info, port)
+  -- the path the running mw's heartbeats take for it, else the one this process may take
+  local row = lookup.row_of(live, key)
+  local via = row and (row.container == nil or row.container == info.Id) and row.heartbeat_via
+  if via ~= "published" then via = probe.choose_path(engine) end
+  local where, why = M.endpoint(comp, row, def, info, via, port)
   if not where then cli.say(why) return FAILURE end
+  if via == "netns" and not where.container_port then via = "published" end
+  if via == "published" and not where.port then
+    cli.say(string.format("component %s: its heartbeat port is not published on 127.0.0.1", comp))
+    return FAILURE
+  end
 
-  -- only ever 127.0.0.1: the host reaches containers through their published ports
-  local url = string.format("http://127.0.0.1:%d%s", where.port, where.path)
-  local res, err = http.request { url = url, timeout = INSPECT_TIMEOUT, connect_timeout = INSPECT_TIMEOUT }
+  -- only ever 127.0.0.1: the container's own loopback, or the host's with its published port
+  local url, res, err
+  if via == "netns" then
+    url = string.format("http://127.0.0.1:%d%s", where.container_port, where.path)
+    res, err = get_in_netns(info, where)
+    if not res then err = tostring(err) .. " (inside the container's network namespace)" end
+  else
+    url = string.format("http://127.0.0.1:%d%s", where.port, where.path)
+    res, err = http.request { url = url, timeout = INSPECT_TIMEOUT, connect_timeout = INSPECT_TIMEOUT }
+  end
   if not res then
     cli.say(string.format("component %s: no answer from %s: %s", comp, url, tostring(err)))
     return FAILURE

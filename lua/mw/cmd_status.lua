@@ -164,10 +164,14 @@ function M.failure_text(failure, now)
   return what
 end
 
+-- "http 1.2ms netns": the kind, the last good answer's latency, and the path the probes take
+-- (netns: inside the container's network namespace; published: its published port).
 local function heartbeat_text(row)
   if not row.heartbeat then return "-" end
-  if type(row.heartbeat_latency) == "number" then return row.heartbeat .. " " .. log.dur(row.heartbeat_latency) end
-  return row.heartbeat
+  local text = row.heartbeat
+  if type(row.heartbeat_latency) == "number" then text = text .. " " .. log.dur(row.heartbeat_latency) end
+  if type(row.heartbeat_via) == "string" then text = text .. " " .. row.heartbeat_via end
+  return text
 end
 
 -- The cells of one row, in column order.

@@ -418,7 +418,7 @@ function Sup:ensure(inst, existing, img)
     img, ierr = self:image_for(inst)
     if not img then return nil, ierr end
   end
-  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   inst.hash = hash
   local keep, stale = nil, {}
   for _, listed in ipairs(existing or {}) do
@@ -518,7 +518,7 @@ function Sup:recreate(inst)
   end
   local img, ierr = self:image_for(inst)
   if not img then return nil, ierr end
-  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   inst.hash = hash
   local ok, err = self:create_and_start(inst, body)
   if not ok then return nil, err end
@@ -529,7 +529,7 @@ end
 -- removed: no downtime) when nothing it holds is exclusive, else stop-first.
 function Sup:replace(inst, img)
   local engine = self.engine
-  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   local name = spec.container_name(self.stack, inst.key)
   local old = inst.id
   local t0 = core.now()
@@ -538,14 +538,16 @@ function Sup:replace(inst, img)
     local id, err = engine:create(tmp, body)
     if id then
       local ok, serr = engine:start(id)
-      local port
+      local port, pid
       if ok then
         local info = engine:inspect(id)
         port = info and host_port(info, inst.def.heartbeat.port)
+        pid = info and info.State and info.State.Pid
       end
       local healthy, why = nil, serr
-      if ok and port then
-        healthy, why = self:wait_healthy(inst, id, port, core.now() + ((inst.def.rollout or {}).timeout or math.max(inst.def.heartbeat.grace, 5)))
+      if ok and (port or self.hb_via == "netns") then
+        local within = (inst.def.rollout or {}).timeout or math.max(inst.def.heartbeat.grace, 5)
+        healthy, why = self:wait_healthy(inst, id, port, core.now() + within, pid)
       end
       if not healthy then
         engine:remove(id, { force = true })

@@ -18,10 +18,20 @@ local Sup = {}
 -- ---------------------------------------------------------------------------------------------
 -- heartbeats
 
+-- Where a probe goes: the container port in the container's own network namespace, or the
+-- host port it is published on -> port, ns | nil, why
+local function target(inst, hb)
+  local st = inst.hb
+  if st.netns then return hb.port, st.netns end
+  if st.host_port then return st.host_port end
+  return nil, "heartbeat port " .. tostring(hb.port) .. " is not published"
+    .. (st.netns_error and " and its network namespace cannot be entered (" .. st.netns_error .. ")" or "")
+end
+
 local function probe_http(_, inst, hb)
-  local port = inst.hb.host_port
-  if not port then return false, "heartbeat port " .. tostring(hb.port) .. " is not published" end
-  local res, err = probe.get(port, hb.path, hb.timeout)
+  local port, ns = target(inst, hb)
+  if not port then return false, ns end
+  local res, err = probe.get(port, hb.path, hb.timeout, ns)
   if not res then return false, err end
   if res.status < 200 or res.status >= 400 then return false, "HTTP " .. res.status end
   inst.hb.body = res.body      -- autoscale decisions may read it
@@ -43,9 +53,9 @@ local function probe_http(_, inst, hb)
 end
 
 local function probe_tcp(_, inst, hb)
-  local port = inst.hb.host_port
-  if not port then return false, "port " .. tostring(hb.port) .. " is not published" end
-  return probe.tcp(port, hb)
+  local port, ns = target(inst, hb)
+  if not port then return false, ns end
+  return probe.tcp(port, hb, ns)
 end
 
 local function probe_exec(self, inst, hb)
@@ -96,6 +106,7 @@ function Sup:start_heartbeat(inst)
   if not hb then return end
   local gen = {}
   local st = inst.hb
+  self:open_hb_netns(inst, st, hb)
   st.gen, st.misses = gen, 0
   self.hb_dealt = ((self.hb_dealt or 0) + 1) % HB_SLOTS
   st.slot = self.hb_dealt / HB_SLOTS       -- the phase, as a fraction of the interval
@@ -159,8 +170,33 @@ function Sup:start_heartbeat(inst)
   end)
 end
 
+-- On the netns path, opens the network namespace of the instance's main process (once a
+-- start: a restart is a new process in a new namespace) for its HTTP/TCP probes; st.via says
+-- which path they take. Closed by stop_heartbeat (every failure, stop and retirement passes
+-- there) or by the next open.
+function Sup:open_hb_netns(inst, st, hb)
+  if inst.netns then inst.netns:close() inst.netns = nil end
+  st.netns, st.netns_error, st.via = nil, nil, nil
+  if hb.kind ~= "http" and hb.kind ~= "tcp" then return end
+  if self.hb_via == "netns" then
+    local ns, err = probe.open_netns(inst.pid, inst.id)
+    if ns then
+      inst.netns, st.netns, st.via = ns, ns, "netns"
+      return
+    end
+    st.netns_error = tostring(err)
+    if not inst.netns_warned then       -- once an instance, not at every restart
+      inst.netns_warned = true
+      log.warn(inst.key, "heartbeat_via", "cannot probe inside the container's network namespace (" .. st.netns_error
+        .. ")" .. (st.host_port and "; using its published port" or ""), { via = "published" })
+    end
+  end
+  st.via = "published"
+end
+
 function Sup:stop_heartbeat(inst)
-  if inst.hb then inst.hb.gen = nil end
+  if inst.netns then inst.netns:close() inst.netns = nil end
+  if inst.hb then inst.hb.gen = nil inst.hb.netns = nil end
   if inst.pidw and inst.handling then inst.pidw:close() inst.pidw = nil end
   if inst.hb and inst.hb.task and inst.hb.task ~= core.current() then core.cancel(inst.hb.task) end
   for p in pairs(inst.probes) do
@@ -276,17 +312,28 @@ function Sup:hb_check(inst, started)
   end
 end
 
--- Probes a candidate container until it answers its heartbeat, or the deadline passes.
-function Sup:wait_healthy(inst, id, port, deadline)
+-- Probes a candidate container (main process pid) until it answers its heartbeat, or the
+-- deadline passes; on the path the instance's own heartbeats take.
+function Sup:wait_healthy(inst, id, port, deadline, pid)
   local hb = inst.def.heartbeat
   local cand = { name = inst.name, id = id, hb = { host_port = port }, def = inst.def }
+  local ns
+  if self.hb_via == "netns" and (hb.kind == "http" or hb.kind == "tcp") then
+    local err
+    ns, err = probe.open_netns(pid, id)
+    cand.hb.netns, cand.hb.netns_error = ns, ns == nil and tostring(err) or nil
+  end
   local why
   while core.now() < deadline do
     local ok, w = PROBES[hb.kind](self, cand, hb)
-    if ok then return true end
+    if ok then
+      if ns then ns:close() end
+      return true
+    end
     why = w
     core.sleep(math.min(hb.interval, 0.2))
   end
+  if ns then ns:close() end
   return nil, why or "no answer"
 end
 

@@ -165,7 +165,11 @@ function M.new(group, index)
     hb_restart = nil,        -- true while a recovery for a heartbeat failure is in flight
     -- heartbeats (mw.heartbeat)
     hb = {},                 -- the heartbeat's state: misses, host_port, gen, slot, task, latency,
-                             -- last_ok, last_ok_at, last_error, held, check_failed, body
+                             -- last_ok, last_ok_at, last_error, held, check_failed, body,
+                             -- via ("netns" | "published"), netns, netns_error (Sup:open_hb_netns)
+    netns = nil,             -- the open network namespace of its main process, on the netns
+                             -- path (Sup:open_hb_netns; closed by Sup:stop_heartbeat)
+    netns_warned = nil,      -- true once it was said that its namespace cannot be entered
     probes = {},             -- probes in flight: { sent, task, done } -> true
     missed = nil,            -- heartbeats missed, ever (status)
     failed_probes = nil,     -- probes answered badly, ever (status)

@@ -1,15 +1,55 @@
 -- Heartbeat probes: one question to a component, answered true or false with the reason.
 --
+-- The path to the component is one of two, both loopback only (docs/internals.md
+-- "Heartbeats through the container's network namespace"):
+--   netns      the connection's socket is made inside the container's own network namespace
+--              (net.netns of /proc/<pid>/ns/net) and goes to 127.0.0.1:<container port> there:
+--              no published port, no docker-proxy. Needs CAP_SYS_ADMIN and an engine on this
+--              host (its pids are ours).
+--   published  127.0.0.1:<host port> that the engine publishes the heartbeat port on.
+--
 -- HTTP goes over mw.net as one HTTP/1.0 GET per connection, not through libcurl: the target is
--- always 127.0.0.1:<published port>, and libcurl's per-transfer set-up (easy handle, URL
+-- always 127.0.0.1, and libcurl's per-transfer set-up (easy handle, URL
 -- parsing, proxy-environment lookups) was 70 % of a probe's instructions (133 k against 39 k,
 -- callgrind, tests/bench/RESULTS.md). HTTP/1.0 keeps the answer simple: the server closes the
 -- connection after it, and chunked coding is not allowed (RFC 9112 section 7: a server must
 -- not send it to an HTTP/1.0 client), though a body that comes chunked anyway is decoded.
 local core = require "mw.core"
 local net = require "mw.net"
+local fs = require "mw.fs"
 
 local M = {}
+
+-- Which path heartbeats take in this process -> "netns" | "published", and why not netns
+-- (nil when netns). MW_HEARTBEAT_PATH=published forces the published path (tests, or a host
+-- where entering namespaces is unwanted); unset, "auto" or "netns" uses netns where mw may.
+-- `engine` is the mw.docker client: only a local engine (a unix socket) runs containers whose
+-- pids mean something here.
+function M.choose_path(engine, env)
+  env = env or os.getenv("MW_HEARTBEAT_PATH")
+  if env == "published" then return "published", "MW_HEARTBEAT_PATH=published" end
+  if engine and not engine.unix then return "published", "the engine is not on this host (DOCKER_HOST is not a unix socket)" end
+  local ok, err = net.can_setns()
+  if not ok then return "published", "mw may not enter network namespaces (" .. tostring(err) .. "; needs root or CAP_SYS_ADMIN)" end
+  return "netns"
+end
+
+-- The network namespace of a container's main process -> ns | nil, why. The process must
+-- still belong to the container: its cgroup path names the container's ID (cgroups(7)
+-- /proc/<pid>/cgroup; Docker's cgroup is .../docker/<id> or docker-<id>.scope). An engine in
+-- another pid namespace (a VM beside this host) gives a pid that is not the container's here.
+function M.open_netns(pid, id)
+  pid = math.tointeger(pid)
+  if not pid or pid <= 0 then return nil, "no main process" end
+  local ns, err = net.netns("/proc/" .. pid .. "/ns/net")
+  if not ns then return nil, err end
+  local cg = fs.read("/proc/" .. pid .. "/cgroup")
+  if id and (not cg or not cg:find(id, 1, true)) then
+    ns:close()
+    return nil, "process " .. pid .. " is not the container's here (the engine is in another pid namespace?)"
+  end
+  return ns
+end
 
 M.MAX_BODY = 65536      -- a check or an autoscaler sees at most this much of a body
 local CLOSE_GRACE = 0.05
@@ -46,21 +86,25 @@ function M.parse_response(s)
     body = dechunk(body)
     if not body then return nil, "bad chunked body" end
   end
-  return { status = status, headers = headers, body = body }
+  return { status = status, status_line = head:match("^[^\r\n]*"), headers = headers, body = body }
 end
 
--- Complete when the server closed, or the body has the length the headers promised.
-local function complete(buf)
+-- An answer is complete when the server closed, or it is as long as its headers promise:
+-- that length (head and body) | false (no length said) | nil (the head is not all here yet).
+local function whole_size(buf)
   local head_end = buf:find("\r\n\r\n", 1, true)
-  if not head_end then return false end
+  if not head_end then return nil end
   local len = tonumber(buf:sub(1, head_end):lower():match("\ncontent%-length:[ \t]*(%d+)"))
-  return len ~= nil and #buf - head_end - 3 >= len
+  return len ~= nil and head_end + 3 + len
 end
 
 -- GET http://127.0.0.1:port<path> within timeout seconds: { status, headers, body } or nil, why.
-function M.get(port, path, timeout)
+-- With ns (a net.netns), 127.0.0.1 is the container's own loopback. max: the most of the body
+-- kept (MAX_BODY).
+function M.get(port, path, timeout, ns, max)
+  max = max or M.MAX_BODY
   local deadline = core.now() + timeout
-  local conn, err = net.connect("127.0.0.1", port, timeout)
+  local conn, err = net.connect("127.0.0.1", port, timeout, ns)
   if not conn then return nil, "connect: " .. tostring(err) end
   local ok, werr = conn:write("GET " .. path .. " HTTP/1.0\r\nHost: 127.0.0.1:" .. port
     .. "\r\nUser-Agent: mw-heartbeat\r\nAccept: */*\r\nConnection: close\r\n\r\n")
@@ -69,7 +113,7 @@ function M.get(port, path, timeout)
   -- holding thousands of them makes every connect search longer for a free port (seen in a
   -- profile: mw closing first cost 2.4x the CPU of reading to EOF). A server that keeps the
   -- connection open after a complete answer gets CLOSE_GRACE to close it.
-  local parts, size, whole = {}, 0, false
+  local parts, size, whole, want = {}, 0, false, nil
   while true do
     local left = deadline - core.now()
     if whole then left = math.min(left, CLOSE_GRACE) end
@@ -84,21 +128,22 @@ function M.get(port, path, timeout)
     end
     parts[#parts + 1] = data
     size = size + #data
-    if size > M.MAX_BODY + 16384 then break end  -- enough to judge; the rest is not read
-    if not whole and complete(#parts == 1 and data or table.concat(parts)) then whole = true end
+    if size > max + 16384 then break end  -- enough to judge; the rest is not read
+    if want == nil then want = whole_size(#parts == 1 and data or table.concat(parts)) end
+    if want and size >= want then whole = true end
   end
   conn:close()
   if size == 0 then return nil, "connection closed without an answer" end
   local res, perr = M.parse_response(table.concat(parts))
   if not res then return nil, perr end
-  if #res.body > M.MAX_BODY then res.body = res.body:sub(1, M.MAX_BODY) res.truncated = true end
+  if #res.body > max then res.body = res.body:sub(1, max) res.truncated = true end
   return res
 end
 
--- TCP: a connect to the published port; with send/expect the service itself must answer
--- (a bare connect cannot see a frozen process: the kernel answers the handshake).
-function M.tcp(port, hb)
-  local conn, err = net.connect("127.0.0.1", port, hb.timeout)
+-- TCP: a connect to the port (published, or in ns); with send/expect the service itself must
+-- answer (a bare connect cannot see a frozen process: the kernel answers the handshake).
+function M.tcp(port, hb, ns)
+  local conn, err = net.connect("127.0.0.1", port, hb.timeout, ns)
   if not conn then return false, err end
   if hb.send then conn:write(hb.send) end
   if hb.expect then

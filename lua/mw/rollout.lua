@@ -91,7 +91,7 @@ function Sup:apply(new)
         local first = instances(group)[1]
         local img = first and self:image_for(first)
         if img then
-          local _, hash = spec.container(self.stack, group.def, img, 1)
+          local _, hash = spec.container(self.stack, group.def, img, 1, nil, self.hb_via)
           local stale = {}
           for _, inst in ipairs(instances(group)) do
             if inst.id and inst.hash ~= hash and inst.state ~= "gone" then stale[#stale + 1] = inst end

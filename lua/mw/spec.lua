@@ -99,8 +99,9 @@ local function add_mounts(d, list)
 end
 
 -- What the container publishes: the component's ports, and its heartbeat's port (ephemeral,
--- on 127.0.0.1 only) unless one of those already publishes it there.
-local function published_ports(c)
+-- on 127.0.0.1 only) unless one of those already publishes it there, or heartbeats go through
+-- the container's own network namespace (hb_via "netns": no port, no docker-proxy).
+local function published_ports(c, hb_via)
   local hb = c.heartbeat
   local ports = {}
   for _, p in ipairs(c.ports or {}) do
@@ -108,7 +109,7 @@ local function published_ports(c)
   end
   -- network_mode: nothing is published (host: the port is the host's own; service:x: x's)
   if c.network_mode then return ports end
-  if hb and hb.port and (hb.kind == "http" or hb.kind == "tcp") then
+  if hb and hb.port and (hb.kind == "http" or hb.kind == "tcp") and hb_via ~= "netns" then
     local published = false
     for _, p in ipairs(ports) do
       if p.container == hb.port and p.proto == "tcp" and p.ip == "127.0.0.1" then published = true end
@@ -118,19 +119,21 @@ local function published_ports(c)
   return ports
 end
 
--- spec.container(stack, c, image_id[, instance[, overrides]]) -> create body, config hash
+-- spec.container(stack, c, image_id[, instance[, overrides[, hb_via]]]) -> create body, config hash
 -- overrides: what a policy changed at run time (a higher memory limit after an OOM kill).
+-- hb_via: the supervisor's heartbeat path ("netns" publishes no port for the heartbeat alone;
+-- the port list is hashed, so a container made for the other path is replaced, once).
 -- image_id is the resolved image (an ID for builds) so a rebuilt image changes the hash; the
 -- instance number is a label only, so every instance of a component has the same hash.
 -- What each field hashes and puts in the container is said in mw.fields.
-function spec.container(stack, c, image_id, instance, overrides)
+function spec.container(stack, c, image_id, instance, overrides, hb_via)
   if overrides and next(overrides) then
     local merged = setmetatable({}, { __index = c })
     for k, v in pairs(overrides) do merged[k] = v end
     c = merged
   end
   local ctx = {
-    image_id = image_id, ports = published_ports(c), add_mounts = add_mounts,
+    image_id = image_id, ports = published_ports(c, hb_via), add_mounts = add_mounts,
     volume_mounts = function(comp) return volume_mounts(stack, comp, instance) end, secret_mounts = secret_mounts,
   }
   local resolved = {}

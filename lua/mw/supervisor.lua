@@ -12,6 +12,7 @@ local policy = require "mw.policy"
 local owner = require "mw.owner"
 local instance = require "mw.instance"
 local usercode = require "mw.usercode"
+local probe = require "mw.probe"
 
 local instances, transition, is_up = instance.instances, instance.transition, instance.is_up
 local shown, failure_text = usercode.shown, usercode.failure_text
@@ -46,10 +47,14 @@ function M.new(o)
     stopping = false,         -- set by Sup:stop: every task winds down
     on_change = o.on_change,  -- called on every state change (mw.run writes the status file)
     started_at = core.time(),
+    -- how heartbeats reach components, for this process: "netns" | "published", and why not
+    -- netns (mw.probe.choose_path); the published path publishes each heartbeat port
+    hb_via = nil, hb_via_why = nil,
     -- set later: volumes, extra (networks made), hb_dealt (heartbeat phases dealt),
     -- first_start_end, streams, events_since, away (the engine is away), autoscale_wake, and
     -- on_beat (mw.run's hook for each heartbeat)
   }, Sup)
+  self.hb_via, self.hb_via_why = probe.choose_path(o.engine, o.heartbeat_via)
   for _, name in ipairs(o.stack.order) do self:_group(name, o.stack.components[name]) end
   return self
 end
@@ -492,6 +497,7 @@ function Sup:start()
     if self.stopping then return nil, "stopped" end
   end
   if not by then return nil, err or lerr end
+  self:say_hb_via()
   -- events first, so nothing that happens during bring-up is missed
   self.events_since = string.format("%.9f", core.time())
   self:watch("container", { label = owner.filter(self.stack.name),
@@ -552,6 +558,20 @@ function Sup:stop()
   if self.autoscale_wake then self.autoscale_wake:close() self.autoscale_wake = nil end
 end
 
+-- Once at start: heartbeats take the published path although the stack has HTTP/TCP ones.
+function Sup:say_hb_via()
+  if self.hb_via ~= "published" or self.hb_via_said then return end
+  for _, name in ipairs(self.stack.order) do
+    local hb = self.stack.components[name].heartbeat
+    if hb and (hb.kind == "http" or hb.kind == "tcp") then
+      self.hb_via_said = true
+      log.info(nil, "heartbeat_via", "heartbeats go to published ports on 127.0.0.1, not through the containers' "
+        .. "network namespaces: " .. tostring(self.hb_via_why), { via = "published", reason = self.hb_via_why })
+      return
+    end
+  end
+end
+
 -- What `mw status` shows of a running supervisor.
 function Sup:snapshot()
   local out = { stack = self.stack.name, file = self.stack.file, pid = core.pid(), since = self.started_at,
@@ -579,6 +599,7 @@ function Sup:snapshot()
         heartbeat = inst.def.heartbeat and inst.def.heartbeat.kind or nil,
         heartbeat_port = inst.hb and inst.hb.host_port or nil,
         heartbeat_path = inst.def.heartbeat and inst.def.heartbeat.path or nil,
+        heartbeat_via = inst.hb and inst.hb.via or nil,
         next_action = inst.pending and inst.pending.action or nil,
         missed = inst.missed or 0, failed_probes = inst.failed_probes or 0, failures = inst.failures or 0,
         last_probe_error = inst.hb and inst.hb.last_error or nil,

@@ -149,7 +149,9 @@ t.test("inspect -p PORT asks that container port, published on 127.0.0.1", funct
   code, out, errs = mw({ "inspect", "-p", "9001", "web", "--stack", stack })
   t.eq(code, 1)
   t.eq(out, "")
-  t.match(errs, "^mw: component web: its port 9001 is not published on 127.0.0.1")
+  -- inside the container's namespace (root) nothing answers on 9001; through published ports
+  -- (MW_HEARTBEAT_PATH=published) it is not published: one line either way
+  t.match(errs, "^mw: component web: .*9001")
   t.ok(not errs:find("\n.", 1), "one line: " .. errs)
   code, out, errs = mw({ "inspect", "-p", "http", "web", "--stack", stack })
   t.eq(out, "")

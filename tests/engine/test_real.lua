@@ -5,6 +5,7 @@ local core = require "mw.core"
 local fs = require "mw.fs"
 local net = require "mw.net"
 local http = require "mw.http"
+local probe = require "mw.probe"
 local cjson = require "cjson"
 local E = require "engine"
 
@@ -17,7 +18,15 @@ local function vars(stack, comp)
   local info = assert(e:inspect(x.Id))
   local b = info.NetworkSettings.Ports["8089/tcp"]
   local port = b and b[1] and b[1].HostPort
-  local res = port and http.request { url = "http://127.0.0.1:" .. port .. "/debug/vars", timeout = 2 }
+  local res
+  if port then
+    res = http.request { url = "http://127.0.0.1:" .. port .. "/debug/vars", timeout = 2 }
+  else
+    -- nothing published: mw's heartbeats take the netns path; ask where they do
+    local ns = probe.open_netns(info.State.Pid, info.Id)
+    res = ns and probe.get(8089, "/debug/vars", 2, ns)
+    if ns then ns:close() end
+  end
   return res and res.status == 200 and cjson.decode(res.body) or nil
 end
 

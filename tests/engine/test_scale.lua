@@ -75,7 +75,9 @@ end)
 
 t.test("a rolling env change of 3 instances keeps at least 2 heartbeats answering", function()
   local file, stack, dir = E.stack("roll", render(3, "1"))
-  local h = E.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file })
+  -- the published path: the watcher below asks each instance through its published port
+  local h = E.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file },
+    { env = { "MW_HEARTBEAT_PATH=published" } })
   for _, k in ipairs { "web", "web-2", "web-3" } do h.wait_event({ event = "healthy", component = k }, 60) end
   local _, before = running(stack, "web")
   local mark = #h.events()

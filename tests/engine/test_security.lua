@@ -27,7 +27,8 @@ return { name = "NAME", components = {
 } }
 ]])
   local state = E.tmpdir() .. "/state"          -- missing: mw creates it
-  local h = E.mw({ "run", "--log-format", "json", "--state-dir", state, file })
+  -- the published path: what it publishes is on 127.0.0.1 only (the netns path publishes nothing)
+  local h = E.mw({ "run", "--log-format", "json", "--state-dir", state, file }, { env = { "MW_HEARTBEAT_PATH=published" } })
   h.wait_event({ event = "healthy", component = "web" }, 60)
   h.wait_event({ event = "healthy", component = "tcp" }, 60)
   local by = E.wait_running(stack, { "web", "tcp" })

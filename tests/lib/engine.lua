@@ -71,11 +71,14 @@ function E.stack(short, body)
   return path, name, d
 end
 
--- Starts `mw <args>` with JSON logs into a file; returns a handle.
+-- Starts `mw <args>` with JSON logs into a file; returns a handle. opts: env, cwd, and wrap
+-- (argv run before mw's, e.g. { "setpriv", "--bounding-set", "-sys_admin", "--" }).
 function E.mw(args, opts)
   opts = opts or {}
   local out = E.tmpdir() .. "/mw.log"
-  local argv = { run.MW }
+  local argv = {}
+  for _, a in ipairs(opts.wrap or {}) do argv[#argv + 1] = a end
+  argv[#argv + 1] = run.MW
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local env = run.env(opts.env)
   local p = assert(proc.spawn { args = argv, env = env, out = out, cwd = opts.cwd })

@@ -218,6 +218,11 @@ t.test("status: a live mw's rows win, aged by the file's age; extra containers s
   local cells = status.row_cells(web, 1000)
   t.same(cells, { "web", "healthy", "a-web-id", "15s", "2", "-", "http 4ms" })
   t.eq(status.row_cells(db, 1000)[4], "-", "no uptime while backing off")
+  -- the path heartbeats take shows after the latency
+  web.heartbeat_via = "netns"
+  t.eq(status.row_cells(web, 1000)[7], "http 4ms netns")
+  web.heartbeat_via, web.heartbeat_latency = "published", nil
+  t.eq(status.row_cells(web, 1000)[7], "http published")
 end)
 
 t.test("state texts", function()
@@ -270,7 +275,7 @@ t.test("inspect's endpoint: live row, stack definition, container env; no heartb
                                   ["8089/tcp"] = { { HostIp = "127.0.0.1", HostPort = "32002" } },
                                   ["7000/tcp"] = { { HostIp = "10.0.0.5", HostPort = "32003" } } } } }
   local ep = inspect.endpoint("web", { container = "c1", heartbeat = "http", heartbeat_port = 40000 }, nil, info)
-  t.same(ep, { port = 40000, path = "/debug/vars" })
+  t.same(ep, { port = 40000, container_port = 9000, path = "/debug/vars" })
   ep = inspect.endpoint("web", { container = "c1", heartbeat = "http", heartbeat_port = 40000, heartbeat_path = "/v" },
     nil, info)
   t.eq(ep.path, "/v")
@@ -278,9 +283,12 @@ t.test("inspect's endpoint: live row, stack definition, container env; no heartb
   ep = inspect.endpoint("web", { container = "c0", heartbeat = "http", heartbeat_port = 40000 }, nil, info)
   t.eq(ep.port, 32001)
   ep = inspect.endpoint("web", nil, { heartbeat = { kind = "http", port = 8089, path = "/status" } }, info)
-  t.same(ep, { port = 32002, path = "/status" })
+  t.same(ep, { port = 32002, container_port = 8089, path = "/status" })
   ep = inspect.endpoint("web", nil, nil, info)
-  t.same(ep, { port = 32001, path = "/debug/vars" }, "INTROSPECTION_PORT and the seed's path")
+  t.same(ep, { port = 32001, container_port = 9000, path = "/debug/vars" }, "INTROSPECTION_PORT and the seed's path")
+  -- through the container's network namespace the container port is enough
+  ep = inspect.endpoint("web", nil, { heartbeat = { kind = "http", port = 8090, path = "/s" } }, info, "netns")
+  t.same(ep, { container_port = 8090, path = "/s" })
   local _, why = inspect.endpoint("web", nil, { heartbeat = false }, info)
   t.eq(why, "component web has no heartbeat: there is no endpoint to inspect")
   _, why = inspect.endpoint("web", { container = "c1" }, nil, info)
