@@ -179,6 +179,7 @@ function Sup:post_start(inst, how)
   inst.up_since = core.now() - math.max(0, core.time() - inst.started_wall)
   inst.quiet = nil
   inst.oom = nil
+  inst.killed = nil
   local hb = inst.def.heartbeat
   inst.hb = { misses = 0 }
   if hb and hb.port then inst.hb.host_port = host_port(info, hb.port) end

@@ -290,11 +290,13 @@ function Sup:schedule(inst, action, delay, record, why)
   inst.retry_at = core.time() + delay
   transition(self, inst, "failed", "backoff")
   if why then
-    log.warn(inst.key, "failed", string.format("%s; %s in %s", why, action:gsub("_", " "), log.dur(delay)),
+    log.warn(inst.key, "failed", string.format("%s; %s %s", why, (action:gsub("_", " ")),
+      delay > 0 and ("in " .. log.dur(delay)) or "at once"),
       { reason = record.reason, exit_code = record.exit_code, action = action, delay = delay })
   end
   inst.runner = self:spawn(inst.key .. "-recover", function()
-    core.sleep(delay)
+    -- a first restart (delay 0) goes to the engine in this very turn of the loop: no timer
+    if delay > 0 then core.sleep(delay) end
     inst.runner = nil
     self:act(inst, action)
   end)
