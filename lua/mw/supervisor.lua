@@ -456,6 +456,18 @@ end
 function Sup:start()
   -- an engine that stops answering mid-start is waited for; any other error ends the start
   local net_ok, err, by, lerr
+  -- the images named by the stack are looked up beside the network and the list, and kept
+  -- for the bring-ups (Sup:image_id); builds wait for their bring-up
+  self.start_images, self.start_left = {}, 0
+  for _ in pairs(self.comps) do self.start_left = self.start_left + 1 end
+  local asked = {}
+  for _, name in ipairs(self.stack.order) do
+    local image = self.stack.components[name].image
+    if image and not asked[image] then
+      asked[image] = true
+      self:spawn("start-image", function() self:image_id({ key = name }, image) end)
+    end
+  end
   for _ = 1, 60 do
     -- the network and the container list are independent: ask for both at once
     local lister = core.spawn(function() return self:actual() end, "start-list")
