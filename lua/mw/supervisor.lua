@@ -295,7 +295,7 @@ function Sup:schedule(inst, action, delay, record, why)
       { reason = record.reason, exit_code = record.exit_code, action = action, delay = delay })
   end
   inst.runner = self:spawn(inst.key .. "-recover", function()
-    -- a first restart (delay 0) goes to the engine in this very turn of the loop: no timer
+    -- a first restart (delay 0) goes to the engine on the task's first run: no timer
     if delay > 0 then core.sleep(delay) end
     inst.runner = nil
     self:act(inst, action)
