@@ -2,7 +2,8 @@
 -- policy's reset_after and fails is restarted at once (the logged decision says delay 0), a
 -- second failure within reset_after gets the backoff's first delay, first_delay still gives
 -- Docker's 100 ms, and a removal (which the engine signals first: a "kill" event) is still
--- told from a crash although a crash's die no longer inspects.
+-- told from a crash although a crash's die no longer inspects. And a cold start's overlap: a
+-- dependent's container is created while it waits, and that one is started.
 local t = require "t"
 local core = require "mw.core"
 local cjson = require "cjson"
@@ -101,6 +102,38 @@ t.test("a forced remove is still a removal (its kill event comes first), recreat
   t.eq(f.action, "recreate")
   local r = h.wait_event({ event = "recreated", component = "web" }, 60, i)
   t.ok(r.container ~= id, "a new container")
+  t.eq(h.stop(), 0)
+end)
+
+t.test("a dependent is created while it waits and that container is the one started (cold start overlap)", function()
+  local src = ([==[
+return { name = "NAME", components = {
+  a = { image = "IMAGE",
+        command = { "sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; mkdir -p /w/debug && " ..
+                    "echo '{}' > /w/debug/vars && exec httpd -f -p 8089 -h /w" },
+        heartbeat = { interval = "200ms", grace = "120s" } },
+  b = { image = "IMAGE", command = HTTPD, depends_on = { a = "healthy" } },
+} }
+]==]):gsub("HTTPD", function() return HTTPD end)
+  local file, stack = E.stack("pre", src)
+  local h = E.mw({ "run", "--log-format", "json", file })
+  h.wait_event({ event = "started", component = "a" }, 60)
+  -- a cannot be healthy before the test lets it: b's container exists, created, not started
+  local pre
+  t.wait_for(function()
+    local by = E.containers(stack)
+    pre = by.b and by.b[1]
+    return pre ~= nil
+  end, 60, "b's container created while a is not healthy")
+  t.eq(pre.State, "created")
+  t.eq(#E.containers(stack).b, 1)
+  local a_id = E.containers(stack).a[1].Id
+  local code, out = E.engine():exec(a_id, { "touch", "/go" })
+  t.eq(code, 0, tostring(out))
+  h.wait_event({ event = "healthy", component = "a" }, 60)
+  local started = h.wait_event({ event = "started", component = "b" }, 60)
+  t.eq(started.container, pre.Id, "the container made while waiting was started")
+  t.eq(#E.containers(stack).b, 1)
   t.eq(h.stop(), 0)
 end)
 
