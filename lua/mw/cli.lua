@@ -82,7 +82,9 @@ local COMMANDS = {
 ]] },
   { name = "policy", module = "mw.cmd_check", fn = "policy", help = [[
   policy preview [stack.lua] <component> [N]
-                            the restart schedule for N consecutive failures (default 10)
+                            the restart schedule for N consecutive failures (default 10);
+                            attempt 1 (a first failure, or one after reset_after of running)
+                            is restarted at once unless the policy sets first_delay
 ]] },
   { name = "status", module = "mw.cmd_status", help = [[
   status [stack.lua | --stack S] [--json] [--coord etcd://...]

@@ -43,7 +43,14 @@ function M.policy(args, cli)
   local at = 0
   for _, row in ipairs(rows) do
     at = at + (row.delay or 0)
-    print(string.format("%-8d %-10s %-20s +%s", row.attempt, log.dur(row.delay or 0), row.action, log.dur(at)))
+    local stop = row.action == "give_up" or row.action == "ignore"
+    local delay = (row.delay or 0) == 0 and not stop and "at once" or log.dur(row.delay or 0)
+    print(string.format("%-8d %-10s %-20s +%s", row.attempt, delay, row.action, log.dur(at)))
+  end
+  -- attempt 1 is any failure after a run of reset_after or more (issue 17's first-restart rule)
+  if policy.is(comp.restart) and rows[1] then
+    print(string.format("attempt 1 is also every failure after %s or more of running: the backoff starts from the "
+      .. "second", require("mw.duration").format(comp.restart.reset_after)))
   end
   return OK
 end

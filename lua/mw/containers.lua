@@ -64,6 +64,9 @@ end
 -- a lookup is under way shares it: a cold start of N components on one image makes one
 -- inspect, not N. Nothing is kept afterwards (a name may point elsewhere by the next restart).
 function Sup:image_id(inst, name)
+  -- looked up early by Sup:start, beside the network and the container list
+  local early = self.start_images and self.start_images[name]
+  if early and early.done then return early.id, early.err end
   local lookup = self.lookups[name]
   if lookup then
     self:wait_until(function() return lookup.done end)
@@ -100,6 +103,7 @@ function Sup:image_id(inst, name)
   end
   lookup.id, lookup.err, lookup.done = img and img.Id, err, true
   self.lookups[name] = nil
+  if self.start_images then self.start_images[name] = lookup end
   self:changed()
   return lookup.id, lookup.err
 end
@@ -218,6 +222,7 @@ function Sup:post_start(inst, how)
   inst.up_since = core.now() - math.max(0, core.time() - inst.started_wall)
   inst.quiet = nil
   inst.oom = nil
+  inst.killed = nil
   local hb = inst.def.heartbeat
   inst.hb = { misses = 0 }
   if hb and hb.port then
@@ -371,8 +376,8 @@ function Sup:await_removal(id)
   end
 end
 
--- Creates and starts a fresh container for inst, removing any old one first.
-function Sup:create_and_start(inst, body)
+-- Creates a fresh container for inst (not started), removing a leftover of ours first.
+function Sup:create_only(inst, body)
   local engine = self.engine
   local name = spec.container_name(self.stack, inst.key)
   local vok, verr = self:ensure_volumes(inst)
@@ -405,9 +410,45 @@ function Sup:create_and_start(inst, body)
     local ok, cerr = engine:network_connect(netid, id, { inst.name })
     if not ok then return nil, "cannot connect to an extra network: " .. tostring(cerr) end
   end
-  local ok, serr = engine:start(id)
-  if not ok then return nil, serr end
   return true
+end
+
+-- Creates and starts a fresh container for inst, removing any old one first.
+function Sup:create_and_start(inst, body)
+  local ok, err = self:create_only(inst, body)
+  if not ok then return nil, err end
+  local sok, serr = self.engine:start(inst.id)
+  if not sok then return nil, serr end
+  return true
+end
+
+-- Whether any dependency of inst is not yet where inst may start.
+function Sup:deps_pending(inst)
+  for dep, cond in pairs(inst.def.depends_on or {}) do
+    local group = self.groups[dep]
+    if not group then return true end
+    for _, dep_inst in pairs(group.instances) do
+      local st = dep_inst.state
+      if cond == "healthy" then
+        if st ~= "healthy" and not (st == "running" and not dep_inst.def.heartbeat) then return true end
+      elseif not is_up(dep_inst) and st ~= "stopped" then
+        return true
+      end
+    end
+  end
+  return false
+end
+
+-- While inst waits for its dependencies at a cold start with nothing to adopt, its container
+-- is created already (as docker compose creates before it starts), so when they are ready
+-- only the start is left on the chain's critical path -> the definition's hash, or nil.
+function Sup:precreate(inst, existing, img)
+  if (existing and #existing > 0) or not self:deps_pending(inst) then return nil end
+  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+  inst.hash = hash
+  local ok = self:create_only(inst, body)
+  if not ok then inst.id = nil return nil end     -- ensure() tries again and says why
+  return hash
 end
 
 -- Brings inst to a running container with the current definition: adopt, start or create.
@@ -468,6 +509,16 @@ function Sup:bring_up(inst, existing)
   transition(self, inst, "bring_up", "waiting")
   -- images first: builds run in parallel, not one dependency level at a time
   local img, ierr = self:image_for(inst)
+  if self.start_images and not inst.brought_up then
+    -- the start's early lookups serve each instance's first bring-up only
+    self.start_left = (self.start_left or 1) - 1
+    if self.start_left <= 0 then self.start_images, self.start_left = nil, nil end
+  end
+  local pre, pre_id
+  if img and not self.stopping then
+    pre = self:precreate(inst, existing, img)
+    pre_id = pre and inst.id
+  end
   self:wait_deps(inst)
   if self.stopping or inst.state == "gone" then return end
   local ok, err, info = nil, ierr, nil
@@ -475,7 +526,17 @@ function Sup:bring_up(inst, existing)
   local first = not inst.brought_up
   inst.brought_up = true
   inst.first_start = first or nil
-  if img then ok, err, info = self:ensure(inst, existing, img) end
+  if img then
+    if pre and inst.id == pre_id then
+      -- created while waiting: start it if its definition is still the one it was made with
+      local _, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+      local listed = { Id = pre_id, State = "created", Names = { "/" .. spec.container_name(self.stack, inst.key) },
+                       Labels = { ["mw.config-hash"] = pre } }
+      existing = { listed }
+      if hash ~= pre then log.info(inst.key, "precreate", "its definition changed while it waited; recreating") end
+    end
+    ok, err, info = self:ensure(inst, existing, img)
+  end
   if first then
     inst.first_start = nil
     self.first_start_end = core.now()

@@ -43,12 +43,21 @@ function Sup:on_container_event(ev)
   local action = ev.Action or ev.status
   if action == "oom" then
     inst.oom = true
+  elseif action == "kill" then
+    -- the engine signalled it (docker kill/stop/rm -f, or mw kill): its die may be a removal
+    inst.killed = actor.ID
   elseif action == "die" and inst.handling then
     -- mid-recovery (between our start and settle): remember it for settle()
     inst.died = { id = actor.ID, exit_code = tonumber(attrs.exitCode), oom = inst.oom }
   elseif action == "die" then
     local code = tonumber(attrs.exitCode)
-    if self:being_removed(actor.ID) then
+    -- Only a death the engine caused can be a removal: a forced remove kills through
+    -- killWithSignal, which logs the "kill" event while it holds the container's lock, and the
+    -- exit handler that logs "die" takes that lock first (moby 20.10 daemon/kill.go,
+    -- daemon/monitor.go), so on one stream "kill" comes first. A process that died on its own
+    -- (crash, OOM, kill -9 from the host) skips the inspect: one round trip less between the
+    -- exit and the restart (docs/internals.md, "The path from an exit to the start").
+    if inst.killed == actor.ID and self:being_removed(actor.ID) then
       -- the inspect yielded: act only if nothing else (another stream, the pid watcher) did
       if inst.id == actor.ID and not inst.handling then self:failure(inst, "removed", {}) end
       return

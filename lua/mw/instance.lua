@@ -149,6 +149,7 @@ function M.new(group, index)
     -- what the engine told (mw.events, Sup:watch_pid)
     quiet = nil,             -- a container ID whose death and events are mw's own doing (many writers)
     oom = nil,               -- an oom event came for the running container (Sup:on_container_event)
+    killed = nil,            -- id of the container the engine last sent a signal (its "kill" event): its die may be a removal
     died = nil,              -- { id, exit_code, oom }: a death seen mid-recovery, for Sup:settle
     down = nil,              -- { id, time }: its main process exited, the die event not yet here (Sup:watch_pid)
     dead_id = nil,           -- a container known stopped: a restart in place skips its inspect

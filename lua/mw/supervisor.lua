@@ -314,11 +314,13 @@ function Sup:schedule(inst, action, delay, record, why)
   inst.retry_at = core.time() + delay
   transition(self, inst, "failed", "backoff")
   if why then
-    log.warn(inst.key, "failed", string.format("%s; %s in %s", why, action:gsub("_", " "), log.dur(delay)),
+    log.warn(inst.key, "failed", string.format("%s; %s %s", why, (action:gsub("_", " ")),
+      delay > 0 and ("in " .. log.dur(delay)) or "at once"),
       { reason = record.reason, exit_code = record.exit_code, action = action, delay = delay })
   end
   inst.runner = self:spawn(inst.key .. "-recover", function()
-    core.sleep(delay)
+    -- a first restart (delay 0) goes to the engine on the task's first run: no timer
+    if delay > 0 then core.sleep(delay) end
     inst.runner = nil
     self:act(inst, action)
   end)
@@ -482,6 +484,18 @@ end
 function Sup:start()
   -- an engine that stops answering mid-start is waited for; any other error ends the start
   local net_ok, err, by, lerr
+  -- the images named by the stack are looked up beside the network and the list, and kept
+  -- for the bring-ups (Sup:image_id); builds wait for their bring-up
+  self.start_images, self.start_left = {}, 0
+  for _ in pairs(self.comps) do self.start_left = self.start_left + 1 end
+  local asked = {}
+  for _, name in ipairs(self.stack.order) do
+    local image = self.stack.components[name].image
+    if image and not asked[image] then
+      asked[image] = true
+      self:spawn("start-image", function() self:image_id({ key = name, def = self.stack.components[name] }, image) end)
+    end
+  end
   for _ = 1, 60 do
     -- the network and the container list are independent: ask for both at once
     local lister = core.spawn(function() return self:actual() end, "start-list")

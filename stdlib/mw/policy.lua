@@ -90,19 +90,35 @@ function policy.limit_of(p)
   return d and d.limit or nil
 end
 
+-- The first-restart rule: attempt 1 (the first failure after a stable run, or the very first)
+-- waits first_delay (0 unless the stack file says otherwise), and the backoff starts from the
+-- second failure: attempt n >= 2 waits backoff:delay(n - 1). A crash loop still backs off,
+-- while a component that ran well is back at the engine's floor (issue 17).
+local function delay_of(d, attempt)
+  if attempt <= 1 then return d.first_delay end
+  return d.backoff:delay(attempt - 1)
+end
+
+-- The delay a policy object gives attempt n (for status, the docs and tests).
+function policy.delay(p, attempt)
+  local d = data[p]
+  if not d then error("policy.delay: expected a policy object", 2) end
+  return delay_of(d, attempt)
+end
+
 local function decide(d, f)
   if type(f) ~= "table" then error("policy: expected a failure record, got " .. type(f), 3) end
   local reason = f.reason
   local attempt = attempt_of(f, d.reset_after)
   if d.kind == "never" then
-    if reason == "disconnected" then return "reconnect", d.backoff:delay(attempt) end
+    if reason == "disconnected" then return "reconnect", delay_of(d, attempt) end
     return "give_up", 0
   end
   if d.kind == "on_failure" and reason == "exited" and f.exit_code == 0 and not f.oom then
     return "ignore", 0
   end
   local action = BY_REASON[reason] or "restart"
-  local delay = d.backoff:delay(attempt)
+  local delay = delay_of(d, attempt)
   -- A reconnect does not restart anything, so it neither counts against nor hits the limit.
   if action ~= "reconnect" and over_limit(f, d.limit) then
     local esc = ESCALATION[d["then"]]
@@ -112,11 +128,16 @@ local function decide(d, f)
   return action, delay
 end
 
+local function first_text(d)
+  if d.first_delay == 0 then return "first restart at once, then " end
+  return "first restart after " .. duration.format(d.first_delay) .. ", then "
+end
+
 local function describe(d)
   if d.kind == "never" then
-    return "never (give up on any failure; reconnect on disconnect, " .. tostring(d.backoff) .. ")"
+    return "never (give up on any failure; reconnect on disconnect, " .. first_text(d) .. tostring(d.backoff) .. ")"
   end
-  local s = string.format("%s, %s, reset after %s", d.kind, tostring(d.backoff),
+  local s = string.format("%s, %s%s, reset after %s", d.kind, first_text(d), tostring(d.backoff),
     duration.format(d.reset_after))
   if d.limit then
     s = s .. string.format(", at most %d restart%s in %s then %s", d.limit.restarts,
@@ -164,7 +185,15 @@ local function check(fname, kind, allowed, nargs, args)
       return nil, string.format("%s: unknown field %s (valid: %s)", fname, field_name(k), fields_list(allowed))
     end
   end
-  local d = { kind = kind, backoff = DEFAULT_BACKOFF, reset_after = DEFAULT_RESET_AFTER, ["then"] = "give_up" }
+  local d = { kind = kind, backoff = DEFAULT_BACKOFF, reset_after = DEFAULT_RESET_AFTER, ["then"] = "give_up",
+              first_delay = 0 }
+
+  local fd = rawget(args, "first_delay")
+  if fd ~= nil then
+    local s, err = duration.parse(fd)
+    if not s then return nil, fname .. ": field 'first_delay': " .. err end
+    d.first_delay = s
+  end
 
   local b = rawget(args, "backoff")
   if b ~= nil then
@@ -225,8 +254,9 @@ local function make(d)
   return p
 end
 
-local RESTARTING = { backoff = true, reset_after = true, limit = true, ["then"] = true, on_limit = true }
-local NEVER = { backoff = true, reset_after = true }
+local RESTARTING = { backoff = true, first_delay = true, reset_after = true, limit = true, ["then"] = true,
+                     on_limit = true }
+local NEVER = { backoff = true, first_delay = true, reset_after = true }
 
 local function constructor(kind, allowed)
   local fname = "policy." .. kind

@@ -126,7 +126,8 @@ return { name = "NAME", components = {
   end
   t.eq(#fails, 3, "three restarts before giving up")
   t.eq(#restarts, 3)
-  local want = { 0.2, 0.4, 0.8 }
+  -- the first restart at once (issue 17's first-restart rule), then the backoff from 200 ms
+  local want = { 0, 0.2, 0.4 }
   for i = 1, 3 do
     t.eq(fails[i].delay, want[i], "policy delay " .. i)
     local gap = restarts[i].time - fails[i].time

@@ -53,7 +53,9 @@ t.test("a policy stuck in a pattern gets the default policy; the other component
   t.ok(warned >= 3 and warned <= count(evs, "failed", "bad") + 1, "one warning per decision: " .. warned)
   -- bad was started again after its failures, on the default policy's growing delays
   t.ok(count(evs, "restarted", "bad") >= 2, "bad restarted")
-  t.ok(h.text():find("exited with code 3; restart in 100ms", 1, true), "the default policy's first delay")
+  -- the default's first-restart rule: the first failure at once, the second after 100 ms
+  t.ok(h.text():find("exited with code 3; restart at once", 1, true), "the default policy's first restart")
+  t.ok(h.text():find("exited with code 3; restart in 100ms", 1, true), "the default policy's second delay")
   -- mw status answers from the live mw
   local code, out, errs = mw { "status", "--json", "--state-dir", sdir, "--stack", stack }
   t.eq(code, 0, errs)

@@ -454,7 +454,28 @@ t.test("exec: usage errors exit 2 and mw's own failures 125, one line each, befo
     t.match(out, "^usage: mw %[%-%-label NAME%] exec %[%-i%] %[%-t%]")
     t.ok(not out:find("destroy", 1, true), "only exec's lines: " .. out)
   end)
-  assert(ok, err)
+    assert(ok, err)
+end)
+
+t.test("policy preview: the first restart at once, the backoff from the second (issue 17)", function()
+  local dir = tmp.dir()
+  local file = dir .. "/stack.lua"
+  assert(fs.write_atomic(file, [[
+local policy = require "mw.policy"
+return { name = "pv", components = {
+  web = { image = "x" },
+  docker = { image = "x", restart = policy.always { first_delay = "100ms" } },
+} }
+]], 420))
+  local code, out = runner.mw({ "policy", "preview", file, "web", "3" }, { timeout = 20, merge = true })
+  t.eq(code, 0, out)
+  t.match(out, "first restart at once, then exponential%(100ms")
+  t.match(out, "\n1 +at once +restart +%+0ms\n")
+  t.match(out, "\n2 +100ms +restart +%+100ms\n")
+  t.match(out, "attempt 1 is also every failure after 10s or more of running")
+  code, out = runner.mw({ "policy", "preview", file, "docker", "2" }, { timeout = 20, merge = true })
+  t.eq(code, 0, out)
+  t.match(out, "\n1 +100ms +restart ")
 end)
 
 os.exit(t.run())

@@ -226,7 +226,14 @@ t.test("policy actions by reason", function()
   for _, c in ipairs(cases) do
     local action, delay = p(failure(c[1]))
     t.eq(action, c[2], c[1].reason)
-    near(delay, c[2] == "ignore" and 0 or 0.1, c[1].reason .. " delay")
+    -- the first failure is restarted at once (issue 17's first-restart rule)
+    near(delay, 0, c[1].reason .. " delay")
+    -- a second one within reset_after gets the backoff's first delay
+    local again = failure(c[1])
+    again.history = hist({ 1, 0 })
+    local action2, delay2 = p(again)
+    t.eq(action2, c[2], c[1].reason .. " again")
+    near(delay2, c[2] == "ignore" and 0 or 0.1, c[1].reason .. " second delay")
   end
   t.eq((policy.always {}(failure { reason = "exited", exit_code = 0 })), "restart")
   local never = policy.never {}
@@ -240,21 +247,29 @@ end)
 t.test("policy attempt counts failures since the last long run", function()
   local p = policy.on_failure { backoff = backoff.exponential { initial = 1, max = 1000 }, reset_after = "10s" }
   local _, d = p(failure { history = hist({ 1, 0 }, { 2, 0 }, { 3, 0 }) })
-  near(d, 8, "fourth quick failure")
+  near(d, 4, "fourth quick failure: the backoff's third delay")
   t.eq(policy.attempt(p, failure { history = hist({ 1, 0 }, { 2, 0 }, { 3, 0 }) }), 4)
   -- the current failure came after a long run: back to attempt 1
   _, d = p(failure { uptime = 10, history = hist({ 1, 0 }, { 2, 0 }, { 3, 0 }) })
-  near(d, 1, "reset by the current uptime")
+  near(d, 0, "reset by the current uptime: restarted at once")
   -- a long run in history: that failure was attempt 1, the ones after it count on from there
   _, d = p(failure { history = hist({ 1, 0 }, { 2, 0 }, { 100, 50 }, { 101, 0 }) })
-  near(d, 4, "attempt 3 after the reset")
+  near(d, 2, "attempt 3 after the reset: the backoff's second delay")
   _, d = p(failure { history = hist({ 1, 0 }, { 2, 0 }, { 100, 50 }) })
-  near(d, 2, "attempt 2 right after the reset")
-  -- the default reset is 10s
+  near(d, 1, "attempt 2 right after the reset: the backoff's first delay")
+  -- the default reset is 10s: a second failure after 9.9 s of running backs off, one after 10 s
+  -- of running is a first failure again and is restarted at once
   _, d = policy.default(failure { uptime = 9.9, history = hist({ 1, 0 }) })
-  near(d, 0.2)
-  _, d = policy.default(failure { uptime = 10, history = hist({ 1, 0 }) })
   near(d, 0.1)
+  _, d = policy.default(failure { uptime = 10, history = hist({ 1, 0 }) })
+  near(d, 0)
+  -- Docker's schedule (100 ms first, then doubling) is still one line away
+  local docker_like = policy.always { first_delay = "100ms", backoff = backoff.exponential { initial = "200ms" } }
+  local _, d1 = docker_like(failure { uptime = 60 })
+  local _, d2 = docker_like(failure { history = hist({ 1, 0 }) })
+  near(d1, 0.1); near(d2, 0.2)
+  t.eq(policy.delay(docker_like, 1), 0.1); t.eq(policy.delay(policy.default, 1), 0)
+  raises(function() policy.always { first_delay = "soon" } end, "first_delay")
 end)
 
 t.test("policy limit and escalation", function()
@@ -311,11 +326,14 @@ t.test("policy options are validated", function()
 end)
 
 t.test("policy.describe", function()
-  t.eq(policy.describe(policy.default), "on_failure, exponential(100ms x2, max 30s), reset after 10s")
+  t.eq(policy.describe(policy.default),
+    "on_failure, first restart at once, then exponential(100ms x2, max 30s), reset after 10s")
   t.eq(policy.describe(policy.on_failure {
     backoff = backoff.exponential { initial = "200ms", max = "30s", jitter = 0.1 },
     reset_after = "30s", limit = { restarts = 5, within = "1m" } }),
-    "on_failure, exponential(200ms x2, max 30s, jitter 0.1), reset after 30s, at most 5 restarts in 1m then give up")
+    "on_failure, first restart at once, then exponential(200ms x2, max 30s, jitter 0.1), reset after 30s, " ..
+    "at most 5 restarts in 1m then give up")
+  t.match(policy.describe(policy.always { first_delay = "100ms" }), "^always, first restart after 100ms, then ")
   t.match(policy.describe(policy.always { limit = { restarts = 1, within = 60 }, ["then"] = "dependents" }),
     "at most 1 restart in 1m then restart its dependents$")
   t.match(policy.describe(policy.never {}), "^never ")
@@ -326,18 +344,20 @@ end)
 t.test("policy.preview shows delays and where a limit bites", function()
   local rows = policy.preview(policy.default, 5)
   t.eq(#rows, 5)
-  local want = { 0.1, 0.2, 0.4, 0.8, 1.6 }
+  local want = { 0, 0.1, 0.2, 0.4, 0.8 }
   for i, r in ipairs(rows) do
     t.eq(r.attempt, i); t.eq(r.action, "restart"); near(r.delay, want[i])
   end
   -- constant 1s, at most 2 restarts in 2.5s: failures at t=0, 1, 2 -> the third is over the limit
-  local p = policy.on_failure { backoff = backoff.constant { delay = 1 }, limit = { restarts = 2, within = "2500ms" } }
+  local p = policy.on_failure { first_delay = 1, backoff = backoff.constant { delay = 1 },
+                                limit = { restarts = 2, within = "2500ms" } }
   rows = policy.preview(p, 10)
   t.eq(#rows, 3, "stops after give_up")
   t.eq(rows[2].action, "restart")
   t.eq(rows[3].action, "give_up"); t.eq(rows[3].delay, 0)
   -- with a 1.5s window only two failures ever fall inside: no give up
-  p = policy.on_failure { backoff = backoff.constant { delay = 1 }, limit = { restarts = 2, within = "1500ms" } }
+  p = policy.on_failure { first_delay = "1s", backoff = backoff.constant { delay = 1 },
+                          limit = { restarts = 2, within = "1500ms" } }
   rows = policy.preview(p, 10)
   t.eq(#rows, 10)
   t.eq(rows[10].action, "restart")
