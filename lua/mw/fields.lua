@@ -107,6 +107,10 @@ fields.component = {
     container = false, why_container = "the engine takes one network at create (notes §2); the supervisor " ..
       "connects these after",
     compose = { "networks" } },
+  { name = "standby",
+    hash = false, why_hash = "a frozen spare of the same container beside it, not what runs",
+    container = false, why_container = "the supervisor creates, freezes and promotes the spare (mw.standby)",
+    compose = false, why_compose = "compose has no warm standby" },
   { name = "rollout",
     hash = false, why_hash = "how a change is rolled out, not what runs",
     container = false, why_container = "the supervisor's rollout reads it",

@@ -105,7 +105,7 @@ end)
 t.test("only fields that cannot change a container are left out of the hash", function()
   local unhashed = {}
   for _, f in ipairs(fields.component) do if not f.hash then unhashed[#unhashed + 1] = f.name end end
-  t.eq(table.concat(unhashed, " "), "build depends_on heartbeat restart scale autoscale rollout")
+  t.eq(table.concat(unhashed, " "), "build depends_on heartbeat restart scale autoscale standby rollout")
 end)
 
 t.test("changing a container field changes the container's create body", function()
