@@ -412,6 +412,9 @@ function stack.plan(s)
       parts[#parts + 1] = "secrets " .. table.concat(names, ", ")
     end
     parts[#parts + 1] = "restart " .. policy.describe(c.restart)
+    if c.standby then
+      parts[#parts + 1] = "warm standby (one frozen spare" .. (c.standby.keep_failed and ", failed ones kept" or "") .. ")"
+    end
     lines[#lines + 1] = string.format("%2d. %s: %s", i, name, table.concat(parts, "; "))
   end
   return table.concat(lines, "\n")

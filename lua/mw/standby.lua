@@ -9,11 +9,14 @@
 -- mw.standby=1 (labels cannot change after create, so a promoted one keeps it) and the state
 -- paused. A promoted one runs, and is renamed to the instance's name in the background.
 --
--- Measured here through the API (docs/internals.md "Warm standby"): unpause 11-12 ms; of the
--- two ways to give a running container an alias, disconnect + connect with the alias (the
--- standby made on the network without it) took 168-303 ms under load against 352-706 ms for a
--- first connect of one made off any network, so the standby is made on the network, and
--- the unpause and the alias run at once (a client on the loopback port needs only the first).
+-- Where the standby lives until promoted: on a network of its own, mw-<stack>.standby, which
+-- carries its published ports (the heartbeat's, on 127.0.0.1) and no alias; promotion connects
+-- it to the stack's network with the component's alias, while it is unpaused. Tried and
+-- dropped: the standby on the stack network without the alias, given it at promotion by
+-- disconnect + connect (the engine cannot add an alias to an endpoint): on 20.10 the published
+-- ports ride on that endpoint and stopped answering after the reconnect. A standby made off
+-- every network cannot be given ports, and its first connect was the slowest (352-706 ms
+-- against 168-303 ms for disconnect + connect, under load; unpause alone 33-87 ms).
 local core = require "mw.core"
 local json = require "mw.json"
 local log = require "mw.log"
@@ -25,6 +28,33 @@ local Sup = {}
 local READY_WAIT = 30          -- seconds a new standby has to answer its heartbeat
 local NO_HB_SETTLE = 1         -- seconds a standby without a heartbeat runs before it is frozen
 local RETRY_MAX = 30           -- the longest wait between two failed preparations
+
+-- The network standbys are made on (see above), made once per stack and shared by its
+-- standbys. -> id | nil, err
+function Sup:standby_network()
+  local look = self.standby_net
+  if look then
+    self:wait_until(function() return look.done end)
+    if look.id then return look.id end
+    self.standby_net = nil
+    return nil, look.err
+  end
+  look = {}
+  self.standby_net = look
+  local name = spec.network_name(self.stack) .. ".standby"
+  local list, err = self.engine:network_list { label = owner.filter(self.stack.name) }
+  for _, net in ipairs(list or {}) do
+    if net.Name == name then look.id = net.Id end
+  end
+  if list and not look.id then
+    look.id, err = self.engine:network_create(name, spec.labels(self.stack, { ["mw.network"] = ".standby" }))
+    if look.id then log.info(nil, "network", "created network " .. name .. " for standbys") end
+  end
+  look.err, look.done = err, true
+  self:changed()
+  if not look.id then self.standby_net = nil return nil, err end
+  return look.id
+end
 
 local function standby_name(self, inst) return spec.container_name(self.stack, inst.key) .. "-standby" end
 local function failed_name(self, inst) return spec.container_name(self.stack, inst.key) .. "-failed" end
@@ -47,14 +77,13 @@ function Sup:standby_ready(inst)
   return sb ~= nil and sb.state == "frozen" and sb.hash == inst.hash
 end
 
--- The standby's create body: the active one's, with no alias on the stack network and the
--- label that says what it is.
-function Sup:standby_body(inst, img)
+-- The standby's create body: the active one's, on the standbys' network instead of the
+-- stack's (so with no alias), with the label that says what it is.
+function Sup:standby_body(inst, img, net)
   local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
   body.Labels["mw.standby"] = "1"
-  for _, ep in pairs(body.NetworkingConfig and body.NetworkingConfig.EndpointsConfig or {}) do
-    ep.Aliases = json.array()
-  end
+  body.HostConfig.NetworkMode = net
+  body.NetworkingConfig = { EndpointsConfig = { [net] = { Aliases = json.array() } } }
   return body, hash
 end
 
@@ -86,7 +115,9 @@ function Sup:prepare_standby(inst)
   local engine = self.engine
   local img, ierr = self:image_for(inst)
   if not img then return nil, ierr end
-  local body, hash = self:standby_body(inst, img)
+  local net, err0 = self:standby_network()
+  if not net then return nil, "cannot make the standbys' network: " .. tostring(err0) end
+  local body, hash = self:standby_body(inst, img, net)
   local name = standby_name(self, inst)
   local nets, nerr = self:extra_networks(inst)
   if not nets then return nil, nerr end
@@ -177,8 +208,9 @@ function Sup:standby_sync(inst)
 end
 
 -- Promotes inst's frozen standby in place of its failed container: unpause it and, at the same
--- time, give it the component's alias (disconnect + connect: the engine cannot add an alias
--- to an endpoint); then heartbeats and status follow it. -> true | nil, err[, info]
+-- time, connect it to the stack's network with the component's alias (and give it the alias on
+-- its extra networks: disconnect + connect, the engine cannot add one to an endpoint); then
+-- heartbeats and status follow it. -> true | nil, err[, info]
 function Sup:promote(inst)
   local engine = self.engine
   local sb = inst.standby
@@ -198,7 +230,7 @@ function Sup:promote(inst)
   local aliasers = {}
   for i, netid in ipairs(nets) do
     aliasers[i] = core.spawn(function()
-      engine:network_disconnect(netid, sb.id, true)
+      if i > 1 then engine:network_disconnect(netid, sb.id, true) end
       return engine:network_connect(netid, sb.id, { inst.name })
     end, inst.key .. "-alias")
   end
