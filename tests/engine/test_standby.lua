@@ -10,10 +10,10 @@ local e = E.engine()
 local HB = '{ interval = "300ms", timeout = "2s", misses = 5, grace = "30s" }'
 
 -- One component `web` with a standby; `extra` is more of its fields (Lua source).
-local function stack_src(extra, cmd)
+local function stack_src(extra, cmd, standby)
   return [[
 return { name = "NAME", components = {
-  web = { image = "IMAGE", heartbeat = ]] .. HB .. [[, standby = true,
+  web = { image = "IMAGE", heartbeat = ]] .. HB .. [[, standby = ]] .. (standby or "true") .. [[,
           command = ]] .. (cmd or [[{ "sh", "-c", "mkdir -p /w/debug && echo '{}' > /w/debug/vars && exec httpd -f -p 8089 -h /w" }]])
           .. (extra or "") .. [[ },
 } }
@@ -32,12 +32,13 @@ local function split(stack)
 end
 
 -- Waits until web has one running and one frozen container (and nothing else, unless
--- `others_ok`) -> the active and the standby list entries.
-local function one_and_one(stack, what, others_ok)
+-- `others_ok`), the frozen one not `old` (a hung container not yet removed) -> the active and
+-- the standby list entries.
+local function one_and_one(stack, what, others_ok, old)
   local active, standby
   t.wait_for(function()
     local running, paused, other = split(stack)
-    if #running == 1 and #paused == 1 and (others_ok or #other == 0) then
+    if #running == 1 and #paused == 1 and (others_ok or #other == 0) and paused[1].Id ~= old then
       active, standby = running[1], paused[1]
       return true
     end
@@ -61,12 +62,12 @@ end
 
 -- The checks after a promotion: the standby is the active one, under the alias and the
 -- instance's name, heartbeats follow it, and a new standby is frozen beside it.
-local function promoted(h, stack, old_active, old_standby, mark)
+local function promoted(h, stack, old_active, old_standby, mark, keep)
   local ev = h.wait_event({ event = "promote", component = "web" }, 30, mark)
   print(string.format("#   promoted in %s", ev.msg:match("in (%S+)") or "?"))
   t.eq(ev.container, old_standby.Id, "the frozen standby was promoted")
   h.wait_event({ event = "healthy", component = "web" }, 30, mark)
-  local active, standby = one_and_one(stack, "a new standby beside the promoted one")
+  local active, standby = one_and_one(stack, "a new standby beside the promoted one", keep, old_active.Id)
   t.eq(active.Id, old_standby.Id, "the promoted standby is the active container")
   t.ok(standby.Id ~= old_standby.Id and standby.Id ~= old_active.Id, "a new standby")
   local al, on = aliases(active.Id, stack)
@@ -104,16 +105,16 @@ t.test("a frozen standby is kept off the alias, promoted on kill -9, and replace
 end)
 
 t.test("a standby is promoted when the active one is OOM-killed; keep_failed keeps the dead one", function()
-  -- the active shell grows a variable once /tmp/boom exists (only in the active container)
+  -- the active shell grows a variable once /w/boom exists (only in the active container)
   local cmd = [[{ "sh", "-c", "mkdir -p /w/debug && echo '{}' > /w/debug/vars && httpd -p 8089 -h /w && ]]
-    .. [[while [ ! -f /tmp/boom ]; do sleep 0.05; done; x=0123456789abcdef; while :; do x=$x$x; done" }]]
-  local file, stack = E.stack("sboom", stack_src(', memory = "24m", standby = { keep_failed = true }', cmd))
+    .. [[while [ ! -f /w/boom ]; do sleep 0.05; done; x=0123456789abcdef; while :; do x=$x$x; done" }]]
+  local file, stack = E.stack("sboom", stack_src(', memory = "24m"', cmd, "{ keep_failed = true }"))
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "healthy", component = "web" }, 60)
   local active, standby = one_and_one(stack)
   local mark = #h.events()
-  assert(e:exec(active.Id, { "touch", "/tmp/boom" }))
-  local _, stb = promoted(h, stack, active, standby, mark)
+  assert(e:exec(active.Id, { "touch", "/w/boom" }))
+  local _, stb = promoted(h, stack, active, standby, mark, true)
   -- the dead one is kept for its logs, stopped, under <name>-failed, and was OOM-killed
   local info
   t.wait_for(function()
