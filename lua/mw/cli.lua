@@ -77,6 +77,7 @@ local COMMANDS = {
   { name = "status", module = "mw.cmd_status", help = [[
   status [stack.lua | --stack S] [--json]
                             one row per component, from the engine and the running mw
+                            (a component's warm standby is a row of its own: "web standby")
 ]] },
   { name = "inspect", module = "mw.cmd_inspect", help = [[
   inspect <component> [--stack S]
@@ -92,7 +93,8 @@ local COMMANDS = {
 ]] },
   { name = "destroy", module = "mw.cmd_destroy", help = [[
   destroy [stack.lua | --stack S | --all] [--volumes]
-                            remove what mw made for a stack (never anything unlabelled)
+                            remove what mw made for a stack (never anything unlabelled),
+                            frozen standbys and kept failed containers included
 ]] },
   { name = "import", module = "mw.import", help = [[
   import compose.yaml [-o stack.lua]   write a stack.lua equivalent to a compose file
