@@ -1,8 +1,10 @@
 -- Warm standby against the real engine: one frozen spare beside the active container, promoted
 -- on kill -9, on an OOM kill and on a heartbeat failure; a new spare after each promotion;
--- adoption after mw restarts; `mw status` shows it and `mw destroy` removes it.
+-- adoption after mw restarts; a reload drops or asks for it; `mw status` shows it and `mw
+-- destroy` removes it.
 local t = require "t"
 local core = require "mw.core"
+local fs = require "mw.fs"
 local E = require "engine"
 
 local e = E.engine()
@@ -165,6 +167,22 @@ t.test("after mw restarts it adopts the active and the frozen standby, and promo
   for _, x in ipairs(h2.events()) do if x.event == "promote" then n = n + 1 end end
   t.eq(n, 1, "promoted once")
   t.eq(h2.stop(), 0)
+end)
+
+t.test("a reload that drops standby removes it; one that asks again makes one", function()
+  local file, stack = E.stack("sbreload", stack_src())
+  local h = E.mw({ "run", "--log-format", "json", file })
+  h.wait_event({ event = "healthy", component = "web" }, 60)
+  local active = one_and_one(stack)
+  assert(fs.write_atomic(file, E.render(stack_src(nil, nil, "false"), stack), 420))
+  t.wait_for(function()
+    local running, paused = split(stack)
+    return #running == 1 and #paused == 0 and running[1].Id == active.Id
+  end, 60, "the standby removed, the active one untouched")
+  assert(fs.write_atomic(file, E.render(stack_src(), stack), 420))
+  local a2 = one_and_one(stack, "a standby again")
+  t.eq(a2.Id, active.Id, "the active one untouched")
+  t.eq(h.stop(), 0)
 end)
 
 t.test("mw destroy removes the standby with the rest", function()
