@@ -90,6 +90,7 @@ local COMMANDS = {
   status [stack.lua | --stack S] [--json] [--coord etcd://...]
                             one row per component, from the engine and the running mw;
                             with --coord, which host's mw the etcd election made active
+                            (a component's warm standby is a row of its own: "web standby")
 ]] },
   { name = "inspect", module = "mw.cmd_inspect", help = [[
   inspect [-p PORT] <component> [--stack S]
@@ -114,7 +115,8 @@ local COMMANDS = {
 ]] },
   { name = "destroy", module = "mw.cmd_destroy", help = [[
   destroy [stack.lua | --stack S | --all] [--volumes]
-                            remove what mw made for a stack (never anything unlabelled)
+                            remove what mw made for a stack (never anything unlabelled),
+                            frozen standbys and kept failed containers included
 ]] },
   { name = "import", module = "mw.import", help = [[
   import compose.yaml [-o stack.lua]   write a stack.lua equivalent to a compose file

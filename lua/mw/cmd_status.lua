@@ -86,6 +86,13 @@ function M.stack_status(opts)
         rows[#rows + 1] = row
         named[live_row.name] = true
         rank(row.component)
+        -- its warm standby, a row of its own after it (mw.standby)
+        local sb = type(row.standby) == "table" and row.standby or nil
+        if sb then
+          rows[#rows + 1] = { name = row.name .. " standby", component = row.component, instance = row.instance,
+                              state = sb.state == "frozen" and "standby_frozen" or "standby_preparing",
+                              container = sb.container, source = "mw", is_standby = true }
+        end
       end
     end
   end
@@ -93,8 +100,13 @@ function M.stack_status(opts)
   for _, ctr in ipairs(opts.containers or {}) do
     local comp, _, key = lookup.identity(ctr.Labels)
     if comp and not named[key] then
-      rows[#rows + 1] = M.engine_row(ctr, (opts.infos or {})[ctr.Id], now)
-      has[key] = true
+      local row = M.engine_row(ctr, (opts.infos or {})[ctr.Id], now)
+      if ctr.Labels["mw.standby"] == "1" and ctr.State == "paused" then
+        row.name, row.state, row.is_standby = key .. " standby", "standby_frozen", true
+      else
+        has[key] = true
+      end
+      rows[#rows + 1] = row
     end
   end
   if not opts.live and opts.def then
@@ -113,6 +125,7 @@ function M.stack_status(opts)
     if rank_a ~= rank_b then return rank_a < rank_b end
     if a.component ~= b.component then return tostring(a.component) < tostring(b.component) end
     if a.instance ~= b.instance then return (a.instance or 1) < (b.instance or 1) end
+    if (a.is_standby or false) ~= (b.is_standby or false) then return not a.is_standby end
     return tostring(a.container) < tostring(b.container)
   end)
   local live = opts.live
@@ -132,6 +145,7 @@ local STATE_TEXT = {
   healthy = "healthy", unhealthy = "unhealthy", restarting = "restarting", gave_up = "gave up",
   stopped = "stopped", completed = "completed", not_created = "not created", created = "created (not started)",
   paused = "paused", dead = "dead", removing = "being removed",
+  standby_frozen = "standby (frozen)", standby_preparing = "standby (preparing)",
 }
 
 function M.state_text(row)

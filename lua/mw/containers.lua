@@ -244,6 +244,7 @@ function Sup:post_start(inst, how)
   self:start_heartbeat(inst)
   self:watch_pid(inst)
   if how ~= "adopted" and inst.index == 1 then self:restart_sharers(inst) end
+  if how ~= "promoted" then self:standby_sync(inst) end      -- a promotion makes the next one itself
   return true
 end
 
@@ -294,6 +295,9 @@ function Sup:watch_pid(inst)
     self:stop_heartbeat(inst)
     log[inst.def.job and "info" or "warn"](inst.key, "down",
       string.format("main process %d exited; the engine's exit code follows", pid), { container = id, pid = pid })
+    -- with a frozen standby the exit is a failure now: a promotion need not wait the engine's
+    -- die event (70-100 ms); the record then has no exit code
+    if self:standby_ready(inst) then return self:failure(inst, "exited", { message = "main process exited" }) end
     core.sleep(2)
     if inst.id == id and not inst.handling and inst.down and inst.down.id == id and not self.stopping then
       local info, _, code = self.engine:inspect(id)

@@ -39,8 +39,9 @@ function Sup:on_container_event(ev)
   local attrs = actor.Attributes or {}
   local comp, idx = attrs["mw.component"] or "", tonumber(attrs["mw.instance"]) or 1
   local inst = self.comps[idx == 1 and comp or (comp .. "-" .. idx)]
-  if not inst or actor.ID ~= inst.id or inst.quiet == actor.ID then return end
   local action = ev.Action or ev.status
+  if inst and inst.standby and inst.standby.id == actor.ID then self:standby_event(inst, actor.ID, action) return end
+  if not inst or actor.ID ~= inst.id or inst.quiet == actor.ID then return end
   if action == "oom" then
     inst.oom = true
   elseif action == "kill" then
@@ -87,6 +88,9 @@ function Sup:on_network_event(ev)
   local info = self.engine:inspect(id)
   local status = info and (info.State or {}).Status
   if status ~= "running" and status ~= "paused" then return end
+  -- back on the network by now (a promotion gives its alias by disconnect + connect)
+  local nets = info.NetworkSettings and info.NetworkSettings.Networks
+  if type(nets) == "table" and self.network and nets[self.network.name] then return end
   if inst.id ~= id or inst.handling then return end
   self:failure(inst, "disconnected", {})
 end

@@ -57,7 +57,7 @@ M.TRANSITIONS = {
     action = "Sup:schedule: the policy's action runs after its delay (Sup:act)" },
   -- (from an up state: a start-first replacement brought it back while its recovery waited)
   { event = "recover", from = { "backoff", "starting", "running", "healthy", "unhealthy" }, to = "restarting",
-    action = "Sup:act: restart, recreate, reconnect or escalate" },
+    action = "Sup:act: restart, recreate, reconnect, promote a standby or escalate" },
   { event = "quiet_stop", from = ALL_BUT_GONE, to = "restarting",
     action = "Sup:quiet_stop: stopped as a dependent of a failed one; restarted after it" },
   { event = "replace", from = LIVE, to = "restarting",
@@ -164,6 +164,9 @@ function M.new(group, index)
     history = {},            -- the failures a policy sees: { time, reason, uptime }, trimmed
     last_failure = nil,      -- { reason, exit_code, time, message } for status (Sup:failure)
     hb_restart = nil,        -- true while a recovery for a heartbeat failure is in flight
+    -- a warm standby (mw.standby)
+    standby = nil,           -- { id, hash, state = "preparing" | "frozen", port, since }: its frozen spare
+    standby_task = nil,      -- the task preparing it (Sup:standby_sync)
     -- heartbeats (mw.heartbeat)
     hb = {},                 -- the heartbeat's state: misses, host_port, gen, slot, task, latency,
                              -- last_ok, last_ok_at, last_error, held, check_failed, body,

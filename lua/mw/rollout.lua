@@ -66,6 +66,7 @@ function Sup:apply(new)
       for _, inst in ipairs(instances(group)) do
         inst.def = def
         if inst.pending then self:repolicy(inst) end
+        if inst.id and is_up(inst) then self:standby_sync(inst) end
         if hb_changed and inst.id and is_up(inst) then
           if def.heartbeat and inst.state == "running" then transition(self, inst, "reloaded", "starting") end
           if not def.heartbeat and inst.state ~= "running" then transition(self, inst, "reloaded", "running") end
@@ -177,6 +178,9 @@ function Sup:retire(list, why)
     if inst.pidw then inst.pidw:close() inst.pidw = nil end
     if inst.runner and inst.runner ~= core.current() then core.cancel(inst.runner) end
     inst.runner, inst.pending = nil, nil
+    if inst.standby or inst.standby_task then
+      self:spawn(inst.key .. "-standby-retire", function() self:drop_standby(inst) end)
+    end
     transition(self, inst, "retire", "gone")
     self.comps[inst.key] = nil
     if inst.group.instances[inst.index] == inst then inst.group.instances[inst.index] = nil end

@@ -538,6 +538,9 @@ function stack.plan(s)
     for _, h in ipairs(host_summary(c)) do parts[#parts + 1] = h end
     parts[#parts + 1] = "restart " .. policy.describe(c.restart)
     if c.on_event or s.on_event then parts[#parts + 1] = "on_event " .. (c.on_event and "hook" or "stack's hook") end
+    if c.standby then
+      parts[#parts + 1] = "warm standby (one frozen spare" .. (c.standby.keep_failed and ", failed ones kept" or "") .. ")"
+    end
     lines[#lines + 1] = string.format("%2d. %s: %s", i, name, table.concat(parts, "; "))
   end
   local left = {}

@@ -21,7 +21,7 @@ local M = {}
 local Sup = {}
 Sup.__index = Sup
 
-for _, part in ipairs { "mw.containers", "mw.heartbeat", "mw.events", "mw.rollout", "mw.autoscaler" } do
+for _, part in ipairs { "mw.containers", "mw.heartbeat", "mw.events", "mw.rollout", "mw.autoscaler", "mw.standby" } do
   for name, fn in pairs(require(part)) do Sup[name] = fn end
 end
 
@@ -268,6 +268,7 @@ function Sup:failure(inst, reason, info)
     component = inst.name, instance = inst.index, reason = reason, exit_code = info.exit_code, oom = reason == "oom" or info.oom or false,
     memory = (inst.overrides and inst.overrides.memory) or inst.def.memory, uptime = uptime, time = now, restarts = inst.restarts, history = history,
     message = info.message,
+    standby = self:standby_ready(inst),     -- a frozen standby is there to promote (mw.standby)
   }
   inst.history[#inst.history + 1] = { time = now, reason = reason, uptime = uptime }
   policy.trim_history(inst.history, now, self:history_limit())
@@ -392,6 +393,18 @@ function Sup:act(inst, action)
   end
   inst.restarts = inst.restarts + 1
   transition(self, inst, "recover", "restarting")
+  if action == "promote" then
+    if self:standby_ready(inst) then
+      local pinfo
+      ok, err, pinfo = self:promote(inst)
+      if ok then return self:settle(inst) end
+      if pinfo and pinfo.exited then return self:start_failed(inst, err, pinfo) end
+      log.warn(inst.key, "promote_failed", "promotion failed (" .. tostring(err) .. "); restarting in place")
+    else
+      log.info(inst.key, "promote", "no frozen standby to promote; restarting in place")
+    end
+    action = "restart"
+  end
   if action == "reconnect" then
     -- a dying container also leaves its network: reconnect only one that still runs
     local info = inst.id and engine:inspect(inst.id)
@@ -467,17 +480,32 @@ end
 function Sup:actual()
   local list, err = self.engine:list { label = owner.filter(self.stack.name, "mw.config-hash") }
   if not list then return nil, err end
-  local by = {}
+  local by, standbys = {}, {}
   for _, listed in ipairs(list) do
     local labels = listed.Labels or {}
     local comp = labels["mw.component"]
     if comp then
       local idx = tonumber(labels["mw.instance"]) or 1
-      by[comp] = by[comp] or {}
-      by[comp][idx] = by[comp][idx] or {}
-      table.insert(by[comp][idx], listed)
+      local key = idx == 1 and comp or (comp .. "-" .. idx)
+      -- a frozen standby is not a candidate for the instance (mw.standby adopts it); a kept
+      -- failed container is neither adopted nor removed
+      if self.is_frozen_standby(listed) and not standbys[key] then
+        standbys[key] = listed
+      elseif not self:is_kept_failed(key, listed) then
+        by[comp] = by[comp] or {}
+        by[comp][idx] = by[comp][idx] or {}
+        table.insert(by[comp][idx], listed)
+      end
     end
   end
+  -- a running container first (a promoted standby not yet renamed counts after the others)
+  local function rank(listed)
+    return (listed.State == "running" and 0 or 2) + ((listed.Labels or {})["mw.standby"] and 1 or 0)
+  end
+  for _, per in pairs(by) do
+    for _, l in pairs(per) do table.sort(l, function(a, b) return rank(a) < rank(b) end) end
+  end
+  self.found_standbys = standbys
   return by
 end
 
@@ -527,6 +555,13 @@ function Sup:start()
             or " of a component no longer in the stack"))
         end
       end
+    end
+  end
+  for key, listed in pairs(self.found_standbys or {}) do
+    if not self.comps[key] then
+      self.found_standbys[key] = nil
+      self.engine:remove(listed.Id, { force = true })
+      log.info(key, "removed", "removed the standby " .. listed.Id:sub(1, 12) .. " of an instance no longer in the stack")
     end
   end
   self:autoscaler()
@@ -617,6 +652,7 @@ function Sup:snapshot()
         next_action = inst.pending and inst.pending.action or nil,
         missed = inst.missed or 0, failed_probes = inst.failed_probes or 0, failures = inst.failures or 0,
         last_probe_error = inst.hb and inst.hb.last_error or nil,
+        standby = inst.standby and { container = inst.standby.id, state = inst.standby.state } or nil,
       }
     end
   end

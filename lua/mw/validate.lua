@@ -526,6 +526,38 @@ function field.rollout(_, path, v)
   return r
 end
 
+-- A warm standby (mw.standby): true, or a table of its options.
+function field.standby(_, path, v)
+  if v == false then return false end
+  local sb = { keep_failed = false }
+  if v == true then return sb end
+  if type(v) ~= "table" then must(path, v, "true, false or a table { keep_failed = true }") end
+  fields(path, v, { "keep_failed" })
+  local keep = rawget(v, "keep_failed")
+  if keep ~= nil then sb.keep_failed = boolean(sub(path, "keep_failed"), keep) end
+  return sb
+end
+
+-- What a standby cannot be correct with: a fixed host port (the active container holds it, so
+-- the standby could not be created, or would take over the port while frozen), and a named
+-- volume two containers would write at once unless the stack says it may be shared.
+local function standby_conflicts(path, c)
+  if not c.standby then return end
+  local at = sub(path, "standby")
+  for i, p in ipairs(c.ports) do
+    if p.host then
+      fail(at, string.format("a standby cannot have a fixed host port: ports[%d] publishes host port %d, "
+        .. "which the active container holds (leave the host port out, or drop standby)", i, p.host))
+    end
+  end
+  for i, v in ipairs(c.volumes) do
+    if v.type == "volume" and not v.shared then
+      fail(at, string.format("a standby would share the named volume '%s' (volumes[%d]) with the active "
+        .. "container; mark it shared = true if two containers may use it at once, or drop standby", v.name, i))
+    end
+  end
+end
+
 function field.working_dir(_, path, v)
   nonempty(path, v)
   if v:sub(1, 1) ~= "/" then fail(path, "must be an absolute path in the container, got " .. show(v)) end
@@ -899,6 +931,12 @@ local function component(ctx, name, raw)
       end
     end
   end
+  standby_conflicts(path, c)
+  if c.standby and c.network_mode then
+    fail(path, "has a standby and network_mode " .. show(c.network_mode) .. ": a standby lives on a network of its own",
+      "standby")
+  end
+  if c.standby and c.job then fail(path, "is a job and has a standby: a job runs once to completion", "standby") end
   -- The seed's components find their introspection port here.
   if c.heartbeat and c.heartbeat.kind == "http" and c.env.INTROSPECTION_PORT == nil then
     c.env.INTROSPECTION_PORT = tostring(c.heartbeat.port)

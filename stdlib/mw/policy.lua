@@ -7,7 +7,7 @@ local policy = {}
 -- Everything a policy (ours or a user's function) may answer.
 policy.actions = {
   restart = true, recreate = true, reconnect = true, restart_dependents = true,
-  restart_stack = true, give_up = true, ignore = true,
+  restart_stack = true, give_up = true, ignore = true, promote = true,
 }
 
 -- What a failure calls for when nothing stops it.
@@ -125,6 +125,8 @@ local function decide(d, f)
     if esc == "give_up" then return "give_up", 0 end
     return esc, delay
   end
+  -- a frozen standby is ready (the component asked for one): promote it now, no backoff
+  if f.standby == true and (action == "restart" or action == "recreate") then return "promote", 0 end
   return action, delay
 end
 

@@ -2,11 +2,11 @@
 # make bench: builds mw, makes sure Debian's docker-compose is there (benchmark 1's compose
 # column), then runs every benchmark against the engine, each bounded in time. Figures are
 # printed and appended to tests/bench/RESULTS.md under a header for this run.
-#   BENCH_ONLY="cold reload"   run only these (cold recovery footprint reload adopt hbscale takeover)
+#   BENCH_ONLY="cold reload"   run only these (cold recovery standby footprint reload adopt hbscale takeover)
 #   BENCH_RESULTS=-            print only; BENCH_RESULTS=FILE append elsewhere
 #   BENCH_TIMEOUT=SECS         per benchmark (default 1500)
 #   per benchmark: BENCH_COLD_TRIALS (3), BENCH_COLD_TRIALS_LARGE (2, N >= 30 and the chain), BENCH_COLD_SIZES (1,8,30,chain), BENCH_CHAIN_DEPTH (10),
-#   BENCH_RECOVERY_TRIALS (20), BENCH_PAUSE_TRIALS (20), BENCH_PAUSE_SLOW_TRIALS (5),
+#   BENCH_RECOVERY_TRIALS (20), BENCH_PAUSE_TRIALS (20), BENCH_PAUSE_SLOW_TRIALS (5), BENCH_STANDBY_TRIALS (20),
 #   BENCH_FOOT_SIZES (1,10,50,100), BENCH_FOOT_SECS (60), BENCH_FOOT_PATHS (published,netns), BENCH_RELOAD_EDITS (50),
 #   BENCH_ADOPT_COMPONENTS (50), BENCH_ADOPT_TRIALS (5), BENCH_HB_N (1000), BENCH_HB_SECS (30),
 #   BENCH_TAKEOVER_TRIALS (20), BENCH_TAKEOVER_TTL (5; etcd coordination, needs etcd: make deps)
@@ -36,7 +36,7 @@ fi
 ulimit -n 65536 2>/dev/null || true
 
 export BENCH_RESULTS=${BENCH_RESULTS:-tests/bench/RESULTS.md}
-benches=${BENCH_ONLY:-cold recovery footprint reload adopt hbscale takeover}
+benches=${BENCH_ONLY:-cold recovery standby footprint reload adopt hbscale takeover}
 if [ "$BENCH_RESULTS" != "-" ]; then
   {
     printf '\n## Run of %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"

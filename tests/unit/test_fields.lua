@@ -123,7 +123,7 @@ end)
 t.test("only fields that cannot change a container are left out of the hash", function()
   local unhashed = {}
   for _, f in ipairs(fields.component) do if not f.hash then unhashed[#unhashed + 1] = f.name end end
-  t.eq(table.concat(unhashed, " "), "build pull depends_on heartbeat restart scale autoscale job profiles rollout on_event")
+  t.eq(table.concat(unhashed, " "), "build pull depends_on heartbeat restart scale autoscale job profiles standby rollout on_event")
 end)
 
 t.test("changing a container field changes the container's create body", function()

@@ -419,4 +419,23 @@ t.test("policy.check_result", function()
   for a in pairs(policy.actions) do t.eq(policy.check_result(a, 0), a) end
 end)
 
+t.test("a frozen standby makes the policies promote, at once; limits and never still win", function()
+  local a, d = policy.default(failure { reason = "exited", exit_code = 1, standby = true })
+  t.eq(a, "promote") t.eq(d, 0)
+  a = policy.default(failure { reason = "heartbeat", standby = true })
+  t.eq(a, "promote")
+  a = policy.default(failure { reason = "removed", standby = true })
+  t.eq(a, "promote", "a removed container: the standby takes its place")
+  a = policy.default(failure { reason = "exited", exit_code = 1 })
+  t.eq(a, "restart", "no standby: restart")
+  a = policy.on_failure {} (failure { reason = "exited", exit_code = 0, standby = true })
+  t.eq(a, "ignore", "a clean exit under on_failure stays ignored")
+  a = policy.never {} (failure { reason = "exited", exit_code = 1, standby = true })
+  t.eq(a, "give_up")
+  local limited = policy.on_failure { limit = { restarts = 1, within = "1m" } }
+  a = limited(failure { reason = "exited", exit_code = 1, standby = true, history = hist({ 999, 1 }) })
+  t.eq(a, "give_up", "over the limit: the escalation, not a promotion")
+  t.ok(policy.check_result("promote", 0), "promote is an action a function may answer")
+end)
+
 os.exit(t.run())
