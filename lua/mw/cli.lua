@@ -86,6 +86,26 @@ local COMMANDS = {
   logs [-f] [--tail N] [component...] [--stack S]
                             the components' logs, each line prefixed by its component
 ]] },
+  { name = "stop", module = "mw.cmd_stop", fn = "stop", help = [[
+  stop [component...] [stack.lua | --stack S]
+                            stop gracefully (stop_grace), dependents first; a running mw keeps
+                            them stopped (status: stopped by user) until start or restart
+]] },
+  { name = "start", module = "mw.cmd_stop", fn = "start", help = [[
+  start [component...] [stack.lua | --stack S]
+                            start what was stopped (and what it depends on), in dependency order
+]] },
+  { name = "restart", module = "mw.cmd_stop", fn = "restart", help = [[
+  restart [component...] [stack.lua | --stack S]
+                            stop gracefully, then start again in dependency order; a component
+                            that gave up starts afresh (its failure history is cleared)
+]] },
+  { name = "down", module = "mw.cmd_stop", fn = "down", help = [[
+  down [--volumes] [stack.lua | --stack S]
+                            stop gracefully in order (a running mw ends its supervision), then
+                            remove the containers and networks; named volumes and images stay
+                            unless --volumes (which removes the volumes)
+]] },
   { name = "kill", module = "mw.cmd_kill", help = [[
   kill <component> [--stack S]
                             force-remove the component's container; a running mw recovers it

@@ -20,7 +20,7 @@ local M = {}
 local Sup = {}
 Sup.__index = Sup
 
-for _, part in ipairs { "mw.containers", "mw.heartbeat", "mw.events", "mw.rollout", "mw.autoscaler" } do
+for _, part in ipairs { "mw.containers", "mw.heartbeat", "mw.events", "mw.rollout", "mw.autoscaler", "mw.userops" } do
   for name, fn in pairs(require(part)) do Sup[name] = fn end
 end
 
@@ -243,6 +243,7 @@ end
 function Sup:failure(inst, reason, info)
   info = info or {}
   if self.stopping or inst.handling or inst.state == "gone" then return end
+  if inst.state == "user_stopped" then return end    -- the user's: nothing to recover (mw.userops)
   if inst.state == "gave_up" or inst.state == "stopped" then
     if reason ~= "removed" then return end
   end
@@ -331,7 +332,10 @@ function Sup:act(inst, action)
   log.info(inst.key, "restarting", action:gsub("_", " ") .. " now", { action = action })
   local ok, err
   if action == "restart_dependents" or action == "restart_stack" then
-    local others = action == "restart_stack" and self:all_but(inst) or self:dependents(inst)
+    local others = {}
+    for _, other in ipairs(action == "restart_stack" and self:all_but(inst) or self:dependents(inst)) do
+      if other.state ~= "user_stopped" then others[#others + 1] = other end   -- the user's to start
+    end
     local names = {}
     for _, other in ipairs(others) do names[#names + 1] = other.key end
     log.info(inst.key, "escalate", action == "restart_stack" and "restarting the whole stack"
@@ -504,7 +508,7 @@ function Sup:wait_ready(timeout)
   return self:wait_until(function()
     if deadline and core.now() > deadline then return true end
     for _, inst in pairs(self.comps) do
-      if inst.state ~= "healthy" and inst.state ~= "gave_up" and inst.state ~= "stopped"
+      if inst.state ~= "healthy" and inst.state ~= "gave_up" and inst.state ~= "stopped" and inst.state ~= "user_stopped"
         and not (inst.state == "running" and not inst.def.heartbeat) then
         return false
       end
