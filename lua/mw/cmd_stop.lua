@@ -85,8 +85,9 @@ end
 -- otherwise. -> whether every fn returned true
 local function in_order(names, before, fn)
   local done, all_ok = {}, true
-  local cond = core.cond()
-  local tasks = {}
+  -- a cond lets one task wait: one each, all nudged when any finishes
+  local conds, tasks = {}, {}
+  for _, name in ipairs(names) do conds[name] = core.cond() end
   for _, name in ipairs(names) do
     tasks[#tasks + 1] = core.spawn(function()
       while true do
@@ -95,15 +96,15 @@ local function in_order(names, before, fn)
           if other ~= name and before(name, other) and not done[other] then ready = false break end
         end
         if ready then break end
-        cond:wait(1)
+        conds[name]:wait(1)
       end
       if not fn(name) then all_ok = false end
       done[name] = true
-      cond:notify()
+      for _, c in pairs(conds) do c:notify() end
     end, "order-" .. name)
   end
   for _, t in ipairs(tasks) do core.join(t) end
-  cond:close()
+  for _, c in pairs(conds) do c:close() end
   return all_ok
 end
 
@@ -236,7 +237,7 @@ local function ask(ctx, op, names)
   local rc = OK
   for _, row in ipairs(lookup.list_of(v.components)) do
     if type(row) == "table" then
-      lookup.write(string.format("%s %s\n", tostring(row.name), tostring(row.state):gsub("_", " ")))
+      lookup.write(string.format("%s %s\n", tostring(row.name), (tostring(row.state):gsub("_", " "))))
       local s = row.state
       if op ~= "stop" and (s == "backoff" or s == "gave_up" or s == "waiting" or s == "restarting") then rc = FAILURE end
     end

@@ -31,8 +31,9 @@ end
 function Sup:in_order(names, first, fn)
   local done, set = {}, {}
   for _, name in ipairs(names) do set[name] = true end
-  local cond = core.cond()
-  local tasks = {}
+  -- a cond lets one task wait: one each, all nudged when any finishes
+  local conds, tasks = {}, {}
+  for _, name in ipairs(names) do conds[name] = core.cond() end
   for _, name in ipairs(names) do
     tasks[#tasks + 1] = core.spawn(function()
       while true do
@@ -41,16 +42,16 @@ function Sup:in_order(names, first, fn)
           if other ~= name and first(name, other) and not done[other] then ready = false break end
         end
         if ready then break end
-        cond:wait(1)
+        conds[name]:wait(1)
       end
       local ok, err = pcall(fn, name)
       if not ok then log.warn(name, "user", "failed: " .. tostring(err)) end
       done[name] = true
-      cond:notify()
+      for _, c in pairs(conds) do c:notify() end
     end, "user-" .. name)
   end
   for _, t in ipairs(tasks) do core.join(t) end
-  cond:close()
+  for _, c in pairs(conds) do c:close() end
 end
 
 -- Whether component a depends on b, directly or not.
