@@ -305,11 +305,11 @@ function Api:user_op(op, query)
   local sup = self.ctx.sup
   if not sup then return 503, { ok = false, error = "mw is not supervising yet" } end
   local names = M.query_components(query)
-  local ok, unknown = sup["user_" .. op](sup, names)
-  if not ok then
+  local list, unknown = sup["user_" .. op](sup, names)
+  if not list then
     return 404, { ok = false, error = string.format("no component %s in stack %s", tostring(unknown), sup.stack.name) }
   end
-  local states = sup:user_states(names)
+  local states = sup:user_states(list)
   return 200, { ok = true, components = states }
 end
 

@@ -87,7 +87,7 @@ function Sup:halt(inst, restarting)
 end
 
 -- Stops the named components (all when none), each after the named ones that depend on it,
--- each with its stop_grace; they stay stopped. -> true | nil, unknown component
+-- each with its stop_grace; they stay stopped. -> the components | nil, unknown component
 function Sup:user_stop(names)
   local list, unknown = self:user_names(names)
   if not list then return nil, unknown end
@@ -104,7 +104,7 @@ function Sup:user_stop(names)
     end
     for _, t in ipairs(tasks) do core.join(t) end
   end)
-  return true
+  return list
 end
 
 -- A component the user brings back has its policy start afresh.
@@ -148,7 +148,7 @@ end
 
 -- Starts the named components (all when none) that are stopped, given up or stopped by the
 -- user, and what they depend on, in dependency order; waits until they are up or failed.
--- -> true | nil, unknown component
+-- -> the components acted on | nil, unknown component
 function Sup:user_start(names)
   local list, unknown = self:user_names(names)
   if not list then return nil, unknown end
@@ -174,12 +174,12 @@ function Sup:user_start(names)
     end
   end
   self:await_settled(list)
-  return true
+  return list
 end
 
 -- Restarts the named components (all when none): each stopped gracefully after the named ones
 -- that depend on it, then started again once its dependencies are up; a given-up one's
--- failure history is cleared so its policy starts afresh. -> true | nil, unknown component
+-- failure history is cleared so its policy starts afresh. -> the components | nil, unknown component
 function Sup:user_restart(names)
   local list, unknown = self:user_names(names)
   if not list then return nil, unknown end
@@ -213,13 +213,13 @@ function Sup:user_restart(names)
     end
   end
   self:await_settled(list)
-  return true
+  return list
 end
 
--- The state of each named component's instances: { { name = key, state = state } ... }.
-function Sup:user_states(names)
+-- The state of each listed component's instances: { { name = key, state = state } ... }.
+function Sup:user_states(list)
   local out = {}
-  for _, name in ipairs(self:user_names(names) or {}) do
+  for _, name in ipairs(list) do
     for _, inst in ipairs(instances(self.groups[name])) do
       out[#out + 1] = { name = inst.key, state = inst.state }
     end

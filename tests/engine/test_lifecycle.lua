@@ -2,7 +2,6 @@
 -- stop order read from the containers' own exit times, stop_grace honoured, a user's stop not
 -- recovered, a given-up component restarted under its policy afresh, down's removals.
 local t = require "t"
-local core = require "mw.core"
 local timestamp = require "mw.timestamp"
 local cjson = require "cjson"
 local E = require "engine"
@@ -114,6 +113,7 @@ t.test("without mw: stop goes dependents first with each stop_grace, status says
   t.match(text, "\napp%s+stopped %(by user%)")
 
   code, out, err = mw { "start", "--state-dir", sdir, file }
+  t.match(out, "started " .. lit(stack) .. "%-db")
   t.eq(code, 0, err)
   wait_all_running(stack)
   t.ok(started(stack, "db") <= started(stack, "app") and started(stack, "app") <= started(stack, "web"),
@@ -273,8 +273,6 @@ t.test("down, with mw and without: stops in order, removes containers and networ
   h = E.mw { "run", "--log-format", "json", "--state-dir", sdir, file }
   wait_all_running(stack)
   t.eq(h.stop(), 0)
-  local ids = {}
-  for _, c in ipairs { "web", "app", "db" } do ids[c] = E.containers(stack)[c][1].Id end
   code, out, err = mw { "down", "--volumes", "--state-dir", sdir, file }
   t.eq(code, 0, err)
   t.match(out, "stopped " .. lit(stack) .. "%-web")
