@@ -172,6 +172,46 @@ t.test("a recovery, a give-up and a retirement through the real supervisor take 
   sup:stop()
 end)
 
+t.test("the user's stop is no failure and stays; the user's restart of a given-up one starts afresh", function()
+  local restart = policy.on_failure { backoff = backoff.constant { delay = 0 }, limit = { restarts = 1, within = "1h" } }
+  local def = { name = "a", image = "busybox", restart = restart, depends_on = {}, stop_grace = 3 }
+  local engine = fake_engine()
+  local grace
+  function engine:stop(_, t_) grace = t_ self.calls[#self.calls + 1] = "stop" return true end
+  local sup = supervisor.new { engine = engine, stack = { name = "st", order = { "a" }, components = { a = def } } }
+  local c = sup.comps.a
+  instance.transition(sup, c, "bring_up", "waiting")
+  c.id = "c0ffee"
+  t.ok(sup:post_start(c, "started"))
+  t.same(sup:user_stop({ "a" }), { "a" })
+  t.eq(c.state, "user_stopped")
+  t.eq(grace, 3, "its stop_grace")
+  engine.exit()
+  sup:failure(c, "exited", { exit_code = 143 })
+  t.eq(c.state, "user_stopped", "its exit is no failure")
+  t.eq(c.failures or 0, 0)
+  t.eq(sup:user_stop({ "nosuch" }), nil)
+  -- restart: running again
+  t.same(sup:user_restart({ "a" }), { "a" })
+  t.eq(c.state, "running")
+  -- two failures: the limit of one restart gives up
+  engine.exit()
+  sup:failure(c, "exited", { exit_code = 1 })
+  t.wait_for(function() return c.state == "running" and not c.handling end, 5, "restarted")
+  engine.exit()
+  sup:failure(c, "exited", { exit_code = 1 })
+  t.eq(c.state, "gave_up")
+  t.eq(#c.history, 2)
+  sup:user_restart({})
+  t.eq(c.state, "running")
+  t.eq(#c.history, 0, "history cleared")
+  -- so the policy restarts it once more before giving up
+  engine.exit()
+  sup:failure(c, "exited", { exit_code = 1 })
+  t.wait_for(function() return c.state == "running" and not c.handling end, 5, "restarted afresh")
+  sup:stop()
+end)
+
 t.test("no undeclared transition was made by any test in this file", function()
   t.same(instance.undeclared, {})
 end)
