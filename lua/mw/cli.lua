@@ -177,7 +177,22 @@ function M.help_text()
   return table.concat(parts)
 end
 
-BY_NAME.help.run = function()
+-- The text of `mw help <command>`: its usage lines, the options every command takes and the
+-- exit statuses -> text | nil (no such command, or one not listed).
+function M.command_help(name)
+  local command = M.command(name or "")
+  if not command or not command.help then return nil end
+  return "usage: mw [--label NAME]" .. command.help:gsub("^ ", "", 1) .. HELP_TAIL
+end
+
+BY_NAME.help.run = function(args)
+  local name = args and args[1]
+  if name and name ~= "help" then
+    local text = M.command_help(name)
+    if not text then say("unknown command '" .. name .. "' (see mw help)") return USAGE end
+    io.stdout:write(text)
+    return OK
+  end
   io.stdout:write(M.help_text())
   return OK
 end
@@ -232,7 +247,9 @@ function M.main(...)
   local lok, lerr = installation(name, args, at)
   if not lok then say(lerr) return USAGE end
   for _, arg in ipairs(args) do
-    if (arg == "--help" or arg == "-h") and name ~= "script" then return BY_NAME.help.run() end
+    if (arg == "--help" or arg == "-h") and name ~= "script" then
+      return BY_NAME.help.run(command.help and name ~= "help" and { command.name } or nil)
+    end
   end
   if command.run then return command.run(args, M) end
   return require(command.module)[command.fn or "main"](args, M)
