@@ -13,7 +13,7 @@ local destroy = require "mw.cmd_destroy"
 local M = {}
 
 local OK, FAILURE, USAGE = 0, 1, 2
-local START_WAIT = 30          -- seconds a start without mw waits for a dependency to run
+local START_WAIT = 120         -- seconds a start without mw waits for a dependency to run
 local LEAVE_WAIT = 30          -- seconds `down` waits for the running mw to exit
 
 -- ---------------------------------------------------------------------------------------------
@@ -230,7 +230,8 @@ local function ask(ctx, op, names)
   local query = "/api/" .. op
   if #names > 0 then query = query .. "?components=" .. table.concat(names, ",") end
   -- the mw answers once it is done: a stop takes up to the graces of a chain, a start its starts
-  local timeout = 60
+  -- (the mw waits up to 120 s for them to settle)
+  local timeout = 180
   for _, comp in pairs(ctx.def and ctx.def.components or {}) do timeout = timeout + (comp.stop_grace or 10) end
   local v, err = api.query(ctx.dir, ctx.stack, query, { method = "POST", timeout = timeout })
   if not v then ctx.say(op .. ": " .. tostring(err)) return FAILURE end

@@ -9,8 +9,11 @@ local run = require "run"
 
 local e = E.engine()
 
+-- Deadlines are generous: on a loaded machine a container takes tens of seconds to start.
+local SLOW = 240
+
 local function mw(args, timeout)
-  return run.mw(args, { timeout = timeout or 90 })
+  return run.mw(args, { timeout = timeout or SLOW })
 end
 
 -- s as a pattern matching itself
@@ -91,7 +94,7 @@ local function wait_all_running(stack, comps)
       if not by[c] or #by[c] ~= 1 or by[c][1].State ~= "running" then return false end
     end
     return true
-  end, 60, "all running")
+  end, SLOW, "all running")
 end
 
 -- ---------------------------------------------------------------------------------------------
@@ -101,7 +104,7 @@ t.test("without mw: stop goes dependents first with each stop_grace, status says
   local sdir = E.tmpdir()
   local h = E.mw { "run", "--log-format", "json", "--state-dir", sdir, file }
   wait_all_running(stack)
-  h.wait_event({ event = "started", component = "web" }, 60)
+  h.wait_event({ event = "started", component = "web" }, SLOW)
   t.eq(h.stop(), 0)
   local code, out, err = mw { "stop", "--state-dir", sdir, file }
   t.eq(code, 0, err)
@@ -152,7 +155,7 @@ t.test("with mw: stop is the user's (not recovered, status says so); start bring
   local sdir = E.tmpdir()
   local h = E.mw { "run", "--log-format", "json", "--state-dir", sdir, file }
   wait_all_running(stack)
-  for _, c in ipairs(ALL) do h.wait_event({ event = "started", component = c }, 60) end
+  for _, c in ipairs(ALL) do h.wait_event({ event = "started", component = c }, SLOW) end
   local code, out, err = mw { "stop", "--state-dir", sdir, file }
   t.eq(code, 0, err)
   t.match(out, "app user stopped")
@@ -167,8 +170,8 @@ t.test("with mw: stop is the user's (not recovered, status says so); start bring
   -- a barrier: side killed now, and recovered, means mw has handled every event before it
   local n = #h.events()
   assert(e:kill(E.containers(stack).side[1].Id, "KILL"))
-  h.wait_event({ event = "restarting", component = "side" }, 30, n)
-  h.wait_event({ event = "restarted", component = "side" }, 30, n)
+  h.wait_event({ event = "restarting", component = "side" }, SLOW, n)
+  h.wait_event({ event = "restarted", component = "side" }, SLOW, n)
   for _, ev in ipairs(h.events()) do
     if ev.component ~= "side" then
       t.ok(ev.event ~= "failed" and ev.event ~= "restarting" and ev.event ~= "gave_up",
@@ -202,7 +205,7 @@ return { name = "NAME", components = {
 ]==]):gsub("QUICK", string.format("%q", QUICK)))
   local sdir = E.tmpdir()
   local h = E.mw { "run", "--log-format", "json", "--state-dir", sdir, file }
-  local _, at = h.wait_event({ event = "gave_up", component = "quit" }, 60)
+  local _, at = h.wait_event({ event = "gave_up", component = "quit" }, SLOW)
   local restarts = 0
   for i = 1, at do
     local ev = h.events()[i]
@@ -213,7 +216,7 @@ return { name = "NAME", components = {
   -- it runs again; its policy, afresh, restarts it once more before giving up again
   t.ok(code == 0 or code == 1, err)
   t.match(out, "quit ")
-  local ev2, at2 = h.wait_event({ event = "gave_up", component = "quit" }, 60, at)
+  local ev2, at2 = h.wait_event({ event = "gave_up", component = "quit" }, SLOW, at)
   t.ok(ev2, "gave up again")
   local again = 0
   for i = at + 1, at2 do
@@ -252,13 +255,13 @@ t.test("down, with mw and without: stops in order, removes containers and networ
   -- with mw: it stops every component and exits
   local h = E.mw { "run", "--log-format", "json", "--state-dir", sdir, file }
   wait_all_running(stack)
-  for _, c in ipairs(ALL) do h.wait_event({ event = "started", component = c }, 60) end
+  for _, c in ipairs(ALL) do h.wait_event({ event = "started", component = c }, SLOW) end
   local code, out, err = mw { "down", "--state-dir", sdir, file }
   t.eq(code, 0, err)
   t.match(out, "removed container " .. lit(stack) .. "%-db")
   t.match(out, "removed network")
   t.match(err, "kept 1 volume")
-  t.eq(h.p:wait(30), 0, "mw exited")
+  t.eq(h.p:wait(SLOW), 0, "mw exited")
   h.wait_event({ event = "down" }, 5)
   local stops = {}
   for _, ev in ipairs(h.events()) do
