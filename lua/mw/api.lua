@@ -411,7 +411,12 @@ function Api:route(conn, req, what)
     if status == 200 and box then
       core.spawn(function()
         local deadline = core.now() + LINGER
-        while conn.queued and conn:queued() > 0 and core.now() < deadline do core.sleep(0.01) end
+        while core.now() < deadline do
+          -- (a connection the client has closed is done with too)
+          local ok, n = pcall(function() return conn.queued and conn:queued() or 0 end)
+          if not ok or n == 0 then break end
+          core.sleep(0.01)
+        end
         box.put { kind = "leave" }
       end, "api-down")
     end
