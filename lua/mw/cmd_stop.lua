@@ -305,9 +305,13 @@ function M.prepare(op, args, cli)
     if type(row) == "table" and row.component then known[row.component] = true end
   end
   for name in pairs(ctx.by) do known[name] = true end
-  if not ctx.live and #list == 0 and op ~= "down" then
-    cli.say(string.format("no stack %s: no container of mw's and no mw running it", ctx.stack))
-    return nil, FAILURE
+  if not ctx.live and #list == 0 then
+    local filter = { label = owner.filter(ctx.stack) }
+    local left = op == "down" and (#(ctx.engine:network_list(filter) or {}) + #(ctx.engine:volume_list(filter) or {})) or 0
+    if left == 0 then
+      cli.say(string.format("no stack %s: no container of mw's and no mw running it", ctx.stack))
+      return nil, FAILURE
+    end
   end
   for _, name in ipairs(rest) do
     if not known[name] then
@@ -316,7 +320,9 @@ function M.prepare(op, args, cli)
     end
   end
   ctx.deps = graph_of(ctx.def, ctx.live)
-  if not ctx.deps and #rest ~= 1 then
+  local n = 0
+  for _ in pairs(ctx.by) do n = n + 1 end
+  if not ctx.deps and #rest ~= 1 and n > 1 then
     cli.say("warning: no stack file known for stack " .. ctx.stack .. " (give it): acting without dependency order")
   end
   return ctx
