@@ -284,7 +284,49 @@ end
 local ROUTES = {
   ["/"] = "GET", ["/index.html"] = "GET", ["/api/status"] = "GET", ["/api/events"] = "GET",
   ["/api/reload"] = "POST", ["/metrics"] = "GET",
+  ["/api/stop"] = "POST", ["/api/start"] = "POST", ["/api/restart"] = "POST", ["/api/down"] = "POST",
 }
+
+-- The components a query names: ?components=a,b (or component=a, repeatable); none: all.
+function M.query_components(query)
+  local names = {}
+  for key, value in tostring(query or ""):gmatch("([^&=]+)=([^&]*)") do
+    if key == "components" or key == "component" then
+      value = value:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+      for name in value:gmatch("[^,]+") do names[#names + 1] = name end
+    end
+  end
+  return names
+end
+
+-- POST /api/stop|start|restart: the supervisor does what the user asked and answers once it is
+-- done (stopped; or started and up, or failed again) with each instance's state.
+function Api:user_op(op, query)
+  local sup = self.ctx.sup
+  if not sup then return 503, { ok = false, error = "mw is not supervising yet" } end
+  local names = M.query_components(query)
+  local list, unknown = sup["user_" .. op](sup, names)
+  if not list then
+    return 404, { ok = false, error = string.format("no component %s in stack %s", tostring(unknown), sup.stack.name) }
+  end
+  local states = sup:user_states(list)
+  return 200, { ok = true, components = states }
+end
+
+-- POST /api/down: every component stopped (dependents first), then supervision ends and mw
+-- exits; the command removes the containers and the network once mw has gone.
+function Api:down()
+  local box, sup = self.ctx.box, self.ctx.sup
+  if not box or not sup then return 503, { ok = false, error = "mw is not supervising yet" } end
+  sup:user_stop({})
+  local done = core.cond()
+  local result
+  box.put { kind = "down", reply = function(ok) result = ok done:notify() end }
+  done:wait(RELOAD_TIMEOUT)
+  done:close()
+  if not result then return 503, { ok = false, error = "mw did not end its supervision" } end
+  return 200, { ok = true, pid = core.pid() }
+end
 
 -- The dashboard with the current status and recent events in it, so its first picture needs no
 -- round trip. In the JSON, "<" is escaped: no text can end the script element early.
@@ -353,14 +395,38 @@ function Api:route(conn, req, what)
     self:events(conn, req)
     return false, nil
   end
-  -- POST /api/reload. A page on another site may send a POST to loopback; only our own page may.
+  -- POST /api/reload and the user's stop, start, restart and down. A page on another site may
+  -- send a POST to loopback; only our own page may.
   local origin = req.headers.origin
   -- "null" is what a sandboxed frame, a file: page or a redirect sends: a page, not ours.
   if origin and (origin == "null" or origin:gsub("^https?://", "") ~= (req.headers.host or "")) then
     respond_json(conn, 403, { ok = false, error = "cross-origin request refused" })
     return false, 403
   end
-  local status, v = self:reload()
+  local status, v
+  if path == "/api/down" then
+    status, v = self:down()
+    respond_json(conn, status, v)
+    -- mw exits once the answer is on its way (closing at once may cancel a queued write)
+    local box = self.ctx.box
+    if status == 200 and box then
+      core.spawn(function()
+        local deadline = core.now() + LINGER
+        while core.now() < deadline do
+          -- (a connection the client has closed is done with too)
+          local ok, n = pcall(function() return conn.queued and conn:queued() or 0 end)
+          if not ok or n == 0 then break end
+          core.sleep(0.01)
+        end
+        box.put { kind = "leave" }
+      end, "api-down")
+    end
+    return false, status
+  elseif path ~= "/api/reload" then
+    status, v = self:user_op(path:match("^/api/(%a+)$"), req.query)
+  else
+    status, v = self:reload()
+  end
   respond_json(conn, status, v, { keep = keep })
   return keep, status
 end

@@ -109,6 +109,26 @@ local COMMANDS = {
       -e, --env K=V           set a variable (repeatable); -u, --user; -w, --workdir
                             exit status: the command's; 125 when mw could not run it
 ]] },
+  { name = "stop", module = "mw.cmd_stop", fn = "stop", help = [[
+  stop [component...] [stack.lua | --stack S]
+                            stop gracefully (stop_grace), dependents first; a running mw keeps
+                            them stopped (status: stopped by user) until start or restart
+]] },
+  { name = "start", module = "mw.cmd_stop", fn = "start", help = [[
+  start [component...] [stack.lua | --stack S]
+                            start what was stopped (and what it depends on), in dependency order
+]] },
+  { name = "restart", module = "mw.cmd_stop", fn = "restart", help = [[
+  restart [component...] [stack.lua | --stack S]
+                            stop gracefully, then start again in dependency order; a component
+                            that gave up starts afresh (its failure history is cleared)
+]] },
+  { name = "down", module = "mw.cmd_stop", fn = "down", help = [[
+  down [--volumes] [stack.lua | --stack S]
+                            stop gracefully in order (a running mw ends its supervision), then
+                            remove the containers and networks; named volumes and images stay
+                            unless --volumes (which removes the volumes)
+]] },
   { name = "kill", module = "mw.cmd_kill", help = [[
   kill <component> [--stack S]
                             force-remove the component's container; a running mw recovers it
@@ -187,15 +207,20 @@ function M.help_text()
   return table.concat(parts)
 end
 
+-- The text of `mw help <command>`: its usage lines, the options every command takes and the
+-- exit statuses -> text | nil (no such command, or one not listed).
+function M.command_help(name)
+  local command = M.command(name or "")
+  if not command or not command.help then return nil end
+  return "usage: mw [--label NAME]" .. command.help:gsub("^ ", "", 1) .. HELP_TAIL
+end
+
 BY_NAME.help.run = function(args)
-  local command = args and args[1] and M.command(args[1])
-  if args and args[1] and not (command and command.help) then
-    say("help: no command '" .. args[1] .. "' (see mw help)")
-    return USAGE
-  end
-  if command then
-    -- one command's lines: `mw help exec`
-    io.stdout:write("usage: mw [--label NAME] ", (command.help:gsub("^%s*", "")))
+  local name = args and args[1]
+  if name and name ~= "help" then
+    local text = M.command_help(name)
+    if not text then say("unknown command '" .. name .. "' (see mw help)") return USAGE end
+    io.stdout:write(text)
     return OK
   end
   io.stdout:write(M.help_text())
@@ -259,7 +284,9 @@ function M.main(...)
   local lok, lerr = installation(name, args, at)
   if not lok then say(lerr) return USAGE end
   for _, arg in ipairs(args) do
-    if (arg == "--help" or arg == "-h") and name ~= "script" then return BY_NAME.help.run({ name }) end
+    if (arg == "--help" or arg == "-h") and name ~= "script" then
+      return BY_NAME.help.run(command.help and name ~= "help" and { command.name } or nil)
+    end
   end
   for _, arg in ipairs(tail) do args[#args + 1] = arg end
   if command.run then return command.run(args, M) end

@@ -143,7 +143,7 @@ end
 local STATE_TEXT = {
   pending = "pending", waiting = "waiting for dependencies", starting = "starting", running = "running",
   healthy = "healthy", unhealthy = "unhealthy", restarting = "restarting", gave_up = "gave up",
-  stopped = "stopped", completed = "completed", not_created = "not created", created = "created (not started)",
+  stopped = "stopped", completed = "completed", user_stopped = "stopped (by user)", not_created = "not created", created = "created (not started)",
   paused = "paused", dead = "dead", removing = "being removed",
   standby_frozen = "standby (frozen)", standby_preparing = "standby (preparing)",
 }
@@ -288,6 +288,13 @@ function M.main(args, cli)
     stacks[#stacks + 1] = M.stack_status {
       stack = name, def = target.def, live = live, containers = by_stack[name], infos = infos, now = now,
     }
+    if not live then
+      -- what `mw stop` stopped on the engine (mw.cmd_stop's marks) says so
+      local marks = require("mw.cmd_stop").read_marks(dir, name)
+      for _, row in ipairs(stacks[#stacks].components) do
+        if row.state == "exited" and marks[row.component] then row.state = "user_stopped" end
+      end
+    end
   end
   if cfg then
     -- with --coord (or MW_COORD) the active mw may run on another host: etcd's election says who

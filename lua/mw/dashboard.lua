@@ -63,7 +63,8 @@ M.html = [==[<!doctype html>
   .s-starting, .s-waiting, .s-pending, .s-restarting { --c: var(--wait); }
   .s-backoff { --c: var(--back); }
   .s-unhealthy, .s-gave_up { --c: var(--bad); }
-  .s-stopped, .s-gone { --c: var(--off); }
+  .s-stopped, .s-user_stopped, .s-gone { --c: var(--off); }
+  .box .again { padding: 0 5px; font-size: 11px; line-height: 1.4; margin-left: 4px; }
   #log { list-style: none; margin: 0; padding: 0; max-height: calc(100vh - 120px); overflow: auto;
          font: 12px/1.35 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
   #log li { padding: 3px 10px; border-bottom: 1px solid #eef0f3; word-break: break-word; }
@@ -107,7 +108,7 @@ M.html = [==[<!doctype html>
   const SPARK = 60, LOG_MAX = 300, POLL_MS = 2000;
   const STATE_COLOR = { healthy: "#1f9d55", running: "#1f9d55", starting: "#c9a100", waiting: "#c9a100",
     pending: "#c9a100", restarting: "#c9a100", backoff: "#e07b00", unhealthy: "#d64545", gave_up: "#d64545",
-    stopped: "#9aa1ab", gone: "#9aa1ab", completed: "#1f9d55" };
+    stopped: "#9aa1ab", user_stopped: "#9aa1ab", gone: "#9aa1ab", completed: "#1f9d55" };
   const $ = (id) => document.getElementById(id);
   const graph = $("graph"), edges = $("edges"), logEl = $("log");
   const boxes = new Map();      // name -> { el, parts, row, spark: [], lastLatency }
@@ -137,6 +138,7 @@ M.html = [==[<!doctype html>
       const left = r.retry_at - Date.now() / 1000;
       return "backoff " + (left > 0 ? dur(left) : "now");
     }
+    if (r.state === "user_stopped") return "stopped by user";
     return (r.state || "?").replace("_", " ");
   }
   function failText(f) {
@@ -214,7 +216,14 @@ M.html = [==[<!doctype html>
       const name = el("span", "name", r.name);
       name.title = r.name;
       const state = el("span", "state");
-      top.append(name, state);
+      // as `mw restart`: a graceful restart, and a component that gave up starts afresh
+      const again = el("button", "again", "\u21bb");
+      again.type = "button";
+      again.title = "restart " + (r.component || r.name) + " (a given-up component starts afresh)";
+      again.addEventListener("click", () => restart(r.component || r.name));
+      const right = el("span");
+      right.append(state, again);
+      top.append(name, right);
       const info = el("div", "info");
       const fail = el("div", "fail");
       const spark = el("div", "spark");
@@ -375,6 +384,18 @@ M.html = [==[<!doctype html>
         if (r) { r.state = ev.state; update(r); summary(rows); }
       }
     };
+  }
+
+  async function restart(name) {
+    $("reloadmsg").textContent = "restarting " + name + "…";
+    try {
+      const res = await fetch("/api/restart?components=" + encodeURIComponent(name), { method: "POST" });
+      const v = await res.json();
+      $("reloadmsg").textContent = v.ok ? ("restarted " + name) : ("restart failed: " + v.error);
+    } catch (e) {
+      $("reloadmsg").textContent = "restart failed: " + e.message;
+    }
+    poll();
   }
 
   $("reload").addEventListener("click", async () => {

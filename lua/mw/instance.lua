@@ -19,6 +19,7 @@ M.STATES = {
   "gave_up",     -- failed; the policy gave up (only a removal still counts as a failure)
   "stopped",     -- ended, and the policy said to leave it (only a removal still counts)
   "completed",   -- a job (job = true) whose container exited 0: done, never restarted
+  "user_stopped", -- stopped by the user (mw stop): nothing restarts it until mw start or restart
   "gone",        -- retired: no longer in the stack or beyond its scale (see the race below)
 }
 
@@ -70,7 +71,14 @@ M.TRANSITIONS = {
     action = "Sup:apply: a heartbeat was added; it must answer" },
   { event = "reloaded", from = { "starting", "healthy", "unhealthy" }, to = "running",
     action = "Sup:apply: its heartbeat was removed" },
-  { event = "retire", from = ALL_BUT_GONE, to = "gone",
+  -- what the user asks (mw stop / start / restart, the API, the dashboard): mw.userops
+  { event = "user_stop", from = ALL_BUT_GONE, to = "user_stopped",
+    action = "Sup:user_stop: stopped gracefully after its dependents; no failure, no restart" },
+  { event = "user_start", from = { "user_stopped", "gave_up", "stopped" }, to = "waiting",
+    action = "Sup:user_start: failure history cleared; brought up once its dependencies are" },
+  { event = "user_restart", from = { "user_stopped", table.unpack(LIVE) }, to = "restarting",
+    action = "Sup:user_restart: stopped gracefully, started again; failure history cleared" },
+  { event = "retire", from = { "user_stopped", table.unpack(ALL_BUT_GONE) }, to = "gone",
     action = "Sup:retire: supervision ends; its container is stopped and removed" },
   -- A race the code has (seen in tests/engine/test_reload.lua): a recovery that was already in
   -- Sup:act when the instance was retired cannot be cancelled (its task cleared inst.runner)

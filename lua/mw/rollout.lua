@@ -95,7 +95,7 @@ function Sup:apply(new)
           local _, hash = spec.container(self.stack, group.def, img, 1, nil, self.hb_via)
           local stale = {}
           for _, inst in ipairs(instances(group)) do
-            if inst.id and inst.hash ~= hash and inst.state ~= "gone" then stale[#stale + 1] = inst end
+            if inst.id and inst.hash ~= hash and inst.state ~= "gone" and inst.state ~= "user_stopped" then stale[#stale + 1] = inst end
           end
           if #stale > 0 then
             group.rolling = true

@@ -191,6 +191,8 @@ local function supervise(ctx, place, listen, systemd)
     return 1
   end
   if systemd and ctx.turns == 1 then systemd:supervise(sup) end -- api: READY=1 once the stack is up
+  -- the whole stack comes up, so what `mw stop` stopped on the engine is no longer marked
+  require("mw.cmd_stop").clear_marks(ctx.state_dir, def.name)
   local status_task = core.spawn(function()
     while true do
       write_status(ctx)
@@ -224,6 +226,12 @@ local function supervise(ctx, place, listen, systemd)
       reload(ctx, "SIGHUP")
     elseif msg.kind == "reload" then -- api: POST /api/reload waits for the result
       msg.reply(reload(ctx, msg.why)) -- api
+    elseif msg.kind == "down" then -- api: POST /api/down stopped every component; supervision ends
+      log.info(nil, "down", "mw down: every component stopped; supervision ends")
+      sup:stop()
+      msg.reply(true)
+    elseif msg.kind == "leave" then -- api: the answer to POST /api/down is on its way
+      break
     elseif msg.kind == "signal" then
       log.info(nil, "stop", "stopping supervision (signal " .. tostring(msg.name) .. "); containers keep running")
       break

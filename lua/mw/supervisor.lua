@@ -21,7 +21,8 @@ local M = {}
 local Sup = {}
 Sup.__index = Sup
 
-for _, part in ipairs { "mw.containers", "mw.heartbeat", "mw.events", "mw.rollout", "mw.autoscaler", "mw.standby" } do
+for _, part in ipairs { "mw.containers", "mw.heartbeat", "mw.events", "mw.rollout", "mw.autoscaler", "mw.standby",
+                        "mw.userops" } do
   for name, fn in pairs(require(part)) do Sup[name] = fn end
 end
 
@@ -249,6 +250,7 @@ end
 function Sup:failure(inst, reason, info)
   info = info or {}
   if self.stopping or inst.handling or inst.state == "gone" then return end
+  if inst.state == "user_stopped" then return end    -- the user's: nothing to recover (mw.userops)
   -- a job that exited 0 is done, not failed; once done nothing of its container counts (a
   -- removal included: the next mw run would run it again, as it finds no completed container)
   if inst.state == "completed" then return end
@@ -359,9 +361,9 @@ function Sup:act(inst, action)
   local ok, err
   if action == "restart_dependents" or action == "restart_stack" then
     local others = {}
-    -- a completed job stays done: escalations do not run it again
+    -- a completed job stays done, a user-stopped one is the user's to start: escalations skip them
     for _, other in ipairs(action == "restart_stack" and self:all_but(inst) or self:dependents(inst)) do
-      if other.state ~= "completed" then others[#others + 1] = other end
+      if other.state ~= "completed" and other.state ~= "user_stopped" then others[#others + 1] = other end
     end
     local names = {}
     for _, other in ipairs(others) do names[#names + 1] = other.key end
@@ -583,6 +585,7 @@ function Sup:wait_ready(timeout)
     if deadline and core.now() > deadline then return true end
     for _, inst in pairs(self.comps) do
       if inst.state ~= "healthy" and inst.state ~= "gave_up" and inst.state ~= "stopped" and inst.state ~= "completed"
+        and inst.state ~= "user_stopped"
         and not (inst.state == "running" and not inst.def.heartbeat) then
         return false
       end

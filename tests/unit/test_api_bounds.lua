@@ -120,6 +120,28 @@ t.test("POST /api/reload with Origin: null is refused (403), on TCP and on the s
   s.stop()
 end)
 
+t.test("POST /api/stop, start, restart, down from another origin are refused (403); GET is 405", function()
+  local s = server()
+  for _, path in ipairs { "/api/stop", "/api/start", "/api/restart?components=web", "/api/down" } do
+    local res = assert(get(s, path, { method = "POST", headers = { Origin = "http://evil.example" } }))
+    t.eq(res.status, 403, path .. ": " .. res.body)
+    res = assert(get(s, path:gsub("%?.*", ""), {}))
+    t.eq(res.status, 405, path)
+    -- without an Origin: through to the supervisor (503 here: there is none)
+    res = assert(get(s, path, { method = "POST" }))
+    t.eq(res.status, 503, path .. ": " .. res.body)
+  end
+  s.stop()
+end)
+
+t.test("the components a query names", function()
+  local api = require "mw.api"
+  t.same(api.query_components(""), {})
+  t.same(api.query_components("components=web,db"), { "web", "db" })
+  t.same(api.query_components("component=web&component=db&x=1"), { "web", "db" })
+  t.same(api.query_components("components=a%2Db"), { "a-b" })
+end)
+
 ---------------------------------------------------------------------------------------------
 -- the engine client
 

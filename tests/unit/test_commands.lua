@@ -52,6 +52,19 @@ t.test("one table of commands: each runs through its module, and mw help lists i
   t.eq(cli.command("script").help, nil, "mw script is not listed")
 end)
 
+t.test("mw help <command>: that command's lines and the exit statuses", function()
+  for _, command in ipairs(cli.COMMANDS) do
+    if command.help and command.name ~= "help" then
+      local text = cli.command_help(command.name)
+      t.ok(text and text:find(command.help:gsub("^  ", ""), 1, true), command.name)
+      t.match(text, "\nexit status:\n")
+    end
+  end
+  t.match(cli.command_help("stop"), "^usage: mw %[%-%-label NAME%] stop %[component%.%.%.%]")
+  t.eq(cli.command_help("bogus"), nil)
+  t.eq(cli.command_help("script"), nil)
+end)
+
 t.test("durations for table cells", function()
   t.eq(status.duration(nil), "-")
   t.eq(status.duration(0), "0s")

@@ -12,7 +12,7 @@ local supervisor = require "mw.supervisor"
 log.quiet = true
 instance.strict = true
 
-local FILES = { "supervisor", "containers", "heartbeat", "events", "rollout", "autoscaler", "instance" }
+local FILES = { "supervisor", "containers", "heartbeat", "events", "rollout", "autoscaler", "userops", "instance" }
 
 local function source(name)
   local f = assert(io.open("lua/mw/" .. name .. ".lua"))
@@ -24,8 +24,8 @@ end
 local STATE = {}
 for _, s in ipairs(instance.STATES) do STATE[s] = true end
 
-t.test("the table: 12 states, and every row names known states", function()
-  t.eq(#instance.STATES, 12)
+t.test("the table: 13 states, and every row names known states", function()
+  t.eq(#instance.STATES, 13)
   for _, row in ipairs(instance.TRANSITIONS) do
     t.ok(STATE[row.to], "row " .. row.event .. ": unknown target " .. tostring(row.to))
     t.ok(#row.from > 0, "row " .. row.event .. " from no state")
@@ -169,6 +169,46 @@ t.test("a recovery, a give-up and a retirement through the real supervisor take 
   t.eq(c.state, "gone")
   t.wait_for(function() return engine.calls[#engine.calls] == "remove" end, 5, "removed")
   t.same(seen, { "waiting", "running", "backoff", "restarting", "running", "gave_up", "gone" })
+  sup:stop()
+end)
+
+t.test("the user's stop is no failure and stays; the user's restart of a given-up one starts afresh", function()
+  local restart = policy.on_failure { backoff = backoff.constant { delay = 0 }, limit = { restarts = 1, within = "1h" } }
+  local def = { name = "a", image = "busybox", restart = restart, depends_on = {}, stop_grace = 3 }
+  local engine = fake_engine()
+  local grace
+  function engine:stop(_, t_) grace = t_ self.calls[#self.calls + 1] = "stop" return true end
+  local sup = supervisor.new { engine = engine, stack = { name = "st", order = { "a" }, components = { a = def } } }
+  local c = sup.comps.a
+  instance.transition(sup, c, "bring_up", "waiting")
+  c.id = "c0ffee"
+  t.ok(sup:post_start(c, "started"))
+  t.same(sup:user_stop({ "a" }), { "a" })
+  t.eq(c.state, "user_stopped")
+  t.eq(grace, 3, "its stop_grace")
+  engine.exit()
+  sup:failure(c, "exited", { exit_code = 143 })
+  t.eq(c.state, "user_stopped", "its exit is no failure")
+  t.eq(c.failures or 0, 0)
+  t.eq(sup:user_stop({ "nosuch" }), nil)
+  -- restart: running again
+  t.same(sup:user_restart({ "a" }), { "a" })
+  t.eq(c.state, "running")
+  -- two failures: the limit of one restart gives up
+  engine.exit()
+  sup:failure(c, "exited", { exit_code = 1 })
+  t.wait_for(function() return c.state == "running" and not c.handling end, 5, "restarted")
+  engine.exit()
+  sup:failure(c, "exited", { exit_code = 1 })
+  t.eq(c.state, "gave_up")
+  t.eq(#c.history, 2)
+  sup:user_restart({})
+  t.eq(c.state, "running")
+  t.eq(#c.history, 0, "history cleared")
+  -- so the policy restarts it once more before giving up
+  engine.exit()
+  sup:failure(c, "exited", { exit_code = 1 })
+  t.wait_for(function() return c.state == "running" and not c.handling end, 5, "restarted afresh")
   sup:stop()
 end)
 
