@@ -52,7 +52,7 @@ end
 -- Every mw.fields entry with compose keys must be here (tests/unit/test_fields.lua checks).
 local FIELD_ORDER = {
   "image", "build", "pull", "command", "entrypoint", "working_dir", "user", "env", "depends_on",
-  "heartbeat", "restart", "ports", "volumes", "secrets", "networks", "scale", "memory", "cpus",
+  "heartbeat", "restart", "ports", "volumes", "secrets", "configs", "networks", "scale", "memory", "cpus",
   "shm_size", "ulimits", "hostname", "extra_hosts", "labels", "stop_signal", "stop_grace",
   "init", "read_only", "cap_add", "cap_drop", "privileged", "devices", "gpus", "sysctls", "dns",
   "dns_search", "dns_opt", "security_opt", "ipc", "pid", "group_add", "oom_score_adj",

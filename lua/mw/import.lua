@@ -72,7 +72,7 @@ end
 -- The top level -------------------------------------------------------------------------------
 
 local TOP_KEYS = { version = true, name = true, services = true, volumes = true, networks = true,
-                   secrets = true }
+                   secrets = true, configs = true }
 
 local function top_notes(cx, compose)
   local notes = {}
@@ -115,6 +115,26 @@ local function top_notes(cx, compose)
       if is_map(d) then
         for _, k in ipairs(sorted_keys(d)) do
           if k ~= "file" then add("secret", n, k, d[k], k == "environment" and "mw reads secrets from files" or nil) end
+        end
+      end
+    end
+  end
+  local configs = compose.configs
+  if configs ~= nil and configs ~= NULL then
+    if not is_map(configs) then fatal("top-level 'configs' must be a mapping") end
+    for _, n in ipairs(sorted_keys(configs)) do
+      local d = configs[n]
+      if is_map(d) then
+        for _, k in ipairs(sorted_keys(d)) do
+          if k == "environment" then
+            add("config", n, k, d[k], "mw mounts configs from files; write the value to one")
+          elseif k == "external" and bool_of(d[k]) then
+            add("config", n, k, d[k], "mw mounts configs from files, not from a swarm's configs")
+          elseif k == "content" and not cx.write_files then
+            add("config", n, k, "...", "written to a file only with mw import -o")
+          elseif k ~= "file" and k ~= "content" and not (k == "external" and bool_of(d[k]) == false) then
+            add("config", n, k, d[k])
+          end
         end
       end
     end
@@ -202,6 +222,8 @@ local function convert(compose, opts, warnings)
 
   cx.volumes = is_map(compose.volumes) and compose.volumes or {}
   cx.secrets = is_map(compose.secrets) and compose.secrets or {}
+  cx.configs = is_map(compose.configs) and compose.configs or {}
+  cx.write_files, cx.files = opts.write_files, {}
 
   local names, taken, order = {}, {}, sorted_keys(services)
   for _, orig in ipairs(order) do
@@ -287,7 +309,7 @@ local function convert(compose, opts, warnings)
     table.sort(list)
     from[i] = { path = b.path, names = list }
   end
-  return table.concat(out, "\n") .. "\n", { env_values = from, read = cx.read_paths }
+  return table.concat(out, "\n") .. "\n", { env_values = from, read = cx.read_paths, files = cx.files }
 end
 
 -- import.convert(compose_table, opts) -> lua_source, warnings, sources | nil, message, warnings
@@ -340,16 +362,40 @@ function M.main(args, cli)
   local out_path = out and absolute(out, here) or join(dir, "stack.lua")
   local shown = out or (dirname(file) == "." and "stack.lua" or (dirname(file) .. "/stack.lua"))
   local src, cerr, third = M.convert(doc, {
-    file = basename(file), dir = dir, out_dir = dirname(out_path), cwd = here,
+    file = basename(file), dir = dir, out_dir = dirname(out_path), cwd = here, write_files = out ~= nil,
   })
   local warnings, sources = third, nil
   if src then warnings, sources = cerr, third end
   for _, w in ipairs(warnings) do err(w) end
   if not src then err(file .. ": " .. cerr) return 2 end
 
+  -- Configs given as content: files beside the stack file, written before the check reads them
+  -- and removed again if it fails.
+  local written = {}
+  local function unwrite() for _, p in ipairs(written) do os.remove(p) end end
+  if sources and next(sources.files) then
+    local rels = {}
+    for rel in pairs(sources.files) do rels[#rels + 1] = rel end
+    table.sort(rels)
+    for _, rel in ipairs(rels) do
+      local p = join(dirname(out_path), rel)
+      if exists(p) and not o.force and read_file(p) ~= sources.files[rel] then
+        unwrite()
+        err(p .. " already exists (use --force to overwrite it)")
+        return 2
+      end
+      fs.mkdirp(dirname(p))
+      local ok, werr = fs.write_atomic(p, sources.files[rel], 420)
+      if not ok then unwrite(); err("cannot write " .. p .. ": " .. tostring(werr)) return 1 end
+      written[#written + 1] = p
+      err("wrote " .. p .. " (a config's content)")
+    end
+  end
+
   local stack = require "mw.stack"
   local s, lerr = stack.load(shown, { source = src, cwd = here })
   if not s then
+    unwrite()
     err("the result would not pass mw check: " .. lerr)
     return 2
   end

@@ -803,13 +803,13 @@ t.test("convert: unusable compose files fail with one line", function()
 end)
 
 t.test("convert: every unsupported key is reported and kept as a comment", function()
-  local keys = { "network_mode", "profiles", "configs", "expose", "links", "container_name", "tty",
+  local keys = { "network_mode", "profiles", "expose", "links", "container_name", "tty",
                  "x-custom" }
   local lines = { "services:", "  svc:", "    image: x" }
   local values = {
     privileged = "true", devices = "[/dev/fuse]", network_mode = "host", pid = "host",
     sysctls = "{net.core.somaxconn: 1024}", logging = "{driver: none}", profiles = "[dev]",
-    configs = "[cfg]", expose = "[80]", links = "[db]", container_name = "fixed",
+    expose = "[80]", links = "[db]", container_name = "fixed",
     security_opt = "[seccomp:unconfined]", tty = "true", ["x-custom"] = "{a: 1}",
   }
   for _, k in ipairs(keys) do lines[#lines + 1] = "    " .. k .. ": " .. values[k] end
@@ -888,7 +888,7 @@ local EXPECT = {
                                         "memswap_limit", "deploy.resources.reservations.cpus" } },
   unsupported = { comps = 4, unsupported = {
     "container_name", "network_mode", "x-notes", "profiles", "tty", "stdin_open", "platform",
-    "configs", "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
+    "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
     "external", "driver_opts", "ipam", "x-project-owner" } },
   names = { comps = 4 },
   ["django-celery"] = { comps = 5 },
