@@ -628,8 +628,7 @@ local function service(cx, orig, name, svc)
   svc = given
   local comp = { orig = orig, name = name, fields = {}, notes = {}, svc = svc }
   if svc.image == nil and svc.build == nil then
-    fatal(string.format("service %s has neither 'image' nor 'build'%s", orig,
-      svc.extends and " (it uses 'extends', which mw import does not follow)" or ""))
+    fatal(string.format("service %s has neither 'image' nor 'build'", orig))
   end
   -- build before image: a remote build context falls back to the image.
   if svc.build ~= nil then H.build(cx, comp, svc.build, svc) end

@@ -879,7 +879,7 @@ local EXPECT = {
   monitoring = { comps = 5, unsupported = { "expose" } },
   traefik = { comps = 3 },
   ["build-args"] = { comps = 4, unsupported = { "build.cache_from", "image" } },
-  anchors = { comps = 3, unsupported = { "x-logging", "x-service" } },
+  anchors = { comps = 3 },
   ["env-files"] = { comps = 2, unsupported = { "env_file" } },
   healthchecks = { comps = 8, unsupported = { "healthcheck.start_interval", "healthcheck",
                                              "depends_on.migrate.condition" } },
@@ -892,6 +892,8 @@ local EXPECT = {
     "external", "driver_opts", "ipam", "x-project-owner" } },
   names = { comps = 4 },
   ["django-celery"] = { comps = 5 },
+  ["extends-files"] = { comps = 4 },
+  ["include-split"] = { comps = 3 },
 }
 
 local function corpus_dirs()
@@ -906,8 +908,9 @@ end
 
 local function import_corpus(name)
   local dir = CORPUS .. "/" .. name
-  local doc = decode(assert(fs.read(dir .. "/compose.yaml")))
-  local src, w = import.convert(doc, { dir = dir, env = { HOME = "/root" }, file = "compose.yaml" })
+  local text = assert(fs.read(dir .. "/compose.yaml"))
+  local doc = decode(text)
+  local src, w = import.convert(doc, { dir = dir, env = { HOME = "/root" }, file = "compose.yaml", text = text })
   return src, w, dir
 end
 
@@ -978,6 +981,67 @@ t.test("corpus: values survive the trip", function()
   t.eq(s.components.worker.memory, 512 * 1024 * 1024)
   s = load("names")
   t.ok(s.components["api-server"] and s.components.web_app and s.components.internal)
+end)
+
+t.test("corpus: extends (same file and another) and include become Lua with the merged values", function()
+  local src, w, dir = import_corpus("extends-files")
+  local s = assert(stack.load(dir .. "/stack.lua", { source = src }))
+  t.eq(#w, 0, table.concat(w, " | "))
+  t.match(src, "local function base_app_base%(c%)")
+  t.match(src, "\n    web = base_app_base {\n")
+  t.match(src, "\n    %[\"worker%-mail\"%] = base_worker {\n")
+  local web, worker, mail = s.components.web, s.components.worker, s.components["worker-mail"]
+  t.eq(web.image, "registry.example.com/shop/app:4.2", "from the base in common.yaml")
+  t.eq(web.env.LOG_FORMAT, "json")
+  t.eq(worker.env.LOG_FORMAT, "text", "the extending service's own value wins")
+  t.eq(worker.env.TZ, "UTC", "environment merges by key")
+  t.eq(worker.env.CONCURRENCY, "4")
+  t.eq(mail.command[6], "mail")
+  t.eq(mail.env.CONCURRENCY, "4", "extends of an extends")
+  t.eq(web.volumes[1].source, fs.realpath(dir) .. "/shared/uploads", "paths of common.yaml from its directory")
+  t.eq(web.heartbeat.interval, 10)
+  t.eq(web.ports[1].host, 8000)
+  t.eq(s.components.db.image, "postgres:16-alpine")
+
+  src, w, dir = import_corpus("include-split")
+  s = assert(stack.load(dir .. "/stack.lua", { source = src }))
+  t.eq(#w, 0, table.concat(w, " | "))
+  t.match(src, "%-%- from db/compose.yaml %(include%)")
+  local db = s.components.db
+  t.eq(db.image, "mariadb:11")
+  local binds = {}
+  for _, v in ipairs(db.volumes) do binds[v.target] = v end
+  t.eq(binds["/docker-entrypoint-initdb.d"].source, fs.realpath(dir) .. "/db/initdb",
+    "an included file's paths are relative to its own directory")
+  t.eq(s.components.notes.depends_on.db, "healthy")
+  t.eq(s.components.cache.command[3], "64")
+end)
+
+t.test("convert: extends and include that cannot be resolved stop with one line", function()
+  local d = tmp.dir()
+  assert(fs.write_atomic(d .. "/other.yaml", "services:\n  base:\n    image: x\n"))
+  assert(fs.write_atomic(d .. "/dup.yaml", "services:\n  web:\n    image: y\n"))
+  local cases = {
+    { "services:\n  a:\n    extends: b\n  b:\n    extends: a\n", "^service [ab]: extends makes a loop$" },
+    { "services:\n  a:\n    extends: nope\n", "^service a: extends nope, which is not a service$" },
+    { "services:\n  a:\n    extends: {file: other.yaml, service: nope}\n",
+      "^service a: extends nope, which other.yaml does not define$" },
+    { "services:\n  a:\n    extends: {file: missing.yaml, service: base}\n",
+      "^cannot read missing.yaml: No such file or directory$" },
+    { "include: [dup.yaml]\nservices:\n  web:\n    image: z\n",
+      "^include dup.yaml: service 'web' is also defined in the including file$" },
+    { "include: [missing.yaml]\nservices:\n  web:\n    image: z\n", "^cannot read missing.yaml" },
+  }
+  for _, c in ipairs(cases) do
+    local src, err = import.convert(decode(c[1]), { dir = d, env = {} })
+    t.eq(src, nil, c[1])
+    t.match(err, c[2], c[1])
+  end
+  -- and the good case: an abstract base with no image
+  local src = assert(import.convert(decode(
+    "x-base: &b {restart: always}\nservices:\n  tmpl:\n    image: t\n  a:\n    extends: {file: other.yaml, service: base}\n" ..
+    "    command: run\n"), { dir = d, env = {} }))
+  t.match(src, "a = base_base {")
 end)
 
 local BROKEN = {
