@@ -326,7 +326,10 @@ function H.configs(cx, comp, v)
     end
     if file then
       local name = source:gsub("[^%w_.-]", "_")
-      out[name] = target == "/" .. source and file or ordered { { "file", file }, { "target", target } }
+      -- the same config at two targets: mw's configs are named, so the second gets a new name
+      local base, i = name, 2
+      while out[name] do name = base .. "-" .. i; i = i + 1 end
+      out[name] = target == "/" .. name and file or ordered { { "file", file }, { "target", target } }
       any = true
     end
   end

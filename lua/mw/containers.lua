@@ -500,12 +500,14 @@ function Sup:replace(inst, img)
     if id then
       local ok, serr = engine:start(id)
       local port
-      if ok then
+      if ok and not inst.def.heartbeat.port then
+        port = false          -- an exec heartbeat probes the container itself: no port to find
+      elseif ok then
         local info = engine:inspect(id)
         port = info and host_port(info, inst.def.heartbeat.port)
       end
       local healthy, why = nil, serr
-      if ok and port then
+      if ok and port ~= nil then
         healthy, why = self:wait_healthy(inst, id, port, core.now() + ((inst.def.rollout or {}).timeout or math.max(inst.def.heartbeat.grace, 5)))
       end
       if not healthy then
