@@ -1059,6 +1059,27 @@ t.test("convert: extends and include that cannot be resolved stop with one line"
   t.match(src, "a = base_base {")
 end)
 
+t.test("README's compose table names every key the importer knows", function()
+  local readme = assert(fs.read("README.md"))
+  local section = readme:match("\n### Compose keys and their mw fields\n(.-)\n##")
+  t.ok(section, "README has no section \"Compose keys and their mw fields\"")
+  local named = {}
+  for line in section:gmatch("[^\n]+") do
+    local first = line:match("^| ([^|]+) |")
+    if first then
+      for k in first:gmatch("`([^`]+)`") do named[k] = true; named[k:match("^[^.]+")] = true end
+    end
+  end
+  local compose = require "mw.compose"
+  local keys = {}
+  for k in pairs(compose.handlers) do if k ~= "add_volume" then keys[#keys + 1] = k end end
+  for k in pairs(require("mw.importcx").WHY) do keys[#keys + 1] = k end
+  for _, k in ipairs { "extends", "include", "name", "services", "volumes", "networks", "secrets", "configs",
+                       "version" } do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do t.ok(named[k], "README's compose table lacks " .. k) end
+end)
+
 local BROKEN = {
   ["syntax-error"] = { decode = "^line 4, column 11: mapping values are not allowed in this context$" },
   ["not-a-mapping"] = { convert = "^not a compose file: expected a mapping with 'services', got a list$" },
