@@ -59,6 +59,7 @@ local KINDS = { fifo = "a FIFO", char = "a character device", block = "a block d
 -- Caps on the files a stack names that mw reads or hands on whole (README "Limits").
 local MiB = 1024 * 1024
 check.MAX_SECRET = MiB        -- Kubernetes' cap on a Secret; real ones are keys and passwords
+check.MAX_CONFIG = MiB        -- as a secret: a config file is read whole to hash it
 check.MAX_DOCKERFILE = MiB    -- read whole when it lies outside its build context
 check.MAX_IGNORE = MiB        -- core/tar.c has the same cap for the .dockerignore it reads
 

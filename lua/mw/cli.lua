@@ -139,7 +139,11 @@ local COMMANDS = {
                             frozen standbys and kept failed containers included
 ]] },
   { name = "import", module = "mw.import", help = [[
-  import compose.yaml [-o stack.lua]   write a stack.lua equivalent to a compose file
+  import compose.yaml [-o stack.lua] [--force]
+                            write a stack.lua equivalent to a compose file: extends become
+                            functions, include'd files' services join it, configs' content
+                            is written to configs/<name> beside it (-o only); what has no
+                            equivalent is a comment and one warning line on stderr
 ]] },
   { name = "version", module = "mw.cmd_version", help = [[
   version                   versions of mw, Lua, libuv, libcurl and the engine

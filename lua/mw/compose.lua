@@ -52,7 +52,7 @@ end
 -- Every mw.fields entry with compose keys must be here (tests/unit/test_fields.lua checks).
 local FIELD_ORDER = {
   "image", "build", "pull", "command", "entrypoint", "working_dir", "user", "env", "job", "profiles", "depends_on",
-  "heartbeat", "restart", "ports", "volumes", "secrets", "networks", "scale", "memory", "cpus",
+  "heartbeat", "restart", "ports", "volumes", "secrets", "configs", "networks", "scale", "memory", "cpus",
   "shm_size", "ulimits", "hostname", "extra_hosts", "labels", "stop_signal", "stop_grace",
   "init", "read_only", "cap_add", "cap_drop", "privileged", "devices", "gpus", "sysctls", "dns",
   "dns_search", "dns_opt", "security_opt", "ipc", "pid", "group_add", "oom_score_adj",
@@ -644,8 +644,7 @@ local function service(cx, orig, name, svc)
   svc = given
   local comp = { orig = orig, name = name, fields = {}, notes = {}, svc = svc }
   if svc.image == nil and svc.build == nil then
-    fatal(string.format("service %s has neither 'image' nor 'build'%s", orig,
-      svc.extends and " (it uses 'extends', which mw import does not follow)" or ""))
+    fatal(string.format("service %s has neither 'image' nor 'build'", orig))
   end
   -- build before image: a remote build context falls back to the image.
   if svc.build ~= nil then H.build(cx, comp, svc.build, svc) end

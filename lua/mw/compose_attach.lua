@@ -14,6 +14,7 @@ local bool_of, compact = yamlvalue.bool_of, yamlvalue.compact
 local ordered = luawriter.ordered
 local fatal, warn, unsupported, partial = importcx.fatal, importcx.warn, importcx.unsupported, importcx.partial
 local need_string, string_list, path_for = importcx.need_string, importcx.string_list, importcx.path_for
+local note = importcx.note
 
 -- Ports ---------------------------------------------------------------------------------------
 
@@ -276,6 +277,63 @@ function H.secrets(cx, comp, v)
     ::continue::
   end
   if next(out) then comp.fields.secrets = out end
+end
+
+-- Configs -------------------------------------------------------------------------------------
+
+-- compose's configs: a file mounted read-only (mw's `configs`). A top-level config with
+-- `content:` becomes a file `mw import -o` writes beside the stack file (configs/<name>), so the
+-- stack file stays short and the file can be edited as what it is; `environment:` and
+-- `external:` have no equivalent (top-level warning, a comment here).
+local CONFIG_MODE_WHY = "a bind mount keeps the host file's own owner and mode; set them on the file"
+
+function H.configs(cx, comp, v)
+  if not is_list(v) then fatal(string.format("service %s: 'configs' must be a list", comp.orig)) end
+  local out, any = {}, false
+  for _, item in ipairs(v) do
+    local source, target = item, nil
+    if is_map(item) then
+      source = item.source
+      for _, k in ipairs(sorted_keys(item)) do
+        if k == "uid" or k == "gid" or k == "mode" then
+          unsupported(cx, comp, "configs." .. k, item[k], CONFIG_MODE_WHY)
+        elseif k ~= "source" and k ~= "target" then
+          unsupported(cx, comp, "configs." .. k, item[k])
+        end
+      end
+      if item.target ~= nil then target = need_string(comp, "configs.target", item.target) end
+    end
+    source = need_string(comp, "configs", source)
+    target = target or ("/" .. source)
+    if target:sub(1, 1) ~= "/" then target = "/" .. target end
+    local def = cx.configs[source]
+    local file
+    if not is_map(def) then
+      partial(cx, comp, "configs", item, "no top-level config '" .. source .. "'")
+    elseif def.file ~= nil then
+      file = path_for(cx, need_string(comp, "configs.file", def.file))
+    elseif def.content ~= nil then
+      if cx.write_files then
+        file = "./configs/" .. source
+        cx.files[file] = need_string(comp, "configs.content", def.content)
+      else
+        note(comp, string.format("configs: %s  (its content is written to a file only with mw import -o)",
+          compact(item)))
+      end
+    else
+      note(comp, string.format("configs: %s  (config '%s' is not a file; see the top-level warning)",
+        compact(item), source))
+    end
+    if file then
+      local name = source:gsub("[^%w_.-]", "_")
+      -- the same config at two targets: mw's configs are named, so the second gets a new name
+      local base, i = name, 2
+      while out[name] do name = base .. "-" .. i; i = i + 1 end
+      out[name] = target == "/" .. name and file or ordered { { "file", file }, { "target", target } }
+      any = true
+    end
+  end
+  if any then comp.fields.configs = out end
 end
 
 -- Networks ------------------------------------------------------------------------------------

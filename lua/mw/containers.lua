@@ -606,11 +606,12 @@ function Sup:replace(inst, img)
       local port, pid
       if ok then
         local info = engine:inspect(id)
-        port = info and host_port(info, inst.def.heartbeat.port)
+        -- an exec heartbeat probes the container itself: no port to find (false, not nil)
+        if inst.def.heartbeat.port then port = info and host_port(info, inst.def.heartbeat.port) else port = false end
         pid = info and info.State and info.State.Pid
       end
       local healthy, why = nil, serr
-      if ok and (port or self.hb_via == "netns") then
+      if ok and (port ~= nil or self.hb_via == "netns") then
         local within = (inst.def.rollout or {}).timeout or math.max(inst.def.heartbeat.grace, 5)
         healthy, why = self:wait_healthy(inst, id, port, core.now() + within, pid)
       end

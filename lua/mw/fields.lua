@@ -69,6 +69,15 @@ fields.component = {
   { name = "secrets", default = fresh,
     hash = function(c) return c.secrets and #c.secrets > 0 and c.secrets or nil end,
     container = function(c, d, ctx) ctx.add_mounts(d, ctx.secret_mounts(c)) end, compose = { "secrets" } },
+  { name = "configs", default = fresh,
+    -- the content's hash, not the path: an edited config file recreates the component on reload
+    hash = function(c)
+      if not c.configs or #c.configs == 0 then return nil end
+      local h = {}
+      for i, x in ipairs(c.configs) do h[i] = { name = x.name, target = x.target, content = x.content } end
+      return h
+    end,
+    container = function(c, d, ctx) ctx.add_mounts(d, ctx.config_mounts(c)) end, compose = { "configs" } },
   { name = "scale", default = 1,
     hash = false, why_hash = "how many containers, not what one holds",
     container = false, why_container = "how many containers the supervisor runs", compose = { "scale", "deploy" } },

@@ -9,6 +9,7 @@ local yamlvalue = require "mw.yamlvalue"
 local luawriter = require "mw.luawriter"
 local dotenv    = require "mw.dotenv"
 local compose_keys = require "mw.compose"
+local compose_merge = require "mw.compose_merge"
 
 local M = {}
 
@@ -72,7 +73,33 @@ end
 -- The top level -------------------------------------------------------------------------------
 
 local TOP_KEYS = { version = true, name = true, services = true, volumes = true, networks = true,
-                   secrets = true }
+                   secrets = true, configs = true }
+
+-- The top-level x- fields whose anchors are aliased somewhere: they are used (resolved where
+-- the alias is), not dropped, so they draw no warning. Read from the text, as the decoded
+-- document no longer knows its anchors.
+local function used_extensions(text)
+  local used = {}
+  if type(text) ~= "string" then return used end
+  local blocks, cur = {}, nil
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    local key = line:match("^([^%s#][^:]*):")
+    if key then
+      cur = key:match("^[\"']?(x%-[^\"']+)[\"']?$")
+      if cur then blocks[cur] = {} end
+    end
+    if cur then
+      for a in line:gmatch("&([%w_.-]+)") do blocks[cur][#blocks[cur] + 1] = a end
+    end
+  end
+  for k, anchors in pairs(blocks) do
+    for _, a in ipairs(anchors) do
+      local pat = "%*" .. a:gsub("%p", "%%%0") .. "%f[^%w_.-]"
+      if text:find(pat) then used[k] = true end
+    end
+  end
+  return used
+end
 
 local function top_notes(cx, compose)
   local notes = {}
@@ -119,8 +146,29 @@ local function top_notes(cx, compose)
       end
     end
   end
+  local configs = compose.configs
+  if configs ~= nil and configs ~= NULL then
+    if not is_map(configs) then fatal("top-level 'configs' must be a mapping") end
+    for _, n in ipairs(sorted_keys(configs)) do
+      local d = configs[n]
+      if is_map(d) then
+        for _, k in ipairs(sorted_keys(d)) do
+          if k == "environment" then
+            add("config", n, k, d[k], "mw mounts configs from files; write the value to one")
+          elseif k == "external" and bool_of(d[k]) then
+            add("config", n, k, d[k], "mw mounts configs from files, not from a swarm's configs")
+          elseif k == "content" and not cx.write_files then
+            add("config", n, k, "...", "written to a file only with mw import -o")
+          elseif k ~= "file" and k ~= "content" and not (k == "external" and bool_of(d[k]) == false) then
+            add("config", n, k, d[k])
+          end
+        end
+      end
+    end
+  end
+  local used = used_extensions(cx.text)
   for _, k in ipairs(sorted_keys(compose)) do
-    if not TOP_KEYS[k] then
+    if not TOP_KEYS[k] and not used[k] then
       notes[#notes + 1] = string.format("%s: %s  (no equivalent in mw%s)", k, compact(compose[k]),
         k:sub(1, 2) == "x-" and "; an extension field" or "")
       warn(cx, string.format("top-level '%s' has no equivalent (kept as a comment)", k))
@@ -143,11 +191,19 @@ local function wrap(text, prefix, width)
 end
 
 local function render_component(comp)
-  local lines = { "    " .. lua_key(comp.name) .. " = {" }
+  local base = comp.base
+  local lines = { "    " .. lua_key(comp.name) .. " = " .. (base and (base.fn .. " ") or "") .. "{" }
   if comp.name ~= comp.orig then lines[#lines + 1] = "      -- compose service " .. compact(comp.orig) end
+  if comp.included then lines[#lines + 1] = "      -- from " .. comp.included .. " (include)" end
   for _, f in ipairs(FIELD_ORDER) do
     local v = comp.fields[f]
-    if v ~= nil then lines[#lines + 1] = "      " .. f .. " = " .. render(v, 6) .. "," end
+    if v ~= nil then
+      local text = render(v, 6)
+      -- what the base gives alike is left to it
+      if not (base and base.fields[f] ~= nil and render(base.fields[f], 6) == text) then
+        lines[#lines + 1] = "      " .. f .. " = " .. text .. ","
+      end
+    end
   end
   for _, n in ipairs(comp.notes) do
     lines[#lines + 1] = "      -- compose: " .. n:gsub("[\r\n]", " ")
@@ -156,11 +212,47 @@ local function render_component(comp)
   return table.concat(lines, "\n")
 end
 
+-- A base a service extends, as a function of the fields the extending component sets: the
+-- base's fields under them (a plain override: what compose merges, such as env, is written
+-- whole in the component when it differs).
+local function render_base(b)
+  local lines = { string.format("-- compose service %s%s, which %s extend%s: its fields under theirs",
+    compact(b.service), b.file and (" in " .. b.file) or "", table.concat(b.users, ", "), #b.users == 1 and "s" or ""),
+    "local function " .. b.fn .. "(c)", "  local base = {" }
+  for _, f in ipairs(FIELD_ORDER) do
+    local v = b.fields[f]
+    if v ~= nil then
+      local text = render(v, 4)
+      if f == "env" then text = text:gsub("\n  ", "\n") end    -- written for a component's depth
+      lines[#lines + 1] = "    " .. f .. " = " .. text .. ","
+    end
+  end
+  lines[#lines + 1] = "  }"
+  lines[#lines + 1] = "  for k, v in pairs(c) do base[k] = v end"
+  lines[#lines + 1] = "  return base"
+  lines[#lines + 1] = "end"
+  return table.concat(lines, "\n")
+end
+
+-- The fields of a base service, converted quietly (its keys warn through the components that
+-- extend it); one without image or build is fine here: the components give theirs.
+local function base_fields(cx, name, svc)
+  local quiet = setmetatable({ warnings = {}, warned = {} }, { __index = cx })
+  local s = {}
+  for k, v in pairs(svc) do s[k] = v end
+  local dummy = s.image == nil and s.build == nil
+  if dummy then s.image = "base" end
+  s.depends_on = nil
+  local comp = service(quiet, name, name, s)
+  if dummy then comp.fields.image = nil end
+  return comp.fields
+end
+
 local function convert(compose, opts, warnings)
   local cx = {
     warnings = warnings, warned = {}, uses = {},
     dir = opts.dir or ".", out_dir = opts.out_dir or opts.dir or ".",
-    baked = {}, read_paths = {},
+    baked = {}, read_paths = {}, text = opts.text,
   }
   local read = opts.read or read_file
   cx.read = function(p)
@@ -181,6 +273,7 @@ local function convert(compose, opts, warnings)
       or ("a " .. type(compose))
     fatal("not a compose file: expected a mapping with 'services', got " .. what)
   end
+  compose = compose_merge.resolve(cx, compose)
   local services = compose.services
   if services == nil or services == NULL or (is_table(services) and next(services) == nil) then
     fatal("no services: a compose file needs a 'services' mapping with at least one service")
@@ -198,10 +291,13 @@ local function convert(compose, opts, warnings)
   local vars = { lookup = function(name) return lookup(cx, name) end, warn = function(msg) warn(cx, msg) end,
                  fail = fatal }
   compose = dotenv.interpolate_tree(vars, compose, "")
+  local function interpolate_service(svc) return dotenv.interpolate_tree(vars, svc, "") end
   services = compose.services
 
   cx.volumes = is_map(compose.volumes) and compose.volumes or {}
   cx.secrets = is_map(compose.secrets) and compose.secrets or {}
+  cx.configs = is_map(compose.configs) and compose.configs or {}
+  cx.write_files, cx.files = opts.write_files, {}
 
   local names, taken, order = {}, {}, sorted_keys(services)
   for _, orig in ipairs(order) do
@@ -218,6 +314,28 @@ local function convert(compose, opts, warnings)
 
   local comps = {}
   for _, orig in ipairs(order) do comps[#comps + 1] = service(cx, orig, names[orig], services[orig]) end
+  -- extends: one function per base, named after it
+  local bases, base_list, fn_taken = {}, {}, {}
+  for _, c in ipairs(comps) do
+    local e = cx.extended[c.orig]
+    if e then
+      local id = (e.file or "") .. "\0" .. e.service
+      local b = bases[id]
+      if not b then
+        local fn = "base_" .. sanitize(e.service):gsub("%-", "_")
+        local n, i = fn, 2
+        while fn_taken[n] do n = fn .. "_" .. i; i = i + 1 end
+        fn_taken[n] = true
+        b = { fn = n, service = e.service, file = e.file, users = {},
+              fields = base_fields(cx, e.service, interpolate_service(e.base)) }
+        bases[id] = b
+        base_list[#base_list + 1] = b
+      end
+      b.users[#b.users + 1] = c.name
+      c.base = b
+    end
+    c.included = cx.included[c.orig]
+  end
   table.sort(comps, function(a, b) return a.name < b.name end)
   local by_name = {}
   for _, c in ipairs(comps) do by_name[c.orig] = c end
@@ -276,6 +394,12 @@ local function convert(compose, opts, warnings)
   out[#out + 1] = ""
   for _, n in ipairs(notes) do out[#out + 1] = "-- compose: " .. n:gsub("[\r\n]", " ") end
   if #notes > 0 then out[#out + 1] = "" end
+  for _, n in ipairs(cx.include_notes) do out[#out + 1] = "-- compose: " .. n:gsub("[\r\n]", " ") end
+  if #cx.include_notes > 0 then out[#out + 1] = "" end
+  for _, b in ipairs(base_list) do
+    out[#out + 1] = render_base(b)
+    out[#out + 1] = ""
+  end
   out[#out + 1] = "return {"
   out[#out + 1] = "  name = " .. quote(stack_name) .. ","
   out[#out + 1] = "  components = {"
@@ -292,7 +416,7 @@ local function convert(compose, opts, warnings)
     table.sort(list)
     from[i] = { path = b.path, names = list }
   end
-  return table.concat(out, "\n") .. "\n", { env_values = from, read = cx.read_paths }
+  return table.concat(out, "\n") .. "\n", { env_values = from, read = cx.read_paths, files = cx.files }
 end
 
 -- import.convert(compose_table, opts) -> lua_source, warnings, sources | nil, message, warnings
@@ -345,16 +469,41 @@ function M.main(args, cli)
   local out_path = out and absolute(out, here) or join(dir, "stack.lua")
   local shown = out or (dirname(file) == "." and "stack.lua" or (dirname(file) .. "/stack.lua"))
   local src, cerr, third = M.convert(doc, {
-    file = basename(file), dir = dir, out_dir = dirname(out_path), cwd = here,
+    file = basename(file), dir = dir, out_dir = dirname(out_path), cwd = here, write_files = out ~= nil,
+    text = text,
   })
   local warnings, sources = third, nil
   if src then warnings, sources = cerr, third end
   for _, w in ipairs(warnings) do err(w) end
   if not src then err(file .. ": " .. cerr) return 2 end
 
+  -- Configs given as content: files beside the stack file, written before the check reads them
+  -- and removed again if it fails.
+  local written = {}
+  local function unwrite() for _, p in ipairs(written) do os.remove(p) end end
+  if sources and next(sources.files) then
+    local rels = {}
+    for rel in pairs(sources.files) do rels[#rels + 1] = rel end
+    table.sort(rels)
+    for _, rel in ipairs(rels) do
+      local p = join(dirname(out_path), rel)
+      if exists(p) and not o.force and read_file(p) ~= sources.files[rel] then
+        unwrite()
+        err(p .. " already exists (use --force to overwrite it)")
+        return 2
+      end
+      fs.mkdirp(dirname(p))
+      local ok, werr = fs.write_atomic(p, sources.files[rel], 420)
+      if not ok then unwrite(); err("cannot write " .. p .. ": " .. tostring(werr)) return 1 end
+      written[#written + 1] = p
+      err("wrote " .. p .. " (a config's content)")
+    end
+  end
+
   local stack = require "mw.stack"
   local s, lerr = stack.load(shown, { source = src, cwd = here })
   if not s then
+    unwrite()
     err("the result would not pass mw check: " .. lerr)
     return 2
   end

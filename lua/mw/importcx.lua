@@ -68,8 +68,6 @@ local WHY = {
   expose = "components reach each other's ports on the stack network without it",
   links = "components reach each other by name on the stack network",
   external_links = "components reach each other by name on the stack network",
-  configs = "mount the file with a read-only bind volume instead",
-  extends = "copy the fields of the extended service here",
 }
 
 local function note(comp, text) comp.notes[#comp.notes + 1] = text end

@@ -93,6 +93,14 @@ local function secret_mounts(c)
   return list
 end
 
+local function config_mounts(c)
+  local list = {}
+  for _, s in ipairs(c.configs or {}) do
+    list[#list + 1] = { type = "bind", source = s.source, target = s.target, read_only = true }
+  end
+  return list
+end
+
 local function add_mounts(d, list)
   d.mounts = d.mounts or {}
   for _, m in ipairs(list) do d.mounts[#d.mounts + 1] = m end
@@ -135,6 +143,7 @@ function spec.container(stack, c, image_id, instance, overrides, hb_via)
   local ctx = {
     image_id = image_id, ports = published_ports(c, hb_via), add_mounts = add_mounts,
     volume_mounts = function(comp) return volume_mounts(stack, comp, instance) end, secret_mounts = secret_mounts,
+    config_mounts = config_mounts,
   }
   local resolved = {}
   for _, f in ipairs(fields.component) do

@@ -20,6 +20,7 @@ local MAX_COMPONENTS = 1000
 stack.HEARTBEAT_DEFAULTS = validator.HEARTBEAT_DEFAULTS
 -- Caps on the files a stack names that mw reads or hands on whole (README "Limits").
 stack.MAX_SECRET, stack.MAX_DOCKERFILE, stack.MAX_IGNORE = check.MAX_SECRET, check.MAX_DOCKERFILE, check.MAX_IGNORE
+stack.MAX_CONFIG = check.MAX_CONFIG
 
 local TOP_FIELDS = { "name", "components", "on_event" }
 
@@ -536,6 +537,11 @@ function stack.plan(s)
     if c.profiles and #c.profiles > 0 then parts[#parts + 1] = "profiles " .. table.concat(c.profiles, ", ") end
     if c.job then parts[#parts + 1] = "job (runs to completion)" end
     for _, h in ipairs(host_summary(c)) do parts[#parts + 1] = h end
+    if #c.configs > 0 then
+      local cs = {}
+      for _, cf in ipairs(c.configs) do cs[#cs + 1] = relative(s.dir, cf.source) .. ":" .. cf.target .. ":ro" end
+      parts[#parts + 1] = "configs " .. table.concat(cs, ", ")
+    end
     parts[#parts + 1] = "restart " .. policy.describe(c.restart)
     if c.on_event or s.on_event then parts[#parts + 1] = "on_event " .. (c.on_event and "hook" or "stack's hook") end
     if c.standby then

@@ -6,6 +6,7 @@ local secret   = require "mw.secret"
 local owner    = require "mw.owner"
 local paths    = require "mw.path"
 local fs       = require "mw.fs"
+local core     = require "mw.core"
 local checks   = require "mw.check"
 local fields_table = require "mw.fields"
 local envfile  = require "mw.envfile"
@@ -485,6 +486,47 @@ function field.secrets(ctx, path, v)
     if st.size > checks.MAX_SECRET then fail(p, "secret file " .. show(file) .. " is larger than 1 MiB") end
     out[#out + 1] = { name = name, source = abs, target = "/run/secrets/" .. name }
   end
+  return out
+end
+
+-- Configs: files mounted read-only, like secrets but not secret (compose's `configs`). The
+-- content is read here, bounded like a secret, and its hash kept so a changed file recreates
+-- the component on reload (the path alone would not change).
+function field.configs(ctx, path, v)
+  local out, seen = {}, {}
+  for _, e in ipairs(map(path, v, "a table of name = \"./file\" or name = { file = \"./file\", target = \"/path\" }")) do
+    local name, d = e[1], e[2]
+    local p = sub(path, name)
+    if not name:find(VOLUME_NAME) or #name > 64 then
+      fail(path, "bad config name '" .. keyname(name) .. "' (use letters, digits, '_', '.', '-')", name)
+    end
+    local file, target = d, "/" .. name
+    if type(d) == "table" and not secret.is(d) then
+      for k in pairs(d) do
+        if k ~= "file" and k ~= "target" then
+          fail(sub(p, k), "unknown key '" .. keyname(k) .. "' (a config has 'file' and 'target')")
+        end
+      end
+      file = rawget(d, "file")
+      if rawget(d, "target") ~= nil then target = mount_target(sub(p, "target"), rawget(d, "target")) end
+      p = sub(p, "file")
+    end
+    nonempty(p, file, "a path to a file, relative to the stack file")
+    local abs = join(ctx.dir, file)
+    local k, st = file_kind(abs)
+    if not k then fail(p, "config file " .. show(file) .. " not found (relative to the stack file)") end
+    if k ~= "file" then fail(p, "config file " .. show(file) .. " is " .. (KINDS[k] or KINDS.other) .. ", not a regular file") end
+    if st.size > checks.MAX_CONFIG then fail(p, "config file " .. show(file) .. " is larger than 1 MiB") end
+    local f = io.open(abs, "rb")
+    local content = f and f:read(checks.MAX_CONFIG + 1)
+    if f then f:close() end
+    if not content and st.size > 0 then fail(p, "config file " .. show(file) .. " cannot be read") end
+    if content and #content > checks.MAX_CONFIG then fail(p, "config file " .. show(file) .. " is larger than 1 MiB") end
+    if seen[target] then fail(p, "config target " .. show(target) .. " is also used by config '" .. seen[target] .. "'") end
+    seen[target] = name
+    out[#out + 1] = { name = name, source = abs, target = target, content = core.hash(content or "") }
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
   return out
 end
 

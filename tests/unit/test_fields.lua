@@ -21,6 +21,7 @@ local SAMPLES = {
   ports = 'ports = { "8080:80" }',
   volumes = 'volumes = { "data:/data" }',
   secrets = 'secrets = { token = "./token.txt" }',
+  configs = 'configs = { ["app.ini"] = { file = "./token.txt", target = "/etc/app.ini" } }',
   working_dir = 'working_dir = "/w"',
   user = 'user = "1000"',
   labels = 'labels = { team = "a" }',

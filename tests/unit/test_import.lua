@@ -822,12 +822,12 @@ t.test("convert: unusable compose files fail with one line", function()
 end)
 
 t.test("convert: every unsupported key is reported and kept as a comment", function()
-  local keys = { "configs", "expose", "links", "container_name", "tty", "x-custom" }
+  local keys = { "expose", "links", "container_name", "tty", "x-custom" }
   local lines = { "services:", "  svc:", "    image: x" }
   local values = {
     privileged = "true", devices = "[/dev/fuse]", network_mode = "host", pid = "host",
     sysctls = "{net.core.somaxconn: 1024}", logging = "{driver: none}",
-    configs = "[cfg]", expose = "[80]", links = "[db]", container_name = "fixed",
+    expose = "[80]", links = "[db]", container_name = "fixed",
     security_opt = "[seccomp:unconfined]", tty = "true", ["x-custom"] = "{a: 1}",
   }
   for _, k in ipairs(keys) do lines[#lines + 1] = "    " .. k .. ": " .. values[k] end
@@ -906,7 +906,7 @@ local EXPECT = {
   monitoring = { comps = 5, unsupported = { "expose" } },
   traefik = { comps = 3 },
   ["build-args"] = { comps = 4, unsupported = { "build.cache_from", "image" } },
-  anchors = { comps = 3, unsupported = { "x-logging", "x-service" } },
+  anchors = { comps = 3 },
   ["env-files"] = { comps = 2, unsupported = { "env_file" } },
   healthchecks = { comps = 8, unsupported = { "healthcheck.start_interval", "healthcheck" } },
   ["long-syntax"] = { comps = 1, unsupported = { "ports.mode", "secrets.uid", "volumes.bind.propagation", "tmpfs" } },
@@ -914,10 +914,27 @@ local EXPECT = {
                                         "memswap_limit", "deploy.resources.reservations.cpus" } },
   unsupported = { comps = 4, unsupported = {
     "container_name", "x-notes", "tty", "stdin_open", "platform",
-    "configs", "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
+    "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
     "external", "driver_opts", "ipam", "x-project-owner" } },
   names = { comps = 4 },
   ["django-celery"] = { comps = 5 },
+  ["extends-files"] = { comps = 4 },
+  ["include-split"] = { comps = 3 },
+  ["go-api-stack"] = { comps = 3 },
+  ["caddy-configs"] = { comps = 2 },
+  ["host-tools"] = { comps = 2 },
+  ["gpu-jobs"] = { comps = 2 },
+  ["profiles-dev"] = { comps = 4 },
+  ["jobs-migrate"] = { comps = 3 },
+  ["logging-options"] = { comps = 3 },
+  ["sysctls-tuning"] = { comps = 2 },
+  ["fuse-mounts"] = { comps = 2 },
+  ["pull-policies"] = { comps = 4 },
+  ["minio-backup"] = { comps = 2 },
+  ["mqtt-iot"] = { comps = 3 },
+  ["search-ulimits"] = { comps = 2 },
+  ["wireguard-vpn"] = { comps = 1 },
+  ["grafana-content"] = { comps = 2, unsupported = { "content", "configs.mode" } },
 }
 
 local function corpus_dirs()
@@ -932,14 +949,15 @@ end
 
 local function import_corpus(name)
   local dir = CORPUS .. "/" .. name
-  local doc = decode(assert(fs.read(dir .. "/compose.yaml")))
-  local src, w = import.convert(doc, { dir = dir, env = { HOME = "/root" }, file = "compose.yaml" })
+  local text = assert(fs.read(dir .. "/compose.yaml"))
+  local doc = decode(text)
+  local src, w = import.convert(doc, { dir = dir, env = { HOME = "/root" }, file = "compose.yaml", text = text })
   return src, w, dir
 end
 
-t.test("corpus: at least 12 realistic compose files, each with expectations", function()
+t.test("corpus: at least 30 realistic compose files, each with expectations", function()
   local dirs = corpus_dirs()
-  t.ok(#dirs >= 12, "only " .. #dirs .. " corpus files")
+  t.ok(#dirs >= 30, "only " .. #dirs .. " corpus files")
   for _, n in ipairs(dirs) do t.ok(EXPECT[n], "no expectations for corpus file " .. n) end
 end)
 
@@ -989,6 +1007,8 @@ t.test("corpus: values survive the trip", function()
   t.eq(s.components.web.env.GREETING, "cost is $5")
   t.eq(s.components.db.env.POSTGRES_PASSWORD, "s3cr3t pass")
   t.eq(s.components.db.image, "postgres:16")
+  local _, aw = import_corpus("anchors")
+  t.eq(#aw, 0, "x- fields used through their anchors draw no warning: " .. table.concat(aw, " | "))
   s = load("anchors")
   t.eq(s.components.api.env.LOG_LEVEL, "debug")
   t.eq(s.components.worker.env.TZ, "Europe/Berlin")
@@ -1005,6 +1025,88 @@ t.test("corpus: values survive the trip", function()
   t.eq(s.components.worker.memory, 512 * 1024 * 1024)
   s = load("names")
   t.ok(s.components["api-server"] and s.components.web_app and s.components.internal)
+end)
+
+t.test("corpus: extends (same file and another) and include become Lua with the merged values", function()
+  local src, w, dir = import_corpus("extends-files")
+  local s = assert(stack.load(dir .. "/stack.lua", { source = src }))
+  t.eq(#w, 0, table.concat(w, " | "))
+  t.match(src, "local function base_app_base%(c%)")
+  t.match(src, "\n    web = base_app_base {\n")
+  t.match(src, "\n    %[\"worker%-mail\"%] = base_worker {\n")
+  local web, worker, mail = s.components.web, s.components.worker, s.components["worker-mail"]
+  t.eq(web.image, "registry.example.com/shop/app:4.2", "from the base in common.yaml")
+  t.eq(web.env.LOG_FORMAT, "json")
+  t.eq(worker.env.LOG_FORMAT, "text", "the extending service's own value wins")
+  t.eq(worker.env.TZ, "UTC", "environment merges by key")
+  t.eq(worker.env.CONCURRENCY, "4")
+  t.eq(mail.command[6], "mail")
+  t.eq(mail.env.CONCURRENCY, "4", "extends of an extends")
+  t.eq(web.volumes[1].source, fs.realpath(dir) .. "/shared/uploads", "paths of common.yaml from its directory")
+  t.eq(web.heartbeat.interval, 10)
+  t.eq(web.ports[1].host, 8000)
+  t.eq(s.components.db.image, "postgres:16-alpine")
+
+  src, w, dir = import_corpus("include-split")
+  s = assert(stack.load(dir .. "/stack.lua", { source = src }))
+  t.eq(#w, 0, table.concat(w, " | "))
+  t.match(src, "%-%- from db/compose.yaml %(include%)")
+  local db = s.components.db
+  t.eq(db.image, "mariadb:11")
+  local binds = {}
+  for _, v in ipairs(db.volumes) do binds[v.target] = v end
+  t.eq(binds["/docker-entrypoint-initdb.d"].source, fs.realpath(dir) .. "/db/initdb",
+    "an included file's paths are relative to its own directory")
+  t.eq(s.components.notes.depends_on.db, "healthy")
+  t.eq(s.components.cache.command[3], "64")
+end)
+
+t.test("convert: extends and include that cannot be resolved stop with one line", function()
+  local d = tmp.dir()
+  assert(fs.write_atomic(d .. "/other.yaml", "services:\n  base:\n    image: x\n"))
+  assert(fs.write_atomic(d .. "/dup.yaml", "services:\n  web:\n    image: y\n"))
+  local cases = {
+    { "services:\n  a:\n    extends: b\n  b:\n    extends: a\n", "^service [ab]: extends makes a loop$" },
+    { "services:\n  a:\n    extends: nope\n", "^service a: extends nope, which is not a service$" },
+    { "services:\n  a:\n    extends: {file: other.yaml, service: nope}\n",
+      "^service a: extends nope, which other.yaml does not define$" },
+    { "services:\n  a:\n    extends: {file: missing.yaml, service: base}\n",
+      "^cannot read missing.yaml: No such file or directory$" },
+    { "include: [dup.yaml]\nservices:\n  web:\n    image: z\n",
+      "^include dup.yaml: service 'web' is also defined in the including file$" },
+    { "include: [missing.yaml]\nservices:\n  web:\n    image: z\n", "^cannot read missing.yaml" },
+  }
+  for _, c in ipairs(cases) do
+    local src, err = import.convert(decode(c[1]), { dir = d, env = {} })
+    t.eq(src, nil, c[1])
+    t.match(err, c[2], c[1])
+  end
+  -- and the good case: an abstract base with no image
+  local src = assert(import.convert(decode(
+    "x-base: &b {restart: always}\nservices:\n  tmpl:\n    image: t\n  a:\n    extends: {file: other.yaml, service: base}\n" ..
+    "    command: run\n"), { dir = d, env = {} }))
+  t.match(src, "a = base_base {")
+end)
+
+t.test("README's compose table names every key the importer knows", function()
+  local readme = assert(fs.read("README.md"))
+  local section = readme:match("\n### Compose keys and their mw fields\n(.-)\n##")
+  t.ok(section, "README has no section \"Compose keys and their mw fields\"")
+  local named = {}
+  for line in section:gmatch("[^\n]+") do
+    local first = line:match("^| ([^|]+) |")
+    if first then
+      for k in first:gmatch("`([^`]+)`") do named[k] = true; named[k:match("^[^.]+")] = true end
+    end
+  end
+  local compose = require "mw.compose"
+  local keys = {}
+  for k in pairs(compose.handlers) do if k ~= "add_volume" then keys[#keys + 1] = k end end
+  for k in pairs(require("mw.importcx").WHY) do keys[#keys + 1] = k end
+  for _, k in ipairs { "extends", "include", "name", "services", "volumes", "networks", "secrets", "configs",
+                       "version" } do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do t.ok(named[k], "README's compose table lacks " .. k) end
 end)
 
 local BROKEN = {

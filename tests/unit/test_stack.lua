@@ -69,7 +69,7 @@ t.test("minimal stack normalizes with every default", function()
   web.restart = nil
   t.same(web, {
     name = "web", image = "nginx:1.25", env = {}, depends_on = {}, heartbeat = false,
-    ports = {}, volumes = {}, secrets = {}, scale = 1, labels = {}, extra_hosts = {},
+    ports = {}, volumes = {}, secrets = {}, configs = {}, scale = 1, labels = {}, extra_hosts = {},
     stop_grace = 10, init = false, read_only = false, cap_add = {}, cap_drop = {},
     ulimits = {}, networks = {}, privileged = false, devices = {}, sysctls = {}, dns = {},
     dns_search = {}, dns_opt = {}, security_opt = {}, group_add = {}, pull = "missing",
