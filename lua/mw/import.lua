@@ -15,7 +15,7 @@ local M = {}
 local NULL = yaml.null
 local USAGE = "usage: mw import compose.yaml [-o stack.lua] [--force]"
 
-local is_table, is_map = yamlvalue.is_table, yamlvalue.is_map
+local is_table, is_map, is_list = yamlvalue.is_table, yamlvalue.is_map, yamlvalue.is_list
 local sorted_keys, str_of, bool_of, compact = yamlvalue.sorted_keys, yamlvalue.str_of, yamlvalue.bool_of,
   yamlvalue.compact
 local lua_key, render, quote = luawriter.key, luawriter.render, luawriter.quote
@@ -74,6 +74,39 @@ end
 local TOP_KEYS = { version = true, name = true, services = true, volumes = true, networks = true,
                    secrets = true }
 
+local NET_DONE = setmetatable({}, { __mode = "k" })
+
+-- A top-level compose network -> the stack's network table (ordered) or nil; records in
+-- NET_DONE which of its keys it translated. ipam.config[] gives one subnet (and gateway).
+local function stack_network(n, d, ext)
+  local kv, done = {}, {}
+  NET_DONE[d] = done
+  if ext then
+    kv[#kv + 1] = { "external", true }
+    local name = str_of(d.name)
+    if name and name ~= n then kv[#kv + 1] = { "name", name } end
+    return luawriter.ordered(kv)
+  end
+  local ipam = d.ipam
+  if is_map(ipam) and is_list(ipam.config) and #ipam.config == 1 and is_map(ipam.config[1])
+      and str_of(ipam.config[1].subnet) then
+    local only = true
+    for k in pairs(ipam) do if k ~= "config" and not (k == "driver" and ipam[k] == "default") then only = false end end
+    for k in pairs(ipam.config[1]) do if k ~= "subnet" and k ~= "gateway" then only = false end end
+    if only then
+      kv[#kv + 1] = { "subnet", str_of(ipam.config[1].subnet) }
+      if str_of(ipam.config[1].gateway) then kv[#kv + 1] = { "gateway", str_of(ipam.config[1].gateway) } end
+      done.ipam = true
+    end   -- else kept as a comment with the note "'ipam' has no equivalent"
+  end
+  if bool_of(d.internal) ~= nil then
+    if bool_of(d.internal) then kv[#kv + 1] = { "internal", true } end
+    done.internal = true
+  end
+  if #kv == 0 then return nil end
+  return luawriter.ordered(kv)
+end
+
 local function top_notes(cx, compose)
   local notes = {}
   local function add(kind, name, key, value, why)
@@ -89,19 +122,28 @@ local function top_notes(cx, compose)
       local single = kind == "volumes" and "volume" or "network"
       for _, n in ipairs(sorted_keys(defs)) do
         local d = defs[n]
+        local ext = is_map(d) and bool_of(d.external) == true
+        if is_map(d) and kind == "networks" then
+          -- subnet, gateway, internal, external and its name become the stack's `networks`
+          local def = stack_network(n, d, ext)
+          if def then cx.stack_networks[#cx.stack_networks + 1] = { n, def } end
+        end
         if is_map(d) then
           for _, k in ipairs(sorted_keys(d)) do
             local x = d[k]
-            if k == "external" and bool_of(x) then
-              add(single, n, k, x, single == "volume"
-                and "mw uses its own volume <stack>_" .. n .. ", not an existing one"
-                or "mw creates and labels its own networks")
+            -- translated: an external network or volume is joined or mounted by its name; a
+            -- network's subnet and internal flag by stack_network
+            local translated = (ext and (k == "external" or k == "name"))
+              or (kind == "networks" and NET_DONE[d] and NET_DONE[d][k])
+            if translated then
+              goto next_key
             elseif k == "name" then
               add(single, n, k, x, single == "volume" and "mw names it <stack>_" .. n or nil)
             elseif not (k == "driver" and (x == "local" or x == "bridge"))
                 and not (k == "external" and bool_of(x) == false) then
               add(single, n, k, x)
             end
+            ::next_key::
           end
         end
       end
@@ -249,6 +291,7 @@ local function convert(compose, opts, warnings)
     end
   end
 
+  cx.stack_networks = {}
   local notes = top_notes(cx, compose)
   local stack_name = project_name(cx, compose)
 
@@ -278,6 +321,9 @@ local function convert(compose, opts, warnings)
   if #notes > 0 then out[#out + 1] = "" end
   out[#out + 1] = "return {"
   out[#out + 1] = "  name = " .. quote(stack_name) .. ","
+  if #cx.stack_networks > 0 then
+    out[#out + 1] = "  networks = " .. render(luawriter.ordered(cx.stack_networks), 2) .. ","
+  end
   out[#out + 1] = "  components = {"
   for i, c in ipairs(comps) do
     if i > 1 then out[#out + 1] = "" end

@@ -111,4 +111,35 @@ return { name = "NAME",
   h.stop()
 end)
 
+t.test("a changed address or alias recreates the component on reload", function()
+  local body = [[
+return { name = "NAME", networks = { back = { subnet = "]] .. SUBNET .. [[" } },
+  components = {
+    api = { image = "IMAGE", command = { "sleep", "3600" },
+            networks = { back = { ipv4_address = "ADDRX", aliases = { "ALIASX" } } } },
+} }
+]]
+  local function render(addr, alias) return (body:gsub("ADDRX", addr):gsub("ALIASX", alias)) end
+  local file, stack = E.stack("netrl", render(ADDR, "first"))
+  local h = E.mw({ "run", "--log-format", "json", file })
+  local back = "mw-" .. stack .. "-back"
+  local api = running(stack, "api")
+  t.eq(api.NetworkSettings.Networks[back].IPAddress, ADDR)
+  local addr2 = ADDR:gsub("%.10$", ".20")
+  assert(require("mw.fs").write_atomic(file, E.render(render(addr2, "second"), stack), 420))
+  local now
+  t.wait_for(function()
+    local list = E.containers(stack).api
+    if not list or #list ~= 1 or list[1].Id == api.Id or list[1].State ~= "running" then return false end
+    now = e:inspect(list[1].Id)
+    return now ~= nil
+  end, 60, "api recreated after the reload")
+  local ep = now.NetworkSettings.Networks[back]
+  t.eq(ep.IPAddress, addr2)
+  local has = false
+  for _, a in ipairs(ep.Aliases or {}) do if a == "second" then has = true end end
+  t.ok(has, "the new alias is on the endpoint")
+  t.eq(h.stop(), 0)
+end)
+
 os.exit(E.run(t))
