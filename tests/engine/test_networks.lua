@@ -13,6 +13,7 @@ local e = E.engine()
 local octet = core.pid() % 250 + 3
 local SUBNET = string.format("10.250.%d.0/24", octet)
 local ADDR = string.format("10.250.%d.10", octet)
+local GATEWAY = string.format("10.250.%d.254", octet)
 
 -- The foreign objects the test makes itself: labelled mw.test=<run> for this file's own
 -- cleanup, but without used-by=millwright, so mw must treat them as someone else's.
@@ -46,12 +47,13 @@ t.test("static address, alias, external network and volume; destroy leaves the e
   assert(e:volume_create(ext_vol, FOREIGN))
   local file, stack = E.stack("nets", [[
 return { name = "NAME",
-  networks = { back = { subnet = "]] .. SUBNET .. [[" }, corp = { external = true, name = "]] .. ext_net .. [[" } },
+  networks = { back = { subnet = "]] .. SUBNET .. [[", gateway = "]] .. GATEWAY .. [[" },
+               corp = { external = true, name = "]] .. ext_net .. [[" }, inside = { internal = true } },
   components = {
     api = { image = "IMAGE", command = { "sh", "-c", "echo hello > /data/mark; exec sleep 3600" },
             networks = { "corp", back = { ipv4_address = "]] .. ADDR .. [[", aliases = { "api-alias" } } },
             volumes = { { source = "]] .. ext_vol .. [[", target = "/data", external = true } } },
-    client = { image = "IMAGE", command = { "sleep", "3600" }, networks = { "back" } },
+    client = { image = "IMAGE", command = { "sleep", "3600" }, networks = { "back", "inside" } },
 } }
 ]])
   local code, out = E.mw_sync({ "check", file })
@@ -68,6 +70,9 @@ return { name = "NAME",
   t.ok(api.NetworkSettings.Networks[ext_net], "api joined the external network")
   local net = assert(e:network_inspect(back))
   t.eq(net.IPAM.Config[1].Subnet, SUBNET)
+  t.eq(net.IPAM.Config[1].Gateway, GATEWAY)
+  t.eq(net.Labels["used-by"], "millwright", "mw's own network carries its label")
+  t.eq(assert(e:network_inspect("mw-" .. stack .. "-inside")).Internal, true)
   local mounted
   for _, m in ipairs(api.Mounts) do if m.Destination == "/data" then mounted = m.Name end end
   t.eq(mounted, ext_vol, "the external volume is mounted by its own name")
