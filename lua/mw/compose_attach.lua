@@ -295,6 +295,18 @@ end
 
 -- Networks ------------------------------------------------------------------------------------
 
+-- A top-level compose network's one ipam subnet -> subnet, gateway | nil (several configs or
+-- other ipam keys do not translate).
+function H.ipam_subnet(d)
+  local ipam = is_map(d) and d.ipam
+  if not (is_map(ipam) and is_list(ipam.config) and #ipam.config == 1 and is_map(ipam.config[1])) then return nil end
+  local c = ipam.config[1]
+  if not str_of(c.subnet) then return nil end
+  for k in pairs(ipam) do if k ~= "config" and not (k == "driver" and ipam[k] == "default") then return nil end end
+  for k in pairs(c) do if k ~= "subnet" and k ~= "gateway" then return nil end end
+  return str_of(c.subnet), str_of(c.gateway)
+end
+
 -- networks: a list of names, or a mapping whose ipv4_address and aliases become mw's map form
 -- (README "Networks"); a network with no options stays { name = {} } beside one that has some.
 function H.networks(cx, comp, v)
@@ -312,13 +324,17 @@ function H.networks(cx, comp, v)
       if is_map(o) then
         local kv = {}
         for _, k in ipairs(sorted_keys(o)) do
-          if n ~= "default" and k == "ipv4_address" and str_of(o[k]) then
+          local d = cx.networks[n]
+          local addressable = is_map(d) and (bool_of(d.external) or H.ipam_subnet(d))
+          if n ~= "default" and k == "ipv4_address" and str_of(o[k]) and addressable then
             kv[#kv + 1] = { "ipv4_address", str_of(o[k]) }
           elseif n ~= "default" and k == "aliases" and is_list(o[k]) then
             kv[#kv + 1] = { "aliases", string_list(comp, "networks." .. n .. ".aliases", o[k]) }
           else
             unsupported(cx, comp, "networks." .. n .. "." .. k, o[k],
               n == "default" and "mw's stack network has no subnet of its own; declare a network" or
+              k == "ipv4_address" and "the network declares no single ipam subnet, and the engine gives " ..
+                "static addresses only on one" or
               k == "aliases" and "a component is known by its name on the stack network" or nil)
           end
         end

@@ -9,13 +9,14 @@ local yamlvalue = require "mw.yamlvalue"
 local luawriter = require "mw.luawriter"
 local dotenv    = require "mw.dotenv"
 local compose_keys = require "mw.compose"
+local compose_attach = require "mw.compose_attach"
 
 local M = {}
 
 local NULL = yaml.null
 local USAGE = "usage: mw import compose.yaml [-o stack.lua] [--force]"
 
-local is_table, is_map, is_list = yamlvalue.is_table, yamlvalue.is_map, yamlvalue.is_list
+local is_table, is_map = yamlvalue.is_table, yamlvalue.is_map
 local sorted_keys, str_of, bool_of, compact = yamlvalue.sorted_keys, yamlvalue.str_of, yamlvalue.bool_of,
   yamlvalue.compact
 local lua_key, render, quote = luawriter.key, luawriter.render, luawriter.quote
@@ -87,18 +88,12 @@ local function stack_network(n, d, ext)
     if name and name ~= n then kv[#kv + 1] = { "name", name } end
     return luawriter.ordered(kv)
   end
-  local ipam = d.ipam
-  if is_map(ipam) and is_list(ipam.config) and #ipam.config == 1 and is_map(ipam.config[1])
-      and str_of(ipam.config[1].subnet) then
-    local only = true
-    for k in pairs(ipam) do if k ~= "config" and not (k == "driver" and ipam[k] == "default") then only = false end end
-    for k in pairs(ipam.config[1]) do if k ~= "subnet" and k ~= "gateway" then only = false end end
-    if only then
-      kv[#kv + 1] = { "subnet", str_of(ipam.config[1].subnet) }
-      if str_of(ipam.config[1].gateway) then kv[#kv + 1] = { "gateway", str_of(ipam.config[1].gateway) } end
-      done.ipam = true
-    end   -- else kept as a comment with the note "'ipam' has no equivalent"
-  end
+  local subnet, gateway = compose_attach.ipam_subnet(d)
+  if subnet then
+    kv[#kv + 1] = { "subnet", subnet }
+    if gateway then kv[#kv + 1] = { "gateway", gateway } end
+    done.ipam = true
+  end   -- else kept as a comment with the note "'ipam' has no equivalent"
   if bool_of(d.internal) ~= nil then
     if bool_of(d.internal) then kv[#kv + 1] = { "internal", true } end
     done.internal = true
@@ -243,6 +238,7 @@ local function convert(compose, opts, warnings)
   services = compose.services
 
   cx.volumes = is_map(compose.volumes) and compose.volumes or {}
+  cx.networks = is_map(compose.networks) and compose.networks or {}
   cx.secrets = is_map(compose.secrets) and compose.secrets or {}
 
   local names, taken, order = {}, {}, sorted_keys(services)

@@ -648,8 +648,10 @@ services:
       back: {ipv4_address: 172.28.0.10, aliases: [api]}
       corp:
       default: {ipv4_address: 10.1.1.1}
+      plain: {ipv4_address: 10.3.3.3}
     volumes: [shared:/data, "other:/o:ro"]
 networks:
+  plain:
   back:
     ipam: {config: [{subnet: 172.28.0.0/16, gateway: 172.28.0.254}]}
   corp: {external: true, name: corp-net}
@@ -661,7 +663,7 @@ volumes:
 ]])
   local c = s.components.app
   t.same(c.networks, { { name = "back", ipv4_address = "172.28.0.10", aliases = { "api" } },
-                       { name = "corp", external = "corp-net" } })
+                       { name = "corp", external = "corp-net" }, "plain" })
   t.same(s.networks.back.subnet, "172.28.0.0/16")
   t.same(s.networks.back.gateway, "172.28.0.254")
   t.same(s.networks.corp, { external = true, name = "corp-net" })
@@ -670,6 +672,7 @@ volumes:
   -- what does not translate is named: an address on the stack's own network, two subnets
   warned(w, "service app: 'networks.default.ipv4_address' has no equivalent")
   warned(w, "network 'odd': 'ipam' has no equivalent")
+  warned(w, "service app: 'networks.plain.ipv4_address' has no equivalent: the network declares no single ipam subnet")
   t.ok(not src:find("compose: network corp", 1, true), "the external network is translated, not a comment")
 end)
 
