@@ -174,6 +174,10 @@ function spec.start_first(c)
   for _, p in ipairs(c.ports or {}) do
     if p.host then return false end
   end
+  -- a static address is held by the old container until it is removed
+  for _, e in ipairs(c.networks or {}) do
+    if type(e) == "table" and e.ipv4_address then return false end
+  end
   return true
 end
 
