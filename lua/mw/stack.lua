@@ -353,8 +353,13 @@ local function check_addresses(nets, comps, names)
                 (def.gateway and "" or " (the engine takes the subnet's first address)"))
             end
           end
-          if c.scale ~= 1 then
+          if c.scale > 1 then
             fail(p, "has a static ipv4_address and scale " .. tostring(c.scale) .. ": instances cannot share one address")
+          end
+          local auto = c.autoscale
+          if type(auto) == "table" and type(auto.max) == "number" and auto.max > 1 then
+            fail(p, "has a static ipv4_address and autoscale up to " .. tostring(auto.max) ..
+              ": instances cannot share one address")
           end
           local k = n .. " " .. addr
           if taken[k] then
