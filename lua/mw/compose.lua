@@ -370,7 +370,7 @@ local function restart_policy(cx, comp, rp)
   end
 end
 -- Ports, volumes, secrets and networks: mw.compose_attach.
-for k, h in pairs(attach) do if k ~= "add_volume" then H[k] = h end end
+for k, h in pairs(attach) do if k ~= "add_volume" and k ~= "ipam_subnet" then H[k] = h end end
 local add_volume = attach.add_volume
 
 -- Resources and the rest ----------------------------------------------------------------------

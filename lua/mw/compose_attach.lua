@@ -127,6 +127,18 @@ local function add_volume(comp, v)
   table.insert(comp.fields.volumes, v)
 end
 
+-- A named volume declared `external: true` at the top: mounted by its own name (its `name:` or
+-- the key), never created -> true if added so.
+local function external_volume(cx, comp, src, target, ro)
+  local d = cx.volumes[src]
+  if not (is_map(d) and bool_of(d.external)) then return false end
+  local kv = { { "source", str_of(d.name) or src }, { "target", target } }
+  if ro then kv[#kv + 1] = { "read_only", true } end
+  kv[#kv + 1] = { "external", true }
+  add_volume(comp, ordered(kv))
+  return true
+end
+
 local function tmpfs_entry(cx, comp, target, opts, what)
   local t = { { "tmpfs", target } }
   for _, o in ipairs(opts) do
@@ -163,6 +175,7 @@ local function short_volume(cx, comp, s)
     src = path_for(cx, src)
   else
     check_named(cx, comp, src)
+    if external_volume(cx, comp, src, target, ro) then return end
   end
   add_volume(comp, src .. ":" .. target .. (ro and ":ro" or ""))
 end
@@ -202,12 +215,14 @@ local function long_volume(cx, comp, v)
     else
       check_named(cx, comp, src)
     end
-    if create == false then
+    -- an external volume is mounted by its own name (external_volume adds it)
+    local external = kind == "volume" and external_volume(cx, comp, src, target, ro)
+    if not external and create == false then
       local kv = { { "source", src }, { "target", target } }
       if ro then kv[#kv + 1] = { "read_only", true } end
       kv[#kv + 1] = { "create_host_path", false }
       add_volume(comp, ordered(kv))
-    else
+    elseif not external then
       add_volume(comp, src .. ":" .. target .. (ro and ":ro" or ""))
     end
   else
@@ -338,11 +353,25 @@ end
 
 -- Networks ------------------------------------------------------------------------------------
 
+-- A top-level compose network's one ipam subnet -> subnet, gateway | nil (several configs or
+-- other ipam keys do not translate).
+function H.ipam_subnet(d)
+  local ipam = is_map(d) and d.ipam
+  if not (is_map(ipam) and is_list(ipam.config) and #ipam.config == 1 and is_map(ipam.config[1])) then return nil end
+  local c = ipam.config[1]
+  if not str_of(c.subnet) then return nil end
+  for k in pairs(ipam) do if k ~= "config" and not (k == "driver" and ipam[k] == "default") then return nil end end
+  for k in pairs(c) do if k ~= "subnet" and k ~= "gateway" then return nil end end
+  return str_of(c.subnet), str_of(c.gateway)
+end
+
+-- networks: a list of names, or a mapping whose ipv4_address and aliases become mw's map form
+-- (README "Networks"); a network with no options stays { name = {} } beside one that has some.
 function H.networks(cx, comp, v)
-  local out = {}
+  local names, opts, any = {}, {}, false
   local function add(n)
     -- compose's "default" network is the stack's own network in mw.
-    if n ~= "default" then out[#out + 1] = n end
+    if n ~= "default" then names[#names + 1] = n end
   end
   if is_list(v) then
     for _, n in ipairs(string_list(comp, "networks", v)) do add(n) end
@@ -351,16 +380,33 @@ function H.networks(cx, comp, v)
       add(n)
       local o = v[n]
       if is_map(o) then
+        local kv = {}
         for _, k in ipairs(sorted_keys(o)) do
-          unsupported(cx, comp, "networks." .. n .. "." .. k, o[k],
-            k == "aliases" and "a component is known by its name on the stack network" or nil)
+          local d = cx.networks[n]
+          local addressable = is_map(d) and (bool_of(d.external) or H.ipam_subnet(d))
+          if n ~= "default" and k == "ipv4_address" and str_of(o[k]) and addressable then
+            kv[#kv + 1] = { "ipv4_address", str_of(o[k]) }
+          elseif n ~= "default" and k == "aliases" and is_list(o[k]) then
+            kv[#kv + 1] = { "aliases", string_list(comp, "networks." .. n .. ".aliases", o[k]) }
+          else
+            unsupported(cx, comp, "networks." .. n .. "." .. k, o[k],
+              n == "default" and "mw's stack network has no subnet of its own; declare a network" or
+              k == "ipv4_address" and "the network declares no single ipam subnet, and the engine gives " ..
+                "static addresses only on one" or
+              k == "aliases" and "a component is known by its name on the stack network" or nil)
+          end
         end
+        if #kv > 0 then opts[n], any = ordered(kv), true end
       end
     end
   else
     fatal(string.format("service %s: 'networks' must be a list or a mapping", comp.orig))
   end
-  if #out > 0 then comp.fields.networks = out end
+  if #names == 0 then return end
+  if not any then comp.fields.networks = names return end
+  local kv = {}
+  for _, n in ipairs(names) do kv[#kv + 1] = { n, opts[n] or {} } end
+  comp.fields.networks = ordered(kv)
 end
 
 H.add_volume = add_volume   -- not a compose key: mw.compose adds tmpfs entries last with it

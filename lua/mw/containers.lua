@@ -324,7 +324,18 @@ function Sup:ensure_volumes(inst)
       if not ok then return nil, "cannot create bind mount source " .. v.source .. ": " .. tostring(err) end
       log.info(inst.key, "volume", "created bind mount source " .. v.source .. " (an empty directory, as compose does)")
     end
-    if v.type == "volume" then
+    if v.type == "volume" and v.external then
+      -- never created, labelled or removed: it exists, or the start fails saying so
+      if not self.volumes[v.name] then
+        local info, err, code = engine:volume_inspect(v.name)
+        if not info then
+          return nil, code == "notfound" and ("external volume " .. v.name .. " does not exist " ..
+            "(external = true: mw mounts it but never creates it; docker volume create " .. v.name .. ")")
+            or ("cannot inspect external volume " .. v.name .. ": " .. tostring(err))
+        end
+        self.volumes[v.name] = true
+      end
+    elseif v.type == "volume" then
       local name = spec.instance_volume(self.stack, v, inst.index)
       if not self.volumes[name] then
         local info = engine:volume_inspect(name)
@@ -344,24 +355,37 @@ function Sup:ensure_volumes(inst)
   return true
 end
 
--- The extra networks a component asks for, created with mw's labels -> { name = id }.
+-- The extra networks a component asks for -> list of { id =, name =, opts = } in its order.
+-- mw's own are created with its labels (and the subnet, gateway and internal flag the stack's
+-- `networks` declares); an external one is joined by its name, never created.
 function Sup:extra_networks(inst)
   local engine = self.engine
   self.extra = self.extra or {}
   local out = {}
-  for _, net_name in ipairs(inst.def.networks or {}) do
+  for _, e in ipairs(inst.def.networks or {}) do
+    local net_name, opts = spec.network_entry(e)
     local name = spec.extra_network(self.stack, net_name)
-    if not self.extra[name] then
+    local def = self.stack.networks and self.stack.networks[net_name] or {}
+    if not self.extra[name] and def.external then
+      local info, err, code = engine:network_inspect(name)
+      if not info then
+        return nil, code == "notfound" and ("external network " .. name .. " does not exist " ..
+          "(external = true: mw joins it but never creates it; docker network create " .. name .. ")")
+          or ("cannot inspect external network " .. name .. ": " .. tostring(err))
+      end
+      self.extra[name] = info.Id
+    elseif not self.extra[name] then
       local list = engine:network_list { label = owner.filter(self.stack.name) } or {}
       for _, listed in ipairs(list) do if listed.Name == name then self.extra[name] = listed.Id end end
       if not self.extra[name] then
-        local id, err = engine:network_create(name, spec.labels(self.stack, { ["mw.network"] = net_name }))
+        local id, err = engine:network_create(name, spec.labels(self.stack, { ["mw.network"] = net_name }),
+          { subnet = def.subnet, gateway = def.gateway, internal = def.internal or nil })
         if not id then return nil, "cannot create network " .. name .. ": " .. tostring(err) end
-        log.info(inst.key, "network", "created network " .. name)
+        log.info(inst.key, "network", "created network " .. name .. (def.subnet and (" (subnet " .. def.subnet .. ")") or ""))
         self.extra[name] = id
       end
     end
-    out[name] = self.extra[name]
+    out[#out + 1] = { id = self.extra[name], name = name, opts = opts }
   end
   return out
 end
@@ -410,9 +434,11 @@ function Sup:create_only(inst, body)
   end
   if not id then return nil, err end
   inst.id = id
-  for _, netid in pairs(nets) do
-    local ok, cerr = engine:network_connect(netid, id, { inst.name })
-    if not ok then return nil, "cannot connect to an extra network: " .. tostring(cerr) end
+  for _, net in ipairs(nets) do
+    local aliases, opts = { inst.name }, net.opts or {}
+    for _, a in ipairs(opts.aliases or {}) do aliases[#aliases + 1] = a end
+    local ok, cerr = engine:network_connect(net.id, id, aliases, { ipv4_address = opts.ipv4_address })
+    if not ok then return nil, "cannot connect to network " .. net.name .. ": " .. tostring(cerr) end
   end
   return true
 end

@@ -28,6 +28,8 @@ function methods:network_create(name, labels, opts)
     Name = name, Driver = opts.driver or "bridge", Labels = lab,
     Internal = opts.internal, Attachable = opts.attachable,
   }
+  -- a user-configured subnet: the engine gives static addresses only on such a network
+  if opts.subnet then body.IPAM = { Driver = "default", Config = array { { Subnet = opts.subnet, Gateway = opts.gateway } } } end
   if not self:api_at_least("1.44") then body.CheckDuplicate = true end
   local v, err, code = self:_json("networks/create", "POST", "/networks/create", { json = body })
   if not v then return nil, err, code end
@@ -39,11 +41,14 @@ function methods:network_inspect(id)
 end
 
 -- -> true | true, "already" (403 "already exists in network", notes §3) | nil, err, code.
-function methods:network_connect(net, container, aliases)
+-- opts.ipv4_address: a static address (EndpointConfig.IPAMConfig.IPv4Address).
+function methods:network_connect(net, container, aliases, opts)
   local al = array()
   for i, a in ipairs(aliases or {}) do al[i] = a end
+  local endpoint = { Aliases = al }
+  if opts and opts.ipv4_address then endpoint.IPAMConfig = { IPv4Address = opts.ipv4_address } end
   local res, err, code = self:_call("networks/connect", "POST", "/networks/" .. seg(net) .. "/connect", { idempotent = true,
-    json = { Container = container, EndpointConfig = { Aliases = al } },
+    json = { Container = container, EndpointConfig = endpoint },
   })
   if res then return true end
   if code == "forbidden" and (err:find("already exists in network", 1, true)

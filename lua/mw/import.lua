@@ -10,6 +10,7 @@ local luawriter = require "mw.luawriter"
 local dotenv    = require "mw.dotenv"
 local compose_keys = require "mw.compose"
 local compose_merge = require "mw.compose_merge"
+local compose_attach = require "mw.compose_attach"
 
 local M = {}
 
@@ -101,6 +102,33 @@ local function used_extensions(text)
   return used
 end
 
+local NET_DONE = setmetatable({}, { __mode = "k" })
+
+-- A top-level compose network -> the stack's network table (ordered) or nil; records in
+-- NET_DONE which of its keys it translated. ipam.config[] gives one subnet (and gateway).
+local function stack_network(n, d, ext)
+  local kv, done = {}, {}
+  NET_DONE[d] = done
+  if ext then
+    kv[#kv + 1] = { "external", true }
+    local name = str_of(d.name)
+    if name and name ~= n then kv[#kv + 1] = { "name", name } end
+    return luawriter.ordered(kv)
+  end
+  local subnet, gateway = compose_attach.ipam_subnet(d)
+  if subnet then
+    kv[#kv + 1] = { "subnet", subnet }
+    if gateway then kv[#kv + 1] = { "gateway", gateway } end
+    done.ipam = true
+  end   -- else kept as a comment with the note "'ipam' has no equivalent"
+  if bool_of(d.internal) ~= nil then
+    if bool_of(d.internal) then kv[#kv + 1] = { "internal", true } end
+    done.internal = true
+  end
+  if #kv == 0 then return nil end
+  return luawriter.ordered(kv)
+end
+
 local function top_notes(cx, compose)
   local notes = {}
   local function add(kind, name, key, value, why)
@@ -116,19 +144,28 @@ local function top_notes(cx, compose)
       local single = kind == "volumes" and "volume" or "network"
       for _, n in ipairs(sorted_keys(defs)) do
         local d = defs[n]
+        local ext = is_map(d) and bool_of(d.external) == true
+        if is_map(d) and kind == "networks" then
+          -- subnet, gateway, internal, external and its name become the stack's `networks`
+          local def = stack_network(n, d, ext)
+          if def then cx.stack_networks[#cx.stack_networks + 1] = { n, def } end
+        end
         if is_map(d) then
           for _, k in ipairs(sorted_keys(d)) do
             local x = d[k]
-            if k == "external" and bool_of(x) then
-              add(single, n, k, x, single == "volume"
-                and "mw uses its own volume <stack>_" .. n .. ", not an existing one"
-                or "mw creates and labels its own networks")
+            -- translated: an external network or volume is joined or mounted by its name; a
+            -- network's subnet and internal flag by stack_network
+            local translated = (ext and (k == "external" or k == "name"))
+              or (kind == "networks" and NET_DONE[d] and NET_DONE[d][k])
+            if translated then
+              goto next_key
             elseif k == "name" then
               add(single, n, k, x, single == "volume" and "mw names it <stack>_" .. n or nil)
             elseif not (k == "driver" and (x == "local" or x == "bridge"))
                 and not (k == "external" and bool_of(x) == false) then
               add(single, n, k, x)
             end
+            ::next_key::
           end
         end
       end
@@ -295,6 +332,7 @@ local function convert(compose, opts, warnings)
   services = compose.services
 
   cx.volumes = is_map(compose.volumes) and compose.volumes or {}
+  cx.networks = is_map(compose.networks) and compose.networks or {}
   cx.secrets = is_map(compose.secrets) and compose.secrets or {}
   cx.configs = is_map(compose.configs) and compose.configs or {}
   cx.write_files, cx.files = opts.write_files, {}
@@ -367,6 +405,7 @@ local function convert(compose, opts, warnings)
     end
   end
 
+  cx.stack_networks = {}
   local notes = top_notes(cx, compose)
   local stack_name = project_name(cx, compose)
 
@@ -402,6 +441,9 @@ local function convert(compose, opts, warnings)
   end
   out[#out + 1] = "return {"
   out[#out + 1] = "  name = " .. quote(stack_name) .. ","
+  if #cx.stack_networks > 0 then
+    out[#out + 1] = "  networks = " .. render(luawriter.ordered(cx.stack_networks), 2) .. ","
+  end
   out[#out + 1] = "  components = {"
   for i, c in ipairs(comps) do
     if i > 1 then out[#out + 1] = "" end

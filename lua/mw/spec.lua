@@ -55,6 +55,7 @@ function spec.hash(v) return core.hash(table.concat(canon(v, {}))) end
 -- The engine's name of a component's named volume: instances get their own (data, data-2, …)
 -- unless the volume is marked shared.
 function spec.instance_volume(stack, v, instance)
+  if v.external then return v.name end   -- an existing volume, by its exact name
   if v.shared or (instance or 1) == 1 then return spec.volume_name(stack, v.name) end
   return spec.volume_name(stack, v.name) .. "-" .. instance
 end
@@ -67,8 +68,19 @@ function spec.network_mode(stack, mode)
   return mode
 end
 
--- Extra networks beyond the stack's own: mw-<stack>-<name>.
-function spec.extra_network(stack, name) return "mw-" .. base(stack) .. "-" .. name end
+-- Extra networks beyond the stack's own: mw-<stack>-<name>; an external one (the stack's
+-- `networks = { x = { external = true, name = ... } }`) by its own name.
+function spec.extra_network(stack, name)
+  local def = stack.networks and stack.networks[name]
+  if def and def.external then return def.name or name end
+  return "mw-" .. base(stack) .. "-" .. name
+end
+
+-- A component's network entry (mw.validate field.networks) -> its name, its options or nil.
+function spec.network_entry(e)
+  if type(e) == "table" then return e.name, e end
+  return e, nil
+end
 
 local function volume_mounts(stack, c, instance)
   local list = {}
@@ -173,6 +185,10 @@ function spec.start_first(c)
   if c.network_mode then return false end
   for _, p in ipairs(c.ports or {}) do
     if p.host then return false end
+  end
+  -- a static address is held by the old container until it is removed
+  for _, e in ipairs(c.networks or {}) do
+    if type(e) == "table" and e.ipv4_address then return false end
   end
   return true
 end

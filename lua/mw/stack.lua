@@ -22,7 +22,7 @@ stack.HEARTBEAT_DEFAULTS = validator.HEARTBEAT_DEFAULTS
 stack.MAX_SECRET, stack.MAX_DOCKERFILE, stack.MAX_IGNORE = check.MAX_SECRET, check.MAX_DOCKERFILE, check.MAX_IGNORE
 stack.MAX_CONFIG = check.MAX_CONFIG
 
-local TOP_FIELDS = { "name", "components", "on_event" }
+local TOP_FIELDS = { "name", "components", "on_event", "networks" }
 
 local normpath, join, dirname, relative = paths.normalize, paths.join, paths.dirname, paths.relative
 local printable, cut = mwtext.printable, mwtext.cut
@@ -237,6 +237,144 @@ local function apply_profiles(ctx, comps, names, out)
   return kept
 end
 
+-- Networks ------------------------------------------------------------------------------------
+
+-- "a.b.c.d" -> a 32-bit number (validated addresses only).
+local function ipv4_number(s)
+  local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return nil end
+  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if a > 255 or b > 255 or c > 255 or d > 255 then return nil end
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+-- "a.b.c.d/n" -> { base =, bits =, first =, last = } or nil.
+local function parse_subnet(s)
+  local ip, bits = s:match("^([%d.]+)/(%d+)$")
+  local n = ip and ipv4_number(ip)
+  bits = tonumber(bits)
+  if not n or not bits or bits > 30 or bits < 8 then return nil end
+  local size = 1 << (32 - bits)
+  if n % size ~= 0 then
+    local net = n - n % size
+    return nil, "has host bits set (the network address is " ..
+      string.format("%d.%d.%d.%d/%d", net >> 24, (net >> 16) & 255, (net >> 8) & 255, net & 255, bits) .. ")"
+  end
+  return { base = n, bits = bits, first = n + 1, last = n + size - 2 }
+end
+
+-- The stack's `networks = { back = { subnet =, gateway =, internal = }, corp = { external = true,
+-- name = } }` (README "Networks").
+local function stack_networks(v)
+  if v == nil then return {} end
+  local out = {}
+  for _, e in ipairs(check.map({ "networks" }, v, "a table of name = { subnet = ..., external = ... }")) do
+    local n, d = e[1], e[2]
+    local p = { "networks", n }
+    if type(n) ~= "string" or not n:find("^[%w][%w_.-]*$") or #n > 64 then fail(p, "bad network name " .. show(n)) end
+    if type(d) ~= "table" then must(p, d, "a table { subnet = ..., gateway = ..., internal = ... } or { external = true }") end
+    fields(p, d, { "subnet", "gateway", "internal", "external", "name" })
+    local def = {}
+    local ext = rawget(d, "external")
+    if ext ~= nil then def.external = check.boolean({ "networks", n, "external" }, ext) or nil end
+    local name = rawget(d, "name")
+    if name ~= nil then
+      name = nonempty({ "networks", n, "name" }, name, "the network's name on the engine")
+      if not def.external then fail({ "networks", n, "name" }, "only an external network has a name of its own " ..
+        "(mw names its networks mw-<stack>-" .. n .. ")") end
+      if not name:find("^[%w][%w_.-]*$") or #name > 128 then fail({ "networks", n, "name" }, "bad network name " .. show(name)) end
+      def.name = name
+    end
+    if def.external then
+      for _, f in ipairs { "subnet", "gateway", "internal" } do
+        if rawget(d, f) ~= nil then
+          fail({ "networks", n, f }, "an external network is made by someone else; mw sets nothing on it")
+        end
+      end
+    end
+    local subnet = rawget(d, "subnet")
+    if subnet ~= nil then
+      subnet = nonempty({ "networks", n, "subnet" }, subnet, "an IPv4 subnet like \"172.28.0.0/16\"")
+      local sn, why = parse_subnet(subnet)
+      if not sn then fail({ "networks", n, "subnet" }, "bad subnet " .. show(subnet) .. " " ..
+        (why or "(an IPv4 subnet like \"172.28.0.0/16\", prefix /8 to /30)")) end
+      def.subnet, def.range = subnet, sn
+    end
+    local gw = rawget(d, "gateway")
+    if gw ~= nil then
+      gw = nonempty({ "networks", n, "gateway" }, gw, "an IPv4 address")
+      local g = ipv4_number(gw)
+      if not g then fail({ "networks", n, "gateway" }, "bad IPv4 address " .. show(gw)) end
+      if not def.range then fail({ "networks", n, "gateway" }, "a gateway needs the network's 'subnet'") end
+      if g < def.range.first or g > def.range.last then
+        fail({ "networks", n, "gateway" }, "gateway " .. gw .. " is not in subnet " .. def.subnet)
+      end
+      def.gateway, def.gateway_n = gw, g
+    end
+    local internal = rawget(d, "internal")
+    if internal ~= nil then def.internal = check.boolean({ "networks", n, "internal" }, internal) or nil end
+    out[n] = def
+  end
+  return out
+end
+
+-- Each component's static addresses against the declared subnets: inside, not the gateway's,
+-- used once, on one container (scale 1). The engine refuses a static address on a network
+-- without a user-configured subnet ("user specified IP address is supported only when
+-- connecting to networks with user configured subnets"), so mw says so first.
+local function check_addresses(nets, comps, names)
+  local taken = {}
+  for _, cn in ipairs(names) do
+    local c = comps[cn]
+    for i, e in ipairs(c.networks or {}) do
+      if type(e) == "table" then
+        local n, def = e.name, nets[e.name]
+        local p = { "components", cn, "networks", n }
+        if def and def.external then
+          -- the engine's name is part of what the container joins: hashed with the entry
+          e.external = def.name or n
+        end
+        if e.ipv4_address then
+          local addr = e.ipv4_address
+          if not def then
+            fail(p, "a static ipv4_address needs the network declared with a subnet: networks = { " .. n ..
+              " = { subnet = \"...\" } } (the engine gives static addresses only on a user-configured subnet)")
+          end
+          if not def.external then
+            if not def.range then
+              fail(p, "network " .. show(n) .. " has no 'subnet'; the engine gives static addresses only on a " ..
+                "user-configured subnet")
+            end
+            local a = ipv4_number(addr)
+            if a < def.range.first or a > def.range.last then
+              fail(p, "ipv4_address " .. addr .. " is not in network " .. n .. "'s subnet " .. def.subnet)
+            end
+            if a == (def.gateway_n or def.range.first) then
+              fail(p, "ipv4_address " .. addr .. " is the gateway's address on network " .. n ..
+                (def.gateway and "" or " (the engine takes the subnet's first address)"))
+            end
+          end
+          if c.scale > 1 then
+            fail(p, "has a static ipv4_address and scale " .. tostring(c.scale) .. ": instances cannot share one address")
+          end
+          local auto = c.autoscale
+          if type(auto) == "table" and type(auto.max) == "number" and auto.max > 1 then
+            fail(p, "has a static ipv4_address and autoscale up to " .. tostring(auto.max) ..
+              ": instances cannot share one address")
+          end
+          local k = n .. " " .. addr
+          if taken[k] then
+            fail(p, "ipv4_address " .. addr .. " on network " .. n .. " is also component " .. taken[k] .. "'s")
+          end
+          taken[k] = cn
+        end
+      elseif nets[e] and nets[e].external then
+        c.networks[i] = { name = e, external = nets[e].name or e }
+      end
+    end
+  end
+end
+
 local function validate(ctx, top)
   check.reset()
   if type(top) ~= "table" then
@@ -291,12 +429,14 @@ local function validate(ctx, top)
 
   local on_event = rawget(top, "on_event")
   if on_event ~= nil then on_event = validator.field.on_event(ctx, { "on_event" }, on_event) end
+  local nets = stack_networks(rawget(top, "networks"))
   local comps = {}
   for _, n in ipairs(names) do comps[n] = component(ctx, n, rawget(raw, n)) end
   local excluded = {}
   names = apply_profiles(ctx, comps, names, excluded)
   if #names == 0 then fail({ "components" }, "no component runs with the active profiles") end
   check_links(comps, names)
+  check_addresses(nets, comps, names)
   -- A copy: the stack file can reach the sandbox's own list through the __required global.
   local required = {}
   for _, f in ipairs(ctx.required) do
@@ -305,7 +445,7 @@ local function validate(ctx, top)
   return {
     name = name, file = ctx.file, dir = ctx.dir, components = comps,
     order = start_order(comps, names), required = required, on_event = on_event,
-    profiles = ctx.profiles or {}, excluded = excluded,
+    profiles = ctx.profiles or {}, excluded = excluded, networks = nets,
   }
 end
 
@@ -512,10 +652,26 @@ function stack.plan(s)
     if #c.volumes > 0 then
       local vs = {}
       for _, v in ipairs(c.volumes) do
-        local src = v.type == "volume" and v.name or v.type == "bind" and relative(s.dir, v.source) or "tmpfs"
+        local src = v.type == "volume" and (v.name .. (v.external and " (external)" or ""))
+          or v.type == "bind" and relative(s.dir, v.source) or "tmpfs"
         vs[#vs + 1] = src .. ":" .. v.target .. (v.read_only and ":ro" or "")
       end
       parts[#parts + 1] = "volumes " .. table.concat(vs, ", ")
+    end
+    if #c.networks > 0 then
+      local ns = {}
+      for _, e in ipairs(c.networks) do
+        if type(e) == "table" then
+          local extra = {}
+          if e.external then extra[#extra + 1] = "external " .. e.external end
+          if e.ipv4_address then extra[#extra + 1] = e.ipv4_address end
+          if e.aliases then extra[#extra + 1] = "aliases " .. table.concat(e.aliases, " ") end
+          ns[#ns + 1] = e.name .. (#extra > 0 and (" (" .. table.concat(extra, ", ") .. ")") or "")
+        else
+          ns[#ns + 1] = e
+        end
+      end
+      parts[#parts + 1] = "networks " .. table.concat(ns, ", ")
     end
     if #c.secrets > 0 then
       -- Names only: not even the file's path, let alone its content.
@@ -548,6 +704,19 @@ function stack.plan(s)
       parts[#parts + 1] = "warm standby (one frozen spare" .. (c.standby.keep_failed and ", failed ones kept" or "") .. ")"
     end
     lines[#lines + 1] = string.format("%2d. %s: %s", i, name, table.concat(parts, "; "))
+  end
+  local nets = {}
+  for n, d in pairs(s.networks or {}) do
+    local what = {}
+    if d.external then what[#what + 1] = "external " .. (d.name or n) .. ", never created or removed" end
+    if d.subnet then what[#what + 1] = "subnet " .. d.subnet end
+    if d.gateway then what[#what + 1] = "gateway " .. d.gateway end
+    if d.internal then what[#what + 1] = "internal" end
+    nets[#nets + 1] = n .. (#what > 0 and (" (" .. table.concat(what, ", ") .. ")") or "")
+  end
+  if #nets > 0 then
+    table.sort(nets)
+    lines[#lines + 1] = "networks: " .. table.concat(nets, "; ")
   end
   local left = {}
   for name, profiles in pairs(s.excluded or {}) do

@@ -433,7 +433,7 @@ local function volume(ctx, path, v)
     if size ~= nil then m.size = bytes(sub(path, "size"), size) end
     return m
   end
-  fields(path, v, { "source", "target", "read_only", "tmpfs", "size", "shared", "create_host_path" })
+  fields(path, v, { "source", "target", "read_only", "tmpfs", "size", "shared", "create_host_path", "external" })
   local src, target = rawget(v, "source"), rawget(v, "target")
   local shared = rawget(v, "shared")
   if shared ~= nil then boolean(sub(path, "shared"), shared) end
@@ -451,6 +451,14 @@ local function volume(ctx, path, v)
   if shared then
     if m.type ~= "volume" then fail(sub(path, "shared"), "only a named volume can be shared by instances") end
     m.shared = true
+  end
+  -- external: an existing volume used by its exact name, never created or removed (README
+  -- "Networks and external volumes"); every instance mounts the same one.
+  local external = rawget(v, "external")
+  if external ~= nil then boolean(sub(path, "external"), external) end
+  if external then
+    if m.type ~= "volume" then fail(sub(path, "external"), "only a named volume can be external (a path is a bind mount)") end
+    m.external, m.shared = true, true
   end
   return m
 end
@@ -910,19 +918,52 @@ function field.network_mode(_, path, v)
     (s == "bridge" and " (components join the stack's network when network_mode is left out)" or ""))
 end
 
+-- networks = { "front", back = { ipv4_address = "172.28.0.10", aliases = { "api" } } }: names,
+-- and per network a static address and extra DNS names. An entry without options stays a plain
+-- name (so a list-form component hashes as before); one with options is { name =, ipv4_address =,
+-- aliases = }. mw.stack checks the address against the stack's `networks` (README "Networks").
 function field.networks(_, path, v)
+  if type(v) ~= "table" then must(path, v, "a list of network names or a table of name = { ... }") end
+  local items, named = entries(path, v)
   local out, seen = {}, {}
-  for _, e in ipairs(list(path, v, "of network names")) do
-    local p = sub(path, e[1])
-    local n = nonempty(p, e[2], "a network name")
+  local function add(p, n, opts)
+    n = nonempty(p, n, "a network name")
     if not n:find(VOLUME_NAME) or #n > 64 then fail(p, "bad network name " .. show(n)) end
     if seen[n] then fail(p, "network " .. show(n) .. " is listed twice") end
     seen[n] = true
-    out[#out + 1] = n
+    if opts then opts.name = n; out[#out + 1] = opts else out[#out + 1] = n end
+  end
+  for _, e in ipairs(items) do add(sub(path, e[1]), e[2]) end
+  table.sort(named, function(a, b) return tostring(a[1]) < tostring(b[1]) end)
+  for _, e in ipairs(named) do
+    local p = sub(path, e[1])
+    if type(e[1]) ~= "string" then fail(path, "has a key of type " .. type(e[1])) end
+    local o = e[2]
+    if type(o) ~= "table" then must(p, o, "a table { ipv4_address = ..., aliases = { ... } }") end
+    fields(p, o, { "ipv4_address", "aliases" })
+    local opts = {}
+    local addr = rawget(o, "ipv4_address")
+    if addr ~= nil then
+      addr = nonempty(sub(p, "ipv4_address"), addr, "an IPv4 address")
+      if not addr:match("^%d+%.%d+%.%d+%.%d+$") or not is_ip(addr) then
+        fail(sub(p, "ipv4_address"), "bad IPv4 address " .. show(addr))
+      end
+      opts.ipv4_address = addr
+    end
+    local aliases = rawget(o, "aliases")
+    if aliases ~= nil then
+      local al = {}
+      for _, a in ipairs(list(sub(p, "aliases"), aliases, "of DNS names")) do
+        local name = nonempty(sub(sub(p, "aliases"), a[1]), a[2], "a DNS name")
+        if not hostname_ok(name) then fail(sub(sub(p, "aliases"), a[1]), "bad DNS name " .. show(name)) end
+        al[#al + 1] = name
+      end
+      if #al > 0 then opts.aliases = al end
+    end
+    add(p, e[1], next(opts) and opts or nil)
   end
   return out
 end
-
 
 -- A whole component: the fields mw.fields lists, each checked by its validator, over the defaults.
 local function component(ctx, name, raw)

@@ -639,6 +639,43 @@ volumes:
   warned(w2, "volume 'undeclared' is not declared")
 end)
 
+t.test("convert: static addresses, aliases, subnets, external networks and volumes", function()
+  local src, w, s = conv([[
+services:
+  app:
+    image: x
+    networks:
+      back: {ipv4_address: 172.28.0.10, aliases: [api]}
+      corp:
+      default: {ipv4_address: 10.1.1.1}
+      plain: {ipv4_address: 10.3.3.3}
+    volumes: [shared:/data, "other:/o:ro"]
+networks:
+  plain:
+  back:
+    ipam: {config: [{subnet: 172.28.0.0/16, gateway: 172.28.0.254}]}
+  corp: {external: true, name: corp-net}
+  odd:
+    ipam: {config: [{subnet: 10.9.0.0/16}, {subnet: 10.10.0.0/16}]}
+volumes:
+  shared: {external: true}
+  other: {external: true, name: real-other}
+]])
+  local c = s.components.app
+  t.same(c.networks, { { name = "back", ipv4_address = "172.28.0.10", aliases = { "api" } },
+                       { name = "corp", external = "corp-net" }, "plain" })
+  t.same(s.networks.back.subnet, "172.28.0.0/16")
+  t.same(s.networks.back.gateway, "172.28.0.254")
+  t.same(s.networks.corp, { external = true, name = "corp-net" })
+  t.eq(c.volumes[1].name, "shared"); t.eq(c.volumes[1].external, true)
+  t.eq(c.volumes[2].name, "real-other"); t.eq(c.volumes[2].external, true); t.eq(c.volumes[2].read_only, true)
+  -- what does not translate is named: an address on the stack's own network, two subnets
+  warned(w, "service app: 'networks.default.ipv4_address' has no equivalent")
+  warned(w, "network 'odd': 'ipam' has no equivalent")
+  warned(w, "service app: 'networks.plain.ipv4_address' has no equivalent: the network declares no single ipam subnet")
+  t.ok(not src:find("compose: network corp", 1, true), "the external network is translated, not a comment")
+end)
+
 t.test("convert: secrets from files; environment and external ones are kept as comments", function()
   local src, w, s = conv([[
 services:
@@ -712,8 +749,8 @@ networks:
   back:
 ]])
   local c = s.components.app
-  t.same(c.networks, { "back", "front" })
-  warned(w, "service app: 'networks.front.aliases' has no equivalent")
+  t.same(c.networks, { "back", { name = "front", aliases = { "www" } } })
+  t.ok(not src:find("compose: networks.front.aliases", 1, true), "aliases translate")
   t.eq(c.scale, 3); t.eq(c.cpus, 0.5); t.eq(c.memory, 256 * 1024 * 1024)
   t.eq(c.memory_reservation, 64 * 1024 * 1024)
   t.eq(c.working_dir, "/srv"); t.eq(c.user, "1000")
@@ -914,8 +951,7 @@ local EXPECT = {
                                         "memswap_limit", "deploy.resources.reservations.cpus" } },
   unsupported = { comps = 4, unsupported = {
     "container_name", "x-notes", "tty", "stdin_open", "platform",
-    "expose", "links", "networks.front.aliases", "networks.back.ipv4_address",
-    "external", "driver_opts", "ipam", "x-project-owner" } },
+    "expose", "links", "driver_opts", "x-project-owner" } },
   names = { comps = 4 },
   ["django-celery"] = { comps = 5 },
   ["extends-files"] = { comps = 4 },

@@ -441,4 +441,28 @@ t.test("budget: a policy object survives the stack file that made it", function(
   t.ok(backoff.is(p.backoff))
 end)
 
+t.test("networks: addresses, aliases and external names are in the config hash; the list form hashes as before", function()
+  local spec = require "mw.spec"
+  local function hash(nets, comp_nets)
+    local src = "return { name = 'n', networks = " .. nets .. ", components = { a = { image = 'x', networks = " ..
+      comp_nets .. " } } }"
+    local s = load_ok(ROOT .. "/stack.lua", { source = src })
+    local _, h = spec.container(s, s.components.a, "sha256:1")
+    return h, s
+  end
+  local base = hash("{ back = { subnet = '10.250.0.0/24' } }", "{ 'back' }")
+  local addr = hash("{ back = { subnet = '10.250.0.0/24' } }", "{ back = { ipv4_address = '10.250.0.9' } }")
+  local addr2 = hash("{ back = { subnet = '10.250.0.0/24' } }", "{ back = { ipv4_address = '10.250.0.8' } }")
+  local alias = hash("{ back = { subnet = '10.250.0.0/24' } }", "{ back = { aliases = { 'x' } } }")
+  local plain = hash("{ back = { subnet = '10.250.0.0/24' } }", "{ back = {} }")
+  t.ok(base ~= addr and addr ~= addr2 and base ~= alias, "an address or alias changes the hash")
+  t.eq(plain, base, "back = {} is the list form")
+  local ext1, s = hash("{ back = { external = true, name = 'one' } }", "{ 'back' }")
+  local ext2 = hash("{ back = { external = true, name = 'two' } }", "{ 'back' }")
+  t.ok(ext1 ~= ext2, "the external network's name changes the hash")
+  t.same(s.components.a.networks, { { name = "back", external = "one" } })
+  t.eq(spec.extra_network(s, "back"), "one")
+  t.match(stack.plan(s), "networks: back %(external one, never created or removed%)")
+end)
+
 os.exit(t.run())
