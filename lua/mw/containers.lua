@@ -474,7 +474,7 @@ end
 -- only the start is left on the chain's critical path -> the definition's hash, or nil.
 function Sup:precreate(inst, existing, img)
   if (existing and #existing > 0) or not self:deps_pending(inst) then return nil end
-  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   inst.hash = hash
   local ok = self:create_only(inst, body)
   if not ok then inst.id = nil return nil end     -- ensure() tries again and says why
@@ -559,7 +559,7 @@ function Sup:bring_up(inst, existing)
   if img then
     if pre and inst.id == pre_id then
       -- created while waiting: start it if its definition is still the one it was made with
-      local _, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+      local _, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
       local listed = { Id = pre_id, State = "created", Names = { "/" .. spec.container_name(self.stack, inst.key) },
                        Labels = { ["mw.config-hash"] = pre } }
       existing = { listed }

@@ -80,7 +80,7 @@ end
 -- The standby's create body: the active one's, on the standbys' network instead of the
 -- stack's (so with no alias), with the label that says what it is.
 function Sup:standby_body(inst, img, net)
-  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides)
+  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   body.Labels["mw.standby"] = "1"
   body.HostConfig.NetworkMode = net
   body.NetworkingConfig = { EndpointsConfig = { [net] = { Aliases = json.array() } } }
