@@ -42,7 +42,7 @@ local function exec_until(id, cmd, pat, what)
   return out
 end
 
-t.test("static address, alias, external network and volume; destroy leaves the external ones", function()
+t.test("static address, alias, external network and volume; down and destroy leave the external ones", function()
   assert(e:network_create(ext_net, FOREIGN))
   assert(e:volume_create(ext_vol, FOREIGN))
   local file, stack = E.stack("nets", [[
@@ -81,6 +81,12 @@ return { name = "NAME",
   exec_until(client.Id, { "ping", "-c1", "-W2", "api-alias" }, ADDR, "api-alias resolving from client")
   exec_until(api.Id, { "cat", "/data/mark" }, "hello", "the external volume written")
   t.eq(h.stop(), 0)
+  -- down (compose's): mw's containers and networks go, --volumes its volumes; foreign ones stay
+  code, out = E.mw_sync({ "down", "--volumes", file })
+  t.eq(code, 0, out)
+  t.ok(not e:network_inspect(back), "down removes mw's own network")
+  t.same((assert(e:network_inspect(ext_net))).Labels, FOREIGN, "down left the external network, unlabelled")
+  t.same((assert(e:volume_inspect(ext_vol))).Labels, FOREIGN, "down --volumes left the external volume, unlabelled")
   code, out = E.mw_sync({ "destroy", file, "--volumes" })
   t.eq(code, 0, out)
   t.ok(not e:network_inspect(back), "mw's own network is removed")
