@@ -6,23 +6,8 @@ local E = require "engine"
 local fs = require "mw.fs"
 
 local e = E.engine()
-
--- The one container of a component, inspected, once it runs.
-local function running(stack, comp)
-  local by = E.wait_running(stack, { comp }, 90)
-  return assert(e:inspect(by[comp][1].Id))
-end
-
--- Waits for `cmd` in the container to print something matching `pat` -> its output.
-local function exec_until(id, cmd, pat, what)
-  local out
-  t.wait_for(function()
-    local code, o = e:exec(id, cmd)
-    out = o
-    return code == 0 and o and o:find(pat) ~= nil
-  end, 30, what)
-  return out
-end
+local running = E.running
+local exec_until = E.exec_until
 
 t.test("host fields: sysctls, dns, security_opt, group_add, oom_score_adj, devices, ipc, reservation", function()
   local file, stack = E.stack("hostf", [[

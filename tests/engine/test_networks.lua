@@ -8,6 +8,8 @@ local E = require "engine"
 local core = require "mw.core"
 
 local e = E.engine()
+local running = E.running
+local function exec_until(id, cmd, pat, what) return E.exec_until(id, cmd, pat, what, { plain = true }) end
 
 -- A /24 inside 10.250.0.0/16 picked from this run, so runs side by side rarely collide.
 local octet = core.pid() % 250 + 3
@@ -26,21 +28,6 @@ t.after(function()
   end
   e:volume_remove(ext_vol, true)
 end)
-
-local function running(stack, comp)
-  local by = E.wait_running(stack, { comp }, 90)
-  return assert(e:inspect(by[comp][1].Id))
-end
-
-local function exec_until(id, cmd, pat, what)
-  local out
-  t.wait_for(function()
-    local code, o = e:exec(id, cmd)
-    out = o
-    return code == 0 and o and o:find(pat, 1, true) ~= nil
-  end, 30, what)
-  return out
-end
 
 t.test("static address, alias, external network and volume; down and destroy leave the external ones", function()
   assert(e:network_create(ext_net, FOREIGN))

@@ -174,6 +174,29 @@ function E.wait_running(stack, comps, timeout)
   end
 end
 
+-- The one container of a component, inspected, once it runs.
+function E.running(stack, comp, timeout)
+  local by = E.wait_running(stack, { comp }, timeout or 90)
+  return assert(E.engine():inspect(by[comp][1].Id))
+end
+
+-- Runs cmd in container id until it exits 0 printing something that matches pat (a pattern,
+-- or plain text with opts.plain) -> that output; fails after 30 s, naming `what`.
+function E.exec_until(id, cmd, pat, what, opts)
+  local plain = opts and opts.plain or false
+  local deadline = core.now() + 30
+  local out
+  while true do
+    local code, o = E.engine():exec(id, cmd)
+    out = o
+    if code == 0 and o and o:find(pat, 1, plain) then return out end
+    if core.now() > deadline then
+      error(string.format("timed out waiting for %s; last output: %s", what or pat, tostring(out)), 2)
+    end
+    core.sleep(0.05)
+  end
+end
+
 -- Removes everything this run made: containers, networks, volumes, images, temp dirs, mws.
 function E.cleanup()
   for _, h in ipairs(E.procs) do pcall(h.stop, "KILL") end
