@@ -34,6 +34,18 @@ function M.choose_path(engine, env)
   return "netns"
 end
 
+-- Whether mw announces a started container's addresses from inside its namespace (see
+-- Sup:announce) -> true | false, why not. MW_ARP_ANNOUNCE=off turns it off; it needs what the
+-- netns heartbeat path needs: a local engine and the right to enter a namespace.
+function M.may_announce(engine, env)
+  env = env or os.getenv("MW_ARP_ANNOUNCE")
+  if env == "off" or env == "0" then return false, "MW_ARP_ANNOUNCE=" .. env end
+  if engine and not engine.unix then return false, "the engine is not on this host" end
+  local ok, err = net.can_setns()
+  if not ok then return false, tostring(err) end
+  return true
+end
+
 -- The network namespace of a container's main process -> ns | nil, why. The process must
 -- still belong to the container: its cgroup path names the container's ID (cgroups(7)
 -- /proc/<pid>/cgroup; Docker's cgroup is .../docker/<id> or docker-<id>.scope). An engine in

@@ -51,11 +51,13 @@ function M.new(o)
     -- how heartbeats reach components, for this process: "netns" | "published", and why not
     -- netns (mw.probe.choose_path); the published path publishes each heartbeat port
     hb_via = nil, hb_via_why = nil,
+    arp_announce = false,     -- whether a started container's addresses are announced (Sup:announce)
     -- set later: volumes, extra (networks made), hb_dealt (heartbeat phases dealt),
     -- first_start_end, streams, events_since, away (the engine is away), autoscale_wake, and
     -- on_beat (mw.run's hook for each heartbeat)
   }, Sup)
   self.hb_via, self.hb_via_why = probe.choose_path(o.engine, o.heartbeat_via)
+  self.arp_announce = probe.may_announce(o.engine)
   for _, name in ipairs(o.stack.order) do self:_group(name, o.stack.components[name]) end
   return self
 end

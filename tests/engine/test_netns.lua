@@ -6,6 +6,7 @@ local t = require "t"
 local fs = require "mw.fs"
 local net = require "mw.net"
 local E = require "engine"
+local run = require "run"
 
 local e = E.engine()
 local CAN_SETNS = net.can_setns()
@@ -160,6 +161,55 @@ test_if(CAN_SETNS and fs.stat(SETPRIV), "needs CAP_SYS_ADMIN to drop and setpriv
   t.match(ev.msg, "may not enter network namespaces", "the one line says why")
   t.match(ev.msg, "not permitted", "the kernel's refusal (EPERM)")
   status_shows(name, dir, "published")
+  h.stop()
+end)
+
+-- The host's neighbour entry for a container's address, on the bridge of its network ->
+-- "lladdr state" text | nil (iproute2's `ip neigh show`).
+local function ip_cmd(...)
+  local code, out = run.program({ "ip", ... }, { inherit = { "PATH" }, merge = true })
+  return code, out
+end
+local function neighbour(ip, dev)
+  local code, out = ip_cmd("neigh", "show", ip, "dev", dev)
+  if code ~= 0 then return nil end
+  return out:match("lladdr (%S+)")
+end
+
+-- A restart announces the container's address from inside its namespace (Sup:announce). The
+-- host's entry for it is set to a wrong hardware address first (00:00:5e:00:53:01, RFC 7042's
+-- documentation range): only an announcement from the restarted container puts it right, as
+-- the host sends it nothing. A second component keeps the bridge up (a bridge that loses its
+-- last port drops its entries). The address is static so the restart keeps it.
+test_if(CAN_SETNS, "mw may not enter network namespaces here",
+  "a restarted container announces its address: the host's stale neighbour entry is put right", function()
+  local octet = require("mw.core").pid() % 250 + 3
+  local file, name, dir = E.stack("arp", string.format([[
+return { name = "NAME", networks = { lan = { subnet = "10.251.%d.0/24" } }, components = {
+  web = { image = "IMAGE", command = { "sh", "-c", "exec httpd -f -p 127.0.0.1:8089 -h /" },
+          networks = { lan = { ipv4_address = "10.251.%d.10" } } },
+  peer = { image = "IMAGE", command = { "sleep", "1000000" }, networks = { "lan" } },
+} }
+]], octet, octet))
+  local h = E.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file })
+  local id = E.wait_running(name, { "web", "peer" }).web[1].Id
+  local info = assert(e:inspect(id))
+  local ip, mac, dev
+  for _, n in pairs(info.NetworkSettings.Networks) do
+    if n.IPAddress == string.format("10.251.%d.10", octet) then
+      ip, mac, dev = n.IPAddress, n.MacAddress, "br-" .. n.NetworkID:sub(1, 12)
+    end
+  end
+  t.ok(ip and mac ~= "" and dev, "web has its static address on the stack's network")
+  local wrong = "00:00:5e:00:53:01"
+  local code, out = ip_cmd("neigh", "replace", ip, "lladdr", wrong, "dev", dev, "nud", "stale")
+  t.eq(code, 0, "ip neigh replace: " .. out)
+  t.eq(neighbour(ip, dev), wrong, "the host's entry holds the wrong address before the restart")
+  local mark = #h.events()
+  assert(require("mw.core").kill(info.State.Pid, "KILL"))
+  h.wait_event({ event = "restarted", component = "web" }, 60, mark)
+  t.wait_for(function() return neighbour(ip, dev) == mac end, 10, "the host's entry names web's hardware address")
+  ip_cmd("neigh", "del", ip, "dev", dev)
   h.stop()
 end)
 
