@@ -10,7 +10,9 @@
 
 #define STREAM_MT "mw.stream"
 /* What one answer of http.request may hold in memory (opts.max_body changes it). A stream
- * hands its bytes on as they come, so it has no such cap. */
+ * holds at most as much unread: past it the transfer is paused (CURL_WRITEFUNC_PAUSE, which
+ * keeps the chunk and hands it over again once resumed) until its reader takes some, and in
+ * lines mode one line longer than that ends it ("a line longer than ..."). */
 #define DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
 
 enum { W_NONE, W_DONE, W_HEADERS, W_DATA };
@@ -35,6 +37,7 @@ typedef struct req {
     int oom;
     size_t max_body;         /* M_REQUEST: the body's cap */
     int too_large;           /* the answer went past max_body: the transfer was stopped */
+    int paused;              /* a stream: its unread part reached max_body; resumed by a read */
     int attached;            /* the easy handle is in the multi */
     int on_dirty;
     int dead;                /* freed by flush() once off the dirty list */
@@ -98,12 +101,32 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
         r->too_large = 1;
         return 0;           /* curl stops the transfer (CURLE_WRITE_ERROR) */
     }
+    size_t unread = mw_linebuf_unread(&r->in);
+    if (r->mode != M_REQUEST && unread > 0 && unread + len > r->max_body) {
+        /* a reader behind: wait for it, if it has something to take (a whole line) */
+        if (r->mode == M_RAW || memchr(r->in.data + r->in.off, '\n', unread)) {
+            r->paused = 1;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        r->too_large = 1;   /* one line bigger than the cap: no read would make room */
+        return 0;
+    }
     if (mw_linebuf_append(&r->in, p, len) != 0) {
         r->oom = 1;
         return 0;
     }
     if (r->waiting == W_DATA || r->waiting == W_HEADERS) mark_dirty(r);
     return len;
+}
+
+/* A paused stream whose reader took some: the transfer goes on (curl hands the kept chunk
+ * to on_write again, possibly before this returns). Call only after the bytes just read are
+ * copied out: the append may move the buffer. */
+static void resume_if_room(req *r)
+{
+    if (!r->paused || r->done || mw_linebuf_unread(&r->in) > r->max_body / 2) return;
+    r->paused = 0;
+    curl_easy_pause(r->easy, CURLPAUSE_CONT);
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
@@ -163,6 +186,11 @@ static void push_headers(lua_State *L, req *r)
 static void push_error(lua_State *L, req *r)
 {
     lua_pushnil(L);
+    if (r->too_large && r->mode == M_LINES) {
+        lua_pushfstring(L, "a line longer than %I bytes", (lua_Integer)r->max_body);
+        lua_pushliteral(L, "too_large");
+        return;
+    }
     if (r->too_large) {
         if (r->max_body % (1024 * 1024) == 0)
             lua_pushfstring(L, "answer larger than %d MiB", (int)(r->max_body / (1024 * 1024)));
@@ -203,20 +231,23 @@ static int stream_ready(lua_State *L, req *r)
     size_t n;
     if (r->mode == M_LINES && mw_linebuf_line(&r->in, &p, &n)) {
         lua_pushlstring(L, p, n);
+        resume_if_room(r);
         return 1;
     }
     if (r->mode == M_RAW && mw_linebuf_unread(&r->in) > 0) {
         n = mw_linebuf_take(&r->in, &p);
         lua_pushlstring(L, p, n);
+        resume_if_room(r);
         return 1;
     }
     if (!r->done) return 0;
-    if (mw_linebuf_unread(&r->in) > 0) {     /* a last line without LF */
+    int whole = r->result == CURLE_OK && !r->oom && !r->too_large;
+    if (whole && mw_linebuf_unread(&r->in) > 0) {     /* a last line without LF */
         n = mw_linebuf_take(&r->in, &p);
         lua_pushlstring(L, p, n);
         return 1;
     }
-    if (r->result == CURLE_OK && !r->oom) {
+    if (whole) {
         lua_pushnil(L);
         lua_pushliteral(L, "eof");
         return 2;
@@ -565,6 +596,12 @@ static int stream_read(lua_State *L)
     }
     int n = stream_ready(L, r);
     if (n) return n;
+    if (r->paused && !r->done) {      /* nothing whole left to take: the transfer must go on */
+        r->paused = 0;
+        curl_easy_pause(r->easy, CURLPAUSE_CONT);
+        n = stream_ready(L, r);
+        if (n) return n;
+    }
     mw_task_check_current(L, "stream:read");
     if (r->waiting != W_NONE) return luaL_error(L, "stream:read: another task is already reading");
     r->op.cancel = stream_data_cancel;

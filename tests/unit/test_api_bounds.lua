@@ -162,6 +162,44 @@ t.test("http.request: an answer up to max_body is whole; one byte more fails the
   srv.stop()
 end)
 
+t.test("a stream holds at most max_body unread: a slow reader gets every line, in order; one line over it fails", function()
+  local KiB = 1024
+  local line = string.rep("x", 999)      -- 1000 bytes with its LF
+  local srv = httpd.start {
+    -- 2000 lines (2 MB) written as fast as the socket takes them, then a last line without LF
+    ["/many"] = function(_, c)
+      c:write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+      for i = 1, 2000 do c:write(string.format("%04d", i) .. line:sub(5) .. "\n") end
+      c:write("end")
+    end,
+    ["/long"] = function(_, c)
+      c:write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nshort\n" .. string.rep("y", 300 * KiB) .. "\n")
+    end,
+  }
+  local s = assert(http.stream { url = srv.url .. "/many", max_body = 64 * KiB, timeout = 30 })
+  core.sleep(0.2)          -- the server has written all it could; mw holds at most 64 KiB of it
+  local n, bad = 0, nil
+  while true do
+    local got, err = s:read()
+    if not got then t.eq(err, "eof") break end
+    n = n + 1
+    if n <= 2000 and got:sub(1, 4) ~= string.format("%04d", n) then bad = bad or (n .. ": " .. got:sub(1, 8)) end
+    if n % 500 == 0 then core.sleep(0.01) end
+    if n == 2001 then t.eq(got, "end") end
+  end
+  t.eq(bad, nil, "lines in order")
+  t.eq(n, 2001, "every line and the last one without LF")
+  s:close()
+  local l = assert(http.stream { url = srv.url .. "/long", max_body = 64 * KiB, timeout = 30 })
+  t.eq(l:read(), "short")
+  local none, err, code = l:read()
+  t.eq(none, nil)
+  t.eq(code, "too_large")
+  t.eq(err, "a line longer than 65536 bytes")
+  l:close()
+  srv.stop()
+end)
+
 t.test("an engine answer over the cap: that call fails with one clear error, not retried", function()
   local list_calls = 0
   local srv = httpd.start {
