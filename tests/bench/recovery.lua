@@ -17,6 +17,8 @@ local N = B.knob("BENCH_RECOVERY_N", 8)
 local TRIALS = B.knob("BENCH_RECOVERY_TRIALS", 8)       -- per side
 local PAUSE_TRIALS = B.knob("BENCH_PAUSE_TRIALS", 20)
 local PAUSE_SLOW_TRIALS = B.knob("BENCH_PAUSE_SLOW_TRIALS", 5)
+-- BENCH_RECOVERY_ARP=off: mw without its address announcement after a restart (to see what it gives)
+local ARP = os.getenv("BENCH_RECOVERY_ARP") or "on"
 local POLL = 0.005
 local STABLE = 10.5
 local SETTLE = 0.3
@@ -70,7 +72,8 @@ local function recovery()
     ports = function(i) return string.format('{ "127.0.0.1:%d:8089" }', ports[i]) end,
   })
   local file, name, dir = E.stack("recovery", src)
-  local h = B.mw { "run", "--log-format", "json", "--state-dir", dir .. "/state", file }
+  local h = B.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file },
+    { env = { ARP == "off" and "MW_ARP_ANNOUNCE=off" or nil } })
   local dock, mws = {}, {}
   local a, b, det, down, done, paths = {}, {}, {}, {}, {}, {}
   local ok, err = pcall(function()
@@ -190,6 +193,8 @@ return B.main(function()
   }, rows, {
     string.format("%d components each side, %d trials each, alternating a and b; SIGKILL to the main process's host pid, "
       .. "then GET on its 127.0.0.1 port every 5 ms until 200", N, #always),
+    "mw's address announcement after a restart (README, restart policies): " .. (ARP == "off"
+      and "off (BENCH_RECOVERY_ARP=off: MW_ARP_ANNOUNCE=off)" or "on, where mw may enter namespaces"),
     string.format("each victim ran %.1f s first: Docker's restart then waits its floor of 100 ms, mw's first restart "
       .. "is immediate (policy: %s)", STABLE, tostring(require("mw.policy").default)),
     "mw's \"failed\" line of the last trial: " .. tostring(msgs[#msgs]),
