@@ -84,7 +84,10 @@ local COMMANDS = {
   policy preview [stack.lua] <component> [N]
                             the restart schedule for N consecutive failures (default 10);
                             attempt 1 (a first failure, or one after reset_after of running)
-                            is restarted at once unless the policy sets first_delay
+                            is restarted at once unless the policy sets first_delay;
+                            with standby = true, the first failure is a promote (a frozen
+                            standby ready), the next ones find none; a promote with no
+                            standby ready is shown as a restart in place
 ]] },
   { name = "status", module = "mw.cmd_status", help = [[
   status [stack.lua | --stack S] [--json] [--coord etcd://...]
