@@ -146,7 +146,9 @@ local COMMANDS = {
                             write a stack.lua equivalent to a compose file: extends become
                             functions, include'd files' services join it, configs' content
                             is written to configs/<name> beside it (-o only); what has no
-                            equivalent is a comment and one warning line on stderr
+                            equivalent is a comment and one warning line on stderr;
+                            env_file stays env_file (read by mw at load, values not
+                            copied); a FIFO or device as an input file: exit 2, no wait
 ]] },
   { name = "version", module = "mw.cmd_version", help = [[
   version                   versions of mw, Lua, libuv, libcurl and the engine
