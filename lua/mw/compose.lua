@@ -136,8 +136,8 @@ local function env(cx, comp, svc)
   if comp.env_done then return end
   comp.env_done = true
   local final, groups = {}, {}
-  local function put(key, value, source, file)
-    final[key] = { value = value, source = source, file = file }
+  local function put(key, value, source)
+    final[key] = { value = value, source = source }
     if not groups[source] then
       groups[source] = true
       groups[#groups + 1] = source
@@ -167,10 +167,9 @@ local function env(cx, comp, svc)
         local entries, perr = dotenv.parse(text)
         if not entries then fatal(string.format("service %s: env_file %s: %s", comp.orig, path, perr)) end
         local rel = path_for(cx, path)
-        -- listed twice: once is the same (mw refuses a file listed twice)
-        local seen = false
-        for _, x in ipairs(env_files) do if x == rel then seen = true end end
-        if not seen then env_files[#env_files + 1] = rel end
+        -- listed twice: the later place wins in compose, and mw refuses a file listed twice
+        for i = #env_files, 1, -1 do if env_files[i] == rel then table.remove(env_files, i) end end
+        env_files[#env_files + 1] = rel
         if not required then
           warn(cx, string.format("service %s: env_file %s: required: false, but mw reads it whenever the stack "
             .. "loads and needs it to be there", comp.orig, path))

@@ -400,6 +400,10 @@ services:
     { files = { ["opt.env"] = "X=1\n" } })
   t.match(osrc, 'env_file = "%./opt%.env",')
   warned(ow, "service a: env_file opt%.env: required: false, but mw reads it whenever the stack loads")
+  -- a file listed twice is named once, at its later place (where compose lets it win)
+  local tsrc = conv("services:\n  a:\n    image: x\n    env_file: [common.env, web.env, common.env]\n",
+    { files = { ["common.env"] = "A=1\n", ["web.env"] = "A=2\n" } })
+  t.match(tsrc, 'env_file = { "%./web%.env", "%./common%.env" },')
   -- a required env_file that is missing stops the import with one line
   local nothing, err = conv("services:\n  a:\n    image: x\n    env_file: gone.env\n", { files = {} })
   t.eq(nothing, nil)
