@@ -84,7 +84,10 @@ local COMMANDS = {
   policy preview [stack.lua] <component> [N]
                             the restart schedule for N consecutive failures (default 10);
                             attempt 1 (a first failure, or one after reset_after of running)
-                            is restarted at once unless the policy sets first_delay
+                            is restarted at once unless the policy sets first_delay;
+                            with standby = true, the first failure is a promote (a frozen
+                            standby ready), the next ones find none; a promote with no
+                            standby ready is shown as a restart in place
 ]] },
   { name = "status", module = "mw.cmd_status", help = [[
   status [stack.lua | --stack S] [--json] [--coord etcd://...]
@@ -143,7 +146,9 @@ local COMMANDS = {
                             write a stack.lua equivalent to a compose file: extends become
                             functions, include'd files' services join it, configs' content
                             is written to configs/<name> beside it (-o only); what has no
-                            equivalent is a comment and one warning line on stderr
+                            equivalent is a comment and one warning line on stderr;
+                            env_file stays env_file (read by mw at load, values not
+                            copied); a FIFO or device as an input file: exit 2, no wait
 ]] },
   { name = "version", module = "mw.cmd_version", help = [[
   version                   versions of mw, Lua, libuv, libcurl and the engine

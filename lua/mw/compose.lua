@@ -19,8 +19,7 @@ local sorted_keys, str_of = yamlvalue.sorted_keys, yamlvalue.str_of
 local bool_of, compact = yamlvalue.bool_of, yamlvalue.compact
 local raw, ordered, quote = luawriter.raw, luawriter.ordered, luawriter.quote
 local lua_key, render = luawriter.key, luawriter.render
-local Fatal, fatal, warn, baked, lookup = importcx.Fatal, importcx.fatal, importcx.warn, importcx.baked,
-  importcx.lookup
+local Fatal, fatal, warn, lookup = importcx.Fatal, importcx.fatal, importcx.warn, importcx.lookup
 local note, unsupported, partial, set = importcx.note, importcx.unsupported, importcx.partial, importcx.set
 local need_string, string_list, path_for = importcx.need_string, importcx.string_list, importcx.path_for
 
@@ -51,7 +50,7 @@ end
 -- The order a written stack file lists fields in: what runs, then what it needs, then limits.
 -- Every mw.fields entry with compose keys must be here (tests/unit/test_fields.lua checks).
 local FIELD_ORDER = {
-  "image", "build", "pull", "command", "entrypoint", "working_dir", "user", "env", "job", "profiles", "depends_on",
+  "image", "build", "pull", "command", "entrypoint", "working_dir", "user", "env", "env_file", "job", "profiles", "depends_on",
   "heartbeat", "restart", "ports", "volumes", "secrets", "configs", "networks", "scale", "memory", "cpus",
   "shm_size", "ulimits", "hostname", "extra_hosts", "labels", "stop_signal", "stop_grace",
   "init", "read_only", "cap_add", "cap_drop", "privileged", "devices", "gpus", "sysctls", "dns",
@@ -129,19 +128,22 @@ end
 function H.command(cx, comp, v) comp.fields.command = words(cx, comp, "command", v) end
 function H.entrypoint(cx, comp, v) comp.fields.entrypoint = words(cx, comp, "entrypoint", v) end
 
--- environment and env_file together: env_file first (later files win), environment last.
+-- environment and env_file together: env_file first (later files win), environment last. The
+-- env files become the `env_file` field (mw reads them when the stack loads, each value kept as
+-- a secret, and env wins over them as environment does here), so their values are not copied
+-- into the stack file; each is read now only to check it parses as mw will read it.
 local function env(cx, comp, svc)
   if comp.env_done then return end
   comp.env_done = true
   local final, groups = {}, {}
-  local function put(key, value, source, file)
-    final[key] = { value = value, source = source, file = file }
+  local function put(key, value, source)
+    final[key] = { value = value, source = source }
     if not groups[source] then
       groups[source] = true
       groups[#groups + 1] = source
     end
   end
-  local files = svc.env_file
+  local files, env_files = svc.env_file, {}
   if files ~= nil and files ~= NULL then
     if type(files) ~= "table" then files = { files } end
     for _, f in ipairs(files) do
@@ -153,9 +155,9 @@ local function env(cx, comp, svc)
       end
       path = need_string(comp, "env_file", path)
       local full = join(cx.dir, path)
-      local text, err = cx.read(full)
+      local text, err, code = cx.read_only(full)
       if not text then
-        if required then
+        if required or (code and code ~= "ENOENT") then
           err = tostring(err)
           if err:sub(1, #full + 2) == full .. ": " then err = err:sub(#full + 3) end
           fatal(string.format("service %s: env_file %s: %s", comp.orig, path, err))
@@ -164,9 +166,13 @@ local function env(cx, comp, svc)
       else
         local entries, perr = dotenv.parse(text)
         if not entries then fatal(string.format("service %s: env_file %s: %s", comp.orig, path, perr)) end
-        local label = "from " .. path_for(cx, path)
-        for _, e in ipairs(entries) do
-          put(e[1], e[2] == nil and raw("os.getenv " .. quote(e[1])) or e[2], label, e[2] ~= nil and full or nil)
+        local rel = path_for(cx, path)
+        -- listed twice: the later place wins in compose, and mw refuses a file listed twice
+        for i = #env_files, 1, -1 do if env_files[i] == rel then table.remove(env_files, i) end end
+        env_files[#env_files + 1] = rel
+        if not required then
+          warn(cx, string.format("service %s: env_file %s: required: false, but mw reads it whenever the stack "
+            .. "loads and needs it to be there", comp.orig, path))
         end
       end
     end
@@ -188,8 +194,8 @@ local function env(cx, comp, svc)
       end
     end
   end
+  if #env_files > 0 then comp.fields.env_file = #env_files == 1 and env_files[1] or env_files end
   if #groups == 0 then return end
-  for k, x in pairs(final) do if x.file then baked(cx, x.file, k) end end
   local pad = string.rep(" ", 8)
   local lines = { "{" }
   for _, source in ipairs(groups) do

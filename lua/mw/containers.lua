@@ -62,22 +62,31 @@ local function dockerfile_in(context, dockerfile)
   return nil
 end
 
--- An image name to its ID, pulling it when it is not here. Everyone asking for one name while
--- a lookup is under way shares it: a cold start of N components on one image makes one
--- inspect, not N. Nothing is kept afterwards (a name may point elsewhere by the next restart).
+-- The key of an image lookup: the name and the pull policy that applies to def (`mw run
+-- --pull` over the component's `pull`), as two components naming one image may differ in
+-- policy (one "never", one "always") and each must get its own answer. -> key, policy
+function Sup:image_key(def, name)
+  local policy = self.pull_override or def.pull or "missing"
+  return policy .. " " .. name, policy
+end
+
+-- An image name to its ID, pulling it when it is not here. Everyone asking for one name under
+-- one pull policy while a lookup is under way shares it: a cold start of N components on one
+-- image makes one inspect, not N. Nothing is kept afterwards (a name may point elsewhere by
+-- the next restart).
 function Sup:image_id(inst, name)
+  local key, policy = self:image_key(inst.def, name)
   -- looked up early by Sup:start, beside the network and the container list
-  local early = self.start_images and self.start_images[name]
+  local early = self.start_images and self.start_images[key]
   if early and early.done then return early.id, early.err end
-  local lookup = self.lookups[name]
+  local lookup = self.lookups[key]
   if lookup then
     self:wait_until(function() return lookup.done end)
     return lookup.id, lookup.err
   end
   lookup = {}
-  self.lookups[name] = lookup
+  self.lookups[key] = lookup
   local engine = self.engine
-  local policy = self.pull_override or inst.def.pull or "missing"
   local ref = name:find(":[^/]*$") and name or (name .. ":latest")
   self.pulled = self.pulled or {}
   local img, err
@@ -104,8 +113,8 @@ function Sup:image_id(inst, name)
     end
   end
   lookup.id, lookup.err, lookup.done = img and img.Id, err, true
-  self.lookups[name] = nil
-  if self.start_images then self.start_images[name] = lookup end
+  self.lookups[key] = nil
+  if self.start_images then self.start_images[key] = lookup end
   self:changed()
   return lookup.id, lookup.err
 end

@@ -35,7 +35,7 @@ fields.component = {
   { name = "entrypoint", hash = true, container = function(c, d) d.entrypoint = c.entrypoint end,
     compose = { "entrypoint" } },
   { name = "env", default = fresh, hash = true, container = function(c, d) d.env = c.env end,
-    compose = { "environment", "env_file" } },
+    compose = { "environment" } },
   -- env_file: the files' variables, read at load (mw.validate); env wins over them, later
   -- files over earlier ones, as compose does. Each value is a secret (mw.secret), so it is hashed
   -- on its own and never printed; only the container's environment gets it.
@@ -49,7 +49,7 @@ fields.component = {
       for k, v in pairs(d.env or {}) do env[k] = v end
       d.env = env
     end,
-    compose = false, why_compose = "import bakes env_file's values into 'env' with their sources as comments" },
+    compose = { "env_file" } },
   { name = "depends_on", default = fresh,
     hash = false, why_hash = "start order only; the containers are the same",
     container = false, why_container = "the supervisor starts components in dependency order",

@@ -40,12 +40,17 @@ local function absolute(p, base)
   return join(base or cwd(), p)
 end
 
+-- A file mw import reads (the compose file, .env, env_file, extends and include): a regular
+-- file only, through fs.read, which opens without waiting for a FIFO's writer and checks the
+-- opened descriptor, so a FIFO or a device refuses at once instead of hanging the import.
+-- -> text | nil, "<path>: <why>", code ("ENOENT" when there is none, "EINVAL" when not a file)
 local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("a")
-  f:close()
-  return s
+  local text, err, code = fs.read(path)
+  if text then return text end
+  err = tostring(err)
+  local prefix = "cannot read " .. path .. ": "
+  if err:sub(1, #prefix) == prefix then err = err:sub(#prefix + 1) end
+  return nil, path .. ": " .. err, code
 end
 
 -- Names ---------------------------------------------------------------------------------------
@@ -292,11 +297,14 @@ local function convert(compose, opts, warnings)
     baked = {}, read_paths = {}, text = opts.text,
   }
   local read = opts.read or read_file
+  -- sources whose values may reach the stack file (read_paths decide its mode)
   cx.read = function(p)
-    local text, err = read(p)
+    local text, err, code = read(p)
     if text then cx.read_paths[#cx.read_paths + 1] = p end
-    return text, err
+    return text, err, code
   end
+  -- env_file: read to check it, never copied (the stack file names it: `env_file`)
+  cx.read_only = read
   local environ = opts.env
   cx.getenv = environ and function(k) return environ[k] end or os.getenv
   cx.same_dir = normpath(cx.dir) == normpath(cx.out_dir)
@@ -319,7 +327,13 @@ local function convert(compose, opts, warnings)
 
   -- .env beside the compose file feeds interpolation (the process environment wins).
   cx.dotenv, cx.dotenv_path = {}, join(cx.dir, ".env")
-  local dot = cx.read(cx.dotenv_path)
+  local dot, dot_err, dot_code = cx.read(cx.dotenv_path)
+  -- absent is fine; there but not a regular file (a FIFO) is one clear line, not a hang
+  if not dot and dot_code and dot_code ~= "ENOENT" then
+    local why = tostring(dot_err)
+    if why:sub(1, #cx.dotenv_path + 2) == cx.dotenv_path .. ": " then why = why:sub(#cx.dotenv_path + 3) end
+    fatal(".env: " .. why)
+  end
   if dot then
     local entries, err = dotenv.parse(dot)
     if not entries then fatal(".env: " .. err) end
@@ -502,7 +516,7 @@ function M.main(args, cli)
   end
 
   local text, rerr = read_file(file)
-  if not text then err("cannot read " .. tostring(rerr)) return 2 end
+  if not text then err("cannot read " .. tostring(rerr)) return 2 end     -- a FIFO too: refused, no wait
   local doc, yerr = yaml.decode(text)
   if doc == nil then err(file .. ": " .. yerr) return 2 end
 

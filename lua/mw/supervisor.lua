@@ -522,10 +522,13 @@ function Sup:start()
   for _ in pairs(self.comps) do self.start_left = self.start_left + 1 end
   local asked = {}
   for _, name in ipairs(self.stack.order) do
-    local image = self.stack.components[name].image
-    if image and not asked[image] then
-      asked[image] = true
-      self:spawn("start-image", function() self:image_id({ key = name, def = self.stack.components[name] }, image) end)
+    local def = self.stack.components[name]
+    local image = def.image
+    -- one lookup per image and pull policy (Sup:image_key)
+    local key = image and self:image_key(def, image)
+    if key and not asked[key] then
+      asked[key] = true
+      self:spawn("start-image", function() self:image_id({ key = name, def = def }, image) end)
     end
   end
   for _ = 1, 60 do

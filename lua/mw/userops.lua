@@ -86,24 +86,32 @@ function Sup:halt(inst, restarting)
   end
 end
 
+-- Runs fn(inst) for each instance of the listed components that pick(inst) accepts (asked when
+-- its component's turn comes), a component after the listed ones that depend on it, one task
+-- per instance (named <key>-<what>), joined before the components it depends on go.
+function Sup:for_instances(list, pick, what, fn)
+  self:in_order(list, function(name, other) return self:depends(other, name) end, function(name)
+    local tasks = {}
+    for _, inst in ipairs(instances(self.groups[name])) do
+      if pick(inst) then
+        tasks[#tasks + 1] = core.spawn(function() fn(inst) end, inst.key .. "-" .. what)
+      end
+    end
+    for _, t in ipairs(tasks) do core.join(t) end
+  end)
+end
+
 -- Stops the named components (all when none), each after the named ones that depend on it,
 -- each with its stop_grace; they stay stopped. -> the components | nil, unknown component
 function Sup:user_stop(names)
   local list, unknown = self:user_names(names)
   if not list then return nil, unknown end
-  self:in_order(list, function(name, other) return self:depends(other, name) end, function(name)
-    local tasks = {}
-    for _, inst in ipairs(instances(self.groups[name])) do
-      if inst.state ~= "user_stopped" and inst.state ~= "gone" then
-        tasks[#tasks + 1] = core.spawn(function()
-          log.info(inst.key, "user_stop", "stopping (asked by the user)")
-          self:halt(inst, false)
-          log.info(inst.key, "user_stopped", "stopped by the user; nothing restarts it until mw start")
-        end, inst.key .. "-user-stop")
-      end
-    end
-    for _, t in ipairs(tasks) do core.join(t) end
-  end)
+  self:for_instances(list, function(inst) return inst.state ~= "user_stopped" and inst.state ~= "gone" end,
+    "user-stop", function(inst)
+      log.info(inst.key, "user_stop", "stopping (asked by the user)")
+      self:halt(inst, false)
+      log.info(inst.key, "user_stopped", "stopped by the user; nothing restarts it until mw start")
+    end)
   return list
 end
 
@@ -183,19 +191,12 @@ end
 function Sup:user_restart(names)
   local list, unknown = self:user_names(names)
   if not list then return nil, unknown end
-  self:in_order(list, function(name, other) return self:depends(other, name) end, function(name)
-    local tasks = {}
-    for _, inst in ipairs(instances(self.groups[name])) do
-      if inst.state ~= "gone" and inst.state ~= "pending" then
-        tasks[#tasks + 1] = core.spawn(function()
-          if inst.state == "gave_up" or inst.state == "stopped" or inst.state == "user_stopped" then fresh(inst) end
-          log.info(inst.key, "user_restart", "restarting (asked by the user)")
-          self:halt(inst, true)
-        end, inst.key .. "-user-stop")
-      end
-    end
-    for _, t in ipairs(tasks) do core.join(t) end
-  end)
+  self:for_instances(list, function(inst) return inst.state ~= "gone" and inst.state ~= "pending" end,
+    "user-stop", function(inst)
+      if inst.state == "gave_up" or inst.state == "stopped" or inst.state == "user_stopped" then fresh(inst) end
+      log.info(inst.key, "user_restart", "restarting (asked by the user)")
+      self:halt(inst, true)
+    end)
   for _, name in ipairs(list) do
     for _, inst in ipairs(instances(self.groups[name])) do
       if inst.state == "restarting" then

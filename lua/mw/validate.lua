@@ -135,18 +135,27 @@ end
 function field.command(_, path, v) return words(path, v) end
 function field.entrypoint(_, path, v) return words(path, v) end
 
-function field.env(_, path, v)
-  local out = {}
-  if type(v) ~= "table" then must(path, v, "a table of NAME = value") end
+-- The entries of a field given as a map (key = value) or as a list of "key<sep>value" strings
+-- (the compose form, so imported files stay readable; both may be mixed): checks the table and
+-- splits each string by pattern (two captures). -> { { key, value, path of a list item | nil } ... }
+-- form: what the field must be; item: the string form, e.g. "NAME=value"; hint: after it.
+local function keyed_entries(path, v, form, item, hint, pattern)
+  if type(v) ~= "table" then must(path, v, form) end
   local items, named = entries(path, v)
-  -- The compose list form {"KEY=value"} is accepted too, so imported files stay readable.
   for _, e in ipairs(items) do
     local p = sub(path, e[1])
-    local s = text(p, e[2], "a string \"NAME=value\" (or use NAME = value)")
-    local k, val = s:match("^([^=]+)=(.*)$")
-    if not k then fail(p, "must look like \"NAME=value\", got " .. show(s)) end
+    local s = text(p, e[2], "a string \"" .. item .. "\"" .. hint)
+    local k, val = s:match(pattern)
+    if not k then fail(p, "must look like \"" .. item .. "\", got " .. show(s)) end
     named[#named + 1] = { k, val, p }
   end
+  return named
+end
+
+function field.env(_, path, v)
+  local out = {}
+  local named = keyed_entries(path, v, "a table of NAME = value", "NAME=value", " (or use NAME = value)",
+    "^([^=]+)=(.*)$")
   for _, e in ipairs(named) do
     local p = e[3] or sub(path, e[1])
     if not e[1]:find("^[%w_][%w_.-]*$") then
@@ -643,16 +652,8 @@ function field.hostname(_, path, v)
 end
 
 function field.extra_hosts(_, path, v)
-  if type(v) ~= "table" then must(path, v, "a table of host = \"ip\"") end
   local out = {}
-  local items, named = entries(path, v)
-  for _, e in ipairs(items) do
-    local p = sub(path, e[1])
-    local s = text(p, e[2], "a string \"host:ip\"")
-    local h, ip = s:match("^([^:]+):(.+)$")
-    if not h then fail(p, "must look like \"host:ip\", got " .. show(s)) end
-    named[#named + 1] = { h, ip, p }
-  end
+  local named = keyed_entries(path, v, "a table of host = \"ip\"", "host:ip", "", "^([^:]+):(.+)$")
   for _, e in ipairs(named) do
     local p = e[3] or sub(path, e[1])
     if not hostname_ok(e[1]) then fail(p, "bad host name '" .. keyname(e[1]) .. "'") end

@@ -306,7 +306,14 @@ end
 -- Simulates n consecutive failures of a component that dies at once (uptime 0), the clock
 -- advancing by each delay, so a limit shows up where it would bite. Stops at give_up/ignore,
 -- after which nothing would restart the component.
-function policy.preview(p, n)
+-- opts.standby: the component has a warm standby (the `standby` field). A frozen one is ready at
+-- the first failure (f.standby == true); after a promotion the next one is prepared in the
+-- background (create, start, heartbeat, freeze: a second or more), which a component failing
+-- right after each start outruns, so the later failures find none (f.standby == false).
+-- Each row: attempt, action (what the policy answered), delay, standby (one was ready), and
+-- does: what mw does with it (a `promote` with no frozen standby restarts in place, as
+-- Sup:act does).
+function policy.preview(p, n, opts)
   if not data[p] and type(p) ~= "function" then
     error("policy.preview: expected a policy or a function, got " .. type(p), 2)
   end
@@ -314,13 +321,20 @@ function policy.preview(p, n)
   if not n or n < 1 or n > PREVIEW_MAX then
     error("policy.preview: n must be an integer from 1 to " .. PREVIEW_MAX, 2)
   end
+  local has_standby = type(opts) == "table" and opts.standby and true or false
   local rows, history, now = {}, {}, 0
+  local ready = has_standby
   for i = 1, n do
     local f = { component = "preview", reason = "exited", exit_code = 1, oom = false, uptime = 0,
-                time = now, restarts = i - 1, history = table.move(history, 1, #history, 1, {}) }
+                time = now, restarts = i - 1, history = table.move(history, 1, #history, 1, {}),
+                standby = ready }
     local action, delay = policy.check_result(p(f))
     if not action then error("policy.preview: " .. delay, 2) end
-    rows[i] = { attempt = i, action = action, delay = delay }
+    local does = action
+    if action == "promote" then
+      if ready then ready = false else does = "restart" end
+    end
+    rows[i] = { attempt = i, action = action, delay = delay, standby = f.standby, does = does }
     if action == "give_up" or action == "ignore" then break end
     history[#history + 1] = { time = now, reason = "exited", uptime = 0 }
     policy.trim_history(history, now, policy.limit_of(p))

@@ -36,34 +36,9 @@ local function distinct(s, pat)
   return list, dup
 end
 
--- A stack's containers by component. Unlike E.containers this skips the builder's
--- intermediate containers, which carry the stack's labels (given to the build) but no
--- component.
-local function containers(stack)
-  local by = {}
-  for _, x in ipairs(assert(e:list { label = { "used-by=millwright", "mw.stack=" .. stack, "mw.component" } })) do
-    local comp = x.Labels["mw.component"]
-    by[comp] = by[comp] or {}
-    table.insert(by[comp], x)
-  end
-  return by
-end
-
-local function wait_running(stack, comps)
-  return t.wait_for(function()
-    local by = containers(stack)
-    for _, c in ipairs(comps) do
-      local l = by[c]
-      if not l or #l ~= 1 or l[1].State ~= "running" then return nil end
-    end
-    return by
-  end, 60, table.concat(comps, ", ") .. " running")
-end
-
-local function id_of(stack, comp)
-  local l = containers(stack)[comp]
-  return l and l[1] and l[1].Id
-end
+-- (E.containers skips the builder's intermediate containers, which carry the stack's labels
+-- but no component.)
+local containers, wait_running, id_of = E.containers, E.wait_running, E.id_of
 
 -- ---------------------------------------------------------------------------------------------
 
@@ -414,19 +389,8 @@ return { name = "NAME", components = {
 } }
 ]==]
 
-local function by_name(st)
-  local out = {}
-  for _, c in ipairs(st.components) do out[c.name] = c end
-  return out
-end
-
-local function json_status(args)
-  local code, out, errs = mw(args)
-  t.eq(code, 0, errs)
-  local ok, doc = pcall(cjson.decode, out)
-  t.ok(ok, "status --json parses: " .. out)
-  return doc
-end
+local function by_name(st) return E.rows { stacks = { st } } end
+local json_status = E.status
 
 t.test("status --json: healthy, backing off, given up; without mw from the engine", function()
   local file, stack, dir = E.stack("stat", STATUS)
@@ -523,18 +487,16 @@ return { name = "NAME", components = {
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "healthy", component = "web" }, 60)
   local before = id_of(stack, "web")
-  local mark = #h.events()
+  local mark = h.mark()
   local code, _, errs = mw({ "kill", "web", "--stack", stack })
   t.eq(code, 0, errs)
   local _, at = h.wait_event({ event = "healthy", component = "web" }, 60, mark)
   local after = id_of(stack, "web")
   t.ok(after and after ~= before, "a new container")
   local failed, bad = {}, {}
-  for i, ev in ipairs(h.events()) do
-    if i > mark and i <= at then
-      if ev.event == "failed" then failed[#failed + 1] = ev end
-      if ev.event == "start_failed" or ev.level == "error" then bad[#bad + 1] = ev.event .. ": " .. tostring(ev.msg) end
-    end
+  for _, ev in ipairs(h.events_in(mark, at)) do
+    if ev.event == "failed" then failed[#failed + 1] = ev end
+    if ev.event == "start_failed" or ev.level == "error" then bad[#bad + 1] = ev.event .. ": " .. tostring(ev.msg) end
   end
   t.eq(#failed, 1, "one failure; log:\n" .. h.text())
   t.eq(failed[1] and failed[1].reason, "removed", "its reason")
@@ -559,12 +521,12 @@ return { name = "NAME", components = {
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "started", component = "web" }, 60)
   local id = id_of(stack, "web")
-  local mark = #h.events()
+  local mark = h.mark()
   assert(e:network_disconnect("mw-" .. stack, id, true))
   local _, at = h.wait_event({ event = "reconnected", component = "web" }, 30, mark)
   local failed = {}
-  for i, ev in ipairs(h.events()) do
-    if i > mark and i <= at and ev.event == "failed" then failed[#failed + 1] = ev.reason end
+  for _, ev in ipairs(h.events_in(mark, at)) do
+    if ev.event == "failed" then failed[#failed + 1] = ev.reason end
   end
   t.same(failed, { "disconnected" }, h.text())
   t.eq(id_of(stack, "web"), id, "the same container")

@@ -14,21 +14,7 @@ local function mw(args, extra_env)
   return run.mw(args, { timeout = 60, env = extra_env })
 end
 
--- A stack's containers by component (not a build's intermediate ones).
-local function containers(stack)
-  local by = {}
-  for _, x in ipairs(assert(e:list { label = { "used-by=millwright", "mw.stack=" .. stack, "mw.component" } })) do
-    local comp = x.Labels["mw.component"]
-    by[comp] = by[comp] or {}
-    table.insert(by[comp], x)
-  end
-  return by
-end
-
-local function one(stack, comp)
-  local l = containers(stack)[comp]
-  return l and #l == 1 and l[1] or nil
-end
+local one = E.one
 
 -- Everything the engine holds for a stack: containers, networks, volumes.
 local function engine_has(stack)
@@ -37,9 +23,8 @@ local function engine_has(stack)
 end
 
 local function status_json(file)
-  local code, out, err = mw({ "status", "--json", file })
-  t.eq(code, 0, err)
-  return cjson.decode(out).stacks[1], out
+  local doc, out = E.status({ "status", "--json", file }, 60)
+  return doc.stacks[1], out
 end
 
 -- ---------------------------------------------------------------------------------------------

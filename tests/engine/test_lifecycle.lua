@@ -50,22 +50,12 @@ local function chain_stack(short)
   return E.stack(short, (CHAIN:gsub("QUICK", string.format("%q", QUICK))))
 end
 
-local function inspect(stack, comp)
-  local list = E.containers(stack)[comp]
-  assert(list and #list == 1, "one container of " .. comp)
-  return assert(e:inspect(list[1].Id))
-end
-
-local function finished(stack, comp) return timestamp.epoch(inspect(stack, comp).State.FinishedAt) end
-local function started(stack, comp) return timestamp.epoch(inspect(stack, comp).State.StartedAt) end
-local function state(stack, comp) return inspect(stack, comp).State.Status end
+local function finished(stack, comp) return timestamp.epoch(E.inspect_one(stack, comp).State.FinishedAt) end
+local function started(stack, comp) return timestamp.epoch(E.inspect_one(stack, comp).State.StartedAt) end
+local function state(stack, comp) return E.inspect_one(stack, comp).State.Status end
 
 local function status_json(sdir, stack)
-  local code, out, err = mw { "status", "--json", "--state-dir", sdir, "--stack", stack }
-  assert(code == 0, err)
-  local rows = {}
-  for _, row in ipairs(cjson.decode(out).stacks[1].components) do rows[row.name] = row end
-  return rows
+  return E.rows(E.status({ "status", "--json", "--state-dir", sdir, "--stack", stack }, SLOW))
 end
 
 local ALL = { "db", "app", "web", "side", "stubborn", "patient" }
@@ -77,7 +67,7 @@ local function check_stopped(stack, opts)
   print(string.format("  # exit times: web %.3f, app +%.3f, db +%.3f", w, a - w, d - w))
   t.ok(w <= a and a <= d, "web before app before db")
   if opts.graces ~= false then
-    local s, p = inspect(stack, "stubborn"), inspect(stack, "patient")
+    local s, p = E.inspect_one(stack, "stubborn"), E.inspect_one(stack, "patient")
     t.eq(s.State.ExitCode, 137, "stubborn: SIGKILL after its 1s grace")
     t.eq(p.State.ExitCode, 0, "patient: ended by itself within its 8s grace")
     for _, c in ipairs { "stubborn", "patient" } do
@@ -168,7 +158,7 @@ t.test("with mw: stop is the user's (not recovered, status says so); start bring
   code, _, err = mw { "start", "--state-dir", sdir, file, "side" }
   t.eq(code, 0, err)
   -- a barrier: side killed now, and recovered, means mw has handled every event before it
-  local n = #h.events()
+  local n = h.mark()
   assert(e:kill(E.containers(stack).side[1].Id, "KILL"))
   h.wait_event({ event = "restarting", component = "side" }, SLOW, n)
   h.wait_event({ event = "restarted", component = "side" }, SLOW, n)

@@ -93,7 +93,7 @@ t.test("a frozen standby is kept off the alias, promoted on kill -9, and replace
   local code, out = E.mw_sync({ "status", "--stack", stack })
   t.eq(code, 0, out)
   t.match(out, "web standby%s+standby %(frozen%)", "status shows the standby")
-  local mark = #h.events()
+  local mark = h.mark()
   local info = assert(e:inspect(active.Id))
   assert(core.kill(info.State.Pid, "KILL"))
   local failed = h.wait_event({ event = "failed", component = "web" }, 30, mark)
@@ -114,7 +114,7 @@ t.test("a standby is promoted when the active one is OOM-killed; keep_failed kee
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "healthy", component = "web" }, 60)
   local active, standby = one_and_one(stack)
-  local mark = #h.events()
+  local mark = h.mark()
   assert(e:exec(active.Id, { "touch", "/w/boom" }))
   local _, stb = promoted(h, stack, active, standby, mark, true)
   -- the dead one is kept for its logs, stopped, under <name>-failed, and was OOM-killed
@@ -133,7 +133,7 @@ t.test("a standby is promoted on a heartbeat failure (the active one hangs)", fu
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "healthy", component = "web" }, 60)
   local active, standby = one_and_one(stack)
-  local mark = #h.events()
+  local mark = h.mark()
   assert(e:pause(active.Id))       -- hung: its heartbeat stops answering
   local ev = h.wait_event({ event = "failed", component = "web" }, 30, mark)
   t.eq(ev.reason, "heartbeat")
@@ -159,7 +159,7 @@ t.test("after mw restarts it adopts the active and the frozen standby, and promo
   for _, x in ipairs(h2.events()) do
     t.ok(x.event ~= "failed" and x.event ~= "promote", "no failure or promotion at adoption: " .. tostring(x.msg))
   end
-  local mark = #h2.events()
+  local mark = h2.mark()
   local info = assert(e:inspect(active.Id))
   assert(core.kill(info.State.Pid, "KILL"))
   promoted(h2, stack, active, standby, mark)

@@ -117,6 +117,16 @@ function E.mw(args, opts)
       if code then exited = code end      -- read the log once more: its last lines may be the ones
     end
   end
+  -- the index of the last event so far: wait_event(want, timeout, h.mark()) waits for a later one
+  function h.mark() return #h.events() end
+  -- the events after index `from` up to index `to` (the last when nil)
+  function h.events_in(from, to)
+    local list = {}
+    for i, ev in ipairs(h.events()) do
+      if i > (from or 0) and (not to or i <= to) then list[#list + 1] = ev end
+    end
+    return list
+  end
   function h.stop(sig) return E.stop_process(h, p, sig, 10) end
   return h
 end
@@ -178,6 +188,42 @@ end
 function E.running(stack, comp, timeout)
   local by = E.wait_running(stack, { comp }, timeout or 90)
   return assert(E.engine():inspect(by[comp][1].Id))
+end
+
+-- The list entry of a component's container when it has exactly one, else nil.
+function E.one(stack, comp)
+  local l = E.containers(stack)[comp]
+  return l and #l == 1 and l[1] or nil
+end
+
+-- The id of a component's (first listed) container, or nil when it has none.
+function E.id_of(stack, comp)
+  local l = E.containers(stack)[comp]
+  return l and l[1] and l[1].Id
+end
+
+-- A component's one container, inspected; fails when it has none or several.
+function E.inspect_one(stack, comp)
+  local c = E.one(stack, comp)
+  assert(c, "one container of " .. comp)
+  return assert(E.engine():inspect(c.Id))
+end
+
+-- `mw <args>` (a `status --json` command line) -> the decoded document, the raw output; fails
+-- on an exit code other than 0 or output that is not JSON.
+function E.status(args, timeout)
+  local code, out, err = run.mw(args, { timeout = timeout or 120 })
+  if code ~= 0 then error(string.format("mw %s: exit %s: %s", table.concat(args, " "), tostring(code), err), 2) end
+  local ok, doc = pcall(cjson.decode, out)
+  if not ok then error("mw " .. table.concat(args, " ") .. ": not JSON: " .. out, 2) end
+  return doc, out
+end
+
+-- The component rows of a status document's first stack, by name.
+function E.rows(doc)
+  local out = {}
+  for _, row in ipairs(doc.stacks[1].components) do out[row.name] = row end
+  return out
 end
 
 -- Runs cmd in container id until it exits 0 printing something that matches pat (a pattern,

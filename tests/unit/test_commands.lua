@@ -491,4 +491,26 @@ return { name = "pv", components = {
   t.match(out, "\n1 +100ms +restart ")
 end)
 
+t.test("policy preview: a component with a standby is promoted first; a function's promote without one restarts", function()
+  local dir = tmp.dir()
+  local file = dir .. "/stack.lua"
+  assert(fs.write_atomic(file, [[
+return { name = "pv", components = {
+  web = { image = "x", heartbeat = true, standby = true },
+  fn = { image = "x", restart = function(f) if f.restarts >= 2 then return "give_up" end return "promote", "1s" end },
+} }
+]], 420))
+  local code, out = runner.mw({ "policy", "preview", file, "web", "3" }, { timeout = 20, merge = true })
+  t.eq(code, 0, out)
+  t.match(out, "warm standby: a frozen one is ready at the first failure")
+  t.match(out, "\n1 +at once +promote +%+0ms +the frozen standby takes its place\n")
+  t.match(out, "\n2 +100ms +restart +%+100ms\n")
+  t.match(out, "promoted again")
+  code, out = runner.mw({ "policy", "preview", file, "fn", "5" }, { timeout = 20, merge = true })
+  t.eq(code, 0, out)
+  t.ok(not out:find("warm standby", 1, true), out)
+  t.match(out, "\n1 +1%.0s +promote +%+1%.0s +no standby %(the component has none%): restarts in place\n")
+  t.match(out, "\n3 +0ms +give_up ")
+end)
+
 os.exit(t.run())

@@ -242,6 +242,17 @@ assert(fs.write_atomic(SCRATCH .. "/proj/conf/app.conf", "x = 1\n"))
 assert(fs.write_atomic(SCRATCH .. "/proj/pw.txt", "hunter2\n"))
 local PROJ = SCRATCH .. "/proj"
 
+-- The environment a loaded stack gives a component's container (env_file read, env over it).
+local function container_env(s, comp)
+  local body = require("mw.spec").container(s, s.components[comp], "sha256:x", 1)
+  local out = {}
+  for _, kv in ipairs(body.Env) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    out[k] = v
+  end
+  return out
+end
+
 -- compose text -> source, warnings, loaded stack (or nil, message)
 local function conv(text, opts)
   opts = opts or {}
@@ -337,6 +348,8 @@ services:
 end)
 
 t.test("convert: environment as a map or a list, passthrough, env_file precedence", function()
+  assert(fs.write_atomic(PROJ .. "/common.env", "# comment\nA=1\nOVERRIDE=common\nexport B='x y'\n", 420))
+  assert(fs.write_atomic(PROJ .. "/web.env", "A=2 # trailing comment\nC=\"multi\nline\"\nD=${NOT_INTERPOLATED}\n", 420))
   local src, w, s = conv([[
 services:
   web:
@@ -362,7 +375,12 @@ services:
     ["common.env"] = "# comment\nA=1\nOVERRIDE=common\nexport B='x y'\n",
     ["web.env"] = "A=2 # trailing comment\nC=\"multi\nline\"\nD=${NOT_INTERPOLATED}\n",
   }, env = { FROM_SHELL = "shell", NOTHING = "n" } })
-  local e = s.components.web.env
+  -- the env files are named, not copied: mw reads them when the stack loads
+  t.match(src, 'env_file = { "%./common%.env", "%./web%.env" },')
+  for _, v in ipairs { "x y", "multi", "NOT_INTERPOLATED", '"common"' } do
+    t.ok(not src:find(v, 1, true), "no env file value in the source: " .. v)
+  end
+  local e = container_env(s, "web")
   t.eq(e.A, "2", "a later env_file wins")
   t.eq(e.B, "x y")
   t.eq(e.C, "multi\nline")
@@ -370,14 +388,22 @@ services:
   t.eq(e.OVERRIDE, "from-environment", "environment wins over env_file")
   t.eq(e.PLAIN, "1")
   t.eq(e.FROM_SHELL, os.getenv("FROM_SHELL"), "read when the stack loads")
-  t.match(src, "%-%- from %./common%.env\n%s+B = \"x y\",")
-  t.match(src, "%-%- from %./web%.env\n")
-  t.match(src, "%-%- from the compose file's environment\n")
+  t.ok(not src:find("-- from ", 1, true), "one source of env: no source comments")
   t.match(src, 'FROM_SHELL = os.getenv "FROM_SHELL"')
   warned(w, "service web: 'env_file': not found when imported")
   commented(src, "env_file: %./optional%.env")
   local d = s.components.db.env
   t.same(d, { NUM = "5", FLOAT = "1.5", BOOL = "true", NOTHING = os.getenv("NOTHING"), EMPTY = "" })
+  -- an optional env_file that is there is named too, with a word that mw will need it
+  assert(fs.write_atomic(PROJ .. "/opt.env", "X=1\n", 420))
+  local osrc, ow = conv("services:\n  a:\n    image: x\n    env_file:\n      - path: opt.env\n        required: false\n",
+    { files = { ["opt.env"] = "X=1\n" } })
+  t.match(osrc, 'env_file = "%./opt%.env",')
+  warned(ow, "service a: env_file opt%.env: required: false, but mw reads it whenever the stack loads")
+  -- a file listed twice is named once, at its later place (where compose lets it win)
+  local tsrc = conv("services:\n  a:\n    image: x\n    env_file: [common.env, web.env, common.env]\n",
+    { files = { ["common.env"] = "A=1\n", ["web.env"] = "A=2\n" } })
+  t.match(tsrc, 'env_file = { "%./web%.env", "%./common%.env" },')
   -- a required env_file that is missing stops the import with one line
   local nothing, err = conv("services:\n  a:\n    image: x\n    env_file: gone.env\n", { files = {} })
   t.eq(nothing, nil)
@@ -1038,8 +1064,8 @@ t.test("corpus: values survive the trip", function()
   local s = load("env-files")
   t.eq(s.name, "envdemo")
   t.eq(s.components.web.image, "nginx:1.25.3", "from .env")
-  t.eq(s.components.web.env.LOG_FORMAT, "text")
-  t.eq(s.components.web.env.WELCOME, "Hello\nWorld")
+  t.eq(container_env(s, "web").LOG_FORMAT, "text", "from the env files, read when the stack loads")
+  t.eq(container_env(s, "web").WELCOME, "Hello\nWorld")
   t.eq(s.components.web.env.GREETING, "cost is $5")
   t.eq(s.components.db.env.POSTGRES_PASSWORD, "s3cr3t pass")
   t.eq(s.components.db.image, "postgres:16")
@@ -1338,11 +1364,13 @@ services:
     return nil, p .. ": No such file or directory"
   end })
   t.ok(src)
-  t.same(sources.read, { PROJ .. "/.env", PROJ .. "/app.env" })
+  -- app.env is named by env_file, not copied: neither a source of values nor of the mode
+  t.same(sources.read, { PROJ .. "/.env" })
   t.same(sources.env_values, {
     { path = PROJ .. "/.env", names = { "PW", "TAG" } },
-    { path = PROJ .. "/app.env", names = { "API_KEY" } },   -- BARE is os.getenv, OVER is compose's
   })
+  t.match(src, 'env_file = "%./app%.env",')
+  t.ok(not src:find("s3cret", 1, true), "app.env's value is not in the source")
   -- the process environment wins over .env: then the value did not come from the file
   _, _, sources = import.convert(decode("services:\n  web:\n    image: \"busybox:${TAG}\"\n"),
     { dir = PROJ, env = { TAG = "1" }, read = function(p)
@@ -1375,19 +1403,23 @@ services:
   t.eq(out, "")
   t.eq(fs.stat(d .. "/stack.lua").mode, 384 & ~umask, "a 0600 .env gives a 0600 stack.lua")
   t.eq(err, "mw import: values from .env written into stack.lua: PW, TAG\n" ..
-            "mw import: values from app.env written into stack.lua: API_KEY\n" ..
             "mw import: wrote stack.lua: 1 component, 0 warnings; mode 0600, as private as .env\n")
   for _, secret in ipairs { "hunter2", "s3cret", "1.36", "zzz" } do
     t.ok(not err:find(secret, 1, true), "no value on stderr: " .. secret)
   end
   t.match(fs.read(d .. "/stack.lua"), 'A = "hunter2"', "the value is in the file")
+  t.ok(not fs.read(d .. "/stack.lua"):find("s3cret", 1, true), "an env_file's value is not")
+  -- and the stack file loads it from app.env, a secret
+  local ls = assert(stack.load(d .. "/stack.lua"))
+  t.eq(container_env(ls, "web").API_KEY, "s3cret")
+  t.eq(container_env(ls, "web").OVER, "from compose", "environment wins over env_file")
 
-  -- the most private source decides: now app.env (0640)
+  -- the most private source of values decides: app.env (0640) is only named, so it does not
   assert(fs.chmod(d .. "/.env", 420))
   code, _, err = mw_child({ "import", "compose.yaml", "-o", "stack.lua", "--force" }, d, 30)
   t.eq(code, 0, err)
-  t.eq(fs.stat(d .. "/stack.lua").mode, 416 & ~umask)
-  t.match(err, "; mode 0640, as private as app.env\n$")
+  t.eq(fs.stat(d .. "/stack.lua").mode, 420 & ~umask)
+  t.match(err, "wrote stack.lua: 1 component, 0 warnings\n$")
   -- and the compose file counts too
   assert(fs.chmod(d .. "/app.env", 420)); assert(fs.chmod(d .. "/compose.yaml", 384))
   code, _, err = mw_child({ "import", "compose.yaml", "-o", "stack.lua", "--force" }, d, 30)
@@ -1404,8 +1436,44 @@ services:
   code, out, err = mw_child({ "import", "compose.yaml" }, d, 30)
   t.eq(code, 0, err)
   t.match(out, "^%-%- Imported from compose.yaml")
-  t.eq(err, "mw import: values from .env written into the output: PW, TAG\n" ..
-            "mw import: values from app.env written into the output: API_KEY\n")
+  t.eq(err, "mw import: values from .env written into the output: PW, TAG\n")
+end)
+
+t.test("mw import: a FIFO as the compose file, an env_file or .env is refused at once (exit 2, one line)", function()
+  local d = SCRATCH .. "/fifo"
+  assert(fs.mkdirp(d))
+  t.eq(sh("mkfifo " .. d .. "/compose.yaml " .. d .. "/app.env"), 0, "mkfifo")
+  -- nothing ever writes to them: an import that opened one for reading would wait forever
+  local code, out, err = mw_child({ "import", "compose.yaml" }, d, 30)
+  t.eq(code, 2, err)
+  t.eq(out, "")
+  t.eq(err, "mw import: cannot read compose.yaml: not a regular file (a FIFO)\n")
+  assert(os.remove(d .. "/compose.yaml"))
+  assert(fs.write_atomic(d .. "/compose.yaml", "services:\n  web:\n    image: busybox\n    env_file: [app.env]\n", 420))
+  code, out, err = mw_child({ "import", "compose.yaml" }, d, 30)
+  t.eq(code, 2, err)
+  t.eq(out, "")
+  t.eq(err, "mw import: compose.yaml: service web: env_file app.env: not a regular file (a FIFO)\n")
+  -- required: false does not skip it silently either: it is there, and not a file
+  assert(fs.write_atomic(d .. "/compose.yaml",
+    "services:\n  web:\n    image: busybox\n    env_file:\n      - path: app.env\n        required: false\n", 420))
+  code, out, err = mw_child({ "import", "compose.yaml" }, d, 30)
+  t.eq(code, 2, err)
+  t.eq(out, "")
+  t.match(err, "env_file app.env: not a regular file %(a FIFO%)\n$")
+  assert(os.remove(d .. "/app.env"))
+  t.eq(sh("mkfifo " .. d .. "/.env"), 0, "mkfifo .env")
+  assert(fs.write_atomic(d .. "/compose.yaml", "services:\n  web:\n    image: busybox\n", 420))
+  code, out, err = mw_child({ "import", "compose.yaml" }, d, 30)
+  t.eq(code, 2, err)
+  t.eq(out, "")
+  t.eq(err, "mw import: compose.yaml: .env: not a regular file (a FIFO)\n")
+  assert(os.remove(d .. "/.env"))
+  -- a directory given as the compose file: the same
+  code, out, err = mw_child({ "import", "." }, d, 30)
+  t.eq(code, 2, err)
+  t.eq(out, "")
+  t.eq(err, "mw import: cannot read .: not a regular file (a directory)\n")
 end)
 
 t.test("cleanup", function()

@@ -295,6 +295,32 @@ t.test("a secret is an env value only: elsewhere one line naming the field, neve
   end
 end)
 
+t.test("env and extra_hosts: a map, a list of strings or both; a bad list item names its index", function()
+  local function load(fields)
+    return stack.load("inline.lua", { cwd = ROOT .. "/tests/good", source =
+      "return { components = { a = { image = 'x', " .. fields .. " } } }" })
+  end
+  local s = assert(load("env = { 'A=1', 'B=x=y', C = 3 }, extra_hosts = { 'gw:host-gateway', 'v6:::1', db = '10.0.0.2' }"))
+  local c = s.components.a
+  t.same(c.env, { A = "1", B = "x=y", C = "3" })
+  table.sort(c.extra_hosts)
+  t.same(c.extra_hosts, { "db:10.0.0.2", "gw:host-gateway", "v6:::1" })
+  for fields, want in pairs {
+    ["env = { 'A=1', 'nope' }"] = "field 'env%[2%]': must look like \"NAME=value\", got \"nope\"",
+    ["env = { 7 }"] = "field 'env%[1%]': .*a string \"NAME=value\" %(or use NAME = value%)",
+    ["env = 'A=1'"] = "field 'env': .*a table of NAME = value",
+    ["env = { 'A=1', A = 2 }"] = "variable 'A' is set twice",
+    ["extra_hosts = { 'nope' }"] = "field 'extra_hosts%[1%]': must look like \"host:ip\", got \"nope\"",
+    ["extra_hosts = { true }"] = "field 'extra_hosts%[1%]': .*a string \"host:ip\"",
+    ["extra_hosts = 'gw:1.2.3.4'"] = "field 'extra_hosts': .*a table of host = \"ip\"",
+    ["extra_hosts = { 'db:999.1.1.1' }"] = "field 'extra_hosts%[1%]': bad IP address",
+  } do
+    local ok, err = load(fields)
+    t.eq(ok, nil, fields)
+    t.match(err, want, fields)
+  end
+end)
+
 -- bad files -------------------------------------------------------------------------------
 
 local BAD = ls("tests/bad", "^%d+%-.*%.lua$")

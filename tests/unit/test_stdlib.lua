@@ -377,6 +377,31 @@ t.test("policy.preview: a limit of 60 restarts bites at failure 61 (history was 
   t.eq(rows[61].action, "give_up")
 end)
 
+t.test("policy.preview: a standby is promoted at the first failure, then restarts until the next is ready", function()
+  local rows = policy.preview(policy.default, 4, { standby = true })
+  t.eq(rows[1].action, "promote"); t.eq(rows[1].delay, 0); t.eq(rows[1].standby, true); t.eq(rows[1].does, "promote")
+  t.eq(rows[2].standby, false, "the next standby is still being prepared")
+  t.eq(rows[2].action, "restart"); near(rows[2].delay, 0.1)
+  t.eq(rows[4].action, "restart")
+  -- without the option, no promotion
+  t.eq(policy.preview(policy.default, 1)[1].action, "restart")
+  -- the limit is checked before the promotion: over it, no promote
+  local p = policy.on_failure { limit = { restarts = 0, within = "1m" } }
+  t.eq(policy.preview(p, 3, { standby = true })[1].action, "give_up")
+  -- a function answering promote: mw restarts in place when no standby is frozen
+  local seen = {}
+  local fn = function(f) seen[#seen + 1] = f.standby return "promote", "1s" end
+  rows = policy.preview(fn, 3, { standby = true })
+  t.same(seen, { true, false, false })
+  t.eq(rows[1].does, "promote"); t.eq(rows[2].action, "promote"); t.eq(rows[2].does, "restart")
+  rows = policy.preview(fn, 2)
+  t.eq(rows[1].action, "promote"); t.eq(rows[1].does, "restart", "no standby field: restart in place")
+  -- a function that declines the standby keeps it for the next failure
+  seen = {}
+  policy.preview(function(f) seen[#seen + 1] = f.standby return "restart", 0 end, 2, { standby = true })
+  t.same(seen, { true, true })
+end)
+
 t.test("policy.trim_history keeps 50, and beyond that what the limit can still count", function()
   local function h(n, now)
     local out = {}

@@ -99,4 +99,49 @@ t.test("no undeclared state transition was made by any test in this file", funct
   t.same(instance.undeclared, {})
 end)
 
+-- Two components naming one image with different pull policies: the early lookups of a start
+-- and the lookups under way are per image and policy, so neither gets the other's answer.
+t.test("image lookups are keyed by image and pull policy: pull = never does not answer for missing", function()
+  local core = require "mw.core"
+  local here, calls = {}, { inspect = 0, pull = 0 }
+  local engine = {
+    image_inspect = function(_, name)
+      calls.inspect = calls.inspect + 1
+      core.sleep(0.01)                  -- a lookup under way while the other is asked
+      local ref = name:find(":[^/]*$") and name or (name .. ":latest")
+      if here[ref] then return { Id = "sha256:" .. ref } end
+      return nil, "no such image: " .. name
+    end,
+    pull = function(_, ref) calls.pull = calls.pull + 1 here[ref] = true return true end,
+  }
+  local comps = { never = { name = "never", image = "img:1", pull = "never", depends_on = {} },
+                  missing = { name = "missing", image = "img:1", depends_on = {} },
+                  also = { name = "also", image = "img:1", pull = "missing", depends_on = {} } }
+  local sup = supervisor.new { engine = engine,
+    stack = { name = "img", order = { "never", "missing", "also" }, components = comps } }
+  t.ok(select(1, sup:image_key(comps.never, "img:1")) ~= select(1, sup:image_key(comps.missing, "img:1")))
+  t.eq(sup:image_key(comps.missing, "img:1"), sup:image_key(comps.also, "img:1"), "the default is missing")
+  -- the start's early lookups: the first component's policy is never
+  sup.start_images, sup.start_left = {}, 3
+  local got = {}
+  local tasks = {}
+  for _, name in ipairs { "never", "missing", "also" } do
+    tasks[#tasks + 1] = core.spawn(function()
+      got[name] = { sup:image_id({ key = name, def = comps[name] }, "img:1") }
+    end, "lookup-" .. name)
+  end
+  for _, task in ipairs(tasks) do core.join(task) end
+  t.eq(got.never[1], nil, "never: not here, not pulled")
+  t.match(tostring(got.never[2]), 'pull = "never"')
+  t.eq(got.missing[1], "sha256:img:1", "missing: pulled, not the never one's error")
+  t.eq(got.also[1], "sha256:img:1", "the same policy shares the lookup")
+  t.eq(calls.pull, 1, "one pull for the two components under missing")
+  -- kept for the bring-ups: each policy finds its own early answer
+  t.eq(sup:image_id({ key = "missing", def = comps.missing }, "img:1"), "sha256:img:1")
+  t.eq(select(2, sup:image_id({ key = "never", def = comps.never }, "img:1")):match('pull = "never"'), 'pull = "never"')
+  -- mw run --pull overrides every component's: one key for all
+  sup.pull_override = "missing"
+  t.eq(sup:image_key(comps.never, "img:1"), sup:image_key(comps.missing, "img:1"))
+end)
+
 os.exit(t.run())
