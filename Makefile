@@ -20,8 +20,10 @@ mw: $(OBJ)
 build/%.o: core/%.c core/*.h | build
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# compiles each module to bytecode with the liblua mw links (tools/embed.c)
 build/embed: tools/embed.c | build
-	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+	$(CC) -O2 -Wall -Wextra -Werror $(shell pkg-config --cflags lua5.4 2>/dev/null) -o $@ $< \
+	  $(shell pkg-config --libs lua5.4 2>/dev/null)
 
 build/embedded.c: build/embed $(LUA_SRC)
 	build/embed $(LUA_SRC) > $@.tmp && mv $@.tmp $@

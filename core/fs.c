@@ -84,13 +84,18 @@ static int fs_read(lua_State *L)
     return 1;
 }
 
-/* temp name, fsync, rename: readers see the old file or the new one, never half of one */
+/* temp name, fsync, rename: readers see the old file or the new one, never half of one.
+ * A fourth argument false skips the fsync: still atomic for readers, not durable across a
+ * crash; for files that describe a live process (mw run's status file, rewritten at every
+ * change while a stack comes up), where an fsync on the loop's thread held every task for
+ * 1-70 ms on ext4 (docs/internals.md, "Cold start"). */
 static int fs_write_atomic(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     size_t n;
     const char *data = luaL_checklstring(L, 2, &n);
     int mode = (int)luaL_optinteger(L, 3, 0600);
+    int sync = lua_isnoneornil(L, 4) || lua_toboolean(L, 4);
     char tmp[4096];
     int fd = -1;
     /* An unpredictable name, created exclusively and never through a link: a name planted in
@@ -121,7 +126,7 @@ static int fs_write_atomic(lua_State *L)
         }
         off += (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    if ((sync && fsync(fd) != 0) || close(fd) != 0) {
         unlink(tmp);
         return fail(L, "cannot write", tmp);
     }

@@ -1,4 +1,4 @@
-/* Boots mw: one loop, one Lua state, the embedded Lua sources, and lua/mw/cli.lua as the main task. */
+/* Boots mw: one loop, one Lua state, the embedded Lua modules (bytecode), and lua/mw/cli.lua as the main task. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +31,8 @@ static int searcher(lua_State *L)
     }
     for (const struct mw_embedded *e = mw_embedded; e->module; e++) {
         if (strcmp(e->module, name) != 0) continue;
-        if (luaL_loadbufferx(L, e->source, e->len, e->chunkname, "t") != LUA_OK)
+        /* bytecode, compiled at build time by tools/embed.c (its debug information kept) */
+        if (luaL_loadbufferx(L, e->source, e->len, e->chunkname, "b") != LUA_OK)
             return luaL_error(L, "error loading module '%s': %s", name, lua_tostring(L, -1));
         lua_pushstring(L, e->chunkname + 1);
         return 2;

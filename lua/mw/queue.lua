@@ -201,7 +201,9 @@ local function publish(q)
     return nil, rerr
   end
   q.lock = lk
-  local wok, werr = fs.write_atomic(join(q.qdir, ".seq"), tostring(seq) .. "\n")
+  -- no fsync (it held the loop on mw run's start path): a counter lost or torn by a crash is
+  -- read as 0, and the wait files' own numbers above keep the next one unused
+  local wok, werr = fs.write_atomic(join(q.qdir, ".seq"), tostring(seq) .. "\n", nil, false)
   if not wok then
     q:leave()
     return nil, werr

@@ -84,7 +84,9 @@ local function write_status(ctx)
   snap.updated = core.time()
   snap.state_dir = ctx.state_dir
   snap.coord = ctx.coord
-  local ok, err = fs.write_atomic(ctx.status_file, cjson.encode(snap), 384)
+  -- no fsync: the file describes this live process (a crash makes it stale anyway), and an
+  -- fsync here held the whole loop for 1-70 ms at every change while the stack came up
+  local ok, err = fs.write_atomic(ctx.status_file, cjson.encode(snap), 384, false)
   if not ok and not ctx.status_warned then
     ctx.status_warned = true
     log.warn(nil, "status", "cannot write " .. ctx.status_file .. ": " .. tostring(err))

@@ -128,14 +128,16 @@ local function mw(n, hb, chain)
   local h = B.mw { "run", "--log-format", "json", "--state-dir", dir .. "/state", file }
   local ok, err = pcall(function()
     local _, last = h.wait_all(hb and "healthy" or "started", B.names(n), 300)
+    -- mw's own CPU (utime+stime, 10 ms ticks) from spawn to all up: a figure load moves little
+    local sample = B.sample(h.pid)
     local start = h.wait_event({ event = "start" }, 1)
     local nf, why = h.failures(0)
-    h.result = { last - h.t_spawn, last - start.time, nf, why }
+    h.result = { last - h.t_spawn, last - start.time, nf, why, sample and sample.cpu }
   end)
   h.stop()
   B.remove_stack(name)
   if not ok then error(err, 0) end
-  return h.result[1], { internal = h.result[2], failures = h.result[3], why = h.result[4] }
+  return h.result[1], { internal = h.result[2], failures = h.result[3], why = h.result[4], cpu = h.result[5] }
 end
 
 -- One more (untimed) mw run through the counting forwarder: which Engine API calls it makes
@@ -203,6 +205,10 @@ return B.main(function()
             res[m .. "_int"] = res[m .. "_int"] or {}
             table.insert(res[m .. "_int"], extra.internal)
           end
+          if extra and extra.cpu then
+            res[m .. "_cpu"] = res[m .. "_cpu"] or {}
+            table.insert(res[m .. "_cpu"], extra.cpu)
+          end
           if extra and extra.failures and extra.failures > 0 then
             notes[#notes + 1] = string.format("%s %s trial %d: mw logged %d failures while coming up (%s)",
               chain and ("chain of " .. n) or ("N=" .. n), m, trial, extra.failures, table.concat(extra.why, " / "))
@@ -218,6 +224,11 @@ return B.main(function()
     end
     local med = {}
     for m, list in pairs(res) do med[m] = median_of(list) end
+    if med.mw_nohb_cpu or med.mw_hb_cpu then
+      notes[#notes + 1] = string.format("%s: mw's own CPU (utime+stime) from spawn until all up: %s without heartbeats, "
+        .. "%s with (median; 10 ms ticks)", chain and ("chain of " .. n) or ("N=" .. n),
+        med.mw_nohb_cpu and B.s(med.mw_nohb_cpu) or "n/a", med.mw_hb_cpu and B.s(med.mw_hb_cpu) or "n/a")
+    end
     local calls = mw_calls(n, chain)
     if calls then
       notes[#notes + 1] = string.format("%s: mw (hb) made %d API calls to come up (%s); its first call came %s after spawn",

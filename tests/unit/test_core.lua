@@ -218,6 +218,18 @@ t.test("a task cancelled during a request leaves nothing behind", function()
   t.wait_for(function() return http.in_flight() == 0 end, 2, "request removed")
 end)
 
+t.test("write_atomic without fsync (sync = false) still replaces whole, with the mode, and leaves no temp file", function()
+  local dir = os.tmpname(); os.remove(dir)
+  assert(fs.mkdirp(dir, 448))
+  local p = dir .. "/status.json"
+  assert(fs.write_atomic(p, "one", 384, false))
+  assert(fs.write_atomic(p, "two, longer", nil, false))
+  t.eq(fs.read(p), "two, longer")
+  t.eq(fs.stat(p).mode, 384, "mode 0600")
+  t.same(fs.list(dir), { "status.json" }, "only the target is left")
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 t.test("write_atomic replaces a file whole; watch sees a rename into place", function()
   local dir = os.tmpname(); os.remove(dir)
   assert(fs.mkdirp(dir .. "/sub dir", 448))
