@@ -722,7 +722,7 @@ static int request_done(lua_State *L, int status, lua_KContext ctx)
     } else {
         lua_pushnil(L);
         lua_pushstring(L, r->stage ? r->stage : (r->connecting ? "connect" : "read"));
-        if (r->err) lua_pushstring(L, strerror(r->err));
+        if (r->err) lua_pushstring(L, uv_strerror(uv_translate_sys_error(r->err)));   /* as mw.conn says it */
         else lua_pushliteral(L, "timeout");
         lua_pushinteger(L, (lua_Integer)r->len);
         n = 4;

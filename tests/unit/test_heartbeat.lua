@@ -275,7 +275,7 @@ t.test("misses = 1: the probe after the last good answer gets its chance", funct
   local c = instance("/ok", { interval = 0.05, misses = 1, grace = 60, timeout = 1 })
   t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
   core.sleep(0.5)
-  t.eq(#failures, 0, "a healthy endpoint at misses = 1")
+  t.eq(#failures, 0, "a healthy endpoint at misses = 1" .. (failures[1] and (": " .. tostring(failures[1].message)) or ""))
   sup:stop_heartbeat(c)
 end)
 
