@@ -59,6 +59,15 @@ int mw_waiter_waitk(lua_State *L, mw_waiter *w, double timeout, const char *fn,
     return mw_task_waitk(L, &w->op, ctx, k);
 }
 
+void mw_waiter_shorten(mw_waiter *w, double timeout)
+{
+    if (!w->waiting || !mw_task_is_waiting(&w->op) || timeout < 0) return;
+    uint64_t ms = (uint64_t)(timeout * 1000 + 0.5);
+    uint64_t left = uv_timer_get_due_in(&w->timer);
+    if (uv_is_active((uv_handle_t *)&w->timer) && left <= ms) return;
+    uv_timer_start(&w->timer, on_timeout, ms, 0);
+}
+
 void mw_waiter_poke(mw_waiter *w)
 {
     if (!w->waiting || !mw_task_is_waiting(&w->op)) return;

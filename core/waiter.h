@@ -27,6 +27,8 @@ int mw_waiter_wait(lua_State *L, mw_waiter *w, double timeout, const char *fn);
 /* the same with a continuation that runs on the values when the wait ends or was not needed */
 int mw_waiter_waitk(lua_State *L, mw_waiter *w, double timeout, const char *fn,
                     lua_KContext ctx, lua_KFunction k);
+/* the current wait ends in at most timeout seconds (sooner if it already would) */
+void mw_waiter_shorten(mw_waiter *w, double timeout);
 void mw_waiter_poke(mw_waiter *w);          /* something happened: deliver if a task waits */
 /* Closing: first each handle the owner holds (stopped as its kind needs), then the waiter,
  * all in one go; a waiting task gets nil, "closed" and release(w) runs when libuv is done. */

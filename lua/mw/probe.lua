@@ -101,52 +101,40 @@ function M.parse_response(s)
   return { status = status, status_line = head:match("^[^\r\n]*"), headers = headers, body = body }
 end
 
--- An answer is complete when the server closed, or it is as long as its headers promise:
--- that length (head and body) | false (no length said) | nil (the head is not all here yet).
-local function whole_size(buf)
-  local head_end = buf:find("\r\n\r\n", 1, true)
-  if not head_end then return nil end
-  local len = tonumber(buf:sub(1, head_end):lower():match("\ncontent%-length:[ \t]*(%d+)"))
-  return len ~= nil and head_end + 3 + len
+-- The request for a path and port, made once (a probe sends the same bytes every time).
+local requests = {}          -- path -> port -> the request
+local function request_for(path, port)
+  local by_port = requests[path]
+  if not by_port then by_port = {} requests[path] = by_port end
+  local q = by_port[port]
+  if not q then
+    q = "GET " .. path .. " HTTP/1.0\r\nHost: 127.0.0.1:" .. port
+      .. "\r\nUser-Agent: mw-heartbeat\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    by_port[port] = q
+  end
+  return q
 end
 
 -- GET http://127.0.0.1:port<path> within timeout seconds: { status, headers, body } or nil, why.
 -- With ns (a net.netns), 127.0.0.1 is the container's own loopback. max: the most of the body
 -- kept (MAX_BODY).
+--
+-- The exchange is one net.request (core/net.c): connect, send, read to the server's close in
+-- C, one resume of the task at the end. It reads to the server's close: the side that closes
+-- first keeps the TIME_WAIT, and a client holding thousands of them makes every connect
+-- search longer for a free port (seen in a profile: mw closing first cost 2.4x the CPU of
+-- reading to EOF). A server that keeps the connection open after a complete answer (as long
+-- as its Content-Length) gets CLOSE_GRACE to close it.
 function M.get(port, path, timeout, ns, max)
   max = max or M.MAX_BODY
-  local deadline = core.now() + timeout
-  local conn, err = net.connect("127.0.0.1", port, timeout, ns)
-  if not conn then return nil, "connect: " .. tostring(err) end
-  local ok, werr = conn:write("GET " .. path .. " HTTP/1.0\r\nHost: 127.0.0.1:" .. port
-    .. "\r\nUser-Agent: mw-heartbeat\r\nAccept: */*\r\nConnection: close\r\n\r\n")
-  if not ok then conn:close() return nil, "send: " .. tostring(werr) end
-  -- Read to the server's close: the side that closes first keeps the TIME_WAIT, and a client
-  -- holding thousands of them makes every connect search longer for a free port (seen in a
-  -- profile: mw closing first cost 2.4x the CPU of reading to EOF). A server that keeps the
-  -- connection open after a complete answer gets CLOSE_GRACE to close it.
-  local parts, size, whole, want = {}, 0, false, nil
-  while true do
-    local left = deadline - core.now()
-    if whole then left = math.min(left, CLOSE_GRACE) end
-    if left <= 0 and not whole then conn:close() return nil, "no answer within " .. string.format("%gs", timeout) end
-    local data, rerr
-    if left > 0 then data, rerr = conn:read(left) else rerr = "timeout" end
-    if not data then
-      if rerr == "eof" or whole then break end
-      conn:close()
-      if rerr == "timeout" then return nil, "no answer within " .. string.format("%gs", timeout) end
-      return nil, (size == 0 and "no answer: " or "answer cut: ") .. tostring(rerr)
-    end
-    parts[#parts + 1] = data
-    size = size + #data
-    if size > max + 16384 then break end  -- enough to judge; the rest is not read
-    if want == nil then want = whole_size(#parts == 1 and data or table.concat(parts)) end
-    if want and size >= want then whole = true end
+  local data, stage, err, size = net.request(port, request_for(path, port), timeout, ns, max + 16384, CLOSE_GRACE)
+  if not data then
+    if stage == "connect" then return nil, "connect: " .. tostring(err) end
+    if err == "timeout" then return nil, "no answer within " .. string.format("%gs", timeout) end
+    return nil, ((size or 0) == 0 and "no answer: " or "answer cut: ") .. tostring(err)
   end
-  conn:close()
-  if size == 0 then return nil, "connection closed without an answer" end
-  local res, perr = M.parse_response(table.concat(parts))
+  if #data == 0 then return nil, "connection closed without an answer" end
+  local res, perr = M.parse_response(data)
   if not res then return nil, perr end
   if #res.body > max then res.body = res.body:sub(1, max) res.truncated = true end
   return res

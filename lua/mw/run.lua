@@ -264,6 +264,11 @@ end
 
 -- opts: stack (loaded), file, force, state_dir, listen -> exit status.
 function M.run(opts)
+  -- Supervision makes short-lived garbage at every heartbeat (an answer, a probe's task) beside
+  -- a heap that lives as long as mw does: Lua 5.4's generational collector visits mostly
+  -- the young objects (Lua 5.4 manual, section 2.5.2), where the incremental one walks
+  -- the whole heap each cycle.
+  collectgarbage("generational")
   local def = opts.stack
   local listen, lerr = api.parse_listen(opts.listen) -- api: a non-loopback address is refused before anything
   if lerr then io.stderr:write("mw: ", lerr, "\n") return 2 end -- api

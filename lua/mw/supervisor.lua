@@ -88,6 +88,7 @@ end
 
 -- Everyone waiting for a state change (dependencies, status writers) gets a nudge.
 function Sup:changed(inst)
+  self.changes = (self.changes or 0) + 1    -- watchers of the snapshot (the API's sampler) compare it
   for w in pairs(self.waiters) do w:notify() end
   if self.on_change then self.on_change(inst) end
 end

@@ -215,11 +215,14 @@ return B.main(function()
       rows[#rows + 1] = { path, "memory for supervision (mw private dirty + heartbeat docker-proxies)", "12 MB",
         string.format("%s (%s + %d proxies %s)", mb(last.supervision), mb(last.pd), last.proxies, mb(last.proxy_pd)),
         B.ratio(last.supervision, 12288), B.met(last.supervision <= 12288) }
-      rows[#rows + 1] = { path, "mw private dirty alone", "8 MB", mb(last.pd), B.ratio(last.pd, 8192), B.met(last.pd <= 8192) }
-      rows[#rows + 1] = { path, "RSS of mw (for comparison; mostly shared libraries)", "8 MB", mb(last.rss),
-        B.ratio(last.rss, 8192), B.met(last.rss <= 8192) }
+      -- the issue sets no target for these two: shown for comparison, judged against nothing
+      rows[#rows + 1] = { path, "mw private dirty alone (for comparison)", "none set", mb(last.pd), "", "" }
+      rows[#rows + 1] = { path, "RSS of mw (for comparison; mostly shared libraries)", "none set", mb(last.rss), "", "" }
+      -- steady calls do not grow with N when their slope over the sizes is ~0, or when there
+      -- are none at the largest N (one size measured gives no slope: 0 calls still meets it)
+      local flat = (scalls ~= nil and math.abs(scalls) < 0.05) or last.calls_min < 0.05
       rows[#rows + 1] = { path, "API calls/min, steady", "not growing with N", string.format("%.1f", last.calls_min),
-        "", B.met(scalls ~= nil and math.abs(scalls) < 0.05) }
+        "", B.met(flat) }
     end
   end
   local n = SIZES[#SIZES]

@@ -95,6 +95,62 @@ local function tcp_server(answer, hold)
   return s
 end
 
+t.test("net.request: an answer in pieces, one kept open past its length, one never whole, a silent close", function()
+  local q = "GET / HTTP/1.0\r\n\r\n"
+  -- in pieces with the server closing: all of it, whatever the reads
+  local pieces = tcp_server(function() return { "HTTP/1.0 200 OK\r\n", "Content-Length: 5\r\n\r\n", "he", "llo" } end)
+  local data = assert(net.request(pieces.port, q, 2))
+  t.eq(data, "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+  pieces.stop()
+  -- whole by its Content-Length and kept open: the answer after the grace, not a timeout
+  local kept = tcp_server(function() return { "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok" } end, true)
+  local t0 = core.now()
+  data = assert(net.request(kept.port, q, 5, nil, nil, 0.05))
+  t.match(data, "ok$")
+  t.ok(core.now() - t0 < 4, "a whole answer does not wait for the timeout")
+  kept.stop()
+  -- no length and kept open: never known to be whole, so a timeout
+  local open = tcp_server(function() return { "HTTP/1.0 200 OK\r\n\r\npartial" } end, true)
+  local none, stage, err, size = net.request(open.port, q, 0.2)
+  t.eq(none, nil)
+  t.eq(stage, "read")
+  t.eq(err, "timeout")
+  t.ok(size > 0, "what came before the timeout is counted")
+  open.stop()
+  -- closed without a byte: an empty answer (probe.get says so)
+  local mute = tcp_server(function() return {} end)
+  t.eq(net.request(mute.port, q, 2), "")
+  none, err = probe.get(mute.port, "/", 2)
+  t.eq(none, nil)
+  t.match(err, "without an answer")
+  mute.stop()
+  -- more than the limit: stops reading there
+  local flood = tcp_server(function() return { "HTTP/1.0 200 OK\r\n\r\n" .. string.rep("y", 100000) } end, true)
+  data = assert(net.request(flood.port, q, 2, nil, 1000))
+  t.ok(#data > 1000 and #data < 100000, "reading stopped past the limit (" .. #data .. " bytes)")
+  flood.stop()
+end)
+
+t.test("net.request: a cancelled probe leaves no socket, and many at once each get their own answer", function()
+  local open = tcp_server(function() return { "HTTP/1.0 200 OK\r\n\r\n" } end, true)
+  local task = core.spawn(function() return net.request(open.port, "GET / HTTP/1.0\r\n\r\n", 30) end)
+  core.sleep(0.05)
+  core.cancel(task)
+  open.stop()
+  -- the file's leak check finds the request's handles if the cancel left them
+  local srv2 = tcp_server(function(req) return { "HTTP/1.0 200 OK\r\n\r\n" .. req:match("GET /(%d+)") } end)
+  local tasks = {}
+  for i = 1, 50 do
+    tasks[i] = core.spawn(function() return net.request(srv2.port, "GET /" .. i .. " HTTP/1.0\r\n\r\n", 5) end)
+  end
+  for i = 1, 50 do
+    local ok, data = core.join(tasks[i])
+    t.ok(ok, "task " .. i)
+    t.match(data, "\r\n\r\n" .. i .. "$")
+  end
+  srv2.stop()
+end)
+
 t.test("probe.tcp: expect is found across reads, and 80 KB without it is a failure, not healthy", function()
   -- the answer split inside the expected text: it straddles two reads
   local good = tcp_server(function() return { "+PO", "NG\r\n" } end)
@@ -219,7 +275,7 @@ t.test("misses = 1: the probe after the last good answer gets its chance", funct
   local c = instance("/ok", { interval = 0.05, misses = 1, grace = 60, timeout = 1 })
   t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
   core.sleep(0.5)
-  t.eq(#failures, 0, "a healthy endpoint at misses = 1")
+  t.eq(#failures, 0, "a healthy endpoint at misses = 1" .. (failures[1] and (": " .. tostring(failures[1].message)) or ""))
   sup:stop_heartbeat(c)
 end)
 
