@@ -108,8 +108,14 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
             r->paused = 1;
             return CURL_WRITEFUNC_PAUSE;
         }
-        r->too_large = 1;   /* one line bigger than the cap: no read would make room */
-        return 0;
+        /* the partial line ends in this chunk within the cap: taken whole (the cap is passed by
+         * less than one chunk, CURL_MAX_WRITE_SIZE); else one line is bigger than the cap and
+         * no read would make room */
+        const char *lf = memchr(p, '\n', len);
+        if (!lf || unread + (size_t)(lf - p) >= r->max_body) {
+            r->too_large = 1;
+            return 0;
+        }
     }
     if (mw_linebuf_append(&r->in, p, len) != 0) {
         r->oom = 1;
@@ -122,11 +128,27 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
 /* A paused stream whose reader took some: the transfer goes on (curl hands the kept chunk
  * to on_write again, possibly before this returns). Call only after the bytes just read are
  * copied out: the append may move the buffer. */
+static void resume(req *r)
+{
+    r->paused = 0;
+    CURLcode rc = curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    if (rc == CURLE_OK || r->done) return;
+    /* on_write refused the kept chunk (a line over the cap, no memory). libcurl 7.88 then
+     * returns the write error without waking the transfer again (lib/easy.c, curl_easy_pause),
+     * and a paused transfer's socket is no longer watched: it ends here, or never. */
+    if (r->attached) {
+        curl_multi_remove_handle(r->h->multi, r->easy);
+        r->h->in_flight--;
+        r->attached = 0;
+    }
+    r->done = 1;
+    r->result = rc;
+}
+
 static void resume_if_room(req *r)
 {
     if (!r->paused || r->done || mw_linebuf_unread(&r->in) > r->max_body / 2) return;
-    r->paused = 0;
-    curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    resume(r);
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
@@ -597,8 +619,7 @@ static int stream_read(lua_State *L)
     int n = stream_ready(L, r);
     if (n) return n;
     if (r->paused && !r->done) {      /* nothing whole left to take: the transfer must go on */
-        r->paused = 0;
-        curl_easy_pause(r->easy, CURLPAUSE_CONT);
+        resume(r);
         n = stream_ready(L, r);
         if (n) return n;
     }

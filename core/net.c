@@ -598,14 +598,23 @@ static void req_dispatch(uv_poll_t *h, int status, int events);
 
 static int req_setup(mw_rt *rt)
 {
+    static int failed;      /* the poll handle was initialised but could not start: it is closed
+                             * and not made again (libuv may still hold it until its close runs) */
     if (req_epfd >= 0) return 0;
+    if (failed) return failed;
     int fd = epoll_create1(EPOLL_CLOEXEC);
     if (fd < 0) return errno;
     int rc = uv_poll_init(rt->loop, &req_poll, fd);
-    if (rc == 0) rc = uv_poll_start(&req_poll, UV_READABLE, req_dispatch);
     if (rc != 0) {
         close(fd);
         return -rc;
+    }
+    rc = uv_poll_start(&req_poll, UV_READABLE, req_dispatch);
+    if (rc != 0) {
+        failed = -rc;
+        uv_close((uv_handle_t *)&req_poll, NULL);
+        close(fd);
+        return failed;
     }
     req_poll.data = rt;
     uv_unref((uv_handle_t *)&req_poll);      /* no reason by itself to keep the loop running */
@@ -671,9 +680,16 @@ static void req_measure(request_t *r)
         for (char *q = r->buf; q && q < p; q = memchr(q, '\n', (size_t)(p - q))) {
             q++;
             if (p - q > 15 && strncasecmp(q, "content-length:", 15) == 0) {
-                char *e;
-                long long v = strtoll(q + 15, &e, 10);
-                if (e != q + 15 && v >= 0) r->want = (long long)r->head_end + v;
+                /* digits after optional blanks, read within the head only (the buffer has no
+                 * NUL, and an empty value must not take the body's digits); absurd lengths
+                 * (over 2^40) are left unmeasured: the close or the limit ends the read */
+                char *d = q + 15;
+                while (d < p && (*d == ' ' || *d == '\t')) d++;
+                long long v = 0;
+                char *e = d;
+                while (e < p && *e >= '0' && *e <= '9' && v < (1LL << 40)) v = v * 10 + (*e++ - '0');
+                if (e != d && (e == p || *e == '\r' || *e == ' ' || *e == '\t') && v < (1LL << 40))
+                    r->want = (long long)r->head_end + v;
                 break;
             }
         }
@@ -805,7 +821,8 @@ static int request_done(lua_State *L, int status, lua_KContext ctx)
     request_t *r = mw_box_take(L, box, REQUEST_MT);
     if (!r) return luaL_error(L, "net.request: closed while waiting");
     int n;
-    if (r->err == 0 && (r->done || r->whole)) {
+    /* a whole answer stands even if the server then reset the connection (an abortive close) */
+    if (r->whole || (r->err == 0 && r->done)) {
         lua_pushlstring(L, r->buf ? r->buf : "", r->len);
         n = 1;
     } else {

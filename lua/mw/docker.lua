@@ -212,7 +212,7 @@ function Engine:_request(method, path, opts)
     timeout = timeout,
     connect_timeout = CONNECT_TIMEOUT,
     mode = opts.mode,
-    max_body = self.max_answer,   -- (a stream ignores it)
+    max_body = self.max_answer,   -- (a stream: the most it holds unread)
   }
 end
 

@@ -172,6 +172,11 @@ t.test("a stream holds at most max_body unread: a slow reader gets every line, i
       for i = 1, 2000 do c:write(string.format("%04d", i) .. line:sub(5) .. "\n") end
       c:write("end")
     end,
+    -- lines just under the cap: a line's end comes in a chunk that takes the buffer past it
+    ["/near"] = function(_, c)
+      c:write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+      for i = 1, 5 do c:write(string.rep(tostring(i), 60 * KiB) .. "\n") end
+    end,
     ["/long"] = function(_, c)
       c:write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nshort\n" .. string.rep("y", 300 * KiB) .. "\n")
     end,
@@ -190,6 +195,14 @@ t.test("a stream holds at most max_body unread: a slow reader gets every line, i
   t.eq(bad, nil, "lines in order")
   t.eq(n, 2001, "every line and the last one without LF")
   s:close()
+  local near = assert(http.stream { url = srv.url .. "/near", max_body = 64 * KiB, timeout = 30 })
+  for i = 1, 5 do
+    core.sleep(0.02)
+    local got, err = near:read()
+    t.eq(got and #got, 60 * KiB, "line " .. i .. " under the cap is whole (" .. tostring(err) .. ")")
+  end
+  t.eq(select(2, near:read()), "eof")
+  near:close()
   local l = assert(http.stream { url = srv.url .. "/long", max_body = 64 * KiB, timeout = 30 })
   t.eq(l:read(), "short")
   local none, err, code = l:read()

@@ -117,6 +117,13 @@ t.test("net.request: an answer in pieces, one kept open past its length, one nev
   t.eq(err, "timeout")
   t.ok(size > 0, "what came before the timeout is counted")
   open.stop()
+  -- an empty Content-Length is no length: the body's digits are not read as one
+  local empty = tcp_server(function() return { "HTTP/1.0 200 OK\r\nContent-Length:\r\n\r\n0" } end, true)
+  none, stage, err = net.request(empty.port, q, 0.2, nil, nil, 0.01)
+  t.eq(stage, "read")
+  t.eq(none, nil, "not taken as whole")
+  t.eq(err, "timeout")
+  empty.stop()
   -- closed without a byte: an empty answer (probe.get says so)
   local mute = tcp_server(function() return {} end)
   t.eq(net.request(mute.port, q, 2), "")
