@@ -268,12 +268,12 @@ end
 -- container on another's namespace (host, none, service:x, container:x: x's own start announces).
 function Sup:announce(inst)
   if not self.arp_announce or inst.def.network_mode then return end
-  local ns, err = probe.open_netns(inst.pid, inst.id)
-  local n
-  if ns then
-    n, err = mwnet.announce(ns)
-    ns:close()
-  end
+  -- no namespace to open: the process is gone already (it failed at once; its exit follows)
+  -- or is not the container's here (another pid namespace): nothing to announce
+  local ns = probe.open_netns(inst.pid, inst.id)
+  if not ns then return end
+  local n, err = mwnet.announce(ns)
+  ns:close()
   if not n and not self.announce_warned then     -- once a process: the cause is the host's
     self.announce_warned = true
     log.warn(inst.key, "announce", "cannot announce the container's addresses (" .. tostring(err)
