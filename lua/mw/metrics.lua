@@ -80,13 +80,17 @@ function Family:set(labels, v)
   self:series(labels).value = v
 end
 
-function Family:observe(labels, v)
-  local s = self:series(labels)
-  for i, le in ipairs(self.buckets) do
+-- One observation v into the histogram series s (of a family with these buckets).
+local function observe_in(s, buckets, v)
+  for i, le in ipairs(buckets) do
     if v <= le then s.counts[i] = s.counts[i] + 1 break end
   end
   s.sum = s.sum + v
   s.count = s.count + 1
+end
+
+function Family:observe(labels, v)
+  observe_in(self:series(labels), self.buckets, v)
 end
 
 function Family:get(labels)
@@ -248,11 +252,7 @@ function Collector:beat(component, ok, latency)
     if not cache or cache.data ~= fam.data then cache = { data = fam.data, by = {} } self.latency_series = cache end
     local s = cache.by[component]
     if not s then s = fam:series({ component = component }) cache.by[component] = s end
-    for i, le in ipairs(fam.buckets) do
-      if latency <= le then s.counts[i] = s.counts[i] + 1 break end
-    end
-    s.sum = s.sum + latency
-    s.count = s.count + 1
+    observe_in(s, fam.buckets, latency)
   end
 end
 

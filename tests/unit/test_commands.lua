@@ -470,6 +470,11 @@ t.test("exec: usage errors exit 2 and mw's own failures 125, one line each, befo
     assert(ok, err)
 end)
 
+-- `mw policy preview <file> <component> <n>` -> exit code, output
+local function preview(file, comp, n)
+  return runner.mw({ "policy", "preview", file, comp, n }, { timeout = 20, merge = true })
+end
+
 t.test("policy preview: the first restart at once, the backoff from the second (issue 17)", function()
   local dir = tmp.dir()
   local file = dir .. "/stack.lua"
@@ -480,13 +485,13 @@ return { name = "pv", components = {
   docker = { image = "x", restart = policy.always { first_delay = "100ms" } },
 } }
 ]], 420))
-  local code, out = runner.mw({ "policy", "preview", file, "web", "3" }, { timeout = 20, merge = true })
+  local code, out = preview(file, "web", "3")
   t.eq(code, 0, out)
   t.match(out, "first restart at once, then exponential%(100ms")
   t.match(out, "\n1 +at once +restart +%+0ms\n")
   t.match(out, "\n2 +100ms +restart +%+100ms\n")
   t.match(out, "attempt 1 is also every failure after 10s or more of running")
-  code, out = runner.mw({ "policy", "preview", file, "docker", "2" }, { timeout = 20, merge = true })
+  code, out = preview(file, "docker", "2")
   t.eq(code, 0, out)
   t.match(out, "\n1 +100ms +restart ")
 end)
@@ -500,13 +505,13 @@ return { name = "pv", components = {
   fn = { image = "x", restart = function(f) if f.restarts >= 2 then return "give_up" end return "promote", "1s" end },
 } }
 ]], 420))
-  local code, out = runner.mw({ "policy", "preview", file, "web", "3" }, { timeout = 20, merge = true })
+  local code, out = preview(file, "web", "3")
   t.eq(code, 0, out)
   t.match(out, "warm standby: a frozen one is ready at the first failure")
   t.match(out, "\n1 +at once +promote +%+0ms +the frozen standby takes its place\n")
   t.match(out, "\n2 +100ms +restart +%+100ms\n")
   t.match(out, "promoted again")
-  code, out = runner.mw({ "policy", "preview", file, "fn", "5" }, { timeout = 20, merge = true })
+  code, out = preview(file, "fn", "5")
   t.eq(code, 0, out)
   t.ok(not out:find("warm standby", 1, true), out)
   t.match(out, "\n1 +1%.0s +promote +%+1%.0s +no standby %(the component has none%): restarts in place\n")
