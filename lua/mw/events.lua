@@ -34,6 +34,26 @@ function Sup:being_removed(id)
   return (info.State or {}).Status == "removing"
 end
 
+-- The exit code of a die event that says 0 (or nothing), read again from the container's
+-- state. moby 20.10 (daemon/monitor.go handleContainerExit) writes the die event's exitCode from
+-- its containerd DeleteTask call and the container's state from the exit event: when that
+-- delete fails (seen in CI: a restart in place racing containerd's clean-up of the previous
+-- run's shim), the event says 0 while the state keeps the real code. A job would complete and
+-- on_failure would not restart on an exit 3; 0 is rare for a crash, so the inspect costs a
+-- recovery nothing in the common case.
+function Sup:confirm_exit(inst, id, code)
+  local info = self.engine:inspect(id)
+  local st = info and info.State
+  if st and not st.Running and type(st.ExitCode) == "number" then
+    if st.ExitCode ~= (code or 0) then
+      log.info(inst.key, "exit_code", string.format("the engine's die event said exit code %s, the container's state %d; "
+        .. "using the state's", tostring(code), st.ExitCode), { container = id })
+    end
+    return st.ExitCode
+  end
+  return code
+end
+
 function Sup:on_container_event(ev)
   local actor = ev.Actor or {}
   local attrs = actor.Attributes or {}
@@ -64,6 +84,10 @@ function Sup:on_container_event(ev)
       return
     end
     if inst.id ~= actor.ID or inst.handling then return end
+    if code == 0 or not code then
+      code = self:confirm_exit(inst, actor.ID, code)
+      if inst.id ~= actor.ID or inst.handling then return end     -- the inspect yielded
+    end
     inst.dead_id = actor.ID      -- known to be stopped: a restart in place needs no inspect first
     if inst.oom then self:failure(inst, "oom", { exit_code = code })
     else self:failure(inst, "exited", { exit_code = code }) end

@@ -449,7 +449,12 @@ function Sup:settle(inst)
       if inst.id == died.id and not inst.handling then self:failure(inst, "removed", {}) end
       return
     end
-    self:failure(inst, died.oom and "oom" or "exited", { exit_code = died.exit_code })
+    local code = died.exit_code
+    if code == 0 or not code then
+      code = self:confirm_exit(inst, died.id, code)      -- the event's 0 may not be the exit's
+      if inst.id ~= died.id or inst.handling then return end
+    end
+    self:failure(inst, died.oom and "oom" or "exited", { exit_code = code })
   end
 end
 

@@ -106,11 +106,21 @@ end)
 t.test("a changed env replaces only that container, start-first, with no failed heartbeat", function()
   local file, stack, dir, h = start("env", "300ms")
   local before = ids(stack)
-  local function web_row()
-    local st = cjson.decode(assert(fs.read(dir .. "/state/" .. stack .. "/status.json")))
-    for _, c in ipairs(st.components) do if c.name == "web" then return c end end
+  -- web's row from a status file written after `since` (mw's wall clock, as events carry it):
+  -- the file is rewritten 20 ms after a change, so one read at once may predate the last probes
+  local function web_row(since)
+    local row = t.wait_for(function()
+      local text = fs.read(dir .. "/state/" .. stack .. "/status.json")
+      local ok, st = pcall(cjson.decode, text or "")
+      if not ok or type(st) ~= "table" or (st.updated or 0) <= since then return nil end
+      for _, c in ipairs(st.components) do if c.name == "web" then return c end end
+    end, 15, "a status file written after " .. since)
+    return row
   end
-  local probes_before = web_row().failed_probes     -- start-up may have had refused probes
+  local last = 0
+  for _, ev in ipairs(h.events()) do if ev.event == "healthy" then last = math.max(last, ev.time) end end
+  -- start-up may have had refused probes (the service not listening yet): counted before
+  local probes_before = web_row(last).failed_probes
   local mark = #h.events()
   write(file, edit(file, 'VERSION = "1"', 'VERSION = "2"'))
   local rep = h.wait_event({ event = "replace", component = "web" }, 30, mark)
@@ -124,7 +134,7 @@ t.test("a changed env replaces only that container, start-first, with no failed 
   t.ok(found, "new env in the new container")
   t.eq(info.Name, "/" .. stack .. "-web", "the new container took the component's name")
   t.eq(count(h, { event = "failed", component = "web" }, mark), 0, "no failure during the swap")
-  local row = web_row()
+  local row = web_row(rep.time)
   t.eq(row.failed_probes - probes_before, 0, "no failed heartbeat during the swap (" .. tostring(row.last_probe_error) .. ")")
   h.stop()
 end)

@@ -144,4 +144,34 @@ t.test("image lookups are keyed by image and pull policy: pull = never does not 
   t.eq(sup:image_key(comps.never, "img:1"), sup:image_key(comps.missing, "img:1"))
 end)
 
+t.test("a die event that says 0 is checked against the container's state (moby 20.10 can write 0 there)", function()
+  local sup, c, decided = harness(policy.on_failure { backoff = backoff.constant { delay = 0 } })
+  local inspected = 0
+  local exit_code = 3
+  sup.engine = { inspect = function() inspected = inspected + 1 return { State = { Running = false, ExitCode = exit_code } } end }
+  sup.stack.components.a.job = true
+  local seen
+  sup.schedule = function(_, inst, action, _, record)
+    seen = { action = action, code = record.exit_code }
+    decided[#decided + 1] = seen
+    inst.handling = false
+  end
+  local function die(code)
+    c.state, c.id, c.handling = "running", "abc123", false
+    sup:on_container_event { Action = "die", Actor = { ID = "abc123",
+      Attributes = { ["mw.component"] = "a", ["mw.instance"] = "1", exitCode = code } } }
+  end
+  die("0")
+  t.eq(inspected, 1, "a 0 is read again")
+  t.ok(c.state ~= "completed", "the job did not complete on the event's 0")
+  t.eq(seen and seen.code, 3, "the failure has the state's exit code")
+  t.eq(seen.action, "restart")
+  die("2")
+  t.eq(inspected, 1, "another code is taken as it is: no inspect")
+  t.eq(seen.code, 2)
+  exit_code = 0
+  die("0")
+  t.eq(c.state, "completed", "a 0 the state confirms completes the job")
+end)
+
 os.exit(t.run())
