@@ -69,8 +69,12 @@ run: deps examples
 	@scripts/with-engine.sh ./mw run examples/pipeline/stack.lua
 
 bench: deps
-	@$(MAKE) --no-print-directory mw
+	@$(MAKE) --no-print-directory mw build/kahttpd
 	@scripts/with-engine.sh tests/bench/run.sh
+
+# the heartbeat benchmark's keep-alive endpoint, static for a FROM scratch image
+build/kahttpd: tests/bench/kahttpd.c | build
+	$(CC) -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -static -o $@ $<
 
 clean:
 	rm -rf build mw mw-asan

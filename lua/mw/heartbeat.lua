@@ -5,6 +5,7 @@
 -- fields are listed in mw.instance.new) and `group` a component's instances.
 local core = require "mw.core"
 local probe = require "mw.probe"
+local net = require "mw.net"
 local log = require "mw.log"
 local instance = require "mw.instance"
 local usercode = require "mw.usercode"
@@ -31,7 +32,7 @@ end
 local function probe_http(_, inst, hb)
   local port, ns = target(inst, hb)
   if not port then return false, ns end
-  local res, err = probe.get(port, hb.path, hb.timeout, ns)
+  local res, err = probe.get(port, hb.path, hb.timeout, ns, nil, inst.hb.keep)
   if not res then return false, err end
   if res.status < 200 or res.status >= 400 then return false, "HTTP " .. res.status end
   inst.hb.body = res.body      -- autoscale decisions may read it
@@ -176,8 +177,11 @@ end
 -- there) or by the next open.
 function Sup:open_hb_netns(inst, st, hb)
   if inst.netns then inst.netns:close() inst.netns = nil end
+  if st.keep then st.keep:close() st.keep = nil end
   st.netns, st.netns_error, st.via = nil, nil, nil
   if hb.kind ~= "http" and hb.kind ~= "tcp" then return end
+  -- a connection the server keeps between probes (mw.probe.get): one a start, closed with it
+  if hb.kind == "http" and self.hb_keep then st.keep = net.keep() end
   if self.hb_via == "netns" then
     local ns, err = probe.open_netns(inst.pid, inst.id)
     if ns then
@@ -196,7 +200,10 @@ end
 
 function Sup:stop_heartbeat(inst)
   if inst.netns then inst.netns:close() inst.netns = nil end
-  if inst.hb then inst.hb.gen = nil inst.hb.netns = nil end
+  if inst.hb then
+    inst.hb.gen, inst.hb.netns = nil, nil
+    if inst.hb.keep then inst.hb.keep:close() inst.hb.keep = nil end
+  end
   if inst.pidw and inst.handling then inst.pidw:close() inst.pidw = nil end
   if inst.hb and inst.hb.task and inst.hb.task ~= core.current() then core.cancel(inst.hb.task) end
   for p in pairs(inst.probes) do

@@ -101,15 +101,18 @@ function M.parse_response(s)
   return { status = status, status_line = head:match("^[^\r\n]*"), headers = headers, body = body }
 end
 
--- The request for a path and port, made once (a probe sends the same bytes every time).
-local requests = {}          -- path -> port -> the request
-local function request_for(path, port)
-  local by_port = requests[path]
-  if not by_port then by_port = {} requests[path] = by_port end
+-- The request for a path and port, made once (a probe sends the same bytes every time); with
+-- keep, it asks the server to keep the connection (HTTP/1.0's keep-alive: an answer to it is
+-- never chunked, and a server that does not keep connections just closes, as before).
+local requests = { [true] = {}, [false] = {} }      -- keep -> path -> port -> the request
+local function request_for(path, port, keep)
+  local by_path = requests[keep and true or false]
+  local by_port = by_path[path]
+  if not by_port then by_port = {} by_path[path] = by_port end
   local q = by_port[port]
   if not q then
     q = "GET " .. path .. " HTTP/1.0\r\nHost: 127.0.0.1:" .. port
-      .. "\r\nUser-Agent: mw-heartbeat\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+      .. "\r\nUser-Agent: mw-heartbeat\r\nAccept: */*\r\nConnection: " .. (keep and "keep-alive" or "close") .. "\r\n\r\n"
     by_port[port] = q
   end
   return q
@@ -125,9 +128,18 @@ end
 -- search longer for a free port (seen in a profile: mw closing first cost 2.4x the CPU of
 -- reading to EOF). A server that keeps the connection open after a complete answer (as long
 -- as its Content-Length) gets CLOSE_GRACE to close it.
-function M.get(port, path, timeout, ns, max)
+--
+-- keep (a net.keep, one per heartbeat): the connection is offered to be kept, and one the
+-- server kept is used for the next probe. A kept one the server closed meanwhile (its idle
+-- timeout) is found at that probe's first read and the probe is made again on a new one.
+function M.get(port, path, timeout, ns, max, keep)
   max = max or M.MAX_BODY
-  local data, stage, err, size = net.request(port, request_for(path, port), timeout, ns, max + 16384, CLOSE_GRACE)
+  local q = request_for(path, port, keep)
+  local t0 = keep and core.now()
+  local data, stage, err, size = net.request(port, q, timeout, ns, max + 16384, CLOSE_GRACE, keep)
+  if stage == "stale" then
+    data, stage, err, size = net.request(port, q, math.max(0.001, timeout - (core.now() - t0)), ns, max + 16384, CLOSE_GRACE, keep)
+  end
   if not data then
     if stage == "connect" then return nil, "connect: " .. tostring(err) end
     if err == "timeout" then return nil, "no answer within " .. string.format("%gs", timeout) end

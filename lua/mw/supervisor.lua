@@ -52,12 +52,15 @@ function M.new(o)
     -- netns (mw.probe.choose_path); the published path publishes each heartbeat port
     hb_via = nil, hb_via_why = nil,
     arp_announce = false,     -- whether a started container's addresses are announced (Sup:announce)
+    hb_keep = true,           -- whether HTTP heartbeats offer to keep their connection (mw.probe.get)
     -- set later: volumes, extra (networks made), hb_dealt (heartbeat phases dealt),
     -- first_start_end, streams, events_since, away (the engine is away), autoscale_wake, and
     -- on_beat (mw.run's hook for each heartbeat)
   }, Sup)
   self.hb_via, self.hb_via_why = probe.choose_path(o.engine, o.heartbeat_via)
   self.arp_announce = probe.may_announce(o.engine)
+  local keep_env = os.getenv("MW_HEARTBEAT_KEEPALIVE")
+  self.hb_keep = not (keep_env == "off" or keep_env == "0")
   for _, name in ipairs(o.stack.order) do self:_group(name, o.stack.components[name]) end
   return self
 end

@@ -6,6 +6,10 @@
 -- machine moves between runs; the failures column says when a window was disturbed.
 --   ./mw script tests/bench/hbcpu.lua   with MW_BINS=/tmp/a/mw,/tmp/b/mw N=100 WINDOW=30 ROUNDS=3
 --   HBPATH=published for the published path (default netns)
+--   SERVER=keepalive: the components run kahttpd (tests/bench/kahttpd.c, `make build/kahttpd`),
+--   which keeps connections as nginx or Go's net/http do, instead of busybox httpd, which
+--   closes each; KEEPS=on,off alternates mw's kept connection (MW_HEARTBEAT_KEEPALIVE) instead
+--   of binaries
 local core = require "mw.core"
 local B = require "benchlib"
 local E = B.E
@@ -14,18 +18,44 @@ local WINDOW = B.knob("WINDOW", 20)
 local ROUNDS = B.knob("ROUNDS", 1)
 local PATH = os.getenv("HBPATH") or "netns"
 local HB = '{ interval = "1s", timeout = "1s", misses = 3, grace = "30s" }'
+local SERVER = os.getenv("SERVER") or "busybox"
 local bins = {}
-for b in (os.getenv("MW_BINS") or B.MW_BIN):gmatch("[^,]+") do bins[#bins + 1] = b end
+for b in (os.getenv("MW_BINS") or B.MW_BIN):gmatch("[^,]+") do bins[#bins + 1] = { bin = b } end
+if os.getenv("KEEPS") then
+  bins = {}
+  for k in os.getenv("KEEPS"):gmatch("[^,]+") do bins[#bins + 1] = { bin = B.MW_BIN, keep = k } end
+end
+
+-- the busybox test image with kahttpd beside busybox
+local function keepalive_image()
+  local base = E.image()
+  local d = E.tmpdir()
+  assert(B.run({ "cp", "build/kahttpd", d .. "/kahttpd" }) == 0, "no build/kahttpd: make build/kahttpd")
+  local f = assert(io.open(d .. "/Dockerfile", "w"))
+  f:write("FROM " .. base .. "\nCOPY kahttpd /bin/kahttpd\n")
+  f:close()
+  local tag = base:gsub(":busybox$", ":kahttpd")
+  local id, err = E.engine():build { context_tar = assert(require("mw.tar").pack(d)), tag = tag,
+    labels = { ["used-by"] = "millwright", ["mw.test"] = E.run_id } }
+  assert(id, err)
+  return tag
+end
 
 return B.main(function()
   E.image()
-  local file, name, dir = E.stack("cpu" .. N, B.stack_source(N, { heartbeat = HB }))
+  local source = B.stack_source(N, { heartbeat = HB })
+  if SERVER == "keepalive" then
+    local img = keepalive_image()
+    source = source:gsub("local CMD = [^\n]*", 'local CMD = { "/bin/kahttpd", "8089" }'):gsub("IMAGE", img)
+  end
+  local file, name, dir = E.stack("cpu" .. N, source)
   local ok, err = pcall(function()
     for r = 1, ROUNDS do
-      for _, bin in ipairs(bins) do
-        B.MW_BIN = bin
+      for _, which in ipairs(bins) do
+        B.MW_BIN = which.bin
+        local bin = which.keep and ("keep " .. which.keep) or which.bin
         local h = B.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file },
-          { env = { "MW_HEARTBEAT_PATH=" .. PATH } })
+          { env = { "MW_HEARTBEAT_PATH=" .. PATH, "MW_HEARTBEAT_KEEPALIVE=" .. (which.keep or "on") } })
         local t0 = core.now()
         h.wait_all("healthy", B.names(N), 600)
         local up = core.now() - t0

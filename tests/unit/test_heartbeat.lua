@@ -158,6 +158,113 @@ t.test("net.request: a cancelled probe leaves no socket, and many at once each g
   srv2.stop()
 end)
 
+-- An HTTP server that keeps connections: each request on a connection gets an answer, with
+-- "Connection: keep-alive" when the request asked for it; opts.close_after closes a
+-- connection after that many answers (an idle timeout, as nginx's), opts.mute_after stops
+-- answering after that many answers in all (a frozen process).
+local function keepalive_server(opts)
+  opts = opts or {}
+  local l = assert(net.listen("127.0.0.1", 0))
+  local s = { port = l:port(), accepts = 0, answers = 0, asked = {} }
+  local conns = {}
+  s.task = core.spawn(function()
+    while true do
+      local c = l:accept()
+      if not c then return end
+      s.accepts = s.accepts + 1
+      conns[c] = true
+      core.spawn(function()
+        local buf, on_this = "", 0
+        while true do
+          local d = c:read(5)
+          if not d then break end
+          buf = buf .. d
+          local e = buf:find("\r\n\r\n", 1, true)
+          if e then
+            local head = buf:sub(1, e - 1)
+            buf = buf:sub(e + 4)
+            s.asked[#s.asked + 1] = head:match("\r\n[Cc]onnection: *([^\r]*)") or ""
+            if opts.mute_after and s.answers >= opts.mute_after then
+              while s.task do core.sleep(0.01) end
+              break
+            end
+            s.answers = s.answers + 1
+            on_this = on_this + 1
+            local keep = (head:lower():find("connection: keep%-alive")) ~= nil
+            local body = "beat " .. s.answers
+            c:write("HTTP/1.0 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: "
+              .. (keep and "keep-alive" or "close") .. "\r\n\r\n" .. body)
+            if not keep or (opts.close_after and on_this >= opts.close_after) then break end
+          end
+        end
+        conns[c] = nil
+        c:close()
+      end, "keepd-conn")
+    end
+  end, "keepd")
+  function s.stop()
+    local task = s.task
+    s.task = nil
+    l:close()
+    core.join(task)
+    for c in pairs(conns) do c:close() end
+    core.sleep(0.02)      -- the connections' tasks see their close and end
+  end
+  return s
+end
+
+t.test("probe.get with a keep: one connection for many probes; a kept one the server closed is made again", function()
+  local ka = keepalive_server()
+  local keep = net.keep()
+  for i = 1, 5 do
+    local r = assert(probe.get(ka.port, "/", 2, nil, nil, keep))
+    t.eq(r.body, "beat " .. i)
+  end
+  t.eq(ka.accepts, 1, "five probes, one connection")
+  t.ok(keep:held(), "the connection is kept between probes")
+  t.eq(ka.asked[1], "keep-alive", "the probe asks the server to keep it")
+  keep:close()
+  ka.stop()
+  -- without a keep: a connection each, and the probe says close
+  ka = keepalive_server()
+  for _ = 1, 3 do assert(probe.get(ka.port, "/", 2)) end
+  t.eq(ka.accepts, 3)
+  t.eq(ka.asked[1], "close")
+  ka.stop()
+  -- the server closes each connection after one answer (its idle timeout): the next probe
+  -- finds the kept one closed and makes a new one, still one answer each, no failure
+  ka = keepalive_server { close_after = 1 }
+  keep = net.keep()
+  for i = 1, 4 do
+    local r, why = probe.get(ka.port, "/", 2, nil, nil, keep)
+    t.ok(r, "probe " .. i .. ": " .. tostring(why))
+    core.sleep(0.02)            -- the server's close has come by the next probe
+  end
+  t.eq(ka.accepts, 4)
+  t.eq(ka.answers, 4)
+  keep:close()
+  ka.stop()
+  -- a kept connection to a server that then stops answering: a timeout, as without a keep
+  ka = keepalive_server { mute_after = 1 }
+  keep = net.keep()
+  assert(probe.get(ka.port, "/", 2, nil, nil, keep))
+  local t0 = core.now()
+  local none, why = probe.get(ka.port, "/", 0.2, nil, nil, keep)
+  t.eq(none, nil)
+  t.match(why, "no answer within")
+  t.ok(core.now() - t0 < 1, "one timeout, not two")
+  t.ok(not keep:held(), "a connection that timed out is not kept")
+  keep:close()
+  ka.stop()
+  -- a server that does not keep connections (busybox httpd): read to its close, as before
+  local closing = tcp_server(function() return { "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok" } end)
+  keep = net.keep()
+  for _ = 1, 2 do t.eq(assert(probe.get(closing.port, "/", 2, nil, nil, keep)).body, "ok") end
+  t.ok(not keep:held())
+  keep:close()
+  closing.stop()
+end)
+
 t.test("probe.tcp: expect is found across reads, and 80 KB without it is a failure, not healthy", function()
   -- the answer split inside the expected text: it straddles two reads
   local good = tcp_server(function() return { "+PO", "NG\r\n" } end)
