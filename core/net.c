@@ -936,12 +936,16 @@ static int net_request(lua_State *L)
         keep->fd = -1;
     }
     if (keep && keep->fd >= 0) {
-        /* the kept connection: the request goes at once; a close found there is "stale" */
+        /* the kept connection: the request goes at once; a close found there is "stale".
+         * Anything already waiting on it (the server's close, or an answer it sent unasked,
+         * as a 408 before an idle close) makes it stale too: it would be read as our answer */
         r->fd = keep->fd;
         keep->fd = -1;
         r->reused = 1;
         r->connecting = 0;
-        if (req_write(r) <= 0) {
+        char peek;
+        ssize_t waiting = recv(r->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (waiting >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || req_write(r) <= 0) {
             r->stage = "stale";
             r->done = 1;
             return request_done(L, LUA_OK, 8);
@@ -958,6 +962,8 @@ static int net_request(lua_State *L)
             return request_done(L, LUA_OK, 8);
         }
         req_read(r);         /* an answer (or the close) may be here already */
+        /* a whole answer read just now, not kept: the grace starts now (shorten needs a wait) */
+        if (r->whole && !r->done && timeout > r->grace) timeout = r->grace;
         return mw_waiter_waitk(L, &r->w, timeout, "net.request", 8, request_done);
     }
     r->fd = ns ? socket_in(ns->fd) : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

@@ -236,6 +236,7 @@ function Sup:post_start(inst, how)
   inst.oom = nil
   inst.killed = nil
   local hb = inst.def.heartbeat
+  self:drop_kept(inst)          -- the old heartbeat's kept connection goes with its state
   inst.hb = { misses = 0 }
   if hb and hb.port then
     -- network_mode host: the service listens on the host's own loopback

@@ -198,12 +198,15 @@ function Sup:open_hb_netns(inst, st, hb)
   st.via = "published"
 end
 
+-- Closes the heartbeat's kept connection (mw.probe.get), if any: before its state is replaced.
+function Sup:drop_kept(inst)
+  if inst.hb and inst.hb.keep then inst.hb.keep:close() inst.hb.keep = nil end
+end
+
 function Sup:stop_heartbeat(inst)
   if inst.netns then inst.netns:close() inst.netns = nil end
-  if inst.hb then
-    inst.hb.gen, inst.hb.netns = nil, nil
-    if inst.hb.keep then inst.hb.keep:close() inst.hb.keep = nil end
-  end
+  self:drop_kept(inst)
+  if inst.hb then inst.hb.gen, inst.hb.netns = nil, nil end
   if inst.pidw and inst.handling then inst.pidw:close() inst.pidw = nil end
   if inst.hb and inst.hb.task and inst.hb.task ~= core.current() then core.cancel(inst.hb.task) end
   for p in pairs(inst.probes) do

@@ -137,8 +137,12 @@ function M.get(port, path, timeout, ns, max, keep)
   local q = request_for(path, port, keep)
   local t0 = keep and core.now()
   local data, stage, err, size = net.request(port, q, timeout, ns, max + 16384, CLOSE_GRACE, keep)
-  if stage == "stale" then
-    data, stage, err, size = net.request(port, q, math.max(0.001, timeout - (core.now() - t0)), ns, max + 16384, CLOSE_GRACE, keep)
+  -- made again on a new connection (or on another probe's kept one, while probes overlap at a
+  -- start; a second stale one is made again without the keep)
+  for _, k in ipairs { keep, false } do
+    if stage ~= "stale" then break end
+    data, stage, err, size = net.request(port, q, math.max(0.001, timeout - (core.now() - t0)), ns, max + 16384,
+      CLOSE_GRACE, k or nil)
   end
   if not data then
     if stage == "connect" then return nil, "connect: " .. tostring(err) end

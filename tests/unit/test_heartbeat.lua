@@ -194,7 +194,11 @@ local function keepalive_server(opts)
             local body = "beat " .. s.answers
             c:write("HTTP/1.0 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: "
               .. (keep and "keep-alive" or "close") .. "\r\n\r\n" .. body)
-            if not keep or (opts.close_after and on_this >= opts.close_after) then break end
+            if not keep or (opts.close_after and on_this >= opts.close_after) then
+              -- as some servers do at an idle timeout: an answer nobody asked for, then the close
+              if opts.unasked then core.sleep(0.005) c:write("HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n") end
+              break
+            end
           end
         end
         conns[c] = nil
@@ -242,6 +246,16 @@ t.test("probe.get with a keep: one connection for many probes; a kept one the se
   end
   t.eq(ka.accepts, 4)
   t.eq(ka.answers, 4)
+  keep:close()
+  ka.stop()
+  -- a 408 the server sent before closing the idle connection is not the next probe's answer
+  ka = keepalive_server { close_after = 1, unasked = true }
+  keep = net.keep()
+  for i = 1, 3 do
+    local r, why = probe.get(ka.port, "/", 2, nil, nil, keep)
+    t.ok(r and r.status == 200, "probe " .. i .. ": " .. tostring(why or (r and r.status)))
+    core.sleep(0.02)
+  end
   keep:close()
   ka.stop()
   -- a kept connection to a server that then stops answering: a timeout, as without a keep
