@@ -53,7 +53,7 @@ examples: deps
 # Everything, against a Docker engine (started here when none answers and we are root);
 # fails when the engine tests cannot run.
 test: deps examples
-	@$(MAKE) --no-print-directory mw
+	@$(MAKE) --no-print-directory mw build/kahttpd
 	@scripts/test.sh
 
 # The unit tests alone: no engine, no examples, no package installs.
@@ -72,7 +72,7 @@ bench: deps
 	@$(MAKE) --no-print-directory mw build/kahttpd
 	@scripts/with-engine.sh tests/bench/run.sh
 
-# the heartbeat benchmark's keep-alive endpoint, static for a FROM scratch image
+# a keep-alive HTTP endpoint for the heartbeat tests and benchmark, static for a FROM scratch image
 build/kahttpd: tests/bench/kahttpd.c | build
 	$(CC) -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -static -o $@ $<
 

@@ -26,26 +26,11 @@ if os.getenv("KEEPS") then
   for k in os.getenv("KEEPS"):gmatch("[^,]+") do bins[#bins + 1] = { bin = B.MW_BIN, keep = k } end
 end
 
--- the busybox test image with kahttpd beside busybox
-local function keepalive_image()
-  local base = E.image()
-  local d = E.tmpdir()
-  assert(B.run({ "cp", "build/kahttpd", d .. "/kahttpd" }) == 0, "no build/kahttpd: make build/kahttpd")
-  local f = assert(io.open(d .. "/Dockerfile", "w"))
-  f:write("FROM " .. base .. "\nCOPY kahttpd /bin/kahttpd\n")
-  f:close()
-  local tag = base:gsub(":busybox$", ":kahttpd")
-  local id, err = E.engine():build { context_tar = assert(require("mw.tar").pack(d)), tag = tag,
-    labels = { ["used-by"] = "millwright", ["mw.test"] = E.run_id } }
-  assert(id, err)
-  return tag
-end
-
 return B.main(function()
   E.image()
   local source = B.stack_source(N, { heartbeat = HB })
   if SERVER == "keepalive" then
-    local img = keepalive_image()
+    local img = E.kahttpd_image()
     source = source:gsub("local CMD = [^\n]*", 'local CMD = { "/bin/kahttpd", "8089" }'):gsub("IMAGE", img)
   end
   local file, name, dir = E.stack("cpu" .. N, source)

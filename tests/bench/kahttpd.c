@@ -1,7 +1,8 @@
 /* kahttpd: the heartbeat benchmark's keep-alive endpoint. A static HTTP server for a FROM
  * scratch image that, as nginx or Go's net/http do, keeps a connection whose request asks for
  * it (HTTP/1.0 "Connection: keep-alive", or HTTP/1.1 without "Connection: close") and answers
- * every request with {"ok":true} and a Content-Length. Busybox httpd closes every connection,
+ * every request with {"ok":true,"accepts":A,"requests":R} (the connections it accepted and
+ * the requests it answered so far, this one included) and a Content-Length. Busybox httpd closes every connection,
  * so a heartbeat to it is a new TCP connection each time; this one lets the benchmark measure
  * what mw's kept connection saves. One thread, epoll, no allocation per request.
  * usage: kahttpd [port]   (default 8089, on every address) */
@@ -22,7 +23,7 @@
 static char bufs[MAXFD][BUFSZ];
 static size_t lens[MAXFD];
 
-static const char BODY[] = "{\"ok\":true}\n";
+static unsigned long accepts, requests;
 
 /* whether the request head asks to keep the connection */
 static int wants_keep(const char *head, size_t n)
@@ -57,11 +58,13 @@ static int serve(int fd)
         if (!end) return lens[fd] == BUFSZ ? -1 : 0;
         size_t head = (size_t)(end - bufs[fd]) + 4;
         int keep = wants_keep(bufs[fd], head);
-        char out[256];
+        char body[64], out[256];
+        requests++;
+        int blen = snprintf(body, sizeof body, "{\"ok\":true,\"accepts\":%lu,\"requests\":%lu}\n", accepts, requests);
         int n = snprintf(out, sizeof out, "HTTP/1.%c 200 OK\r\nContent-Type: application/json\r\n"
-                         "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
-                         memmem(bufs[fd], head, "HTTP/1.1", 8) ? '1' : '0', sizeof BODY - 1,
-                         keep ? "keep-alive" : "close", BODY);
+                         "Content-Length: %d\r\nConnection: %s\r\n\r\n%s",
+                         memmem(bufs[fd], head, "HTTP/1.1", 8) ? '1' : '0', blen,
+                         keep ? "keep-alive" : "close", body);
         if (write(fd, out, (size_t)n) != n) return -1;
         memmove(bufs[fd], bufs[fd] + head, lens[fd] - head);
         lens[fd] -= head;
@@ -95,6 +98,7 @@ int main(int argc, char **argv)
                 int c;
                 while ((c = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
                     if (c >= MAXFD) { close(c); continue; }
+                    accepts++;
                     lens[c] = 0;
                     struct epoll_event cev = { .events = EPOLLIN, .data.fd = c };
                     epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);

@@ -121,6 +121,53 @@ test_if(CAN_SETNS, "mw may not enter network namespaces here",
   h.stop()
 end)
 
+test_if(CAN_SETNS, "mw may not enter network namespaces here",
+  "a server that keeps connections keeps the heartbeat's: many beats on one connection, a restart makes a new one", function()
+  local file, name, dir = E.stack("keep", ([[
+local policy = require "mw.policy"
+local backoff = require "mw.backoff"
+return { name = "NAME", components = {
+  ka = { image = "KAIMAGE", command = { "/bin/kahttpd", "8089" },
+         heartbeat = { interval = "100ms", timeout = "1s", misses = 5, grace = "20s" },
+         restart = policy.always { backoff = backoff.constant { delay = 0 } } },
+} }
+]]):gsub("KAIMAGE", E.kahttpd_image()))
+  local h = E.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file })
+  h.wait_event({ event = "healthy", component = "ka" }, 60)
+  -- kahttpd counts the connections it accepted and the requests it answered; each mw inspect
+  -- is a connection (and a request) of its own
+  local asked = 0
+  local function counts()
+    asked = asked + 1
+    local code, body = E.mw_sync { "inspect", "--state-dir", dir .. "/state", "--stack", name, "ka" }
+    t.eq(code, 0, "mw inspect: " .. body)
+    return tonumber(body:match('"accepts":(%d+)')), tonumber(body:match('"requests":(%d+)'))
+  end
+  local a0, r0 = counts()
+  t.ok(a0 and r0, "kahttpd's counts")
+  asked = 0
+  -- at least 10 heartbeats later (requests besides ours), no connection besides ours
+  local a1 = t.wait_for(function()
+    local a, r = counts()
+    if r - r0 - asked >= 10 then return a end
+  end, 30, "ten heartbeats")
+  t.eq(a1 - a0, asked, "the heartbeats made no new connection: one kept connection carried them")
+  -- a restart is a new process: the kept connection goes with the old one, and beats go on
+  local mark = #h.events()
+  local id = E.wait_running(name, { "ka" }).ka[1].Id
+  assert(e:kill(id, "KILL"))
+  h.wait_event({ event = "healthy", component = "ka" }, 60, mark)
+  local b0, s0 = counts()
+  asked = 0
+  local b1 = t.wait_for(function()
+    local a, r = counts()
+    if r - s0 - asked >= 10 then return a end
+  end, 30, "ten heartbeats after the restart")
+  t.eq(b1 - b0, asked, "after the restart, one kept connection again")
+  t.ok(b0 <= 2, "the new process has the heartbeat's connection and ours: " .. tostring(b0))
+  h.stop()
+end)
+
 t.test("fallback, MW_HEARTBEAT_PATH=published: the published port carries the heartbeat; one line says so", function()
   local file, name, dir = stack("pub", "8089")
   local h = E.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file },

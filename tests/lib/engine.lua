@@ -48,6 +48,24 @@ function E.image()
   return image
 end
 
+-- The busybox image with kahttpd (tests/bench/kahttpd.c, `make build/kahttpd`) beside it: an
+-- HTTP endpoint that keeps connections, as nginx or Go's net/http do, and counts them.
+local ka_image
+function E.kahttpd_image()
+  if ka_image then return ka_image end
+  local bin = fs.read("build/kahttpd")
+  assert(bin, "no build/kahttpd (make build/kahttpd; make test builds it)")
+  local d = E.tmpdir()
+  assert(fs.write_atomic(d .. "/kahttpd", bin, 493))
+  assert(fs.write_atomic(d .. "/Dockerfile", "FROM " .. E.image() .. "\nCOPY kahttpd /bin/kahttpd\n", 420))
+  local tag = "mw-test-" .. E.run_id .. ":kahttpd"
+  local id, err = E.engine():build { context_tar = assert(tar.pack(d)), tag = tag,
+    labels = { ["used-by"] = "millwright", ["mw.test"] = E.run_id } }
+  assert(id, err)
+  ka_image = tag
+  return ka_image
+end
+
 -- A command that serves {"beats": n} on /debug/vars at port 8089 with busybox httpd.
 function E.httpd_cmd(extra)
   return { "sh", "-c", "mkdir -p /w/debug && echo '{\"ok\":true}' > /w/debug/vars && "
@@ -262,8 +280,12 @@ function E.cleanup()
       e:volume_remove(v.Name or v, true)
     end
   end
-  for _, sel in ipairs(sels) do
-    for _, i in ipairs(e:image_list { label = sel } or {}) do e:image_remove(i.Id, true) end
+  -- twice: an image built FROM another of the run's (kahttpd's on busybox) holds its parent
+  -- until it is gone itself, whatever order the list came in
+  for _ = 1, 2 do
+    for _, sel in ipairs(sels) do
+      for _, i in ipairs(e:image_list { label = sel } or {}) do e:image_remove(i.Id, true) end
+    end
   end
   tmp.cleanup()
 end
