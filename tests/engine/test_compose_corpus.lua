@@ -146,8 +146,7 @@ t.test("corpus extends-files (a base in another file, an extends of an extends) 
   up_and_down("extends-files", function(stack, _, src)
     t.match(src, "web = base_app_base {")
     local info = assert(e:inspect(one(stack, "worker-mail").Id))
-    local env = {}
-    for _, kv in ipairs(info.Config.Env) do local k, v = kv:match("^([^=]+)=(.*)$"); env[k] = v end
+    local env = t.env_map(info.Config.Env)
     t.eq(env.LOG_FORMAT, "text", "from worker")
     t.eq(env.TZ, "UTC", "from app-base in common.yaml")
   end)

@@ -157,11 +157,7 @@ return { name = "NAME", components = {
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "started", component = "app" }, 60)
   local c = assert(one(stack, "app"))
-  local env = {}
-  for _, kv in ipairs(assert(e:inspect(c.Id)).Config.Env) do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    env[k] = v
-  end
+  local env = t.env_map(assert(e:inspect(c.Id)).Config.Env)
   t.eq(env.X, "from-env", "env wins over the env files")
   t.eq(env.Y, secret_a)
   t.eq(env.Z, secret_b, "a later file wins over an earlier one")
@@ -181,11 +177,7 @@ return { name = "NAME", components = {
     local now = one(stack, "app")
     return now and now.Id ~= c.Id and now.State == "running"
   end, 60, "app recreated after b.env changed")
-  local env2 = {}
-  for _, kv in ipairs(assert(e:inspect(one(stack, "app").Id)).Config.Env) do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    env2[k] = v
-  end
+  local env2 = t.env_map(assert(e:inspect(one(stack, "app").Id)).Config.Env)
   t.eq(env2.Z, "changed-" .. E.run_id)
   t.eq(env2.W, "one", "mw.env read .env")
   -- .env is watched too: a value the stack file reads with mw.env changes on reload

@@ -66,6 +66,16 @@ function t.same(got, want, msg)
 end
 
 -- Polls cond() until it returns a true value or the deadline passes.
+-- A container's Env list ({ "K=v", ... }) -> { K = v }.
+function t.env_map(list)
+  local out = {}
+  for _, kv in ipairs(list or {}) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if k then out[k] = v end
+  end
+  return out
+end
+
 function t.wait_for(cond, seconds, what)
   local deadline = core.now() + (seconds or 10)
   while true do

@@ -16,13 +16,7 @@ local function load(dir, src, opts)
 end
 
 local function env_of(s, name)
-  local body = spec.container(s, s.components[name], "sha256:x", 1)
-  local env = {}
-  for _, kv in ipairs(body.Env) do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    env[k] = v
-  end
-  return env
+  return t.env_map(spec.container(s, s.components[name], "sha256:x", 1).Env)
 end
 
 t.test("env_file: later files win, env wins over all, values are secrets and hashed", function()

@@ -244,13 +244,7 @@ local PROJ = SCRATCH .. "/proj"
 
 -- The environment a loaded stack gives a component's container (env_file read, env over it).
 local function container_env(s, comp)
-  local body = require("mw.spec").container(s, s.components[comp], "sha256:x", 1)
-  local out = {}
-  for _, kv in ipairs(body.Env) do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    out[k] = v
-  end
-  return out
+  return t.env_map(require("mw.spec").container(s, s.components[comp], "sha256:x", 1).Env)
 end
 
 -- compose text -> source, warnings, loaded stack (or nil, message)
