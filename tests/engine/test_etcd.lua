@@ -110,12 +110,14 @@ t.test("three contenders: one active, two waiting; kill -9 of the active: a succ
   cl:stop()
 end)
 
--- A restart one second after a failure: a restart the frozen leader has scheduled comes due
--- while it is stopped, so on SIGCONT it runs before anything else can tell it that it lost.
+-- A restart two seconds after a failure: a restart the frozen leader has scheduled comes due
+-- while it is stopped (before the successor takes over, TTL = 3 s), so on SIGCONT it runs
+-- before anything else can tell it that it lost. (Two, not one: the test must freeze the
+-- leader between its "failed" line and that restart, and it reads the leader's log by polling.)
 local SLOW_RESTART = [[
 return { name = "NAME", components = {
   web = { image = "IMAGE", heartbeat = { interval = "200ms", grace = "10s" },
-          restart = function() return "restart", "1s" end,
+          restart = function() return "restart", "2s" end,
           command = { "sh", "-c", "mkdir -p /w/debug && echo '{}' > /w/debug/vars && exec httpd -f -p 8089 -h /w" } },
 } }
 ]]
@@ -130,7 +132,7 @@ t.test("SIGSTOP of the active past its TTL: a successor takes over; SIGCONT: the
     local b = contender(cl, file)
     b.wait_event({ event = "waiting", pid = a.pid }, 10)
     local before = web(stack)
-    -- a failure: the active one schedules its restart in 1 s, and is frozen before then
+    -- a failure: the active one schedules its restart in 2 s, and is frozen before then
     local mark = #a.events()
     assert(E.engine():kill(before.Id, "KILL"))
     a.wait_event({ event = "failed", component = "web" }, 20, mark)

@@ -151,7 +151,8 @@ return { name = "NAME", components = {
             restart = function(f) return "restart_dependents", 0.1 end },
   mid   = { image = "IMAGE", command = httpd(), heartbeat = HB, depends_on = { base = "healthy" } },
   top   = { image = "IMAGE", command = httpd(), heartbeat = HB, depends_on = { mid = "healthy" } },
-  other = { image = "IMAGE", command = httpd(), heartbeat = HB },
+  -- untouched is the claim: a wide heartbeat window no late answer under the restarts reaches
+  other = { image = "IMAGE", command = httpd(), heartbeat = { interval = "1s", misses = 5, grace = "10s" } },
 } }
 ]])
   local h = E.mw({ "run", "--log-format", "json", file })

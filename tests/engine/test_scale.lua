@@ -43,7 +43,7 @@ t.test("scale 1 -> 3 -> 1 by editing the file; others untouched; highest numbers
   local h = E.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file })
   h.wait_event({ event = "healthy", component = "web" }, 60)
   local _, first = running(stack, "web")
-  local other = E.containers(stack).other[1].Id
+  local other = E.wait_running(stack, { "other" }).other[1].Id
   write(file, render(3, "1", nil, stack))
   h.wait_event({ event = "healthy", component = "web-2" }, 60)
   h.wait_event({ event = "healthy", component = "web-3" }, 60)
