@@ -25,8 +25,13 @@ build/embed: tools/embed.c | build
 	$(CC) -O2 -Wall -Wextra -Werror $(shell pkg-config --cflags lua5.4 2>/dev/null) -o $@ $< \
 	  $(shell pkg-config --libs lua5.4 2>/dev/null)
 
-build/embedded.c: build/embed $(LUA_SRC)
-	build/embed $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+build/embedded.c: build/embed build/holder $(LUA_SRC)
+	build/embed --holder=build/holder $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+
+# the network holder's process (mw.holder): static, no libc, a few kB
+build/holder: tools/holder.c | build
+	$(CC) -static -nostdlib -Os -s -fno-stack-protector -fno-asynchronous-unwind-tables -Wall -Wextra -Werror \
+	  -o $@ $<
 
 build/embedded.o: build/embedded.c
 	$(CC) $(CFLAGS) -c -o $@ $<

@@ -49,8 +49,16 @@ static void preload(lua_State *L, const char *name, lua_CFunction open)
     lua_pop(L, 1);
 }
 
+/* require "mw.holderbin" -> the network holder's static binary, as a string (mw.holder) */
+static int open_holderbin(lua_State *L)
+{
+    lua_pushlstring(L, (const char *)mw_holder, mw_holder_len);
+    return 1;
+}
+
 static void setup_package(lua_State *L)
 {
+    preload(L, "mw.holderbin", open_holderbin);
     preload(L, "mw.core", luaopen_mw_core);
     preload(L, "mw.http", luaopen_mw_http);
     preload(L, "mw.lines", luaopen_mw_lines);

@@ -298,6 +298,7 @@ typedef struct {
 typedef struct {
     const char *name, *data;
     size_t len;
+    int mode;
 } extra;
 
 typedef struct {
@@ -549,7 +550,7 @@ static int cmp_extra(const void *a, const void *b)
 
 static int is_extra(const packer *pk, const char *rel)
 {
-    extra key = { rel, NULL, 0 };
+    extra key = { rel, NULL, 0, 0 };
     return pk->nextras && bsearch(&key, pk->extras, pk->nextras, sizeof key, cmp_extra);
 }
 
@@ -703,8 +704,22 @@ static extra *check_extras(lua_State *L, size_t *count)
     int src = lua_gettop(L), names;
     lua_pushnil(L);
     while (lua_next(L, src)) {
-        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        /* a name maps to its content, or to { data = content, mode = 0755 } */
+        if (lua_type(L, -2) != LUA_TSTRING
+            || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TTABLE))
             luaL_argerror(L, 2, "opts.extra must map names to content strings");
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            int mode_ok;
+            lua_Integer mode;
+            if (lua_getfield(L, -1, "data") != LUA_TSTRING)
+                luaL_argerror(L, 2, "opts.extra: a table entry needs data (a string)");
+            lua_pop(L, 1);
+            lua_getfield(L, -1, "mode");
+            mode = lua_tointegerx(L, -1, &mode_ok);
+            if (!lua_isnil(L, -1) && (!mode_ok || mode < 0 || mode > 07777))
+                luaL_argerror(L, 2, "opts.extra: mode must be a permission number (0 to 07777)");
+            lua_pop(L, 1);
+        }
         n++;
         lua_pop(L, 1);
     }
@@ -725,7 +740,16 @@ static extra *check_extras(lua_State *L, size_t *count)
             luaL_argerror(L, 2, lua_pushfstring(L, "opts.extra: '%s' given twice", name));
         lua_pop(L, 1);
         ex[i].name = name;
-        ex[i].data = lua_tolstring(L, -2, &ex[i].len);
+        ex[i].mode = 0644;
+        if (lua_type(L, -2) == LUA_TTABLE) {
+            lua_getfield(L, -2, "mode");
+            if (!lua_isnil(L, -1)) ex[i].mode = (int)lua_tointeger(L, -1);
+            lua_getfield(L, -3, "data");        /* anchored by the caller's table */
+            ex[i].data = lua_tolstring(L, -1, &ex[i].len);
+            lua_pop(L, 2);
+        } else {
+            ex[i].data = lua_tolstring(L, -2, &ex[i].len);
+        }
         lua_pushvalue(L, -2);
         lua_rawset(L, names);                   /* anchors the cleaned name */
         lua_pop(L, 1);
@@ -742,7 +766,7 @@ static int put_extras(packer *pk)
     for (i = 0; i < pk->nextras; i++) {
         const extra *x = &pk->extras[i];
         char *at;
-        if (put_header(pk, x->name, x->name, strlen(x->name), '0', 0644, x->len, 0, "", 0) < 0)
+        if (put_header(pk, x->name, x->name, strlen(x->name), '0', (unsigned)x->mode, x->len, 0, "", 0) < 0)
             return -1;
         if (!(at = reserve(pk, padded(x->len)))) return fail(pk, x->name, ENOMEM);
         memcpy(at, x->data, x->len);
@@ -762,9 +786,24 @@ static int push_failure(lua_State *L, box *b, const packer *pk)
 
 /* ---- the module ---- */
 
+/* the two zero blocks that end an archive; pushes it */
+static int finish_pack(lua_State *L, box *b, packer *pk)
+{
+    if (!reserve(pk, 2 * BLOCK)) {
+        fail(pk, "", ENOMEM);
+        return push_failure(L, b, pk);
+    }
+    memset(b->p + b->len - 2 * BLOCK, 0, 2 * BLOCK);
+    lua_pushlstring(L, b->p, b->len);
+    box_free(b);
+    return 1;
+}
+
 static int l_pack(lua_State *L)
 {
-    const char *root = luaL_checkstring(L, 1), *dockerfile;
+    /* false: no directory, the extras alone (mw.holder's image) */
+    const char *root = lua_isboolean(L, 1) && !lua_toboolean(L, 1) ? NULL : luaL_checkstring(L, 1);
+    const char *dockerfile;
     char empty[2] = "";
     const char **pats;
     size_t npats = 0;
@@ -800,9 +839,13 @@ static int l_pack(lua_State *L)
     b->fd = -1;
     luaL_setmetatable(L, BOX_MT);
     pk.out = b;
-    if ((b->fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    if (root && (b->fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         fail(&pk, "", errno);
         return push_failure(L, b, &pk);
+    }
+    if (!root) {
+        if (put_extras(&pk) < 0) return push_failure(L, b, &pk);
+        return finish_pack(L, b, &pk);
     }
     if (!ignore) {
         if (read_ignore_file(&pk) < 0) return push_failure(L, b, &pk);
@@ -826,14 +869,7 @@ static int l_pack(lua_State *L)
     top.len = 0;
     top.pending = 0;
     if (put_extras(&pk) < 0 || walk(&pk, &top) < 0) return push_failure(L, b, &pk);
-    if (!reserve(&pk, 2 * BLOCK)) {
-        fail(&pk, "", ENOMEM);
-        return push_failure(L, b, &pk);
-    }
-    memset(b->p + b->len - 2 * BLOCK, 0, 2 * BLOCK);
-    lua_pushlstring(L, b->p, b->len);
-    box_free(b);
-    return 1;
+    return finish_pack(L, b, &pk);
 }
 
 static int l_parse_ignore(lua_State *L)
