@@ -76,6 +76,15 @@ function M.main(args, cli)
       elseif err ~= "gone" then removed("container", name_of(ctr)) end
     end
   end
+  -- then the network holders their containers joined (mw.holder)
+  local holders, herr = lookup.holders(engine, not target.all and target.stack or nil)
+  for _, ctr in ipairs(listed(holders, herr, "network holders")) do
+    if M.owned(ctr.Labels, target) then
+      local ok, err = engine:remove(ctr.Id, { force = true })
+      if not ok then fail("network holder", name_of(ctr), err)
+      elseif err ~= "gone" then removed("network holder", name_of(ctr)) end
+    end
+  end
   local nets, nerr = engine:network_list(filter)
   for _, net in ipairs(listed(nets, nerr, "networks")) do
     if M.owned(net.Labels, target) then

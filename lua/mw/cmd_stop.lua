@@ -183,6 +183,17 @@ local function start_engine(ctx, names)
       if ctr.State ~= "running" then
         tasks[#tasks + 1] = core.spawn(function()
           local sok, err
+          -- a held container joins its network holder (mw.holder), which must run first (after
+          -- a reboot of the host, say): started here, as mw run would
+          local holder = tostring((ctr.HostConfig or {}).NetworkMode):match("^container:(%x+)$")
+          if holder and ctr.State ~= "paused" then
+            local info = ctx.engine:inspect(holder)
+            local labels = info and info.Config and info.Config.Labels or {}
+            if owner.owns(labels) and labels["mw.holder"] and labels["mw.stack"] == ctx.stack
+                and (info.State or {}).Status ~= "running" then
+              ctx.engine:start(holder)
+            end
+          end
           if ctr.State == "paused" then sok, err = ctx.engine:unpause(ctr.Id) else sok, err = ctx.engine:start(ctr.Id) end
           if not sok then say(string.format("cannot start %s: %s", name_of(ctr), tostring(err))) ok = false
           else lookup.write("started " .. name_of(ctr) .. "\n") end
@@ -426,6 +437,13 @@ function M.down(args, cli)
       if not ok then say(string.format("cannot remove container %s: %s", name_of(ctr), tostring(err))) rc = FAILURE
       elseif err ~= "gone" then lookup.write("removed container " .. name_of(ctr) .. "\n") end
     end
+  end
+  -- then the network holders their containers joined (mw.holder)
+  for _, ctr in ipairs(lookup.holders(engine, ctx.stack) or {}) do
+    any = true
+    local ok, err = engine:remove(ctr.Id, { force = true })
+    if not ok then say(string.format("cannot remove network holder %s: %s", name_of(ctr), tostring(err))) rc = FAILURE
+    elseif err ~= "gone" then lookup.write("removed network holder " .. name_of(ctr) .. "\n") end
   end
   local filter = { label = owner.filter(ctx.stack) }
   local nets = engine:network_list(filter) or {}

@@ -240,10 +240,12 @@ function Sup:post_start(inst, how)
   inst.hb = { misses = 0 }
   if hb and hb.port then
     -- network_mode host: the service listens on the host's own loopback
-    inst.hb.host_port = inst.def.network_mode == "host" and hb.port or host_port(info, hb.port)
+    -- a held container's ports are its holder's (mw.holder)
+    inst.hb.host_port = inst.def.network_mode == "host" and hb.port
+      or host_port(inst.holder and inst.holder.info or info, hb.port)
   end
   local nets = info.NetworkSettings and info.NetworkSettings.Networks or {}
-  if self.network and not inst.def.network_mode and not nets[self.network.name] then
+  if self.network and not inst.def.network_mode and not inst.holder and not nets[self.network.name] then
     local ok, cerr = self.engine:network_connect(self.network.id, inst.id, { inst.name })
     if not ok then return nil, "cannot attach to network " .. self.network.name .. ": " .. tostring(cerr) end
     log.info(inst.key, "reattached", "was not on network " .. self.network.name .. "; reattached")
@@ -268,7 +270,8 @@ end
 -- here, kill -9 to answering through a published port fell from ~1.3 s to ~0.7 s. Not for a
 -- container on another's namespace (host, none, service:x, container:x: x's own start announces).
 function Sup:announce(inst)
-  if not self.arp_announce or inst.def.network_mode then return end
+  -- a held container's interfaces are its holder's, made once (mw.holder): nothing new to announce
+  if not self.arp_announce or inst.def.network_mode or inst.holder then return end
   -- no namespace to open: the process is gone already (it failed at once; its exit follows)
   -- or is not the container's here (another pid namespace): nothing to announce
   local ns = probe.open_netns(inst.pid, inst.id)
@@ -286,6 +289,8 @@ end
 -- starts; once x's main process is gone that namespace has no network, so every container
 -- sharing it is restarted into the new one (compose leaves them cut off).
 function Sup:restart_sharers(inst)
+  -- a held x is shared at its holder (spec.network_mode), which x's restart leaves in place
+  if inst.holder then return end
   local want = "service:" .. inst.name
   for _, name in ipairs(self.stack.order) do
     local group = self.groups[name]
@@ -438,14 +443,36 @@ function Sup:await_removal(id)
   end
 end
 
--- Creates a fresh container for inst (not started), removing a leftover of ours first.
-function Sup:create_only(inst, body)
+-- Connects container id to the extra networks nets (Sup:extra_networks) under inst's name and
+-- aliases -> true | nil, err.
+function Sup:connect_networks(inst, id, nets)
+  for _, net in ipairs(nets) do
+    local aliases, opts = { inst.name }, net.opts or {}
+    for _, a in ipairs(opts.aliases or {}) do aliases[#aliases + 1] = a end
+    local ok, cerr = self.engine:network_connect(net.id, id, aliases, { ipv4_address = opts.ipv4_address })
+    if not ok then return nil, "cannot connect to network " .. net.name .. ": " .. tostring(cerr) end
+  end
+  return true
+end
+
+-- Creates a fresh container for inst (not started), removing a leftover of ours first; a held
+-- one (hold: spec.container's third result) joins its holder, made or started first.
+function Sup:create_only(inst, body, hold)
   local engine = self.engine
   local name = spec.container_name(self.stack, inst.key)
   local vok, verr = self:ensure_volumes(inst)
   if not vok then return nil, verr end
   local nets, nerr = self:extra_networks(inst)
   if not nets then return nil, nerr end
+  local h
+  if hold then
+    -- a new holder starts while the container is created (a create needs only its id)
+    local herr
+    h, herr = self:ensure_holder(inst, hold, nil, true)
+    if not h then return nil, herr end
+    body.HostConfig.NetworkMode = "container:" .. h.id
+    nets = {}     -- the holder's
+  end
   local id, err, code = engine:create(name, body)
   if not id and code == "conflict" then
     -- a leftover of ours under the name: remove it if it is labelled, never otherwise
@@ -466,20 +493,20 @@ function Sup:create_only(inst, body)
     end
     id, err = engine:create(name, body)
   end
+  if h and h.pending then
+    local ready, herr = self:holder_ready(h)
+    if not ready then return nil, herr end
+  end
   if not id then return nil, err end
   inst.id = id
-  for _, net in ipairs(nets) do
-    local aliases, opts = { inst.name }, net.opts or {}
-    for _, a in ipairs(opts.aliases or {}) do aliases[#aliases + 1] = a end
-    local ok, cerr = engine:network_connect(net.id, id, aliases, { ipv4_address = opts.ipv4_address })
-    if not ok then return nil, "cannot connect to network " .. net.name .. ": " .. tostring(cerr) end
-  end
-  return true
+  -- no longer held (hold_network = false now): the old holder goes with the old container
+  if not hold then self:drop_holder(inst, "it no longer holds its network") end
+  return self:connect_networks(inst, id, nets)
 end
 
 -- Creates and starts a fresh container for inst, removing any old one first.
-function Sup:create_and_start(inst, body)
-  local ok, err = self:create_only(inst, body)
+function Sup:create_and_start(inst, body, hold)
+  local ok, err = self:create_only(inst, body, hold)
   if not ok then return nil, err end
   local sok, serr = self.engine:start(inst.id)
   if not sok then return nil, serr end
@@ -508,9 +535,9 @@ end
 -- only the start is left on the chain's critical path -> the definition's hash, or nil.
 function Sup:precreate(inst, existing, img)
   if (existing and #existing > 0) or not self:deps_pending(inst) then return nil end
-  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
+  local body, hash, hold = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   inst.hash = hash
-  local ok = self:create_only(inst, body)
+  local ok = self:create_only(inst, body, hold)
   if not ok then inst.id = nil return nil end     -- ensure() tries again and says why
   return hash
 end
@@ -523,12 +550,24 @@ function Sup:ensure(inst, existing, img)
     img, ierr = self:image_for(inst)
     if not img then return nil, ierr end
   end
-  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
+  local body, hash, hold = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   inst.hash = hash
+  -- a held candidate must join this instance's holder: looked up (and made ready) first; with
+  -- no candidate, create_only makes the holder beside the container
+  local h
+  for _, listed in ipairs(hold and existing or {}) do
+    if (listed.Labels or {})["mw.config-hash"] == hash and not h then
+      local herr
+      h, herr = self:ensure_holder(inst, hold)
+      if not h then return nil, herr end
+    end
+  end
   local keep, stale = nil, {}
   for _, listed in ipairs(existing or {}) do
     local labels = listed.Labels or {}
-    if not keep and labels["mw.config-hash"] == hash and listed.State ~= "dead" and listed.State ~= "removing" then
+    -- a held one must be joined to this holder (a holder made again is a new namespace)
+    local joined = not h or (listed.HostConfig or {}).NetworkMode == "container:" .. h.id
+    if not keep and labels["mw.config-hash"] == hash and joined and listed.State ~= "dead" and listed.State ~= "removing" then
       keep = listed
     else
       stale[#stale + 1] = listed
@@ -539,6 +578,20 @@ function Sup:ensure(inst, existing, img)
     local ok, rerr = engine:remove(listed.Id, { force = true })
     if not ok then return nil, "cannot remove the old container: " .. tostring(rerr) end
     log.info(inst.key, "removed", "removed outdated container " .. listed.Id:sub(1, 12))
+  end
+  if not hold then
+    -- kept as it is, joined to a holder (a standby asked for since: fields "hold_network"):
+    -- the holder stays with it; else a holder left over goes
+    local found = self.found_holders and self.found_holders[inst.key]
+    if keep and found and (keep.HostConfig or {}).NetworkMode == "container:" .. found.Id then
+      self.found_holders[inst.key] = nil
+      if found.State ~= "running" then engine:start(found.Id) end
+      local hok, herr = self:holder_up(inst, found.Id, spec.holder_name(self.stack, inst.key),
+        (found.Labels or {})["mw.holder-hash"], "kept")
+      if not hok then return nil, herr end
+    else
+      self:drop_holder(inst, "it no longer holds its network")
+    end
   end
   if keep then
     inst.id = keep.Id
@@ -563,7 +616,7 @@ function Sup:ensure(inst, existing, img)
     if ok then return self:post_start(inst, "started") end
     if scode ~= "notfound" then return nil, serr end
   end
-  local ok, err = self:create_and_start(inst, body)
+  local ok, err = self:create_and_start(inst, body, hold)
   if not ok then return nil, err end
   return self:post_start(inst, "started")
 end
@@ -595,7 +648,8 @@ function Sup:bring_up(inst, existing)
       -- created while waiting: start it if its definition is still the one it was made with
       local _, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
       local listed = { Id = pre_id, State = "created", Names = { "/" .. spec.container_name(self.stack, inst.key) },
-                       Labels = { ["mw.config-hash"] = pre } }
+                       Labels = { ["mw.config-hash"] = pre },
+                       HostConfig = { NetworkMode = inst.holder and ("container:" .. inst.holder.id) } }
       existing = { listed }
       if hash ~= pre then log.info(inst.key, "precreate", "its definition changed while it waited; recreating") end
     end
@@ -612,7 +666,8 @@ end
 -- Starts the same container again (stopping it first if it still runs, hung or paused);
 -- falls back to a new one when it is gone.
 function Sup:restart_container(inst)
-  if not inst.id then return self:recreate(inst) end
+  -- a held container whose holder is gone joins a new one: a new container (mw.holder)
+  if not inst.id or (inst.holder and not inst.holder.running) then return self:recreate(inst) end
   local engine = self.engine
   local status = "exited"
   if inst.dead_id ~= inst.id then
@@ -630,6 +685,11 @@ function Sup:restart_container(inst)
   if ok then return self:post_start(inst, "restarted") end
   -- removed meanwhile, or being removed (removed by the time the start was refused): a new one
   if code == "notfound" or tostring(err):find("marked for removal", 1, true) then return self:recreate(inst) end
+  -- its holder stopped meanwhile (the engine: "cannot join network of a non running container")
+  if inst.holder and tostring(err):find("non running container", 1, true) then
+    inst.holder.running = false
+    return self:recreate(inst)
+  end
   return nil, err
 end
 
@@ -643,9 +703,9 @@ function Sup:recreate(inst)
   end
   local img, ierr = self:image_for(inst)
   if not img then return nil, ierr end
-  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
+  local body, hash, hold = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   inst.hash = hash
-  local ok, err = self:create_and_start(inst, body)
+  local ok, err = self:create_and_start(inst, body, hold)
   if not ok then return nil, err end
   return self:post_start(inst, "recreated")
 end
@@ -654,20 +714,28 @@ end
 -- removed: no downtime) when nothing it holds is exclusive, else stop-first.
 function Sup:replace(inst, img)
   local engine = self.engine
-  local body, hash = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
+  local body, hash, hold = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   local name = spec.container_name(self.stack, inst.key)
   local old = inst.id
   local t0 = core.now()
   if spec.start_first(inst.def) and old then
     local tmp = name .. "-next-" .. hash:sub(1, 8)
-    local id, err = engine:create(tmp, body)
+    -- a held one comes with a holder of its own beside the old (their ports would clash in one)
+    local th, id, err
+    if hold then
+      th, err = self:ensure_holder(inst, hold, tmp .. ".net")
+      if th then body.HostConfig.NetworkMode = "container:" .. th.id end
+    end
+    if th or not hold then id, err = engine:create(tmp, body) end
+    if not id and th then self:drop_holder({ key = inst.key, holder = th }, "the new container was not made") end
     if id then
       local ok, serr = engine:start(id)
       local port, pid
       if ok then
         local info = engine:inspect(id)
         -- an exec heartbeat probes the container itself: no port to find (false, not nil)
-        if inst.def.heartbeat.port then port = info and host_port(info, inst.def.heartbeat.port) else port = false end
+        if inst.def.heartbeat.port then port = info and host_port(th and th.info or info, inst.def.heartbeat.port)
+        else port = false end
         pid = info and info.State and info.State.Pid
       end
       local healthy, why = nil, serr
@@ -677,6 +745,7 @@ function Sup:replace(inst, img)
       end
       if not healthy then
         engine:remove(id, { force = true })
+        if th then self:drop_holder({ key = inst.key, holder = th }, "its new container was not healthy") end
         log.error(inst.key, "replace_failed", "the new container did not become healthy (" .. tostring(why)
           .. "); the old one keeps serving")
         return nil, "not healthy: " .. tostring(why)
@@ -686,7 +755,13 @@ function Sup:replace(inst, img)
       inst.quiet = old
       inst.id, inst.hash = id, hash
       engine:remove(old, { force = true })
+      if th or inst.holder then self:drop_holder(inst, "replaced") end
       engine:rename(id, name)
+      if th then
+        th.name = spec.holder_name(self.stack, inst.key)
+        engine:rename(th.id, th.name)
+        inst.holder = th
+      end
       local pok, perr, pinfo = self:post_start(inst, "replaced")
       if not pok then self:start_failed(inst, perr, pinfo) return nil, perr end
       log.info(inst.key, "replace", string.format("replaced start-first in %s", log.dur(core.now() - t0)))
@@ -705,7 +780,7 @@ function Sup:replace(inst, img)
     inst.id = nil
   end
   transition(self, inst, "replace", "restarting")
-  local ok, err = self:create_and_start(inst, body)
+  local ok, err = self:create_and_start(inst, body, hold)
   inst.hash = hash
   if not ok then self:start_failed(inst, err) return nil, err end
   local pok, perr, pinfo = self:post_start(inst, "replaced")

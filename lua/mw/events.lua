@@ -57,9 +57,14 @@ end
 function Sup:on_container_event(ev)
   local actor = ev.Actor or {}
   local attrs = actor.Attributes or {}
+  local action = ev.Action or ev.status
+  if attrs["mw.holder"] then     -- a network holder's (mw.holder)
+    local held = self.comps[attrs["mw.holder"]]
+    if held then self:holder_event(held, actor.ID, action) end
+    return
+  end
   local comp, idx = attrs["mw.component"] or "", tonumber(attrs["mw.instance"]) or 1
   local inst = self.comps[idx == 1 and comp or (comp .. "-" .. idx)]
-  local action = ev.Action or ev.status
   if inst and inst.standby and inst.standby.id == actor.ID then self:standby_event(inst, actor.ID, action) return end
   if not inst or actor.ID ~= inst.id or inst.quiet == actor.ID then return end
   if action == "oom" then
@@ -104,12 +109,23 @@ function Sup:on_network_event(ev)
   if (ev.Action or ev.status) ~= "disconnect" then return end
   local attrs = (ev.Actor or {}).Attributes or {}
   local inst = self:by_id(attrs.container)
+  if not inst then
+    -- a held component's holder (mw.holder) left the network: the component's failure, as below
+    for _, held in pairs(self.comps) do
+      local h = held.holder
+      if h and h.id == attrs.container and h.running and not (self.quiet_holders or {})[h.id] then
+        inst = held
+        break
+      end
+    end
+  end
   if not inst or inst.quiet == inst.id or inst.handling then return end
   -- a container that dies or is removed leaves its networks too: that is its die or destroy
   -- event's failure, not a disconnect (this event may come first: another stream)
   local id = inst.id
   if inst.down and inst.down.id == id then return end
-  local info = self.engine:inspect(id)
+  -- a held one's endpoint is its holder's: a holder that died is its die event's failure
+  local info = self.engine:inspect(inst.holder and inst.holder.id or id)
   local status = info and (info.State or {}).Status
   if status ~= "running" and status ~= "paused" then return end
   -- back on the network by now (a promotion gives its alias by disconnect + connect)

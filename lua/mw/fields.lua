@@ -9,6 +9,14 @@ local fields = {}
 
 local function fresh() return {} end      -- a default of a new empty table per component
 
+-- Whether a component's network namespace is held by a holder container (mw.holder) that its
+-- own container joins: by default, unless it has a network_mode of its own (host, none, another
+-- component's), is a job (it runs once) or keeps a standby (which is promoted by its network
+-- alias, mw.standby).
+function fields.held(c)
+  return c.hold_network ~= false and not c.network_mode and not c.job and not c.standby
+end
+
 -- Each entry, in the order validation checks them (so the first error reported stays the same):
 --   name       the key in a component of a stack file
 --   default    the value when absent; a function is called for a fresh value
@@ -158,6 +166,13 @@ fields.component = {
     compose = { "logging" } },
   { name = "network_mode", hash = true, container = function(_, d, ctx) d.network_mode = ctx.network_mode end,
     compose = { "network_mode" } },
+  -- hashed without job and standby, which are not hashed themselves: a reload that adds or drops
+  -- a standby leaves the running container as it is (a held one joined to its holder, or not);
+  -- its next new container follows the definition
+  { name = "hold_network", default = true, hash = function(c) return c.hold_network ~= false end,
+    container = false, why_container = "the supervisor makes the holder container and has the component's " ..
+      "join it (mw.holder); mw.spec moves the network fields onto the holder",
+    compose = false, why_compose = "compose has no network holder: an imported service gets the default" },
   { name = "networks", default = fresh, hash = true,
     container = false, why_container = "the engine takes one network at create (notes §2); the supervisor " ..
       "connects these after",

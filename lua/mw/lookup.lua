@@ -136,6 +136,20 @@ function M.containers(engine, stack, comp)
   return mine
 end
 
+-- The network holders (mw.holder) of a stack, or of every stack -> list | nil, err.
+function M.holders(engine, stack)
+  local list, err = engine:list { label = owner.filter(stack, "mw.holder-hash") }
+  if not list then return nil, err end
+  local mine = {}
+  for _, ctr in ipairs(list) do
+    local labels = ctr.Labels or {}
+    if owner.owns(labels) and labels["mw.holder"] and (not stack or labels["mw.stack"] == stack) then
+      mine[#mine + 1] = ctr
+    end
+  end
+  return mine
+end
+
 -- Which stack a component name means, from the containers carrying it -> stack | nil, message.
 function M.pick_stack(comp, list, stack)
   local stacks, seen = {}, {}

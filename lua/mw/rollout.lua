@@ -194,6 +194,7 @@ function Sup:retire(list, why)
         self.engine:remove(inst.id, { force = true })
         log.info(inst.key, "removed", "removed (" .. (why or "no longer in the stack") .. ")")
       end
+      self:drop_holder(inst, why or "no longer in the stack")
     end
   end)
 end

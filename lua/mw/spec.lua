@@ -12,6 +12,9 @@ local spec = {}
 -- network mw-<stack>; another installation than the default puts "<label>-" before <stack>.
 local function base(stack) return owner.prefix() .. stack.name end
 function spec.container_name(stack, key) return base(stack) .. "-" .. key end
+-- an instance's network holder (mw.holder): a component name has no dot, so no clash
+function spec.holder_name(stack, key) return spec.container_name(stack, key) .. ".net" end
+spec.held = fields.held
 function spec.network_name(stack) return "mw-" .. base(stack) end
 function spec.volume_name(stack, vol) return base(stack) .. "_" .. vol end
 function spec.image_tag(stack) return "mw-" .. base(stack) end
@@ -62,9 +65,14 @@ end
 
 -- The engine's NetworkMode for a component's network_mode: "host", "none", or the container
 -- of instance 1 of the component whose namespace it shares ("service:x" -> "container:<name>").
+-- A held x is joined at its holder, which outlives x's restarts.
 function spec.network_mode(stack, mode)
   local of = mode:match("^service:(.+)$")
-  if of then return "container:" .. spec.container_name(stack, of) end
+  if of then
+    local def = stack.components and stack.components[of]
+    if def and spec.held(def) then return "container:" .. spec.holder_name(stack, of) end
+    return "container:" .. spec.container_name(stack, of)
+  end
   return mode
 end
 
@@ -139,7 +147,29 @@ local function published_ports(c, hb_via)
   return ports
 end
 
--- spec.container(stack, c, image_id[, instance[, overrides[, hb_via]]]) -> create body, config hash
+-- What a held component's holder takes from its description: whatever the engine refuses on a
+-- container that joins another's namespace (its network, published and exposed ports,
+-- hostname, DNS, extra hosts: moby runconfig validateNetContainerMode).
+local HELD_KEYS = { "network", "aliases", "ports", "hostname", "extra_hosts", "dns", "dns_search", "dns_opt" }
+
+-- Splits a held component's description: the holder's part -> { desc =, hash = }; the
+-- component's container joins it ("container:" .. the holder's id, set by mw.holder). The
+-- hash covers the extra networks too, which the supervisor connects the holder to.
+local function split_holder(stack, c, d)
+  local hold = { labels = {} }
+  for _, k in ipairs(HELD_KEYS) do
+    hold[k] = d[k]
+    d[k] = nil
+  end
+  local hash = spec.hash { hold, c.networks or {} }
+  hold.labels = spec.labels(stack, { ["mw.holder-hash"] = hash })
+  hold.stop_signal = "SIGKILL"       -- its process ignores SIGTERM (tools/holder.c)
+  d.network_mode = "container:"
+  return { desc = hold, hash = hash }
+end
+
+-- spec.container(stack, c, image_id[, instance[, overrides[, hb_via]]]) -> create body, config
+-- hash, and for a held component (spec.held) its holder: { desc =, hash = } (mw.holder)
 -- overrides: what a policy changed at run time (a higher memory limit after an OOM kill).
 -- hb_via: the supervisor's heartbeat path ("netns" publishes no port for the heartbeat alone;
 -- the port list is hashed, so a container made for the other path is replaced, once).
@@ -174,7 +204,8 @@ function spec.container(stack, c, image_id, instance, overrides, hb_via)
   for _, f in ipairs(fields.component) do
     if f.container then f.container(c, d, ctx) end
   end
-  return docker.container_spec(d), hash
+  local hold = spec.held(c) and split_holder(stack, c, d) or nil
+  return docker.container_spec(d), hash, hold
 end
 
 -- Whether replacing this component can start the new container before removing the old one:

@@ -13,6 +13,7 @@ local owner = require "mw.owner"
 local instance = require "mw.instance"
 local usercode = require "mw.usercode"
 local probe = require "mw.probe"
+local spec = require "mw.spec"
 
 local instances, transition, is_up = instance.instances, instance.transition, instance.is_up
 local shown, failure_text = usercode.shown, usercode.failure_text
@@ -22,7 +23,7 @@ local Sup = {}
 Sup.__index = Sup
 
 for _, part in ipairs { "mw.containers", "mw.heartbeat", "mw.events", "mw.rollout", "mw.autoscaler", "mw.standby",
-                        "mw.userops" } do
+                        "mw.userops", "mw.holder" } do
   for name, fn in pairs(require(part)) do Sup[name] = fn end
 end
 
@@ -414,13 +415,14 @@ function Sup:act(inst, action)
     action = "restart"
   end
   if action == "reconnect" then
-    -- a dying container also leaves its network: reconnect only one that still runs
+    -- a dying container also leaves its network: reconnect only one that still runs (a held
+    -- one: whose holder runs, mw.holder; the holder is what is on the network)
     local info = inst.id and engine:inspect(inst.id)
     local running = info and info.State and info.State.Status == "running"
-    if not running then action = "restart" end
+    if not running or (inst.holder and not inst.holder.running) then action = "restart" end
   end
   if action == "reconnect" then
-    ok, err = engine:network_connect(self.network.id, inst.id, { inst.name })
+    ok, err = engine:network_connect(self.network.id, inst.holder and inst.holder.id or inst.id, { inst.name })
     if ok then
       inst.handling = false
       transition(self, inst, "reconnected", inst.def.heartbeat and "starting" or "running")
@@ -489,15 +491,26 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- the whole
 
--- Lists what the engine has for this stack: by[component][instance] = { containers }.
+-- Lists what the engine has for this stack: by[component][instance] = { containers }; the
+-- network holders (mw.holder) go to self.found_holders by instance key.
 function Sup:actual()
-  local list, err = self.engine:list { label = owner.filter(self.stack.name, "mw.config-hash") }
+  -- mw.config-hash marks the containers mw made (an image mw built gives its labels to any
+  -- container run from it, but not this one); mw.holder-hash marks the holders
+  local list, err = self.engine:list { label = owner.filter(self.stack.name) }
   if not list then return nil, err end
   local by, standbys = {}, {}
+  self.found_holders, self.stray_holders = {}, {}
   for _, listed in ipairs(list) do
     local labels = listed.Labels or {}
-    local comp = labels["mw.component"]
-    if comp then
+    local comp = labels["mw.config-hash"] and labels["mw.component"]
+    if labels["mw.holder-hash"] and labels["mw.holder"] then
+      -- another name: a start-first replacement's, interrupted (Sup:replace): removed at start
+      if (listed.Names or {})[1] == "/" .. spec.holder_name(self.stack, labels["mw.holder"]) then
+        self.found_holders[labels["mw.holder"]] = listed
+      else
+        self.stray_holders[#self.stray_holders + 1] = listed
+      end
+    elseif comp then
       local idx = tonumber(labels["mw.instance"]) or 1
       local key = idx == 1 and comp or (comp .. "-" .. idx)
       -- a frozen standby is not a candidate for the instance (mw.standby adopts it); a kept
@@ -573,11 +586,18 @@ function Sup:start()
       end
     end
   end
-  for key, listed in pairs(self.found_standbys or {}) do
-    if not self.comps[key] then
-      self.found_standbys[key] = nil
-      self.engine:remove(listed.Id, { force = true })
-      log.info(key, "removed", "removed the standby " .. listed.Id:sub(1, 12) .. " of an instance no longer in the stack")
+  for _, listed in ipairs(self.stray_holders) do
+    self.engine:remove(listed.Id, { force = true })
+    log.info(nil, "removed", "removed the network holder " .. listed.Id:sub(1, 12) .. " of an unfinished replacement")
+  end
+  -- the holders and standbys of instances no longer in the stack
+  for what, found in pairs { ["network holder"] = self.found_holders, standby = self.found_standbys or {} } do
+    for key, listed in pairs(found) do
+      if not self.comps[key] then
+        found[key] = nil
+        self.engine:remove(listed.Id, { force = true })
+        log.info(key, "removed", "removed the " .. what .. " " .. listed.Id:sub(1, 12) .. " of an instance no longer in the stack")
+      end
     end
   end
   self:autoscaler()

@@ -674,6 +674,7 @@ end
 
 function field.stop_grace(_, path, v) return dur(path, v) end
 function field.init(_, path, v) return boolean(path, v) end
+function field.hold_network(_, path, v) return boolean(path, v) end
 function field.read_only(_, path, v) return boolean(path, v) end
 
 local function caps(_, path, v)

@@ -76,9 +76,12 @@ return { name = "NAME", components = { keep = { image = "IMAGE", command = { "sl
     t.eq(code, 0, errs)
     t.match(out, "removed container " .. a:gsub("%p", "%%%0") .. "%-app\n")
     t.match(out, "removed container " .. a:gsub("%p", "%%%0") .. "%-side\n")
+    -- each held component's network holder (mw.holder), after the containers
+    t.match(out, "removed container .*removed network holder " .. a:gsub("%p", "%%%0") .. "%-app%.net\n")
+    t.match(out, "removed network holder " .. a:gsub("%p", "%%%0") .. "%-side%.net\n")
     t.match(out, "removed network mw%-" .. a:gsub("%p", "%%%0") .. "\n")
     t.match(out, "removed image mw%-" .. a:gsub("%p", "%%%0") .. ":%x+\n")
-    t.eq(lines(out), 4, out)
+    t.eq(lines(out), 6, out)
     t.eq(errs, "mw: kept 1 volume (use --volumes to remove it)\n")
 
     t.eq(#assert(e:list { label = { "used-by=millwright", "mw.stack=" .. a } }), 0, "the stack's containers are gone")
@@ -522,8 +525,10 @@ return { name = "NAME", components = {
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "started", component = "web" }, 60)
   local id = id_of(stack, "web")
+  -- the endpoint is its network holder's (mw.holder)
+  local ep = E.net_of(assert(e:inspect(id))).Id
   local mark = h.mark()
-  assert(e:network_disconnect("mw-" .. stack, id, true))
+  assert(e:network_disconnect("mw-" .. stack, ep, true))
   local _, at = h.wait_event({ event = "reconnected", component = "web" }, 30, mark)
   local failed = {}
   for _, ev in ipairs(h.events_in(mark, at)) do
@@ -531,7 +536,7 @@ return { name = "NAME", components = {
   end
   t.same(failed, { "disconnected" }, h.text())
   t.eq(id_of(stack, "web"), id, "the same container")
-  t.ok(assert(e:inspect(id)).NetworkSettings.Networks["mw-" .. stack], "on the network again")
+  t.ok(assert(e:inspect(ep)).NetworkSettings.Networks["mw-" .. stack], "on the network again")
   h.stop()
 end)
 

@@ -99,8 +99,9 @@ local function wait_converged(h, state_dir, stack, timeout)
   end
 end
 
--- The engine's view: exactly one running container per component under its own name, no
--- other container or network of the stack, labelled or not.
+-- The engine's view: exactly one running container per component under its own name, joined
+-- to its one network holder (mw.holder, <name>.net), no other container or network of the
+-- stack, labelled or not.
 local function check_engine(stack)
   local by = E.containers(stack)
   for _, n in ipairs(NAMES) do
@@ -116,12 +117,22 @@ local function check_engine(stack)
   end
   -- by name: nothing of the stack's that lacks the labels
   local named = assert(e:list { name = { "^/" .. stack .. "-" } })
-  local labelled = 0
+  local labelled, holders = 0, {}
   for _, x in ipairs(named) do
-    if (x.Labels or {})["mw.stack"] == stack then labelled = labelled + 1 end
+    local labels = x.Labels or {}
+    if labels["mw.stack"] == stack then labelled = labelled + 1 end
+    if labels["mw.holder"] then
+      t.eq(x.Names[1], "/" .. stack .. "-" .. labels["mw.holder"] .. ".net", "a holder's name")
+      t.eq(x.State, "running", labels["mw.holder"] .. "'s holder state")
+      t.ok(not holders[labels["mw.holder"]], "one holder for " .. labels["mw.holder"])
+      holders[labels["mw.holder"]] = x.Id
+    end
   end
-  t.eq(#named, #NAMES, "containers named after the stack")
-  t.eq(labelled, #NAMES, "all of them labelled")
+  for _, n in ipairs(NAMES) do
+    t.eq((by[n][1].HostConfig or {}).NetworkMode, "container:" .. tostring(holders[n]), n .. " joins its holder")
+  end
+  t.eq(#named, 2 * #NAMES, "containers named after the stack (each component's and its holder)")
+  t.eq(labelled, 2 * #NAMES, "all of them labelled")
   local nets = assert(e:network_list { label = { "used-by=millwright", "mw.stack=" .. stack } })
   t.eq(#nets, 1, "networks of the stack")
   local byname = assert(e:network_list { name = { "mw-" .. stack } })

@@ -24,7 +24,9 @@ return { name = "NAME", components = {
   local info = running(stack, "app")
   local hc = info.HostConfig
   t.same(hc.Sysctls, { ["net.core.somaxconn"] = "321" })
-  t.same(hc.Dns, { "127.0.0.53" }); t.same(hc.DnsSearch, { "corp.internal" }); t.same(hc.DnsOptions, { "ndots:3" })
+  -- DNS is the network namespace's: its network holder's (mw.holder)
+  local nc = E.net_of(info).HostConfig
+  t.same(nc.Dns, { "127.0.0.53" }); t.same(nc.DnsSearch, { "corp.internal" }); t.same(nc.DnsOptions, { "ndots:3" })
   t.same(hc.SecurityOpt, { "no-new-privileges:true" })
   t.same(hc.GroupAdd, { "4321" })
   t.eq(hc.OomScoreAdj, 345)
@@ -200,9 +202,11 @@ return { name = "NAME", components = {
 end)
 
 t.test("network_mode service:x: two components share one namespace; a restart of x takes the other along", function()
+  -- x without a network holder: the sharers join x's own container, and follow its restarts
   local file, stack = E.stack("sharens", [[
 return { name = "NAME", components = {
-  db = { image = "IMAGE", command = { "sh", "-c", "mkdir -p /w/debug && echo db > /w/debug/vars && exec httpd -f -p 127.0.0.1:8089 -h /w" } },
+  db = { image = "IMAGE", hold_network = false,
+         command = { "sh", "-c", "mkdir -p /w/debug && echo db > /w/debug/vars && exec httpd -f -p 127.0.0.1:8089 -h /w" } },
   app = { image = "IMAGE", network_mode = "service:db", command = { "sleep", "3600" },
           heartbeat = { exec = { "wget", "-q", "-O", "-", "http://127.0.0.1:8089/debug/vars" },
                         interval = "300ms", timeout = "2s", misses = 3, grace = "20s" } },
@@ -231,6 +235,38 @@ return { name = "NAME", components = {
   local ev = h.wait_event({ event = "restarting", component = "side" }, 60, n)
   t.match(ev.msg, "network namespace of db")
   h.wait_event({ event = "restarted", component = "side" }, 60, n)
+  t.eq(h.stop(), 0)
+end)
+
+t.test("network_mode service:x with x held: the sharers join x's network holder and stay when x restarts", function()
+  local file, stack = E.stack("sharehold", [[
+return { name = "NAME", components = {
+  db = { image = "IMAGE", command = { "sh", "-c", "mkdir -p /w/debug && echo db > /w/debug/vars && exec httpd -f -p 127.0.0.1:8089 -h /w" } },
+  app = { image = "IMAGE", network_mode = "service:db", command = { "sleep", "3600" },
+          heartbeat = { exec = { "wget", "-q", "-O", "-", "http://127.0.0.1:8089/debug/vars" },
+                        interval = "300ms", timeout = "2s", misses = 5, grace = "20s" } },
+} }
+]])
+  local h = E.mw({ "run", "--log-format", "json", file })
+  h.wait_event({ event = "healthy", component = "app" }, 90)
+  local by = E.wait_running(stack, { "db", "app" }, 30)
+  local app = assert(e:inspect(by.app[1].Id))
+  local db = assert(e:inspect(by.db[1].Id))
+  local holder = E.net_of(db)
+  t.ok(holder.Id ~= db.Id, "db joins a network holder")
+  local mode = app.HostConfig.NetworkMode
+  t.ok(mode == "container:" .. holder.Id or mode == "container:" .. stack .. "-db.net", "NetworkMode " .. tostring(mode))
+  local n = #h.events()
+  assert(e:kill(db.Id, "KILL"))
+  h.wait_event({ event = "restarted", component = "db" }, 60, n)
+  -- app still reaches db's loopback-only server: the namespace outlived db's process
+  E.exec_until(app.Id, { "wget", "-q", "-O", "-", "http://127.0.0.1:8089/debug/vars" }, "db", "db again from app")
+  local app2 = assert(e:inspect(app.Id))
+  t.eq(app2.State.StartedAt, app.State.StartedAt, "app was not restarted")
+  for i = n + 1, #h.events() do
+    local ev = h.events()[i]
+    if ev.component == "app" then t.ok(ev.event ~= "restarting", "app was " .. ev.event) end
+  end
   t.eq(h.stop(), 0)
 end)
 

@@ -89,7 +89,7 @@ test_if(CAN_SETNS, "mw may not enter network namespaces here",
   local h = E.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file })
   h.wait_event({ event = "healthy", component = "web" }, 60)
   local id = E.wait_running(name, { "web" }).web[1].Id
-  local info = assert(e:inspect(id))
+  local info = E.net_of(assert(e:inspect(id)))     -- its network holder's ports and address
   local bindings = info.HostConfig and info.HostConfig.PortBindings
   t.ok(type(bindings) ~= "table" or bindings["8089/tcp"] == nil, "no binding asked for the heartbeat port")
   local ports = info.NetworkSettings and info.NetworkSettings.Ports
@@ -174,7 +174,7 @@ t.test("fallback, MW_HEARTBEAT_PATH=published: the published port carries the he
     { env = { "MW_HEARTBEAT_PATH=published" } })
   h.wait_event({ event = "healthy", component = "web" }, 60)
   local id = E.wait_running(name, { "web" }).web[1].Id
-  local info = assert(e:inspect(id))
+  local info = E.net_of(assert(e:inspect(id)))     -- its network holder's ports and address
   local ports = info.NetworkSettings and info.NetworkSettings.Ports
   local b = type(ports) == "table" and ports["8089/tcp"]
   t.ok(type(b) == "table" and b[1] and b[1].HostIp == "127.0.0.1", "the heartbeat port is published on 127.0.0.1")
@@ -227,13 +227,14 @@ end
 -- host's entry for it is set to a wrong hardware address first (00:00:5e:00:53:01, RFC 7042's
 -- documentation range): only an announcement from the restarted container puts it right, as
 -- the host sends it nothing. A second component keeps the bridge up (a bridge that loses its
--- last port drops its entries). The address is static so the restart keeps it.
+-- last port drops its entries). The address is static so the restart keeps it. Without a
+-- network holder: a held container's restart keeps its interfaces, nothing to announce.
 test_if(CAN_SETNS, "mw may not enter network namespaces here",
   "a restarted container announces its address: the host's stale neighbour entry is put right", function()
   local octet = require("mw.core").pid() % 250 + 3
   local file, name, dir = E.stack("arp", string.format([[
 return { name = "NAME", networks = { lan = { subnet = "10.251.%d.0/24" } }, components = {
-  web = { image = "IMAGE", command = { "sh", "-c", "exec httpd -f -p 127.0.0.1:8089 -h /" },
+  web = { image = "IMAGE", command = { "sh", "-c", "exec httpd -f -p 127.0.0.1:8089 -h /" }, hold_network = false,
           networks = { lan = { ipv4_address = "10.251.%d.10" } } },
   peer = { image = "IMAGE", command = { "sleep", "1000000" }, networks = { "lan" } },
 } }

@@ -50,11 +50,14 @@ return { name = "NAME",
   local h = E.mw({ "run", "--log-format", "json", file })
   local api = running(stack, "api")
   local back = "mw-" .. stack .. "-back"
-  local ep = api.NetworkSettings.Networks[back]
+  -- its network holder (mw.holder) has the endpoints; api runs in its namespace
+  local api_net = E.net_of(api)
+  t.ok(api_net.Id ~= api.Id, "api joins its network holder")
+  local ep = api_net.NetworkSettings.Networks[back]
   t.ok(ep, "api is on " .. back)
   t.eq(ep.IPAddress, ADDR)
   t.eq(ep.IPAMConfig and ep.IPAMConfig.IPv4Address, ADDR)
-  t.ok(api.NetworkSettings.Networks[ext_net], "api joined the external network")
+  t.ok(api_net.NetworkSettings.Networks[ext_net], "api joined the external network")
   local net = assert(e:network_inspect(back))
   t.eq(net.IPAM.Config[1].Subnet, SUBNET)
   t.eq(net.IPAM.Config[1].Gateway, GATEWAY)
@@ -123,7 +126,7 @@ return { name = "NAME", networks = { back = { subnet = "]] .. SUBNET .. [[" } },
   local h = E.mw({ "run", "--log-format", "json", file })
   local back = "mw-" .. stack .. "-back"
   local api = running(stack, "api")
-  t.eq(api.NetworkSettings.Networks[back].IPAddress, ADDR)
+  t.eq(E.net_of(api).NetworkSettings.Networks[back].IPAddress, ADDR)
   h.wait_event({ event = "healthy", component = "api" }, 60)
   -- same address, new alias: the new container can only have the address once the old one is
   -- gone, so the replacement must stop the old first though the component has a heartbeat
@@ -136,7 +139,7 @@ return { name = "NAME", networks = { back = { subnet = "]] .. SUBNET .. [[" } },
     now = e:inspect(list[1].Id)
     return now ~= nil
   end, 60, "api recreated after the reload")
-  local ep = now.NetworkSettings.Networks[back]
+  local ep = E.net_of(now).NetworkSettings.Networks[back]
   t.eq(ep.IPAddress, addr2)
   local has = false
   for _, a in ipairs(ep.Aliases or {}) do if a == "second" then has = true end end

@@ -180,7 +180,8 @@ return { name = "NAME", components = {
 ]])
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "started", component = "a" }, 60)
-  local info = assert(e:inspect(E.containers(stack).a[1].Id))
+  -- the endpoints are its network holder's (mw.holder)
+  local info = E.net_of(assert(e:inspect(E.containers(stack).a[1].Id)))
   local name = "mw-" .. stack .. "-backend"
   t.ok(info.NetworkSettings.Networks[name], "joined " .. name)
   t.ok(info.NetworkSettings.Networks["mw-" .. stack], "and the stack's own network")

@@ -89,7 +89,9 @@ t.test("a new mw brings back what was removed while no mw ran, and adopts what r
   e:remove(first.web, { force = true })
   e:remove(first.cache, { force = true })
   local net = "mw-" .. stack
-  assert(e:network_disconnect(net, first.worker, true))
+  -- the endpoint is the network holder's (mw.holder) when worker joins one
+  local worker_net = E.net_of(assert(e:inspect(first.worker))).Id
+  assert(e:network_disconnect(net, worker_net, true))
   local h2 = E.mw({ "run", "--log-format", "json", file })
   healthy_all(h2)
   local now = ids(E.wait_running(stack, NAMES))
@@ -97,7 +99,7 @@ t.test("a new mw brings back what was removed while no mw ran, and adopts what r
   t.eq(now.api, first.api, "api adopted")
   t.eq(now.worker, first.worker, "worker reattached without being recreated")
   t.ok(now.web ~= first.web and now.cache ~= first.cache, "removed ones recreated")
-  local info = assert(e:inspect(now.worker))
+  local info = E.net_of(assert(e:inspect(now.worker)))
   t.ok(info.NetworkSettings.Networks[net], "worker is on the stack network again")
   h2.wait_event({ event = "reattached", component = "worker" }, 5)
   -- adopted ones were not restarted: no "started"/"restarted" event for db

@@ -87,11 +87,14 @@ t.test("a rolling env change of 3 instances keeps at least 2 heartbeats answerin
   local done = false
   local watcher = core.spawn(function()
     while not done do
-      -- every running instance the engine lists, through its port published on 127.0.0.1
-      local list = E.engine():list { label = { "used-by=millwright", "mw.stack=" .. stack, "mw.component=web" } }
+      -- every running instance the engine lists, through its port published on 127.0.0.1 (by
+      -- its network holder, mw.holder, which has the instance's key as its mw.holder label)
+      local list = E.engine():list { label = { "used-by=millwright", "mw.stack=" .. stack } }
       local ok, tasks = 0, {}
       for _, x in ipairs(list or {}) do
-        for _, p in ipairs(x.Ports or {}) do
+        local labels = x.Labels or {}
+        local web = labels["mw.component"] == "web" or tostring(labels["mw.holder"]):match("^web%-?%d*$")
+        for _, p in ipairs(web and x.Ports or {}) do
           if p.PrivatePort == 8089 and p.IP == "127.0.0.1" and p.PublicPort then
             tasks[#tasks + 1] = core.spawn(function()
               -- a generous timeout: an answer slowed by a loaded machine is still an answer

@@ -34,7 +34,8 @@ return { name = "NAME", components = {
   local by = E.wait_running(stack, { "web", "tcp" })
   local seen = 0
   for _, comp in ipairs { "web", "tcp" } do
-    local info = assert(e:inspect(by[comp][1].Id))
+    -- what is published is its network holder's (mw.holder)
+    local info = E.net_of(assert(e:inspect(by[comp][1].Id)))
     for port, binds in pairs(info.HostConfig.PortBindings or {}) do
       for _, b in ipairs(binds) do
         t.eq(b.HostIp, "127.0.0.1", comp .. " PortBindings " .. port)

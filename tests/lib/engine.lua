@@ -208,6 +208,14 @@ function E.running(stack, comp, timeout)
   return assert(E.engine():inspect(by[comp][1].Id))
 end
 
+-- The container that holds the network namespace of an inspected container: its network
+-- holder (mw.holder) when it joins one, else itself -> inspect.
+function E.net_of(info)
+  local id = tostring((info.HostConfig or {}).NetworkMode):match("^container:(.+)$")
+  if not id then return info end
+  return assert(E.engine():inspect(id))
+end
+
 -- The list entry of a component's container when it has exactly one, else nil.
 function E.one(stack, comp)
   local l = E.containers(stack)[comp]
@@ -285,6 +293,13 @@ function E.cleanup()
   for _ = 1, 2 do
     for _, sel in ipairs(sels) do
       for _, i in ipairs(e:image_list { label = sel } or {}) do e:image_remove(i.Id, true) end
+    end
+  end
+  -- the network holders' image mw built (mw.holder; shared by every stack, so without force:
+  -- one a container still uses stays)
+  for _, l in ipairs(E.labels) do
+    for _, i in ipairs(e:image_list { label = { "used-by=" .. l, "mw.holder-image" } } or {}) do
+      for _, tag in ipairs(i.RepoTags or {}) do e:image_remove(tag) end
     end
   end
   tmp.cleanup()

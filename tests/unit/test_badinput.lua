@@ -232,14 +232,18 @@ local function junk_case(junk) return function()
   local file, d = stack_file()
   local s = assert(stack.load(file))
   local IMG = "sha256:" .. string.rep("f", 64)
-  local _, hash = spec.container(s, s.components.a, IMG)
-  local CID = string.rep("c", 64)
+  local _, hash, hold = spec.container(s, s.components.a, IMG)
+  local CID, HID = string.rep("c", 64), string.rep("d", 64)
   local labels = { ["used-by"] = "millwright", ["mw.stack"] = "fake", ["mw.component"] = "a", ["mw.config-hash"] = hash }
+  -- a held component (mw.holder): its running network holder is adopted with it
+  local hlabels = { ["used-by"] = "millwright", ["mw.stack"] = "fake", ["mw.holder"] = "a", ["mw.holder-hash"] = hold.hash }
   local sent = {}
   local fake = fake_engine {
     ["/_ping"] = PING, ["/version"] = VERSION, ["/networks"] = NET,
     ["/containers/json"] = function()
-      return 200, cjson.encode { { Id = CID, Names = { "/fake-a" }, State = "running", Labels = labels } }
+      return 200, cjson.encode { { Id = CID, Names = { "/fake-a" }, State = "running", Labels = labels,
+                                   HostConfig = { NetworkMode = "container:" .. HID } },
+                                 { Id = HID, Names = { "/fake-a.net" }, State = "running", Labels = hlabels } }
     end,
     ["/images/NAME/json"] = function() return 200, cjson.encode { Id = IMG } end,
     ["/containers/ID/json"] = function()

@@ -30,6 +30,7 @@ local SAMPLES = {
   stop_signal = 'stop_signal = "INT"',
   stop_grace = 'stop_grace = "3s"',
   init = 'init = true',
+  hold_network = 'hold_network = false',
   read_only = 'read_only = true',
   cap_add = 'cap_add = { "NET_ADMIN" }',
   cap_drop = 'cap_drop = { "ALL" }',
@@ -68,9 +69,17 @@ local function build(extra)
   local s, err = stack.load("stack.lua", { source = src, cwd = dir })
   assert(s, err)
   local c = s.components.app
-  local body, hash = spec.container(s, c, c.image, 1)
+  local body, hash, hold = spec.container(s, c, c.image, 1)
   body.Labels["mw.config-hash"] = nil       -- differs whenever the hash does; compared apart
-  return docker.encode(body), hash
+  -- a held component's network fields are its holder's (mw.holder): compared with the body
+  local held = ""
+  if hold then
+    local desc = {}
+    for k, v in pairs(hold.desc) do desc[k] = v end
+    desc.labels, desc.image = nil, "holder"
+    held = docker.encode(docker.container_spec(desc))
+  end
+  return docker.encode(body) .. held, hash
 end
 
 t.test("every field names how each reader handles it, or why it does not", function()

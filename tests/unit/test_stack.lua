@@ -70,7 +70,7 @@ t.test("minimal stack normalizes with every default", function()
   t.same(web, {
     name = "web", image = "nginx:1.25", env = {}, depends_on = {}, heartbeat = false,
     ports = {}, volumes = {}, secrets = {}, configs = {}, scale = 1, labels = {}, extra_hosts = {},
-    stop_grace = 10, init = false, read_only = false, cap_add = {}, cap_drop = {},
+    stop_grace = 10, init = false, hold_network = true, read_only = false, cap_add = {}, cap_drop = {},
     ulimits = {}, networks = {}, privileged = false, devices = {}, sysctls = {}, dns = {},
     dns_search = {}, dns_opt = {}, security_opt = {}, group_add = {}, pull = "missing",
     logging = { driver = "json-file", options = { ["max-size"] = "10m", ["max-file"] = "3" } },
@@ -465,6 +465,58 @@ t.test("budget: a policy object survives the stack file that made it", function(
   t.eq(action, "restart")
   t.ok(delay >= 0.18 and delay <= 0.22, "second failure: " .. tostring(delay))
   t.ok(backoff.is(p.backoff))
+end)
+
+t.test("a held component: its network fields go to its holder, its container joins it (mw.holder)", function()
+  local spec = require "mw.spec"
+  local src = [[return { name = 'h', networks = { back = {} }, components = {
+    web = { image = 'x', ports = { '8080:80' }, hostname = 'w', dns = { '1.1.1.1' }, extra_hosts = { 'a:10.0.0.1' },
+            networks = { 'back' }, env = { A = '1' } },
+    own = { image = 'x', hold_network = false, ports = { '8081:80' } },
+    host = { image = 'x', network_mode = 'host' },
+    once = { image = 'x', job = true },
+    side = { image = 'x', network_mode = 'service:web' },
+    own_side = { image = 'x', network_mode = 'service:own' },
+  } }]]
+  local s = load_ok(ROOT .. "/stack.lua", { source = src })
+  local body, hash, hold = spec.container(s, s.components.web, "sha256:1", 1)
+  t.ok(hold, "web is held")
+  t.eq(body.HostConfig.NetworkMode, "container:", "joins its holder (the id is the supervisor's)")
+  t.eq(body.HostConfig.PortBindings, nil, "no ports on the container")
+  t.eq(body.ExposedPorts, nil)
+  t.eq(body.Hostname, nil)
+  t.eq(body.HostConfig.Dns, nil)
+  t.eq(body.HostConfig.ExtraHosts, nil)
+  t.eq(body.NetworkingConfig, nil)
+  t.same(body.Env, { "A=1" }, "the rest stays on the container")
+  local hb = require("mw.docker").container_spec((function()
+    local d = {}
+    for k, v in pairs(hold.desc) do d[k] = v end
+    d.image = "holder"
+    return d
+  end)())
+  t.eq(hb.Hostname, "w", "the holder has the hostname")
+  t.ok(hb.HostConfig.PortBindings["80/tcp"], "and the ports")
+  t.same(hb.HostConfig.Dns, { "1.1.1.1" })
+  t.same(hb.HostConfig.ExtraHosts, { "a:10.0.0.1" })
+  t.same(hb.NetworkingConfig.EndpointsConfig["mw-h"].Aliases, { "web" }, "and the name on the stack's network")
+  t.eq(hb.StopSignal, "SIGKILL", "its process ignores SIGTERM")
+  t.eq(hold.desc.labels["mw.holder-hash"], hold.hash)
+  -- another extra network changes the holder's hash; an env change only the container's
+  local s2 = load_ok(ROOT .. "/stack.lua", { source = (src:gsub("networks = { 'back' }", "networks = {}")) })
+  local _, hash2, hold2 = spec.container(s2, s2.components.web, "sha256:1", 1)
+  t.ok(hold2.hash ~= hold.hash and hash2 ~= hash, "extra networks: both hashes")
+  local s3 = load_ok(ROOT .. "/stack.lua", { source = (src:gsub("A = '1'", "A = '2'")) })
+  local _, hash3, hold3 = spec.container(s3, s3.components.web, "sha256:1", 1)
+  t.ok(hold3.hash == hold.hash and hash3 ~= hash, "env: the container's hash only")
+  for _, name in ipairs { "own", "host", "once" } do
+    local b, _, h = spec.container(s, s.components[name], "sha256:1", 1)
+    t.eq(h, nil, name .. " is not held")
+    t.ok(b.HostConfig.NetworkMode ~= "container:", name .. " has its own network mode")
+  end
+  t.eq(spec.network_mode(s, "service:web"), "container:h-web.net", "a sharer of a held one joins its holder")
+  t.eq(spec.network_mode(s, "service:own"), "container:h-own", "of one not held, its container")
+  t.eq(spec.holder_name(s, "web-2"), "h-web-2.net")
 end)
 
 t.test("networks: addresses, aliases and external names are in the config hash; the list form hashes as before", function()
