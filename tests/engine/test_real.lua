@@ -104,7 +104,8 @@ return { name = "NAME", components = {
   local _ = stack
 end)
 
-local function hang_test(short, heartbeat)
+-- how: "pause" (docker pause: every process frozen) or "stop" (SIGSTOP to the service alone)
+local function hang_test(short, heartbeat, how)
   local file, stack = E.stack(short, ([[
 local policy = require "mw.policy"
 local backoff = require "mw.backoff"
@@ -117,9 +118,10 @@ return { name = "NAME", components = {
   local h = E.mw({ "run", "--log-format", "json", file })
   h.wait_event({ event = "healthy", component = "svc" }, 60)
   local id = E.wait_running(stack, { "svc" }).svc[1].Id
+  local pid = assert(e:inspect(id)).State.Pid
   local mark = #h.events()
   local t0 = core.time()
-  assert(e:pause(id))
+  if how == "stop" then assert(core.kill(pid, "STOP")) else assert(e:pause(id)) end
   local ev = h.wait_event({ event = "failed", component = "svc" }, 10, mark)
   t.eq(ev.reason, "heartbeat")
   local took = ev.time - t0
@@ -136,8 +138,13 @@ t.test("a TCP heartbeat (send/expect) finds a hung service", function()
   hang_test("tcp", [[{ tcp = 8089, send = "GET /debug/vars HTTP/1.0\r\n\r\n", expect = "200", interval = "300ms", timeout = "1s", misses = 3, grace = "10s" }]])
 end)
 
+-- Not by docker pause: an exec that the engine is starting when the container's cgroup freezes
+-- leaves runc's init blocked in the frozen cgroup, and the engine holding the container's lock
+-- (every inspect of it hangs) until the cgroup is thawed by hand: seen here once, docker 20.10.
+-- The service stops (SIGSTOP) instead: its connections are accepted and never answered.
 t.test("an exec heartbeat finds a hung service", function()
-  hang_test("exec", [[{ exec = { "sh", "-c", "test -f /w/debug/vars" }, interval = "300ms", timeout = "2s", misses = 3, grace = "10s" }]])
+  hang_test("exec", [[{ exec = { "wget", "-q", "-T", "1", "-O", "-", "http://127.0.0.1:8089/debug/vars" },
+    interval = "300ms", timeout = "2s", misses = 3, grace = "10s" }]], "stop")
 end)
 
 t.test("a secret's value never appears in mw's output, status, check or errors", function()
