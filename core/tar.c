@@ -343,10 +343,14 @@ static int box_gc(lua_State *L)
 static int fail_code(packer *pk, const char *rel, const char *code, const char *why)
 {
     pk->code = code;
+    if (!pk->root) {       /* tar.pack(false, ...): the extras alone, no directory to name */
+        snprintf(pk->err, sizeof pk->err, "%s%s%s", rel, *rel ? ": " : "", why);
+        return -1;
+    }
     size_t n = strlen(pk->root);
     while (n > 1 && pk->root[n - 1] == '/') n--;
     snprintf(pk->err, sizeof pk->err, "%.*s%s%s: %s", (int)n, pk->root,
-             *rel && pk->root[n - 1] != '/' ? "/" : "", rel, why);
+             *rel && n > 0 && pk->root[n - 1] != '/' ? "/" : "", rel, why);
     return -1;
 }
 

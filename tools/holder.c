@@ -8,7 +8,10 @@
 #define SYS_PAUSE 34
 static void wait_forever(void)
 {
-    for (;;) __asm__ volatile("syscall" : : "a"(SYS_PAUSE) : "rcx", "r11", "memory");
+    for (;;) {
+        long rax = SYS_PAUSE;      /* the call's number in, its result (-EINTR) out */
+        __asm__ volatile("syscall" : "+a"(rax) : : "rcx", "r11", "memory");
+    }
 }
 #elif defined(__aarch64__)
 #define SYS_PPOLL 73   /* aarch64 has no pause(2): ppoll with no descriptors and no timeout */

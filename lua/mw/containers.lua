@@ -218,6 +218,16 @@ local function parse_started(s)
   return (days - base) + tonumber(hour) * 3600 + tonumber(minute) * 60 + tonumber(sec) + (tonumber("0" .. frac) or 0)
 end
 
+-- Whether the running container id started after its holder h did (so it runs in the holder's
+-- present namespace): a holder restarted since made a new one, and left the container cut off.
+function Sup:joined_after(id, h)
+  local hs = parse_started(((h.info or {}).State or {}).StartedAt)
+  if not hs then return true end       -- a holder just made (no inspect): nothing ran before it
+  local info = self.engine:inspect(id)
+  local cs = parse_started(((info or {}).State or {}).StartedAt)
+  return cs == nil or cs >= hs
+end
+
 -- After a start (or adoption): learn the heartbeat port and pid, and begin heartbeats.
 function Sup:post_start(inst, how)
   local info, err = self.engine:inspect(inst.id)
@@ -258,7 +268,11 @@ function Sup:post_start(inst, how)
   log.info(inst.key, how, string.format("%s (%s)", how, inst.id:sub(1, 12)), { container = inst.id })
   self:start_heartbeat(inst)
   self:watch_pid(inst)
-  if how ~= "adopted" and inst.index == 1 then self:restart_sharers(inst) end
+  -- sharers (network_mode service:x) of a held x joined its holder: restarted only when that
+  -- holder is another than the one they joined
+  local moved = inst.holder and inst.sharers_at and inst.sharers_at ~= inst.holder.id
+  if inst.holder then inst.sharers_at = inst.holder.id end
+  if how ~= "adopted" and inst.index == 1 and (not inst.holder or moved) then self:restart_sharers(inst) end
   if how ~= "promoted" then self:standby_sync(inst) end      -- a promotion makes the next one itself
   return true
 end
@@ -289,8 +303,6 @@ end
 -- starts; once x's main process is gone that namespace has no network, so every container
 -- sharing it is restarted into the new one (compose leaves them cut off).
 function Sup:restart_sharers(inst)
-  -- a held x is shared at its holder (spec.network_mode), which x's restart leaves in place
-  if inst.holder then return end
   local want = "service:" .. inst.name
   for _, name in ipairs(self.stack.order) do
     local group = self.groups[name]
@@ -565,8 +577,13 @@ function Sup:ensure(inst, existing, img)
   local keep, stale = nil, {}
   for _, listed in ipairs(existing or {}) do
     local labels = listed.Labels or {}
-    -- a held one must be joined to this holder (a holder made again is a new namespace)
+    -- a held one must be joined to this holder (a holder made again is a new namespace), and
+    -- one that runs must have started after the holder did: one the holder's restart (by hand,
+    -- or by ensure_holder just now) left in the old namespace is cut off
     local joined = not h or (listed.HostConfig or {}).NetworkMode == "container:" .. h.id
+    if joined and h and listed.State == "running" and labels["mw.config-hash"] == hash then
+      joined = not h.restarted and self:joined_after(listed.Id, h)
+    end
     if not keep and labels["mw.config-hash"] == hash and joined and listed.State ~= "dead" and listed.State ~= "removing" then
       keep = listed
     else
@@ -614,6 +631,11 @@ function Sup:ensure(inst, existing, img)
     end
     local ok, serr, scode = engine:start(keep.Id)
     if ok then return self:post_start(inst, "started") end
+    -- its holder stopped meanwhile: a new container, in a holder made or started again
+    if inst.holder and tostring(serr):find("non running container", 1, true) then
+      inst.holder.running = false
+      return self:recreate(inst)
+    end
     if scode ~= "notfound" then return nil, serr end
   end
   local ok, err = self:create_and_start(inst, body, hold)
@@ -750,17 +772,19 @@ function Sup:replace(inst, img)
           .. "); the old one keeps serving")
         return nil, "not healthy: " .. tostring(why)
       end
-      -- switch: heartbeats move to the new container, then the old one goes
+      -- switch: heartbeats move to the new container, then the old one goes (and its holder)
       self:stop_heartbeat(inst)
       inst.quiet = old
-      inst.id, inst.hash = id, hash
+      local old_holder = inst.holder
+      inst.id, inst.hash, inst.holder = id, hash, th
       engine:remove(old, { force = true })
-      if th or inst.holder then self:drop_holder(inst, "replaced") end
+      local freed = not old_holder or self:drop_holder({ key = inst.key, holder = old_holder }, "replaced")
       engine:rename(id, name)
-      if th then
-        th.name = spec.holder_name(self.stack, inst.key)
-        engine:rename(th.id, th.name)
-        inst.holder = th
+      if th and freed then
+        local hname = spec.holder_name(self.stack, inst.key)
+        local rok, rerr = engine:rename(th.id, hname)
+        if rok then th.name = hname
+        else log.warn(inst.key, "holder", "cannot rename its network holder to " .. hname .. ": " .. tostring(rerr)) end
       end
       local pok, perr, pinfo = self:post_start(inst, "replaced")
       if not pok then self:start_failed(inst, perr, pinfo) return nil, perr end

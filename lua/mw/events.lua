@@ -197,7 +197,8 @@ function Sup:resync()
   local list, err
   local delay = 0.1
   while not self.stopping do
-    list, err = self.engine:list { label = owner.filter(self.stack.name, "mw.config-hash") }
+    -- the containers and the network holders (mw.holder)
+    list, err = self.engine:list { label = owner.filter(self.stack.name) }
     if list then break end
     log.warn(nil, "engine", "cannot list containers (" .. tostring(err) .. "); retrying in " .. log.dur(delay))
     core.sleep(delay)
@@ -207,6 +208,12 @@ function Sup:resync()
   local by_id = {}
   for _, listed in ipairs(list) do by_id[listed.Id] = listed end
   for _, inst in pairs(self.comps) do
+    local h = inst.holder
+    local held = h and h.running and by_id[h.id]
+    if h and h.running and (not held or held.State ~= "running") then
+      -- its holder died or went in the gap: its container is cut off (Sup:holder_event)
+      self:holder_event(inst, h.id, held and "die" or "destroy")
+    end
     if inst.id and is_up(inst) and not inst.handling then
       local listed = by_id[inst.id]
       if not listed then

@@ -164,12 +164,14 @@ fields.component = {
   { name = "logging", default = function() return fields.default_logging() end, hash = true,
     container = function(c, d) if c.logging ~= "engine" then d.logging = c.logging end end,
     compose = { "logging" } },
-  { name = "network_mode", hash = true, container = function(_, d, ctx) d.network_mode = ctx.network_mode end,
+  -- hashed as the engine gets it: "service:x" joins x's holder or x's container (mw.spec)
+  { name = "network_mode", hash = function(_, ctx) return ctx.network_mode end,
+    container = function(_, d, ctx) d.network_mode = ctx.network_mode end,
     compose = { "network_mode" } },
-  -- hashed without job and standby, which are not hashed themselves: a reload that adds or drops
-  -- a standby leaves the running container as it is (a held one joined to its holder, or not);
-  -- its next new container follows the definition
-  { name = "hold_network", default = true, hash = function(c) return c.hold_network ~= false end,
+  -- hashed only when false: a held container is told from one that is not by what it joins
+  -- (Sup:ensure), so components that are never held (jobs, standbys, network_mode) keep their
+  -- hash, and a reload that adds or drops a standby leaves the running container as it is
+  { name = "hold_network", default = true, hash = function(c) if c.hold_network == false then return false end end,
     container = false, why_container = "the supervisor makes the holder container and has the component's " ..
       "join it (mw.holder); mw.spec moves the network fields onto the holder",
     compose = false, why_compose = "compose has no network holder: an imported service gets the default" },

@@ -23,34 +23,39 @@ local Sup = {}
 function Sup:holder_image()
   if self.holder_img then return self.holder_img end
   local pending = self.holder_img_lookup
-  if pending then
-    self:wait_until(function() return pending.done end)
-    return pending.id, pending.err
+  if not pending then
+    -- in a task of its own: an instance's task that asked first may be cancelled (mw stop, a
+    -- retirement) while the others wait for the same build
+    pending = {}
+    self.holder_img_lookup = pending
+    self:spawn("holder-image", function()
+      local id, err = self:build_holder_image()
+      pending.id, pending.err, pending.done = id, err, true
+      self.holder_img, self.holder_img_lookup = id, nil
+      self:changed()
+    end)
   end
-  pending = {}
-  self.holder_img_lookup = pending
+  self:wait_until(function() return pending.done end)
+  if not pending.done then return nil, "stopped" end
+  return pending.id, pending.err
+end
+
+function Sup:build_holder_image()
   local bin = require "mw.holderbin"
   local tag = "mw-" .. owner.prefix() .. "holder:" .. core.hash(bin):sub(1, 12)
   local img = self.engine:image_inspect(tag)
-  local id, err
-  if img and owner.owns(img.Config and img.Config.Labels or {}) then
-    id = img.Id
-  else
-    local ctx
-    ctx, err = tar.pack(false, { extra = {
-      Dockerfile = 'FROM scratch\nCOPY holder /holder\nENTRYPOINT ["/holder"]\n',
-      holder = { data = bin, mode = tonumber("755", 8) },
-    } })
-    if ctx then
-      id, err = self.engine:build { context_tar = ctx, tag = tag, labels = owner.labels { ["mw.holder-image"] = "1" } }
-      if id then log.info(nil, "holder", "built the network holder's image " .. tag) end
-    end
-    if not id then err = "cannot build the network holder's image " .. tag .. ": " .. tostring(err) end
+  if img and owner.owns(img.Config and img.Config.Labels or {}) then return img.Id end
+  local ctx, err = tar.pack(false, { extra = {
+    Dockerfile = 'FROM scratch\nCOPY holder /holder\nENTRYPOINT ["/holder"]\n',
+    holder = { data = bin, mode = tonumber("755", 8) },
+  } })
+  local id
+  if ctx then
+    id, err = self.engine:build { context_tar = ctx, tag = tag, labels = owner.labels { ["mw.holder-image"] = "1" } }
+    if id then log.info(nil, "holder", "built the network holder's image " .. tag) end
   end
-  pending.id, pending.err, pending.done = id, err, true
-  self.holder_img, self.holder_img_lookup = id, nil
-  self:changed()
-  return id, err
+  if not id then return nil, "cannot build the network holder's image " .. tag .. ": " .. tostring(err) end
+  return id
 end
 
 -- Removes an instance's holder (its container must be gone or going: the engine keeps a
@@ -64,8 +69,14 @@ function Sup:drop_holder(inst, why)
   if not id then return end
   self.quiet_holders = self.quiet_holders or {}
   self.quiet_holders[id] = true
-  self.engine:remove(id, { force = true })
+  local ok, err, code = self.engine:remove(id, { force = true })
+  if not ok and code == "conflict" then ok = self:await_removal(id) end
+  if not ok then
+    log.warn(inst.key, "holder", "cannot remove its network holder " .. id:sub(1, 12) .. ": " .. tostring(err))
+    return false
+  end
   log.info(inst.key, "holder", "removed its network holder " .. id:sub(1, 12) .. (why and (" (" .. why .. ")") or ""))
+  return true
 end
 
 -- The instance's holder for the holder part `hold` of its definition (spec.container), running:
@@ -78,6 +89,9 @@ function Sup:ensure_holder(inst, hold, tmp_name, defer)
   local name = tmp_name or spec.holder_name(self.stack, inst.key)
   if not tmp_name then
     local h = inst.holder
+    -- a list since (the engine came back, a user start) may know better than the events did
+    local known = self.found_holders and self.found_holders[inst.key]
+    if h and known and known.Id == h.id and known.State ~= "running" then h.running = false end
     if h and h.hash == hold.hash and h.running then return h end
     local found
     if h and h.hash == hold.hash then
@@ -100,13 +114,24 @@ function Sup:ensure_holder(inst, hold, tmp_name, defer)
     end
     if self.found_holders then self.found_holders[inst.key] = nil end
     if found then
-      local ok = true
+      local ok, started = true, false
       if found.State ~= "running" then
+        -- a new namespace under the same id: a container still running in the old one is cut
+        -- off (Sup:ensure does not keep it)
         local err, code
         ok, err, code = engine:start(found.Id)
-        if not ok and code ~= "notfound" then return nil, "cannot start its network holder: " .. tostring(err) end
+        started = ok
+        if not ok and (code == "conflict" or tostring(err):find("marked for removal", 1, true)) then
+          self:await_removal(found.Id)       -- removed by hand (docker rm -f): a new one
+        elseif not ok and code ~= "notfound" then
+          return nil, "cannot start its network holder: " .. tostring(err)
+        end
       end
-      if ok then return self:holder_up(inst, found.Id, name, hold.hash, "kept") end
+      if ok then
+        local up, uerr = self:holder_up(inst, found.Id, name, hold.hash, "kept")
+        if up then up.restarted = started end
+        return up, uerr
+      end
       inst.holder = nil
     end
   end
@@ -135,28 +160,25 @@ function Sup:ensure_holder(inst, hold, tmp_name, defer)
     id, err = engine:create(name, docker.container_spec(desc))
   end
   if not id then return nil, "cannot create its network holder: " .. tostring(err) end
-  local nets, nerr = self:extra_networks(inst)
-  if not nets then engine:remove(id, { force = true }) return nil, nerr end
-  for _, net in ipairs(nets) do
-    local aliases, opts = { inst.name }, net.opts or {}
-    for _, a in ipairs(opts.aliases or {}) do aliases[#aliases + 1] = a end
-    local ok, cerr = engine:network_connect(net.id, id, aliases, { ipv4_address = opts.ipv4_address })
-    if not ok then
-      engine:remove(id, { force = true })
-      return nil, "cannot connect its network holder to network " .. net.name .. ": " .. tostring(cerr)
-    end
+  -- known at once, so a retirement or a stop while it starts removes it (Sup:drop_holder)
+  if not tmp_name then inst.holder = { id = id, name = name, hash = hold.hash, running = false } end
+  local function discard(why)
+    engine:remove(id, { force = true })
+    if inst.holder and inst.holder.id == id then inst.holder = nil end
+    return nil, why
   end
+  local nets, nerr = self:extra_networks(inst)
+  if not nets then return discard(nerr) end
+  local cok, cerr = self:connect_networks(inst, id, nets)
+  if not cok then return discard("its network holder: " .. tostring(cerr)) end
   local function start()
     local ok, serr = engine:start(id)
-    if not ok then
-      engine:remove(id, { force = true })
-      return nil, "cannot start its network holder: " .. tostring(serr)
-    end
+    if not ok then return discard("cannot start its network holder: " .. tostring(serr)) end
     return self:holder_up(inst, id, name, hold.hash, "created", tmp_name)
   end
   if not defer then return start() end
   -- the caller creates its container (which needs only the holder's id) while this starts
-  return { id = id, name = name, hash = hold.hash, pending = core.spawn(start, inst.key .. "-holder-start") }
+  return { id = id, name = name, hash = hold.hash, pending = self:spawn(inst.key .. "-holder-start", start) }
 end
 
 -- Waits for a holder ensure_holder(..., true) returned -> the running holder | nil, err.

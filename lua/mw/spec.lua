@@ -186,6 +186,7 @@ function spec.container(stack, c, image_id, instance, overrides, hb_via)
     image_id = image_id, ports = published_ports(c, hb_via), add_mounts = add_mounts,
     volume_mounts = function(comp) return volume_mounts(stack, comp, instance) end, secret_mounts = secret_mounts,
     config_mounts = config_mounts,
+    network_mode = c.network_mode and spec.network_mode(stack, c.network_mode),
   }
   local resolved = {}
   for _, f in ipairs(fields.component) do
@@ -200,7 +201,6 @@ function spec.container(stack, c, image_id, instance, overrides, hb_via)
                                         ["mw.instance"] = tostring(instance or 1) })
   local d = { network = spec.network_name(stack), aliases = { c.name }, mounts = {} }
   if c.network_mode then d.network, d.aliases = nil, nil end
-  ctx.network_mode = c.network_mode and spec.network_mode(stack, c.network_mode)
   for _, f in ipairs(fields.component) do
     if f.container then f.container(c, d, ctx) end
   end

@@ -14,6 +14,7 @@ return { name = "NAME", components = {
   web = { image = "IMAGE", ports = { "8089" }, heartbeat = { port = 8089, interval = "300ms", misses = 3 },
           command = { "sh", "-c", "mkdir -p /w/debug && echo '{}' > /w/debug/vars && exec httpd -f -p 8089 -h /w" } },
   plain = { image = "IMAGE", command = { "sleep", "1000000" }, hold_network = false },
+  side = { image = "IMAGE", command = { "sleep", "1000000" }, network_mode = "service:web" },
 } }
 ]==]
 
@@ -70,6 +71,9 @@ t.test("a held component restarts in its holder: same address and port, the hold
   t.eq(holder2.Id, holder.Id, "the same holder")
   t.eq(holder2.State.StartedAt, holder.State.StartedAt, "which was not restarted")
   t.eq(address(holder2, net), ip, "the same address")
+  for _, ev in ipairs(h.events_in(mark, #h.events())) do
+    t.ok(not (ev.component == "side" and ev.event == "restarting"), "side (sharing web's) stays: " .. tostring(ev.msg))
+  end
 
   mark = h.mark()
   local code, out = E.mw_sync { "kill", "--stack", name, "web" }
@@ -89,6 +93,19 @@ t.test("a held component restarts in its holder: same address and port, the hold
   t.eq(holder4.Id, holder.Id, "the holder adopted")
   t.eq(info4.State.StartedAt, info3.State.StartedAt, "not restarted")
   t.eq(h2.stop(), 0)
+
+  -- the holder restarted by hand while no mw runs: a new namespace, the container left in the
+  -- old one is not adopted but made again
+  t.eq(assert(e:inspect(holder.Id)).State.Status, "running")
+  assert(e:kill(holder.Id, "KILL"))
+  assert(e:start(holder.Id))
+  local h3 = E.mw({ "run", "--log-format", "json", file })
+  h3.wait_event({ event = "healthy", component = "web" }, 60)
+  local info5, holder5 = pair(name)
+  t.ok(info5.Id ~= info3.Id, "the cut-off container made again")
+  t.eq(holder5.Id, holder.Id, "in the holder, started again")
+  answers(host_port(holder5))
+  t.eq(h3.stop(), 0)
 
   code, out = E.mw_sync { "destroy", file }
   t.eq(code, 0, out)
@@ -110,6 +127,8 @@ t.test("a holder removed by hand: the component fails (disconnected) and comes b
   t.ok(holder2.Id ~= holder.Id, "a new holder")
   t.eq(info2.HostConfig.NetworkMode, "container:" .. holder2.Id, "joined")
   answers(host_port(holder2))
+  -- side shares web's namespace: it follows web into the new holder
+  h.wait_event({ event = "restarted", component = "side" }, 60, mark)
   t.eq(h.stop(), 0)
 end)
 
