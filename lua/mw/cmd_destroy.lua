@@ -68,21 +68,17 @@ function M.main(args, cli)
   local function removed(what, name) lookup.write("removed " .. what .. " " .. name .. "\n") end
 
   -- containers first (they hold the network and the images), then networks, then images
+  -- (the containers, then the network holders they joined: mw.holder)
   local ctrs, cerr = engine:list { label = owner.filter(target.stack, "mw.config-hash") }
-  for _, ctr in ipairs(listed(ctrs, cerr, "containers")) do
-    if M.owned(ctr.Labels, target) then
-      local ok, err = engine:remove(ctr.Id, { force = true, volumes = opts.volumes })
-      if not ok then fail("container", name_of(ctr), err)
-      elseif err ~= "gone" then removed("container", name_of(ctr)) end
-    end
-  end
-  -- then the network holders their containers joined (mw.holder)
-  local holders, herr = lookup.holders(engine, not target.all and target.stack or nil)
-  for _, ctr in ipairs(listed(holders, herr, "network holders")) do
-    if M.owned(ctr.Labels, target) then
-      local ok, err = engine:remove(ctr.Id, { force = true })
-      if not ok then fail("network holder", name_of(ctr), err)
-      elseif err ~= "gone" then removed("network holder", name_of(ctr)) end
+  local holders, herr = lookup.holders(engine, target.stack)
+  for _, list in ipairs { listed(ctrs, cerr, "containers"), listed(holders, herr, "network holders") } do
+    for _, ctr in ipairs(list) do
+      if M.owned(ctr.Labels, target) then
+        local what = ctr.Labels["mw.holder"] and "network holder" or "container"
+        local ok, err = engine:remove(ctr.Id, { force = true, volumes = opts.volumes })
+        if not ok then fail(what, name_of(ctr), err)
+        elseif err ~= "gone" then removed(what, name_of(ctr)) end
+      end
     end
   end
   local nets, nerr = engine:network_list(filter)

@@ -179,11 +179,8 @@ function M.main(args, cli)
   local info, ierr = engine:inspect(ctr.Id)
   if not info then cli.say(ierr) return FAILURE end
   -- a held container's ports are published by its network holder (mw.holder)
-  local held = tostring((info.HostConfig or {}).NetworkMode):match("^container:(%x+)$")
-  local holder = held and engine:inspect(held)
-  if holder and (holder.Config and holder.Config.Labels or {})["mw.holder"] then
-    info.NetworkSettings = holder.NetworkSettings
-  end
+  local holder = lookup.holder_of(engine, info, stack)
+  if holder then info.NetworkSettings = holder.NetworkSettings end
 
   local live, doc = lookup.live_status(lookup.state_dir(opts), stack)
   local def = target.def

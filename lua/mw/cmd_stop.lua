@@ -185,15 +185,8 @@ local function start_engine(ctx, names)
           local sok, err
           -- a held container joins its network holder (mw.holder), which must run first (after
           -- a reboot of the host, say): started here, as mw run would
-          local holder = tostring((ctr.HostConfig or {}).NetworkMode):match("^container:(%x+)$")
-          if holder and ctr.State ~= "paused" then
-            local info = ctx.engine:inspect(holder)
-            local labels = info and info.Config and info.Config.Labels or {}
-            if owner.owns(labels) and labels["mw.holder"] and labels["mw.stack"] == ctx.stack
-                and (info.State or {}).Status ~= "running" then
-              ctx.engine:start(holder)
-            end
-          end
+          local holder = ctr.State ~= "paused" and lookup.holder_of(ctx.engine, ctr, ctx.stack)
+          if holder and (holder.State or {}).Status ~= "running" then ctx.engine:start(holder.Id) end
           if ctr.State == "paused" then sok, err = ctx.engine:unpause(ctr.Id) else sok, err = ctx.engine:start(ctr.Id) end
           if not sok then say(string.format("cannot start %s: %s", name_of(ctr), tostring(err))) ok = false
           else lookup.write("started " .. name_of(ctr) .. "\n") end
@@ -430,20 +423,19 @@ function M.down(args, cli)
   end
   local target = { stack = ctx.stack }
   local any = false
-  for _, ctr in ipairs(ctx.containers) do
+  -- the containers, then the network holders they joined (mw.holder)
+  local ctrs = {}
+  for _, list in ipairs { ctx.containers, lookup.holders(engine, ctx.stack) or {} } do
+    for _, ctr in ipairs(list) do ctrs[#ctrs + 1] = ctr end
+  end
+  for _, ctr in ipairs(ctrs) do
     if destroy.owned(ctr.Labels, target) then
       any = true
+      local what = ctr.Labels["mw.holder"] and "network holder" or "container"
       local ok, err = engine:remove(ctr.Id, { force = true, volumes = ctx.opts.volumes })
-      if not ok then say(string.format("cannot remove container %s: %s", name_of(ctr), tostring(err))) rc = FAILURE
-      elseif err ~= "gone" then lookup.write("removed container " .. name_of(ctr) .. "\n") end
+      if not ok then say(string.format("cannot remove %s %s: %s", what, name_of(ctr), tostring(err))) rc = FAILURE
+      elseif err ~= "gone" then lookup.write("removed " .. what .. " " .. name_of(ctr) .. "\n") end
     end
-  end
-  -- then the network holders their containers joined (mw.holder)
-  for _, ctr in ipairs(lookup.holders(engine, ctx.stack) or {}) do
-    any = true
-    local ok, err = engine:remove(ctr.Id, { force = true })
-    if not ok then say(string.format("cannot remove network holder %s: %s", name_of(ctr), tostring(err))) rc = FAILURE
-    elseif err ~= "gone" then lookup.write("removed network holder " .. name_of(ctr) .. "\n") end
   end
   local filter = { label = owner.filter(ctx.stack) }
   local nets = engine:network_list(filter) or {}

@@ -218,6 +218,14 @@ local function parse_started(s)
   return (days - base) + tonumber(hour) * 3600 + tonumber(minute) * 60 + tonumber(sec) + (tonumber("0" .. frac) or 0)
 end
 
+-- Whether a start was refused because the holder the container joins does not run (the
+-- engine: "cannot join network of a non running container"); then it is known not to.
+local function holder_stopped(inst, err)
+  if not (inst.holder and tostring(err):find("non running container", 1, true)) then return false end
+  inst.holder.running = false
+  return true
+end
+
 -- Whether the running container id started after its holder h did (so it runs in the holder's
 -- present namespace): a holder restarted since made a new one, and left the container cut off.
 function Sup:joined_after(id, h)
@@ -632,10 +640,7 @@ function Sup:ensure(inst, existing, img)
     local ok, serr, scode = engine:start(keep.Id)
     if ok then return self:post_start(inst, "started") end
     -- its holder stopped meanwhile: a new container, in a holder made or started again
-    if inst.holder and tostring(serr):find("non running container", 1, true) then
-      inst.holder.running = false
-      return self:recreate(inst)
-    end
+    if holder_stopped(inst, serr) then return self:recreate(inst) end
     if scode ~= "notfound" then return nil, serr end
   end
   local ok, err = self:create_and_start(inst, body, hold)
@@ -707,11 +712,8 @@ function Sup:restart_container(inst)
   if ok then return self:post_start(inst, "restarted") end
   -- removed meanwhile, or being removed (removed by the time the start was refused): a new one
   if code == "notfound" or tostring(err):find("marked for removal", 1, true) then return self:recreate(inst) end
-  -- its holder stopped meanwhile (the engine: "cannot join network of a non running container")
-  if inst.holder and tostring(err):find("non running container", 1, true) then
-    inst.holder.running = false
-    return self:recreate(inst)
-  end
+  -- its holder stopped meanwhile: a new container, in a holder made or started again
+  if holder_stopped(inst, err) then return self:recreate(inst) end
   return nil, err
 end
 
@@ -749,7 +751,7 @@ function Sup:replace(inst, img)
       if th then body.HostConfig.NetworkMode = "container:" .. th.id end
     end
     if th or not hold then id, err = engine:create(tmp, body) end
-    if not id and th then self:drop_holder({ key = inst.key, holder = th }, "the new container was not made") end
+    if not id and th then self:drop_holder(inst, "the new container was not made", th) end
     if id then
       local ok, serr = engine:start(id)
       local port, pid
@@ -767,7 +769,7 @@ function Sup:replace(inst, img)
       end
       if not healthy then
         engine:remove(id, { force = true })
-        if th then self:drop_holder({ key = inst.key, holder = th }, "its new container was not healthy") end
+        if th then self:drop_holder(inst, "its new container was not healthy", th) end
         log.error(inst.key, "replace_failed", "the new container did not become healthy (" .. tostring(why)
           .. "); the old one keeps serving")
         return nil, "not healthy: " .. tostring(why)
@@ -778,7 +780,7 @@ function Sup:replace(inst, img)
       local old_holder = inst.holder
       inst.id, inst.hash, inst.holder = id, hash, th
       engine:remove(old, { force = true })
-      local freed = not old_holder or self:drop_holder({ key = inst.key, holder = old_holder }, "replaced")
+      local freed = not old_holder or self:drop_holder(inst, "replaced", old_holder)
       engine:rename(id, name)
       if th and freed then
         local hname = spec.holder_name(self.stack, inst.key)

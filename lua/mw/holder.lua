@@ -58,14 +58,16 @@ function Sup:build_holder_image()
   return id
 end
 
--- Removes an instance's holder (its container must be gone or going: the engine keeps a
--- namespace's joiner running, cut off).
-function Sup:drop_holder(inst, why)
-  local h = inst.holder
-  inst.holder = nil
+-- Removes an instance's holder, or the holder h given (a replacement's or a promotion's, which
+-- is not, or no longer, inst.holder), and says so -> true once it is gone. Its container must be
+-- gone or going: the engine keeps a namespace's joiner running, cut off.
+function Sup:drop_holder(inst, why, h)
+  if not h then
+    h = inst.holder or (self.found_holders and self.found_holders[inst.key] and { id = self.found_holders[inst.key].Id })
+    inst.holder = nil
+    if self.found_holders then self.found_holders[inst.key] = nil end
+  end
   local id = h and h.id
-  if not id and self.found_holders and self.found_holders[inst.key] then id = self.found_holders[inst.key].Id end
-  if self.found_holders then self.found_holders[inst.key] = nil end
   if not id then return end
   self.quiet_holders = self.quiet_holders or {}
   self.quiet_holders[id] = true
@@ -77,6 +79,15 @@ function Sup:drop_holder(inst, why)
   end
   log.info(inst.key, "holder", "removed its network holder " .. id:sub(1, 12) .. (why and (" (" .. why .. ")") or ""))
   return true
+end
+
+-- The list entry of the stack's holder named name, if there is one.
+function Sup:holder_named(name)
+  local list = self.engine:list { label = owner.filter(self.stack.name, "mw.holder-hash"), name = { "^/" .. name .. "$" } }
+  for _, listed in ipairs(list or {}) do
+    if (listed.Names or {})[1] == "/" .. name then return listed end
+  end
+  return nil
 end
 
 -- The instance's holder for the holder part `hold` of its definition (spec.container), running:
@@ -100,15 +111,9 @@ function Sup:ensure_holder(inst, hold, tmp_name, defer)
       self:drop_holder(inst, "its network changed")
     else
       found = self.found_holders and self.found_holders[inst.key]
-      if not found and not self.found_holders then
-        local list = engine:list { label = owner.filter(self.stack.name, "mw.holder-hash"), name = { "^/" .. name .. "$" } }
-        for _, listed in ipairs(list or {}) do
-          if (listed.Names or {})[1] == "/" .. name then found = listed end
-        end
-      end
+      if not found and not self.found_holders then found = self:holder_named(name) end
       if found and (found.Labels or {})["mw.holder-hash"] ~= hold.hash then
-        inst.holder = { id = found.Id }
-        self:drop_holder(inst, "its network changed")
+        self:drop_holder(inst, "its network changed", { id = found.Id })
         found = nil
       end
     end
@@ -137,26 +142,16 @@ function Sup:ensure_holder(inst, hold, tmp_name, defer)
   end
   local img, ierr = self:holder_image()
   if not img then return nil, ierr end
-  local desc = {}
-  for k, v in pairs(hold.desc) do desc[k] = v end
+  -- (hold is this call's own, from spec.container: completed in place)
+  local desc = hold.desc
   desc.image = img
-  desc.labels = {}
-  for k, v in pairs(hold.desc.labels) do desc.labels[k] = v end
   desc.labels["mw.holder"] = inst.key
   local id, err, code = engine:create(name, docker.container_spec(desc))
   if not id and code == "conflict" then
     -- a leftover of ours under the name (an mw killed mid-change): remove it if it is labelled
-    local list = engine:list { label = owner.filter(self.stack.name, "mw.holder-hash"), name = { "^/" .. name .. "$" } }
-    local removed
-    for _, listed in ipairs(list or {}) do
-      if (listed.Names or {})[1] == "/" .. name then
-        self.quiet_holders = self.quiet_holders or {}
-        self.quiet_holders[listed.Id] = true
-        engine:remove(listed.Id, { force = true })
-        removed = true
-      end
-    end
-    if not removed then return nil, "the name " .. name .. " is taken by a container mw does not own" end
+    local leftover = self:holder_named(name)
+    if not leftover then return nil, "the name " .. name .. " is taken by a container mw does not own" end
+    self:drop_holder(inst, "a leftover under its name", { id = leftover.Id })
     id, err = engine:create(name, docker.container_spec(desc))
   end
   if not id then return nil, "cannot create its network holder: " .. tostring(err) end

@@ -118,36 +118,42 @@ function M.identity(labels)
   return comp, instance, (comp and instance > 1) and (comp .. "-" .. instance) or comp
 end
 
--- mw's containers, of one stack or all, of one component or all -> list | nil, err.
-function M.containers(engine, stack, comp)
-  -- mw.config-hash is set only by mw's own create: a container someone ran from an image mw
-  -- built inherits the image's used-by and mw.stack labels, but not this one
-  local filter = owner.filter(stack, "mw.config-hash", comp and ("mw.component=" .. comp) or nil)
-  local list, err = engine:list { label = filter }
+-- The containers of this installation carrying `mark` (a label key), of one stack or all, and
+-- with `key`=`value` when given -> list | nil, err.
+local function owned_list(engine, stack, mark, key, value)
+  local list, err = engine:list { label = owner.filter(stack, mark, value and (key .. "=" .. value) or nil) }
   if not list then return nil, err end
   local mine = {}
   for _, ctr in ipairs(list) do
     local labels = ctr.Labels or {}
-    if owner.owns(labels) and labels["mw.stack"] and (not stack or labels["mw.stack"] == stack)
-        and (not comp or labels["mw.component"] == comp) then
+    if owner.owns(labels) and labels["mw.stack"] and labels[mark] and (not stack or labels["mw.stack"] == stack)
+        and (not value or labels[key] == value) then
       mine[#mine + 1] = ctr
     end
   end
   return mine
 end
 
+-- mw's containers, of one stack or all, of one component or all -> list | nil, err.
+function M.containers(engine, stack, comp)
+  -- mw.config-hash is set only by mw's own create: a container someone ran from an image mw
+  -- built inherits the image's used-by and mw.stack labels, but not this one
+  return owned_list(engine, stack, "mw.config-hash", "mw.component", comp)
+end
+
 -- The network holders (mw.holder) of a stack, or of every stack -> list | nil, err.
 function M.holders(engine, stack)
-  local list, err = engine:list { label = owner.filter(stack, "mw.holder-hash") }
-  if not list then return nil, err end
-  local mine = {}
-  for _, ctr in ipairs(list) do
-    local labels = ctr.Labels or {}
-    if owner.owns(labels) and labels["mw.holder"] and (not stack or labels["mw.stack"] == stack) then
-      mine[#mine + 1] = ctr
-    end
-  end
-  return mine
+  return owned_list(engine, stack, "mw.holder")
+end
+
+-- The network holder (mw.holder) a container of stack joins, inspected, from the container's
+-- inspect or list entry (HostConfig.NetworkMode "container:<id>") -> info | nil when it has none.
+function M.holder_of(engine, ctr, stack)
+  local id = tostring((ctr.HostConfig or {}).NetworkMode):match("^container:(%x+)$")
+  local info = id and engine:inspect(id)
+  local labels = info and info.Config and info.Config.Labels or {}
+  if not (owner.owns(labels) and labels["mw.holder"] and labels["mw.stack"] == stack) then return nil end
+  return info
 end
 
 -- Which stack a component name means, from the containers carrying it -> stack | nil, message.

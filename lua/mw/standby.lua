@@ -250,9 +250,9 @@ function Sup:promote(inst)
   -- the failed one's network holder (mw.holder; it was held before a reload asked for a standby)
   -- holds the component's alias too: it goes now, beside the promotion
   if inst.holder then
-    local gone = { key = inst.key, holder = inst.holder }
+    local gone = inst.holder
     inst.holder = nil
-    self:spawn(inst.key .. "-holder-drop", function() self:drop_holder(gone, "its standby was promoted") end)
+    self:spawn(inst.key .. "-holder-drop", function() self:drop_holder(inst, "its standby was promoted", gone) end)
   end
   if alias_err then log.warn(inst.key, "promote", "the promoted standby has no alias yet (" .. alias_err .. ")") end
   local ok, err, info = self:post_start(inst, "promoted")
