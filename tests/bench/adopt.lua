@@ -25,7 +25,8 @@ end
 local function anchor(name)
   local e = E.engine()
   local t0 = core.now()
-  local list = assert(e:list { label = { "used-by=millwright", "mw.stack=" .. name } })
+  -- the components' containers (their network holders, mw.holder, answer nothing of their own)
+  local list = assert(e:list { label = { "used-by=millwright", "mw.stack=" .. name, "mw.config-hash" } })
   local ok = 0
   B.parallel(list, #list, function(x)
     local info = assert(e:inspect(x.Id))
