@@ -20,12 +20,10 @@
 #include <linux/if_ether.h>
 #include "waiter.h"
 #include "linebuf.h"
+#include "netns.h"
 
 #define SERVER_MT "mw.server"
 #define CONN_MT "mw.conn"
-#define NETNS_MT "mw.netns"
-#define REQUEST_MT "mw.request"
-#define KEEP_MT "mw.keep"
 /* Bytes read but not yet taken by conn:read before reading pauses: a peer that sends without
  * end (pipelined requests nobody answers yet) fills its own socket buffers, not mw's memory.
  * The next conn:read resumes. */
@@ -262,7 +260,7 @@ static void return_home(void)
 
 /* A TCP socket (IPv4) made inside the namespace nsfd -> fd, or -errno. The thread is back in
  * its own namespace on every return. */
-static int socket_in(int nsfd)
+int mw_netns_socket(int nsfd)
 {
     int e = open_self_ns();
     if (e != 0) return -e;
@@ -273,7 +271,6 @@ static int socket_in(int nsfd)
     return fd >= 0 ? fd : -serr;
 }
 
-typedef struct { int fd; } netns_t;
 
 /* net.netns(path) -> a namespace (the open file /proc/<pid>/ns/net) | nil, message, code */
 static int net_netns(lua_State *L)
@@ -485,7 +482,7 @@ static int net_connect(lua_State *L)
         uv_tcp_init(rt->loop, &c->s.tcp);
         mw_waiter_own(&c->w, &c->s.handle);
         if (rc == 0 && ns) {
-            int fd = socket_in(ns->fd);
+            int fd = mw_netns_socket(ns->fd);
             if (fd < 0) {
                 b->p = NULL;
                 conn_shut(c);
@@ -553,497 +550,6 @@ static int net_open(lua_State *L)
     c->restore_fd = fd;
     c->restore_flags = flags;
     b->p = c;
-    return 1;
-}
-
-/* ---- one request: connect, send, read the answer, in one wait (heartbeat probes) ----
- * A heartbeat probe is one short exchange with 127.0.0.1: connect, send a request made once,
- * read to the server's close. Done with libuv streams and mw.conn it was a connect, a write
- * request, a 64 KB read buffer a callback and four task resumes, each with its Lua values
- * (tests/bench/RESULTS.md: ~440 us of mw's CPU a probe at 100 components). Here it is plain
- * system calls on a non-blocking socket — connect, write at once (on loopback the handshake
- * has usually finished by the time connect returns; EAGAIN means not yet and the write waits
- * for EPOLLOUT), read until end of file — and one resume of the task at the end.
- * Readiness comes from one epoll instance of mw's own (epoll(7), edge-triggered), which the
- * loop watches as a single uv_poll_t: a socket is added once (one epoll_ctl) and leaves it
- * when closed. Events name a slot and its generation, not a pointer, so an event for a
- * request already closed (or a socket still held by a child between fork and exec) finds an
- * empty or newer slot and is dropped. */
-
-typedef struct request {
-    mw_waiter w;             /* the task waiting for the answer */
-    int fd;
-    int slot;
-    int connecting;          /* the request is not yet written */
-    int done;                /* the answer ended (eof), or went past limit, or failed */
-    int whole;               /* as long as its Content-Length says: the close may come late */
-    int err;                 /* errno of the failure, 0: none */
-    const char *stage;       /* "connect" or "read" for a failure */
-    char *req;
-    size_t req_len, req_off;
-    char *buf;
-    size_t len, cap, limit;
-    double grace;
-    size_t head_end;         /* 0 until the blank line after the headers is here */
-    long long want;          /* head and body per Content-Length, -1: not said */
-    int may_keep;            /* the caller gave a keep: the connection may outlive the answer */
-    int reused;              /* the socket came from a keep: a close before any byte is stale */
-    int keepable;            /* a whole answer on a connection the server said it keeps */
-} request_t;
-
-/* A connection kept between heartbeat probes (net.keep): a server that answers an HTTP/1.0
- * request carrying "Connection: keep-alive" with the same header and a Content-Length keeps
- * its socket open (RFC 9112 Appendix C.2.2; nginx and Go's net/http do), and the next probe
- * is one write and one read where a new connection costs a handshake, a close and, on this VM,
- * 134-215 us of kernel CPU. While kept, the socket stays in the request epoll under a slot
- * that was given back: whatever it reports then (the server's close) is dropped, and the next
- * request re-points it with EPOLL_CTL_MOD, which reports readiness already there. */
-typedef struct { int fd; int port; } keep_t;
-
-static int req_epfd = -1;
-static uv_poll_t req_poll;
-static request_t **req_slots;
-static unsigned *req_gens;
-static int req_nslots, req_free = -1;    /* the free slots, chained through req_next_free */
-static int *req_next_free;
-
-static void req_dispatch(uv_poll_t *h, int status, int events);
-
-static int req_setup(mw_rt *rt)
-{
-    static int failed;      /* the poll handle was initialised but could not start: it is closed
-                             * and not made again (libuv may still hold it until its close runs) */
-    if (req_epfd >= 0) return 0;
-    if (failed) return failed;
-    int fd = epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0) return errno;
-    int rc = uv_poll_init(rt->loop, &req_poll, fd);
-    if (rc != 0) {
-        close(fd);
-        return -rc;
-    }
-    rc = uv_poll_start(&req_poll, UV_READABLE, req_dispatch);
-    if (rc != 0) {
-        failed = -rc;
-        uv_close((uv_handle_t *)&req_poll, NULL);
-        close(fd);
-        return failed;
-    }
-    req_poll.data = rt;
-    uv_unref((uv_handle_t *)&req_poll);      /* no reason by itself to keep the loop running */
-    req_epfd = fd;
-    return 0;
-}
-
-static int slot_take(request_t *r)
-{
-    if (req_free < 0) {
-        int n = req_nslots ? req_nslots * 2 : 64;
-        request_t **s = realloc(req_slots, n * sizeof *s);
-        if (!s) return -1;
-        req_slots = s;
-        unsigned *g = realloc(req_gens, n * sizeof *g);
-        if (!g) return -1;
-        req_gens = g;
-        int *f = realloc(req_next_free, n * sizeof *f);
-        if (!f) return -1;
-        req_next_free = f;
-        for (int i = n - 1; i >= req_nslots; i--) {
-            req_slots[i] = NULL;
-            req_gens[i] = 0;
-            req_next_free[i] = req_free;
-            req_free = i;
-        }
-        req_nslots = n;
-    }
-    int i = req_free;
-    req_free = req_next_free[i];
-    req_slots[i] = r;
-    req_gens[i]++;
-    return i;
-}
-
-static void slot_give(int i)
-{
-    if (i < 0) return;
-    req_slots[i] = NULL;
-    req_gens[i]++;
-    req_next_free[i] = req_free;
-    req_free = i;
-}
-
-static void req_finish(request_t *r, const char *stage, int err)
-{
-    if (r->done) return;
-    r->done = 1;
-    r->stage = stage;
-    r->err = err;
-    mw_waiter_poke(&r->w);
-}
-
-/* Whether the head (len bytes, its blank line included) has a Connection field whose
- * options include keep-alive, any case (RFC 9110 section 7.6.1). */
-static int says_keep_alive(const char *head, size_t len)
-{
-    const char *end = head + len;
-    for (const char *q = memchr(head, '\n', len); q && q < end; q = memchr(q, '\n', (size_t)(end - q))) {
-        q++;
-        if (end - q > 11 && strncasecmp(q, "connection:", 11) == 0) {
-            const char *e = memchr(q, '\n', (size_t)(end - q));
-            if (!e) return 0;
-            for (const char *v = q + 11; v + 10 <= e; v++)
-                if (strncasecmp(v, "keep-alive", 10) == 0) return 1;
-            return 0;
-        }
-    }
-    return 0;
-}
-
-/* After each read: is the head here, and how long does it say the answer is? */
-static void req_measure(request_t *r)
-{
-    if (!r->head_end) {
-        char *p = memmem(r->buf, r->len, "\r\n\r\n", 4);
-        if (!p) return;
-        r->head_end = (size_t)(p - r->buf) + 4;
-        r->want = -1;
-        /* Content-Length, any case (RFC 9110 section 5.1: field names are case-insensitive) */
-        for (char *q = r->buf; q && q < p; q = memchr(q, '\n', (size_t)(p - q))) {
-            q++;
-            if (p - q > 15 && strncasecmp(q, "content-length:", 15) == 0) {
-                /* digits after optional blanks, read within the head only (the buffer has no
-                 * NUL, and an empty value must not take the body's digits); absurd lengths
-                 * (over 2^40) are left unmeasured: the close or the limit ends the read */
-                char *d = q + 15;
-                while (d < p && (*d == ' ' || *d == '\t')) d++;
-                long long v = 0;
-                char *e = d;
-                while (e < p && *e >= '0' && *e <= '9' && v < (1LL << 40)) v = v * 10 + (*e++ - '0');
-                if (e != d && (e == p || *e == '\r' || *e == ' ' || *e == '\t') && v < (1LL << 40))
-                    r->want = (long long)r->head_end + v;
-                break;
-            }
-        }
-    }
-    if (r->want >= 0 && (long long)r->len >= r->want && !r->whole) {
-        r->whole = 1;
-        if (r->may_keep && (long long)r->len == r->want && says_keep_alive(r->buf, r->head_end)) {
-            r->keepable = 1;         /* the answer is whole and the socket is the keep's */
-            req_finish(r, NULL, 0);
-            return;
-        }
-        /* a server that keeps the connection after a whole answer gets grace to close it */
-        mw_waiter_shorten(&r->w, r->grace);
-    }
-}
-
-static void req_read(request_t *r)
-{
-    while (!r->done) {
-        if (r->cap - r->len < 2048) {
-            size_t n = r->cap ? r->cap * 2 : 4096;
-            char *b = realloc(r->buf, n);
-            if (!b) {
-                req_finish(r, "read", ENOMEM);
-                return;
-            }
-            r->buf = b;
-            r->cap = n;
-        }
-        ssize_t n = read(r->fd, r->buf + r->len, r->cap - r->len);
-        if (n > 0) {
-            r->len += (size_t)n;
-            req_measure(r);
-            if (r->len > r->limit) req_finish(r, NULL, 0);    /* enough to judge */
-            continue;
-        }
-        if (n == 0) {
-            /* a kept connection the server had closed before our request: not an answer */
-            req_finish(r, r->reused && r->len == 0 ? "stale" : NULL, 0);
-            return;
-        }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            req_finish(r, r->reused && r->len == 0 && errno == ECONNRESET ? "stale" : "read", errno);
-        return;
-    }
-}
-
-/* Writes what is left of the request -> 1 written, 0 not yet (not connected), -1 failed. */
-static int req_write(request_t *r)
-{
-    while (r->req_off < r->req_len) {
-        ssize_t n = write(r->fd, r->req + r->req_off, r->req_len - r->req_off);
-        if (n > 0) {
-            r->req_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN)) return 0;
-        return -1;
-    }
-    r->connecting = 0;
-    return 1;
-}
-
-static void req_event(request_t *r, uint32_t ev)
-{
-    if (r->done) return;
-    if (r->connecting) {
-        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
-        if (soerr != 0) {
-            req_finish(r, "connect", soerr);
-            return;
-        }
-        int w = req_write(r);
-        if (w < 0) req_finish(r, "read", errno);    /* after the connect: the answer's side */
-        if (w <= 0) return;
-    }
-    req_read(r);
-}
-
-static void req_dispatch(uv_poll_t *h, int status, int events)
-{
-    (void)h;
-    (void)events;
-    if (status < 0) return;
-    struct epoll_event evs[64];
-    int n;
-    do {
-        n = epoll_wait(req_epfd, evs, 64, 0);
-        for (int i = 0; i < n; i++) {
-            uint64_t d = evs[i].data.u64;
-            int slot = (int)(d & 0xffffffffu);
-            unsigned gen = (unsigned)(d >> 32);
-            if (slot < req_nslots && req_slots[slot] && req_gens[slot] == gen) req_event(req_slots[slot], evs[i].events);
-        }
-    } while (n == 64);
-}
-
-static int request_ready(mw_waiter *w, lua_State *L)
-{
-    request_t *r = (request_t *)w;
-    if (!r->done) return 0;
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static void request_shut(request_t *r)
-{
-    slot_give(r->slot);
-    r->slot = -1;
-    if (r->fd >= 0) close(r->fd);
-    r->fd = -1;
-    free(r->buf);
-    r->buf = NULL;
-    free(r->req);
-    r->req = NULL;
-    mw_waiter_close(&r->w, mw_waiter_free);
-}
-
-static int request_close(lua_State *L)
-{
-    request_t *r = mw_box_take(L, 1, REQUEST_MT);
-    if (r) request_shut(r);
-    return 0;
-}
-
-/* data | nil, stage ("connect" | "read"), message, size read */
-static int request_done(lua_State *L, int status, lua_KContext ctx)
-{
-    (void)status;
-    int box = (int)ctx;
-    request_t *r = mw_box_take(L, box, REQUEST_MT);
-    if (!r) return luaL_error(L, "net.request: closed while waiting");
-    int n;
-    if (r->keepable && r->fd >= 0) {
-        keep_t *k = lua_isnoneornil(L, 7) ? NULL : mw_box_peek(L, 7, KEEP_MT);
-        if (k) {
-            if (k->fd >= 0) close(k->fd);        /* one kept a keep: the newer answer's */
-            k->fd = r->fd;
-            k->port = (int)lua_tointeger(L, 1);
-            r->fd = -1;                          /* the keep's now: request_shut leaves it */
-        }
-    }
-    if (r->stage && strcmp(r->stage, "stale") == 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "stale");
-        lua_pushliteral(L, "the kept connection was closed");
-        lua_pushinteger(L, 0);
-        request_shut(r);
-        return 4;
-    }
-    /* a whole answer stands even if the server then reset the connection (an abortive close) */
-    if (r->whole || (r->err == 0 && r->done)) {
-        lua_pushlstring(L, r->buf ? r->buf : "", r->len);
-        n = 1;
-    } else {
-        lua_pushnil(L);
-        lua_pushstring(L, r->stage ? r->stage : (r->connecting ? "connect" : "read"));
-        if (r->err) lua_pushstring(L, uv_strerror(uv_translate_sys_error(r->err)));   /* as mw.conn says it */
-        else lua_pushliteral(L, "timeout");
-        lua_pushinteger(L, (lua_Integer)r->len);
-        n = 4;
-    }
-    request_shut(r);
-    return n;
-}
-
-/* net.request(port, request, timeout[, netns[, limit[, grace]]]) -> the answer's bytes |
- * nil, stage, message, bytes read: sends request to 127.0.0.1:port (in netns: the
- * namespace's own loopback) and reads until the server closes, the answer is as long as its
- * Content-Length says and grace seconds more passed, or more than limit bytes came. One
- * timeout for all of it. */
-static int net_request(lua_State *L)
-{
-    mw_rt *rt = mw_rt_get(L);
-    int port = (int)luaL_checkinteger(L, 1);
-    size_t qlen;
-    const char *q = luaL_checklstring(L, 2, &qlen);
-    double timeout = luaL_checknumber(L, 3);
-    netns_t *ns = lua_isnoneornil(L, 4) ? NULL : mw_box_check(L, 4, NETNS_MT);
-    lua_Integer limit = luaL_optinteger(L, 5, 65536 + 16384);
-    double grace = luaL_optnumber(L, 6, 0.05);
-    keep_t *keep = lua_isnoneornil(L, 7) ? NULL : mw_box_peek(L, 7, KEEP_MT);   /* a closed one: none */
-    mw_task_check_current(L, "net.request");
-    lua_settop(L, 7);
-    int e = req_setup(rt);
-    if (e != 0) return mw_fail(L, e, "net.request: cannot watch sockets");
-    mw_box *b = mw_box_new(L, REQUEST_MT, 0);        /* index 8: closes the request if the task is cancelled */
-    request_t *r = calloc(1, sizeof *r);
-    if (!r) return luaL_error(L, "net.request: out of memory");
-    r->req = malloc(qlen ? qlen : 1);
-    if (!r->req) {
-        free(r);
-        return luaL_error(L, "net.request: out of memory");
-    }
-    memcpy(r->req, q, qlen);
-    r->req_len = qlen;
-    r->limit = limit > 0 ? (size_t)limit : 1;
-    r->grace = grace;
-    r->fd = -1;
-    r->slot = -1;
-    r->want = -1;
-    r->connecting = 1;
-    r->may_keep = keep != NULL;
-    mw_waiter_init(&r->w, rt, request_ready);
-    b->p = r;
-    if (keep && keep->fd >= 0 && keep->port != port) {
-        close(keep->fd);
-        keep->fd = -1;
-    }
-    if (keep && keep->fd >= 0) {
-        /* the kept connection: the request goes at once; a close found there is "stale".
-         * Anything already waiting on it (the server's close, or an answer it sent unasked,
-         * as a 408 before an idle close) makes it stale too: it would be read as our answer */
-        r->fd = keep->fd;
-        keep->fd = -1;
-        r->reused = 1;
-        r->connecting = 0;
-        char peek;
-        ssize_t waiting = recv(r->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (waiting >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || req_write(r) <= 0) {
-            r->stage = "stale";
-            r->done = 1;
-            return request_done(L, LUA_OK, 8);
-        }
-        r->slot = slot_take(r);
-        if (r->slot < 0) return luaL_error(L, "net.request: out of memory");
-        struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
-        ev.data.u64 = (uint64_t)(unsigned)r->slot | ((uint64_t)req_gens[r->slot] << 32);
-        if (epoll_ctl(req_epfd, EPOLL_CTL_MOD, r->fd, &ev) != 0 &&
-            (errno != ENOENT || epoll_ctl(req_epfd, EPOLL_CTL_ADD, r->fd, &ev) != 0)) {
-            r->err = errno;
-            r->stage = "read";
-            r->done = 1;
-            return request_done(L, LUA_OK, 8);
-        }
-        req_read(r);         /* an answer (or the close) may be here already */
-        /* a whole answer read just now, not kept: the grace starts now (shorten needs a wait) */
-        if (r->whole && !r->done && timeout > r->grace) timeout = r->grace;
-        return mw_waiter_waitk(L, &r->w, timeout, "net.request", 8, request_done);
-    }
-    r->fd = ns ? socket_in(ns->fd) : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (r->fd < 0) {
-        r->err = ns ? -r->fd : errno;
-        r->fd = -1;
-        r->stage = "connect";
-        r->done = 1;
-        return request_done(L, LUA_OK, 8);
-    }
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(r->fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
-        r->err = errno;
-        r->stage = "connect";
-        r->done = 1;
-        return request_done(L, LUA_OK, 8);
-    }
-    /* on loopback the handshake is usually over by now: write at once */
-    if (req_write(r) < 0) {
-        r->err = errno;
-        r->stage = "connect";
-        r->done = 1;
-        return request_done(L, LUA_OK, 8);
-    }
-    r->slot = slot_take(r);
-    if (r->slot < 0) return luaL_error(L, "net.request: out of memory");
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET | (r->connecting ? EPOLLOUT : 0) };
-    ev.data.u64 = (uint64_t)(unsigned)r->slot | ((uint64_t)req_gens[r->slot] << 32);
-    if (epoll_ctl(req_epfd, EPOLL_CTL_ADD, r->fd, &ev) != 0) {
-        r->err = errno;
-        r->stage = "connect";
-        r->done = 1;
-        return request_done(L, LUA_OK, 8);
-    }
-    return mw_waiter_waitk(L, &r->w, timeout, "net.request", 8, request_done);
-}
-
-/* net.keep() -> a place for one kept connection (empty); keep:close() closes what it holds */
-static int net_keep(lua_State *L)
-{
-    mw_box *b = mw_box_new(L, KEEP_MT, 0);
-    keep_t *k = malloc(sizeof *k);
-    if (!k) return luaL_error(L, "net.keep: out of memory");
-    k->fd = -1;
-    k->port = 0;
-    b->p = k;
-    return 1;
-}
-
-static int keep_close(lua_State *L)
-{
-    keep_t *k = mw_box_take(L, 1, KEEP_MT);
-    if (k) {
-        if (k->fd >= 0) close(k->fd);
-        free(k);
-    }
-    return 0;
-}
-
-/* keep:held() -> whether a connection is kept (tests and status) */
-static int keep_held(lua_State *L)
-{
-    keep_t *k = mw_box_peek(L, 1, KEEP_MT);
-    lua_pushboolean(L, k && k->fd >= 0);
-    return 1;
-}
-
-static int keep_describe(lua_State *L)
-{
-    keep_t *k = mw_box_peek(L, 1, KEEP_MT);
-    if (!k) return 0;
-    lua_pushstring(L, k->fd >= 0 ? "mw.keep (a connection kept)" : "mw.keep (empty)");
-    return 1;
-}
-
-static int request_describe(lua_State *L)
-{
-    if (!mw_box_peek(L, 1, REQUEST_MT)) return 0;
-    lua_pushliteral(L, "mw.request (open)");
     return 1;
 }
 
@@ -1177,11 +683,8 @@ static int server_describe(lua_State *L)
 
 static const luaL_Reg net_funcs[] = {
     { "listen", net_listen }, { "connect", net_connect }, { "open", net_open }, { "netns", net_netns },
-    { "can_setns", net_can_setns }, { "announce", net_announce }, { "request", net_request },
-    { "keep", net_keep }, { NULL, NULL }
+    { "can_setns", net_can_setns }, { "announce", net_announce }, { NULL, NULL }
 };
-static const luaL_Reg request_methods[] = { { NULL, NULL } };
-static const luaL_Reg keep_methods[] = { { "close", keep_close }, { "held", keep_held }, { NULL, NULL } };
 static const luaL_Reg netns_methods[] = { { "close", netns_close }, { NULL, NULL } };
 static const luaL_Reg conn_methods[] = {
     { "read", conn_read }, { "write", conn_write }, { "queued", conn_queued }, { "shutdown", conn_shutdown },
@@ -1197,8 +700,7 @@ int luaopen_mw_net(lua_State *L)
     mw_class(L, CONN_MT, conn_methods, conn_close, conn_describe);
     mw_class(L, SERVER_MT, server_methods, server_close, server_describe);
     mw_class(L, NETNS_MT, netns_methods, netns_close, netns_describe);
-    mw_class(L, REQUEST_MT, request_methods, request_close, request_describe);
-    mw_class(L, KEEP_MT, keep_methods, keep_close, keep_describe);
     luaL_newlib(L, net_funcs);
+    mw_probe_open(L);
     return 1;
 }

@@ -29,10 +29,8 @@ local function target(inst, hb)
     .. (st.netns_error and " and its network namespace cannot be entered (" .. st.netns_error .. ")" or "")
 end
 
-local function probe_http(_, inst, hb)
-  local port, ns = target(inst, hb)
-  if not port then return false, ns end
-  local res, err = probe.get(port, hb.path, hb.timeout, ns, nil, inst.hb.keep)
+-- An HTTP answer (mw.probe's) judged by the heartbeat's settings -> ok, why
+local function judge_http(inst, hb, res, err)
   if not res then return false, err end
   if res.status < 200 or res.status >= 400 then return false, "HTTP " .. res.status end
   inst.hb.body = res.body      -- autoscale decisions may read it
@@ -51,6 +49,12 @@ local function probe_http(_, inst, hb)
     end
   end
   return true
+end
+
+local function probe_http(_, inst, hb)
+  local port, ns = target(inst, hb)
+  if not port then return false, ns end
+  return judge_http(inst, hb, probe.get(port, hb.path, hb.timeout, ns, nil, inst.hb.keep))
 end
 
 local function probe_tcp(_, inst, hb)
@@ -74,6 +78,7 @@ local LATE = 0.005          -- a timer this late means mw did not get the CPU in
 local HB_RESTARTS = 3       -- restarts for heartbeat failures in flight at once, per stack
 local HB_SLOTS = 8          -- phases of the tick grid that instances are dealt over
 local START_INFLIGHT = 4    -- probes out at once while starting (one once healthy)
+local BEAT_REPORT = 5       -- seconds a healthy instance's probes in C (net.beat) go untaken at most
 
 -- The first tick of the grid (interval i, phase slot x i) after now.
 local function grid_after(now, i, slot)
@@ -121,7 +126,10 @@ function Sup:start_heartbeat(inst)
       hb = inst.def.heartbeat         -- a reload may have changed the settings
       if not hb then return end
       local now = core.now()
-      if now >= next_tick - EARLY then
+      if now >= next_tick - EARLY and self:may_beat(inst, hb) and self:run_beat(inst, st, hb, started, gen) then
+        if st.gen ~= gen then return end
+        next_tick = grid_after(core.now(), hb.interval, st.slot)      -- the Lua probes go on from here
+      elseif now >= next_tick - EARLY then
         -- while starting, a few probes may overlap: through docker-proxy a probe sent before
         -- the service listens can take 60 ms to fail, and waiting for it would put off the one
         -- that finds it ready
@@ -171,6 +179,70 @@ function Sup:start_heartbeat(inst)
   end)
 end
 
+-- Whether a healthy instance's probes may run in C (net.beat): HTTP, judged by the status
+-- alone (no check; no autoscaler reading the body), on a kept connection, and none out in Lua.
+function Sup:may_beat(inst, hb)
+  return self.hb_beat and self.hb_keep and hb.kind == "http" and not hb.check and not inst.def.autoscale
+    and inst.state == "healthy" and next(inst.probes) == nil
+end
+
+-- Runs the instance's probes in C (net.beat) while it is healthy or unhealthy and its settings
+-- stand, on the same grid, with the same judgement and failure deadline as the Lua loop:
+-- good answers are taken in batches while healthy (BEAT_REPORT), every other news at once.
+-- -> false when it could not start (no target), true when it ran and stopped.
+function Sup:run_beat(inst, st, hb, started, gen)
+  local port, ns = target(inst, hb)
+  if not port then return false end
+  local beat = st.beat or net.beat()
+  st.beat = beat
+  if st.keep then st.keep:close() st.keep = nil end         -- the beat keeps its own connection
+  beat:arm(port, probe.request_for(hb.path, port, true), hb.interval, st.slot or 0, hb.timeout, ns,
+    probe.MAX_BODY + 16384, probe.CLOSE_GRACE)
+  while st.gen == gen and inst.hb == st and inst.def.heartbeat == hb and self:may_beat_on(inst, hb) do
+    local wait = BEAT_REPORT
+    local due = inst.state == "unhealthy" and self:hb_deadline(inst, started)
+    if due and due > core.now() then wait = math.min(wait, due - core.now()) end
+    local asked = core.now() + wait
+    local woke = beat:wait(inst.state == "healthy", wait)
+    if st.gen ~= gen then return true end
+    -- woken late by the timeout, mw was starved: an answer may wait unread (see the Lua loop)
+    if not woke and core.now() - asked > LATE then core.sleep(0.002) end
+    if st.gen ~= gen then return true end
+    if not self:take_beats(inst, st, beat, hb, started, gen) then return true end
+    self:hb_check(inst, started)
+  end
+  if st.gen == gen then
+    self:take_beats(inst, st, beat, hb, started, gen)
+    beat:disarm()
+    if self.hb_keep and not st.keep then st.keep = net.keep() end
+  end
+  return true
+end
+
+-- Whether probes in C go on once begun: as may_beat, but through unhealthy too.
+function Sup:may_beat_on(inst, hb)
+  return not hb.check and not inst.def.autoscale and (inst.state == "healthy" or inst.state == "unhealthy")
+end
+
+-- Takes a beat's news in order, as the Lua loop would have judged it -> false when the
+-- heartbeat stopped meanwhile (a miss may fail the instance).
+function Sup:take_beats(inst, st, beat, hb, started, gen)
+  while true do
+    local kind, latency, sent, at, data, stage, err, size = beat:next()
+    if not kind then return true end
+    if kind == "good" then
+      self:good(inst, latency, sent, at)
+    elseif kind == "late" then
+      self:miss(inst, "no answer within " .. log.dur(hb.interval), started)
+    else
+      local ok, why = judge_http(inst, hb, probe.answer(hb.timeout, probe.MAX_BODY, data, stage, err, size))
+      if st.gen ~= gen then return false end
+      if ok then self:good(inst, latency, sent, at) else self:miss(inst, why, started, latency) end
+    end
+    if st.gen ~= gen then return false end
+  end
+end
+
 -- On the netns path, opens the network namespace of the instance's main process (once a
 -- start: a restart is a new process in a new namespace) for its HTTP/TCP probes; st.via says
 -- which path they take. Closed by stop_heartbeat (every failure, stop and retirement passes
@@ -178,6 +250,7 @@ end
 function Sup:open_hb_netns(inst, st, hb)
   if inst.netns then inst.netns:close() inst.netns = nil end
   if st.keep then st.keep:close() st.keep = nil end
+  if st.beat then st.beat:close() st.beat = nil end
   st.netns, st.netns_error, st.via = nil, nil, nil
   if hb.kind ~= "http" and hb.kind ~= "tcp" then return end
   -- a connection the server keeps between probes (mw.probe.get): one a start, closed with it
@@ -201,6 +274,7 @@ end
 -- Closes the heartbeat's kept connection (mw.probe.get), if any: before its state is replaced.
 function Sup:drop_kept(inst)
   if inst.hb and inst.hb.keep then inst.hb.keep:close() inst.hb.keep = nil end
+  if inst.hb and inst.hb.beat then inst.hb.beat:close() inst.hb.beat = nil end
 end
 
 function Sup:stop_heartbeat(inst)
@@ -215,19 +289,20 @@ function Sup:stop_heartbeat(inst)
   inst.probes = {}
 end
 
--- A good answer to the probe sent at `sent` (mw's clock).
-function Sup:good(inst, latency, sent)
+-- A good answer to the probe sent at `sent`, judged at `at` (mw's clock; now when not given).
+function Sup:good(inst, latency, sent, at)
   if self.on_beat then self.on_beat(inst.key, true, latency) end     -- metrics
   inst.hb.misses = 0
   inst.hb.held = nil
   inst.hb_restart = nil
   inst.hb.latency = latency
-  inst.hb.last_ok = core.time()
+  local now = at or core.now()
+  inst.hb.last_ok = core.time() - (core.now() - now)
   -- the reference for the failure deadline: the probe's send time, or for an answer that took
   -- longer than an interval the last tick before it came (a slow answer is still an answer)
   local hb = inst.def.heartbeat
-  local ref = sent or core.now()
-  if hb then ref = math.max(ref, grid_after(core.now(), hb.interval, inst.hb.slot or 0) - hb.interval) end
+  local ref = sent or now
+  if hb then ref = math.max(ref, grid_after(now, hb.interval, inst.hb.slot or 0) - hb.interval) end
   inst.hb.last_ok_at = math.max(inst.hb.last_ok_at or 0, ref)
   if inst.state == "starting" or inst.state == "unhealthy" then
     local was = inst.state

@@ -64,7 +64,8 @@ function M.open_netns(pid, id)
 end
 
 M.MAX_BODY = 65536      -- a check or an autoscaler sees at most this much of a body
-local CLOSE_GRACE = 0.05
+M.CLOSE_GRACE = 0.05      -- a server that keeps the connection after a whole answer has this long to close it
+local CLOSE_GRACE = M.CLOSE_GRACE
 
 local function dechunk(s)
   local out, pos = {}, 1
@@ -105,7 +106,7 @@ end
 -- keep, it asks the server to keep the connection (HTTP/1.0's keep-alive: an answer to it is
 -- never chunked, and a server that does not keep connections just closes, as before).
 local requests = { [true] = {}, [false] = {} }      -- keep -> path -> port -> the request
-local function request_for(path, port, keep)
+function M.request_for(path, port, keep)
   local by_path = requests[keep and true or false]
   local by_port = by_path[path]
   if not by_port then by_port = {} by_path[path] = by_port end
@@ -134,7 +135,7 @@ end
 -- timeout) is found at that probe's first read and the probe is made again on a new one.
 function M.get(port, path, timeout, ns, max, keep)
   max = max or M.MAX_BODY
-  local q = request_for(path, port, keep)
+  local q = M.request_for(path, port, keep)
   local t0 = keep and core.now()
   local data, stage, err, size = net.request(port, q, timeout, ns, max + 16384, CLOSE_GRACE, keep)
   -- made again on a new connection (or on another probe's kept one, while probes overlap at a
@@ -144,6 +145,12 @@ function M.get(port, path, timeout, ns, max, keep)
     data, stage, err, size = net.request(port, q, math.max(0.001, timeout - (core.now() - t0)), ns, max + 16384,
       CLOSE_GRACE, k or nil)
   end
+  return M.answer(timeout, max, data, stage, err, size)
+end
+
+-- What net.request gave (data | nil, stage, message, bytes read), or a net.beat's answer, as
+-- an answer -> { status, headers, body } | nil, why. max: the most of the body kept.
+function M.answer(timeout, max, data, stage, err, size)
   if not data then
     if stage == "connect" then return nil, "connect: " .. tostring(err) end
     if err == "timeout" then return nil, "no answer within " .. string.format("%gs", timeout) end

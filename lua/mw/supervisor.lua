@@ -54,6 +54,7 @@ function M.new(o)
     hb_via = nil, hb_via_why = nil,
     arp_announce = false,     -- whether a started container's addresses are announced (Sup:announce)
     hb_keep = true,           -- whether HTTP heartbeats offer to keep their connection (mw.probe.get)
+    hb_beat = true,           -- whether a healthy instance's HTTP probes run in C (Sup:run_beat)
     -- set later: volumes, extra (networks made), hb_dealt (heartbeat phases dealt),
     -- first_start_end, streams, events_since, away (the engine is away), autoscale_wake, and
     -- on_beat (mw.run's hook for each heartbeat)
@@ -62,6 +63,8 @@ function M.new(o)
   self.arp_announce = probe.may_announce(o.engine)
   local keep_env = os.getenv("MW_HEARTBEAT_KEEPALIVE")
   self.hb_keep = not (keep_env == "off" or keep_env == "0")
+  local beat_env = os.getenv("MW_HEARTBEAT_BEAT")
+  self.hb_beat = not (beat_env == "off" or beat_env == "0")
   for _, name in ipairs(o.stack.order) do self:_group(name, o.stack.components[name]) end
   return self
 end

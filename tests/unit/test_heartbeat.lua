@@ -33,6 +33,7 @@ t.test("parse_response: length, chunked, and what is not an answer", function()
 end)
 
 local stalled = false
+local stalling = 0           -- requests to /stall the server holds
 local slow_first = 0
 local srv = httpd.start {
   ["/ok"] = function() return 200, '{"load":1}' end,
@@ -44,7 +45,9 @@ local srv = httpd.start {
     return 200, "ok"
   end,
   ["/stall"] = function()
+    stalling = stalling + 1
     while stalled do core.sleep(0.01) end
+    stalling = stalling - 1
     return 200, "late"
   end,
 }
@@ -279,6 +282,89 @@ t.test("probe.get with a keep: one connection for many probes; a kept one the se
   closing.stop()
 end)
 
+-- A beat's news (net.beat) until `want` came or `secs` passed -> each news as a packed table
+local function beat_news(beat, want, secs)
+  local out, deadline = {}, core.now() + secs
+  while #out < want and core.now() < deadline do
+    beat:wait(false, math.max(0.001, deadline - core.now()))
+    while true do
+      local n = table.pack(beat:next())
+      if not n[1] then break end
+      out[#out + 1] = n
+    end
+  end
+  return out
+end
+
+t.test("net.beat: probes on the grid over one kept connection; what is not plainly good comes raw", function()
+  local ka = keepalive_server()
+  local beat = net.beat()
+  beat:arm(ka.port, probe.request_for("/", ka.port, true), 0.02, 0, 1)
+  local news = beat_news(beat, 5, 5)
+  t.eq(#news, 5)
+  for i, n in ipairs(news) do
+    t.eq(n[1], "good", "probe " .. i)
+    t.ok(n[2] >= 0 and n[2] < 1 and n[4] >= n[3], "latency, sent and judged: " .. tostring(n[2]))
+    -- the first goes at the arming, the next at the grid's next tick, then a tick apart
+    if i > 2 then t.ok(n[3] >= news[i - 1][3] + 0.015, "a tick apart") end
+  end
+  t.eq(ka.accepts, 1, "five probes, one connection")
+  t.ok(beat:held(), "the connection is kept between probes")
+  t.eq(ka.asked[1], "keep-alive")
+  -- quiet: good answers wait for the task until BEAT_FULL (48) of them, or news of another kind
+  beat:arm(ka.port, probe.request_for("/", ka.port, true), 0.01, 0, 1)
+  local woke, why = beat:wait(true, 0.2)
+  t.eq(woke, nil, "a quiet wait is not ended by good answers alone")
+  t.eq(why, "timeout")
+  local goods = 0
+  while beat:next() == "good" do goods = goods + 1 end
+  t.ok(goods >= 1, "they waited: " .. goods)
+  beat:disarm()
+  ka.stop()
+  -- a 503 comes raw, for the heartbeat's judgement to say "HTTP 503"
+  local busy = tcp_server(function() return { "HTTP/1.0 503 Busy\r\nContent-Length: 4\r\n\r\nbusy" } end)
+  beat:arm(busy.port, probe.request_for("/", busy.port, true), 0.02, 0, 1)
+  news = beat_news(beat, 1, 5)
+  t.eq(news[1][1], "answer")
+  t.match(news[1][5], "^HTTP/1.0 503 Busy")
+  t.eq(assert(probe.answer(1, probe.MAX_BODY, news[1][5])).status, 503)
+  beat:disarm()
+  busy.stop()
+  -- the server closes each connection after its answer (an idle timeout): each probe finds
+  -- the kept one closed and goes again on a new one, every one good
+  ka = keepalive_server { close_after = 1 }
+  beat:arm(ka.port, probe.request_for("/", ka.port, true), 0.03, 0, 1)
+  news = beat_news(beat, 4, 5)
+  t.eq(#news, 4)
+  for i, n in ipairs(news) do t.eq(n[1], "good", "probe " .. i .. " after the close") end
+  t.ok(ka.accepts >= 4, "a connection each: " .. ka.accepts)
+  beat:disarm()
+  ka.stop()
+  -- a server that stops answering: a probe's timeout inside the interval is a failure...
+  ka = keepalive_server { mute_after = 1 }
+  beat:arm(ka.port, probe.request_for("/", ka.port, true), 0.1, 0, 0.03)
+  news = beat_news(beat, 2, 5)
+  t.eq(news[1][1], "good")
+  t.eq(news[2][1], "answer")
+  t.eq(news[2][5], nil)
+  t.eq(news[2][7], "timeout")
+  local _, twhy = probe.answer(0.03, probe.MAX_BODY, table.unpack(news[2], 5, 8))
+  t.match(twhy, "no answer within 0.03s")
+  beat:disarm()
+  ka.stop()
+  -- ...and one that outlasts the interval is still out at the next tick: "late", once a tick
+  ka = keepalive_server { mute_after = 1 }
+  beat:arm(ka.port, probe.request_for("/", ka.port, true), 0.03, 0, 5)
+  news = beat_news(beat, 3, 5)
+  t.eq(news[1][1], "good")
+  t.eq(news[2][1], "late")
+  t.eq(news[3][1], "late")
+  t.ok(news[3][4] - news[2][4] >= 0.02, "a tick apart")
+  beat:close()
+  t.eq(tostring(beat), "mw.beat (closed)")
+  ka.stop()
+end)
+
 t.test("probe.tcp: expect is found across reads, and 80 KB without it is a failure, not healthy", function()
   -- the answer split inside the expected text: it straddles two reads
   local good = tcp_server(function() return { "+PO", "NG\r\n" } end)
@@ -345,18 +431,44 @@ t.test("while starting, probes go fast: healthy follows readiness, not the next 
   s2.stop()
 end)
 
+t.test("a healthy instance's probes run in C: goods in batches, a bad answer judged at once, the same failure rule", function()
+  local busy = false
+  local s2 = httpd.start { ["/b"] = function() if busy then return 503, "busy" end return 200, "ok" end }
+  local sup, instance, failures = harness()
+  local beats, bad = 0, 0
+  sup.on_beat = function(_, ok) if ok then beats = beats + 1 else bad = bad + 1 end end
+  local c = instance("/b", { interval = 0.02, misses = 5, grace = 60 }, s2.port)
+  t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
+  t.wait_for(function() return c.hb.beat ~= nil end, 2, "the probes handed to a beat")
+  local hits0 = s2.hits
+  t.wait_for(function() return s2.hits - hits0 >= 10 end, 5, "ten probes by the beat")
+  t.eq(next(c.probes), nil, "no probe task while the beat probes")
+  busy = true
+  t.wait_for(function() return c.state == "unhealthy" end, 5, "a 503 makes it unhealthy at once")
+  t.eq(c.hb.last_error, "HTTP 503")
+  t.ok(beats >= 10, "the good answers before it were taken, in order: " .. beats)
+  busy = false
+  t.wait_for(function() return c.state == "healthy" end, 5, "healthy again at the next good answer")
+  t.eq(#failures, 0, "fewer than misses x interval of 503s")
+  busy = true
+  t.wait_for(function() return #failures > 0 end, 5, "the failure")
+  t.eq(failures[1].reason, "heartbeat")
+  t.match(failures[1].message, "HTTP 503")
+  t.ok(bad >= 5, "each bad answer was a miss: " .. bad)
+  s2.stop()
+end)
+
 t.test("one probe in flight: a stalled endpoint gets no pile of probes", function()
   local sup, instance, failures = harness()
   local c = instance("/stall", { interval = 0.05, misses = 1000, grace = 60, timeout = 5 })
   t.wait_for(function() return c.state == "healthy" end, 5, "healthy")
   stalled = true
   local hits0 = srv.hits
+  -- counted at the server: a healthy instance's probes run in C (net.beat), not as tasks
   local inflight = 0
   for _ = 1, 20 do
     core.sleep(0.025)
-    local n = 0
-    for _ in pairs(c.probes) do n = n + 1 end
-    inflight = math.max(inflight, n)
+    inflight = math.max(inflight, stalling)
   end
   t.eq(inflight, 1, "probes in flight at once")
   t.ok(srv.hits - hits0 <= 1, "requests started while stalled: " .. (srv.hits - hits0))
