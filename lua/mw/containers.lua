@@ -476,8 +476,9 @@ function Sup:connect_networks(inst, id, nets)
 end
 
 -- Creates a fresh container for inst (not started), removing a leftover of ours first; a held
--- one (hold: spec.container's third result) joins its holder, made or started first.
-function Sup:create_only(inst, body, hold)
+-- one (hold: spec.container's third result) joins its holder, made or started first (ahead: a
+-- new holder's start takes its turn, Sup:holder_turn).
+function Sup:create_only(inst, body, hold, ahead)
   local engine = self.engine
   local name = spec.container_name(self.stack, inst.key)
   local vok, verr = self:ensure_volumes(inst)
@@ -488,7 +489,7 @@ function Sup:create_only(inst, body, hold)
   if hold then
     -- a new holder starts while the container is created (a create needs only its id)
     local herr
-    h, herr = self:ensure_holder(inst, hold, nil, true)
+    h, herr = self:ensure_holder(inst, hold, nil, true, ahead)
     if not h then return nil, herr end
     body.HostConfig.NetworkMode = "container:" .. h.id
     nets = {}     -- the holder's
@@ -557,7 +558,8 @@ function Sup:precreate(inst, existing, img)
   if (existing and #existing > 0) or not self:deps_pending(inst) then return nil end
   local body, hash, hold = spec.container(self.stack, inst.def, img, inst.index, inst.overrides, self.hb_via)
   inst.hash = hash
-  local ok = self:create_only(inst, body, hold)
+  local _ <close> = hold and self:ahead_mark(inst) or nil
+  local ok = self:create_only(inst, body, hold, true)
   if not ok then inst.id = nil return nil end     -- ensure() tries again and says why
   return hash
 end

@@ -18,6 +18,86 @@ local owner = require "mw.owner"
 
 local Sup = {}
 
+local AHEAD = 2     -- holder starts at once for instances still waiting for their dependencies
+
+-- Turns for the holder starts of instances that wait for their dependencies (Sup:precreate):
+-- AHEAD at once, earliest in the stack's start order first. Started all together, the ten
+-- holders of a 10-deep chain took the engine 4.5-6.5 s, and its first level waited for all of
+-- them; in turns, each level's holder is ready about when its dependency is. A precreate marks
+-- its instance's rank as it begins (Sup:ahead_mark), so a later one whose create answered
+-- first does not take the turn of an earlier one still creating.
+local function gate_of(self)
+  local gate = self.holder_gate
+  if not gate then
+    gate = { busy = 0, queue = {}, marks = {} }
+    self.holder_gate = gate
+  end
+  return gate
+end
+
+local function rank_of(self, inst)
+  local rank = #self.stack.order + 1
+  for i, name in ipairs(self.stack.order) do
+    if name == inst.name then rank = i break end
+  end
+  return rank * 100000 + inst.index
+end
+
+-- Hands free turns to the queue's first while no marked instance ranks before it.
+local function pump(gate)
+  while gate.busy < AHEAD and gate.queue[1] do
+    local first = gate.queue[1]
+    for _, rank in pairs(gate.marks) do
+      if rank < first.rank then return end
+    end
+    table.remove(gate.queue, 1)
+    gate.busy = gate.busy + 1
+    first.granted = true
+    first.cond:notify()
+  end
+end
+
+-- Marks inst as about to ask for a turn -> a value to close when its precreate ends.
+function Sup:ahead_mark(inst)
+  local gate = gate_of(self)
+  gate.marks[inst] = rank_of(self, inst)
+  return setmetatable({}, { __close = function()
+    if gate.marks[inst] then gate.marks[inst] = nil pump(gate) end
+  end })
+end
+
+-- Waits for inst's turn to start its holder -> a value to close when the start is done (a
+-- to-be-closed variable: a cancelled task gives its turn back too).
+function Sup:holder_turn(inst)
+  local gate = gate_of(self)
+  local me = { rank = gate.marks[inst] or rank_of(self, inst), cond = core.cond() }
+  gate.marks[inst] = nil
+  local at = #gate.queue + 1
+  for i, o in ipairs(gate.queue) do
+    if o.rank > me.rank then at = i break end
+  end
+  table.insert(gate.queue, at, me)
+  pump(gate)
+  do
+    local _ <close> = setmetatable({}, { __close = function()
+      me.cond:close()
+      if me.taken then return end
+      -- cancelled: out of the queue, or a turn granted and never used goes on
+      for i, o in ipairs(gate.queue) do
+        if o == me then table.remove(gate.queue, i) break end
+      end
+      if me.granted then gate.busy = gate.busy - 1 end
+      pump(gate)
+    end })
+    while not me.granted do me.cond:wait() end
+    me.taken = true
+  end
+  return setmetatable({}, { __close = function()
+    gate.busy = gate.busy - 1
+    pump(gate)
+  end })
+end
+
 -- The holder's image: FROM scratch with the binary mw carries, tagged by that binary's hash,
 -- built once per engine and shared by every stack of this installation -> id | nil, err.
 function Sup:holder_image()
@@ -94,8 +174,9 @@ end
 -- the one it has, one found on the engine with the same hash (started if it stopped), or a new
 -- one (an outdated one is removed first). With tmp_name, always a new one under that name (a
 -- start-first replacement's, Sup:replace). With defer, a new one is returned created, its
--- start under way (h.pending; Sup:holder_ready waits) -> the holder | nil, err.
-function Sup:ensure_holder(inst, hold, tmp_name, defer)
+-- start under way (h.pending; Sup:holder_ready waits); with ahead too, that start waits its
+-- turn (Sup:holder_turn) -> the holder | nil, err.
+function Sup:ensure_holder(inst, hold, tmp_name, defer, ahead)
   local engine = self.engine
   local name = tmp_name or spec.holder_name(self.stack, inst.key)
   if not tmp_name then
@@ -167,6 +248,7 @@ function Sup:ensure_holder(inst, hold, tmp_name, defer)
   local cok, cerr = self:connect_networks(inst, id, nets)
   if not cok then return discard("its network holder: " .. tostring(cerr)) end
   local function start()
+    local _ <close> = ahead and self:holder_turn(inst) or nil       -- its turn, given back at the end
     local ok, serr = engine:start(id)
     if not ok then return discard("cannot start its network holder: " .. tostring(serr)) end
     return self:holder_up(inst, id, name, hold.hash, "created", tmp_name)

@@ -172,6 +172,7 @@ end
 return B.main(function()
   B.machine()
   E.image()              -- prebuilt before any timing
+  B.warm_up()            -- and the holders' image
   local compose_ok = has_compose()
   local skip_compose
   if not compose_ok then skip_compose = "docker-compose is not installed or does not run (apt-get install -y docker-compose)" end

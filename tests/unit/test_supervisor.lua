@@ -174,4 +174,45 @@ t.test("a die event that says 0 is checked against the container's state (moby 2
   t.eq(c.state, "completed", "a 0 the state confirms completes the job")
 end)
 
+t.test("holder starts of instances waiting for their dependencies take turns: two at once, earliest in the start order first", function()
+  local core = require "mw.core"
+  local order, comps = {}, {}
+  for i = 1, 6 do
+    local name = string.format("c%d", i)
+    order[i] = name
+    comps[name] = { name = name, depends_on = {} }
+  end
+  local sup = supervisor.new { engine = {}, stack = { name = "gate", order = order, components = comps } }
+  local inst = function(i) return sup.comps["c" .. i] end
+  local started, busy, most = {}, 0, 0
+  -- c6, c5 and c2 begin their precreate first; c3 and c4 are still creating (marked) when the
+  -- first turns are handed out, and must not be passed by c5 or c6
+  local marks = {}
+  for _, i in ipairs { 6, 5, 4, 3, 2 } do marks[i] = sup:ahead_mark(inst(i)) end
+  local tasks = {}
+  local function start(i)
+    tasks[#tasks + 1] = core.spawn(function()
+      local _ <close> = sup:holder_turn(inst(i))
+      started[#started + 1] = i
+      busy = busy + 1
+      most = math.max(most, busy)
+      core.sleep(0.02)
+      busy = busy - 1
+    end, "turn-" .. i)
+  end
+  start(6) start(5) start(2)
+  core.sleep(0.01)
+  start(4) start(3)
+  -- one that is cancelled while it waits gives nothing away
+  local gone = core.spawn(function() local _ <close> = sup:holder_turn(inst(1)) core.sleep(10) end, "turn-1")
+  core.sleep(0)
+  core.cancel(gone)
+  for _, task in ipairs(tasks) do core.join(task) end
+  t.eq(table.concat(started, " "), "2 3 4 5 6", "in the start order")
+  t.eq(most, 2, "two at once")
+  for _, m in pairs(marks) do getmetatable(m).__close() end
+  t.eq(sup.holder_gate.busy, 0, "every turn given back")
+  t.eq(#sup.holder_gate.queue, 0)
+end)
+
 os.exit(t.run())
