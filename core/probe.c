@@ -762,8 +762,9 @@ static void beat_tick(uv_timer_t *t)
 {
     beat_t *b = (beat_t *)t->data;
     double now = now_s();
-    /* an answer may wait unread: libuv runs timers before it polls, and a starved mw wakes late */
-    if (b->out && (now >= b->deadline || now >= b->next_tick - BEAT_EARLY)) req_read(&b->r);
+    /* an answer may wait unread: libuv runs timers before it polls, and a starved mw wakes late
+     * (a socket still connecting has nothing to read, and a read there would fail it) */
+    if (b->out && !b->r.connecting && (now >= b->deadline || now >= b->next_tick - BEAT_EARLY)) req_read(&b->r);
     if (b->out && now >= b->deadline) beat_judge(b, 1);
     if (!b->armed) return;
     if (now >= b->next_tick - BEAT_EARLY) {
