@@ -144,6 +144,39 @@ local function stop_engine(ctx, names)
   end)
 end
 
+-- The network holders (mw.holder) the named components' containers joined, once no running
+-- container joins them (a "service:x" sharer may): stopped too, so their published ports are
+-- released as compose's stop releases a container's. start_engine starts them again first.
+-- -> false when one could not be stopped
+local function stop_holders(ctx, names)
+  local say, engine = ctx.say, ctx.engine
+  local joined = function(ctr) return tostring((ctr.HostConfig or {}).NetworkMode):match("^container:(%x+)$") end
+  local want = {}
+  for _, name in ipairs(names) do
+    for _, ctr in ipairs(ctx.by[name] or {}) do
+      local id = joined(ctr)
+      if id then want[id] = true end
+    end
+  end
+  if next(want) == nil then return true end
+  for _, ctr in ipairs(lookup.containers(engine, ctx.stack) or {}) do
+    local id = joined(ctr)
+    if id and (ctr.State == "running" or ctr.State == "paused" or ctr.State == "restarting") then want[id] = nil end
+  end
+  local ok, tasks = true, {}
+  for _, holder in ipairs(lookup.holders(engine, ctx.stack) or {}) do
+    if want[holder.Id] and holder.State == "running" then
+      tasks[#tasks + 1] = core.spawn(function()
+        local sok, err = engine:stop(holder.Id, 1)
+        if not sok then say(string.format("cannot stop network holder %s: %s", name_of(holder), tostring(err))) ok = false
+        else lookup.write("stopped network holder " .. name_of(holder) .. "\n") end
+      end, "stop " .. name_of(holder))
+    end
+  end
+  for _, t in ipairs(tasks) do core.join(t) end
+  return ok
+end
+
 -- Waits until the component's containers run -> true | nil, why.
 local function wait_running(engine, list)
   local deadline = core.now() + START_WAIT
@@ -351,6 +384,7 @@ function M.stop(args, cli)
   if ctx.live then return ask(ctx, "stop", ctx.names) end
   local names = #ctx.names > 0 and ctx.names or all_names(ctx)
   local ok = stop_engine(ctx, names)
+  ok = stop_holders(ctx, names) and ok
   local marks = M.read_marks(ctx.dir, ctx.stack)
   for _, name in ipairs(names) do marks[name] = true end
   write_marks(ctx.dir, ctx.stack, marks)

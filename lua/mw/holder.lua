@@ -311,7 +311,7 @@ function Sup:holder_event(inst, id, action)
   local h = inst.holder
   if not h or h.id ~= id or (action ~= "die" and action ~= "destroy") then return end
   h.running = false      -- the recovery makes or starts it again (Sup:restart_container)
-  if inst.handling then return end
+  if inst.handling or inst.state == "user_stopped" then return end
   log.warn(inst.key, "holder", "its network holder " .. h.name .. " is gone (" .. action .. "); its container is cut off")
   self:failure(inst, "disconnected", { message = "its network holder " .. action })
 end

@@ -112,7 +112,51 @@ function Sup:user_stop(names)
       self:halt(inst, false)
       log.info(inst.key, "user_stopped", "stopped by the user; nothing restarts it until mw start")
     end)
+  self:stop_holders(list)
   return list
+end
+
+-- Stops the network holders (mw.holder) of the listed components' stopped instances, and of
+-- the components the listed ones share a namespace with (network_mode "service:x"), that no
+-- running instance shares: their published ports are released and
+-- their addresses freed, as compose's stop does with a container's. mw start, or the next mw
+-- run, starts a holder again before its container (Sup:ensure_holder).
+function Sup:stop_holders(list)
+  local tasks, names = {}, {}
+  for _, name in ipairs(list) do
+    names[#names + 1] = name
+    -- a sharer stopped: the holder it shared may now be free
+    local of = (self.groups[name].def.network_mode or ""):match("^service:(.+)$")
+    if of and self.groups[of] then names[#names + 1] = of end
+  end
+  for _, name in ipairs(names) do
+    for _, inst in ipairs(instances(self.groups[name])) do
+      local h = inst.holder
+      if inst.state == "user_stopped" and h and h.running and not self:holder_shared(inst) then
+        h.running = false          -- its die event is expected (Sup:holder_event)
+        tasks[#tasks + 1] = core.spawn(function()
+          local ok, err = self.engine:stop(h.id, 1)
+          if ok then log.info(inst.key, "holder", "stopped its network holder " .. h.name)
+          else log.warn(inst.key, "holder", "cannot stop its network holder " .. h.name .. ": " .. tostring(err)) end
+        end, inst.key .. "-holder-stop")
+      end
+    end
+  end
+  for _, t in ipairs(tasks) do core.join(t) end
+end
+
+-- Whether an instance that runs shares inst's holder (network_mode = "service:<inst's component>").
+function Sup:holder_shared(inst)
+  if inst.index ~= 1 then return false end
+  local want = "service:" .. inst.name
+  for _, group in pairs(self.groups) do
+    if group.def.network_mode == want then
+      for _, other in pairs(group.instances) do
+        if other.state ~= "user_stopped" and other.state ~= "gone" and other.state ~= "stopped" and other.id then return true end
+      end
+    end
+  end
+  return false
 end
 
 -- A component the user brings back has its policy start afresh.

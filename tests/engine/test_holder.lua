@@ -132,4 +132,36 @@ t.test("a holder removed by hand: the component fails (disconnected) and comes b
   t.eq(h.stop(), 0)
 end)
 
+t.test("mw stop stops the holder once nothing shares it (its port released); mw start starts it first", function()
+  local file, name = stack("holdstop")
+  local sdir = E.tmpdir()
+  local h = E.mw({ "run", "--log-format", "json", "--state-dir", sdir, file })
+  h.wait_event({ event = "healthy", component = "web" }, 60)
+  h.wait_event({ event = "started", component = "side" }, 60)
+  local info, holder = pair(name)
+  local port = host_port(holder)
+  -- side shares web's namespace: stopping web alone keeps the holder (and side's network)
+  local code, out = E.mw_sync { "stop", "--state-dir", sdir, file, "web" }
+  t.eq(code, 0, out)
+  t.eq(assert(e:inspect(info.Id)).State.Status, "exited", "web stopped")
+  t.eq(assert(e:inspect(holder.Id)).State.Status, "running", "its holder kept: side shares it")
+  code, out = E.mw_sync { "stop", "--state-dir", sdir, file, "side" }
+  t.eq(code, 0, out)
+  t.wait_for(function() return assert(e:inspect(holder.Id)).State.Status == "exited" end, 30,
+    "the holder stopped once side stopped too")
+  t.ok(not http.request { url = "http://127.0.0.1:" .. port .. "/debug/vars", timeout = 1 }, "its port released")
+  local mark = h.mark()
+  code, out = E.mw_sync { "start", "--state-dir", sdir, file, "web", "side" }
+  t.eq(code, 0, out)
+  h.wait_event({ event = "healthy", component = "web" }, 60, mark)
+  local info2, holder2 = pair(name)
+  t.eq(holder2.Id, holder.Id, "the same holder, started again")
+  t.eq(info2.Id, info.Id, "the same container")
+  for _, ev in ipairs(h.events_in(mark, #h.events())) do
+    t.ok(ev.event ~= "failed", "the holder's stop was no failure: " .. tostring(ev.msg))
+  end
+  answers(host_port(holder2))
+  t.eq(h.stop(), 0)
+end)
+
 os.exit(E.run(t))

@@ -62,7 +62,13 @@ local ALL = { "db", "app", "web", "side", "stubborn", "patient" }
 
 -- The stop order and the graces, as the containers saw them.
 local function check_stopped(stack, opts)
-  for _, c in ipairs(opts.comps or ALL) do t.eq(state(stack, c), "exited", c .. " stopped") end
+  for _, c in ipairs(opts.comps or ALL) do
+    t.eq(state(stack, c), "exited", c .. " stopped")
+    -- its network holder too (mw.holder): nothing keeps its address or ports
+    local holder = E.net_of(E.inspect_one(stack, c))
+    t.ok(holder.Id ~= E.inspect_one(stack, c).Id, c .. " is held")
+    t.eq(holder.State.Status, "exited", c .. "'s network holder stopped")
+  end
   local w, a, d = finished(stack, "web"), finished(stack, "app"), finished(stack, "db")
   print(string.format("  # exit times: web %.3f, app +%.3f, db +%.3f", w, a - w, d - w))
   t.ok(w <= a and a <= d, "web before app before db")
@@ -114,9 +120,12 @@ t.test("without mw: stop goes dependents first with each stop_grace, status says
   t.eq(status_json(sdir, stack).app.state, "running")
 
   -- one component: only it stops; start of web brings back what it depends on
-  code, _, err = mw { "stop", "--state-dir", sdir, file, "app", "db" }
+  code, out, err = mw { "stop", "--state-dir", sdir, file, "app", "db" }
   t.eq(code, 0, err)
   t.eq(state(stack, "web"), "running")
+  t.eq(E.net_of(E.inspect_one(stack, "web")).State.Status, "running", "web's holder untouched")
+  t.eq(E.net_of(E.inspect_one(stack, "app")).State.Status, "exited", "app's holder stopped")
+  t.match(out, "stopped network holder " .. lit(stack) .. "%-app%.net")
   t.ok(finished(stack, "app") <= finished(stack, "db"), "app before db")
   code, _, err = mw { "start", "--state-dir", sdir, file, "web" }
   t.eq(code, 0, err)
