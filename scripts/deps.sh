@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev libuv1-dev lua-cjson-dev libyaml-dev libhttp-parser-dev
       busybox-static docker.io lua5.4 lua-check
-      etcd-server)   # etcd-server: the coordination tests and benchmark (mw run --coord etcd://)
+      etcd-server    # etcd-server: the coordination tests and benchmark (mw run --coord etcd://)
+      docker-registry)   # the pull-policy tests' registry on loopback (tests/engine/test_pull.lua)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
