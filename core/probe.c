@@ -550,6 +550,7 @@ typedef struct beat {
     uv_timer_t tick;              /* the next tick, or the probe's deadline if sooner */
     request_t r;                  /* the probe; r.fd is the connection, kept between probes */
     int armed, out, quiet;
+    int epollout;                 /* the socket was registered with EPOLLOUT (it was connecting) */
     int nsfd;                     /* a dup of the namespace's fd, -1: the host's loopback */
     int port;
     double interval, phase, timeout, next_tick, sent, deadline;
@@ -641,7 +642,14 @@ static void beat_judge(beat_t *b, int timed_out)
     news_t n = { .latency = now - b->sent, .sent = b->sent, .at = now };
     if (answered && plainly_good(r)) {
         n.kind = NEWS_GOOD;
-        if (!r->keepable) beat_close_fd(b);
+        if (!r->keepable) {
+            beat_close_fd(b);
+        } else if (b->epollout) {
+            /* kept: writability would wake the loop at every ACK of a request */
+            struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
+            ev.data.u64 = (uint64_t)(unsigned)r->slot | ((uint64_t)req_gens[r->slot] << 32);
+            if (epoll_ctl(req_epfd, EPOLL_CTL_MOD, r->fd, &ev) == 0) b->epollout = 0;
+        }
     } else {
         n.kind = NEWS_ANSWER;
         if (answered) {
@@ -694,6 +702,7 @@ static void beat_connect(beat_t *b)
         beat_judge(b, 0);
         return;
     }
+    b->epollout = r->connecting;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET | (r->connecting ? EPOLLOUT : 0) };
     ev.data.u64 = (uint64_t)(unsigned)r->slot | ((uint64_t)req_gens[r->slot] << 32);
     if (epoll_ctl(req_epfd, EPOLL_CTL_ADD, r->fd, &ev) != 0) {
@@ -793,11 +802,9 @@ static void beat_disarm(beat_t *b)
 {
     b->armed = 0;
     uv_timer_stop(&b->tick);
-    if (b->out) {                 /* abandoned: its connection cannot be reused */
-        b->out = 0;
-        b->r.done = 1;
-        beat_close_fd(b);
-    }
+    b->out = 0;                   /* a probe out is abandoned */
+    b->r.done = 1;
+    beat_close_fd(b);             /* and the kept connection closed: the Lua probes make their own */
     while (b->qlen) {
         news_free(&b->q[b->qhead]);
         b->qhead = (b->qhead + 1) % BEAT_QUEUE;
@@ -855,7 +862,8 @@ static int net_beat(lua_State *L)
     return 1;
 }
 
-/* beat:arm(port, request, interval, phase, timeout[, netns[, limit[, grace]]]): probes
+/* beat:arm(port, request, interval, phase, timeout[, netns[, limit[, grace]]]) -> true |
+ * nil, message, code (the namespace could not be kept): probes
  * 127.0.0.1:port (in netns: its own loopback) with request at each tick of the grid (interval
  * seconds at phase x interval), each given timeout seconds; as net.request for limit and
  * grace. A connection kept from before is closed: the target may have changed. */
@@ -897,7 +905,8 @@ static int beat_arm(lua_State *L)
     b->armed = 1;
     b->next_tick = now_s();          /* armed at a tick (mw.heartbeat): the first probe goes now */
     beat_schedule(b);
-    return 0;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* beat:disarm(): no more probes; one out is abandoned and untaken news dropped */
@@ -925,33 +934,37 @@ static int beat_next(lua_State *L)
 {
     beat_t *b = mw_box_check(L, 1, BEAT_MT);
     if (b->qlen == 0) return 0;
-    news_t n = b->q[b->qhead];
-    b->qhead = (b->qhead + 1) % BEAT_QUEUE;
-    b->qlen--;
-    if (n.kind != NEWS_GOOD) b->urgent--;
-    if (n.kind == NEWS_LATE) {
+    news_t *n = &b->q[b->qhead];     /* taken once its values are pushed (a push may raise) */
+    int nret;
+    if (n->kind == NEWS_LATE) {
         lua_pushliteral(L, "late");
         lua_pushnil(L);
         lua_pushnil(L);
-        lua_pushnumber(L, n.at);
-        return 4;
+        lua_pushnumber(L, n->at);
+        nret = 4;
+    } else {
+        lua_pushstring(L, n->kind == NEWS_GOOD ? "good" : "answer");
+        lua_pushnumber(L, n->latency);
+        lua_pushnumber(L, n->sent);
+        lua_pushnumber(L, n->at);
+        nret = 4;
+        if (n->kind == NEWS_ANSWER && n->data) {
+            lua_pushlstring(L, n->data, n->len);
+            nret = 5;
+        } else if (n->kind == NEWS_ANSWER) {
+            lua_pushnil(L);
+            lua_pushstring(L, n->stage);
+            if (n->err) lua_pushstring(L, uv_strerror(uv_translate_sys_error(n->err)));
+            else lua_pushliteral(L, "timeout");
+            lua_pushinteger(L, (lua_Integer)n->len);
+            nret = 8;
+        }
     }
-    lua_pushstring(L, n.kind == NEWS_GOOD ? "good" : "answer");
-    lua_pushnumber(L, n.latency);
-    lua_pushnumber(L, n.sent);
-    lua_pushnumber(L, n.at);
-    if (n.kind == NEWS_GOOD) return 4;
-    if (n.data) {
-        lua_pushlstring(L, n.data, n.len);
-        news_free(&n);
-        return 5;
-    }
-    lua_pushnil(L);
-    lua_pushstring(L, n.stage);
-    if (n.err) lua_pushstring(L, uv_strerror(uv_translate_sys_error(n.err)));
-    else lua_pushliteral(L, "timeout");
-    lua_pushinteger(L, (lua_Integer)n.len);
-    return 8;
+    if (n->kind != NEWS_GOOD) b->urgent--;
+    news_free(n);
+    b->qhead = (b->qhead + 1) % BEAT_QUEUE;
+    b->qlen--;
+    return nret;
 }
 
 /* beat:held() -> whether a connection is kept (tests) */

@@ -189,6 +189,8 @@ static void finish(mw_rt *rt, mw_task *t, int state)
     t->self_ref = LUA_NOREF;
 }
 
+static void close_coroutine(mw_rt *rt, lua_State *co);
+
 static void resume(mw_rt *rt, mw_task *t, int nargs)
 {
     lua_State *L = rt->L;
@@ -218,6 +220,9 @@ static void resume(mw_rt *rt, mw_task *t, int nargs)
     fflush(stderr);
     lua_pop(L, 1);
     lua_pushstring(L, msg);
+    /* a coroutine dead by an error is not unwound (Lua 5.4 manual 3.3.8): its pending
+     * to-be-closed variables are closed here, as a cancel closes them */
+    close_coroutine(rt, t->co);
     finish(rt, t, T_FAILED);
 }
 

@@ -490,6 +490,7 @@ function Sup:create_only(inst, body, hold, ahead)
     -- a new holder starts while the container is created (a create needs only its id)
     local herr
     h, herr = self:ensure_holder(inst, hold, nil, true, ahead)
+    if ahead and not (h and h.pending) then self:ahead_unmark(inst) end     -- no turn to ask for
     if not h then return nil, herr end
     body.HostConfig.NetworkMode = "container:" .. h.id
     nets = {}     -- the holder's

@@ -195,27 +195,36 @@ function Sup:run_beat(inst, st, hb, started, gen)
   if not port then return false end
   local beat = st.beat or net.beat()
   st.beat = beat
-  if st.keep then st.keep:close() st.keep = nil end         -- the beat keeps its own connection
-  beat:arm(port, probe.request_for(hb.path, port, true), hb.interval, st.slot or 0, hb.timeout, ns,
+  local armed, aerr = beat:arm(port, probe.request_for(hb.path, port, true), hb.interval, st.slot or 0, hb.timeout, ns,
     probe.MAX_BODY + 16384, probe.CLOSE_GRACE)
-  while st.gen == gen and inst.hb == st and inst.def.heartbeat == hb and self:may_beat_on(inst, hb) do
+  if not armed then
+    log.warn(inst.key, "heartbeat", "probes stay in Lua: " .. tostring(aerr))
+    return false
+  end
+  if st.keep then st.keep:close() st.keep = nil end         -- the beat keeps its own connection
+  -- whether this run may go on: the heartbeat's state was not replaced or stopped meanwhile
+  local function ours() return st.gen == gen and inst.hb == st and st.beat == beat end
+  while ours() and inst.def.heartbeat == hb and self:may_beat_on(inst, hb) do
     local wait = BEAT_REPORT
-    local due = inst.state == "unhealthy" and self:hb_deadline(inst, started)
-    if due and due > core.now() then wait = math.min(wait, due - core.now()) end
+    if inst.state == "unhealthy" then
+      -- at least once a tick, as the Lua loop checks: a held restart is let go in time
+      wait = math.min(wait, hb.interval)
+      local due = self:hb_deadline(inst, started)
+      if due and due > core.now() then wait = math.min(wait, due - core.now()) end
+    end
     local asked = core.now() + wait
     local woke = beat:wait(inst.state == "healthy", wait)
-    if st.gen ~= gen then return true end
+    if not ours() then return true end
     -- woken late by the timeout, mw was starved: an answer may wait unread (see the Lua loop)
     if not woke and core.now() - asked > LATE then core.sleep(0.002) end
-    if st.gen ~= gen then return true end
-    if not self:take_beats(inst, st, beat, hb, started, gen) then return true end
+    if not ours() or not self:take_beats(inst, st, beat, hb, started, gen) then return true end
     self:hb_check(inst, started)
   end
-  if st.gen == gen then
+  if ours() then
     self:take_beats(inst, st, beat, hb, started, gen)
-    beat:disarm()
-    if self.hb_keep and not st.keep then st.keep = net.keep() end
+    if ours() then beat:disarm() end
   end
+  if inst.hb == st and self.hb_keep and not st.keep then st.keep = net.keep() end
   return true
 end
 
@@ -239,7 +248,7 @@ function Sup:take_beats(inst, st, beat, hb, started, gen)
       if st.gen ~= gen then return false end
       if ok then self:good(inst, latency, sent, at) else self:miss(inst, why, started, latency) end
     end
-    if st.gen ~= gen then return false end
+    if st.gen ~= gen or st.beat ~= beat then return false end
   end
 end
 

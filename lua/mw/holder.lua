@@ -61,9 +61,13 @@ end
 function Sup:ahead_mark(inst)
   local gate = gate_of(self)
   gate.marks[inst] = rank_of(self, inst)
-  return setmetatable({}, { __close = function()
-    if gate.marks[inst] then gate.marks[inst] = nil pump(gate) end
-  end })
+  return setmetatable({}, { __close = function() self:ahead_unmark(inst) end })
+end
+
+-- Drops inst's mark: its precreate will ask for no turn (its holder was found, not made).
+function Sup:ahead_unmark(inst)
+  local gate = gate_of(self)
+  if gate.marks[inst] then gate.marks[inst] = nil pump(gate) end
 end
 
 -- Waits for inst's turn to start its holder -> a value to close when the start is done (a

@@ -71,7 +71,7 @@ function Sup:apply(new)
           if def.heartbeat and inst.state == "running" then transition(self, inst, "reloaded", "starting") end
           if not def.heartbeat and inst.state ~= "running" then transition(self, inst, "reloaded", "running") end
           local port = inst.hb and inst.hb.host_port
-          self:drop_kept(inst)
+          self:stop_heartbeat(inst)         -- the old state's task, probes and beat end with it
           inst.hb = { misses = 0, host_port = port }
           self:start_heartbeat(inst)
         end

@@ -63,6 +63,19 @@ t.test("cancel ends a waiting task, runs its to-be-closed values, and wakes join
   t.eq(core.cancel(victim), false, "cancelling twice")
 end)
 
+t.test("a task that fails by an error runs its to-be-closed values too", function()
+  local closed
+  local victim = core.spawn(function()
+    local _ <close> = setmetatable({}, { __close = function(_, err) closed = tostring(err) end })
+    core.sleep(0.01)
+    error("boom", 0)
+  end, "victim-error")
+  local ok, err = core.join(victim)
+  t.eq(ok, false)
+  t.match(err, "boom")
+  t.eq(closed, "boom", "__close ran with the error")
+end)
+
 t.test("waiting primitives raise outside a task", function()
   local ok, err = core.budget(function() core.sleep(0.01) end)
   t.eq(ok, false)

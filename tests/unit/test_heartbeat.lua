@@ -311,6 +311,8 @@ t.test("net.beat: probes on the grid over one kept connection; what is not plain
   t.eq(ka.accepts, 1, "five probes, one connection")
   t.ok(beat:held(), "the connection is kept between probes")
   t.eq(ka.asked[1], "keep-alive")
+  beat:disarm()
+  t.ok(not beat:held(), "disarmed, it keeps no connection")
   -- quiet: good answers wait for the task until BEAT_FULL (48) of them, or news of another kind
   beat:arm(ka.port, probe.request_for("/", ka.port, true), 0.01, 0, 1)
   local woke, why = beat:wait(true, 0.2)
@@ -456,6 +458,26 @@ t.test("a healthy instance's probes run in C: goods in batches, a bad answer jud
   t.match(failures[1].message, "HTTP 503")
   t.ok(bad >= 5, "each bad answer was a miss: " .. bad)
   s2.stop()
+end)
+
+t.test("a heartbeat state replaced under a beat (a reload's) ends the old task quietly; the new one probes", function()
+  local ka = keepalive_server()
+  local sup, instance = harness()
+  local c = instance("/", { interval = 0.02, misses = 5, grace = 60 }, ka.port)
+  t.wait_for(function() return c.state == "healthy" and c.hb.beat ~= nil end, 5, "healthy, its probes in a beat")
+  core.sleep(0.05)
+  local old = c.hb.task
+  -- as a reload did before it stopped the heartbeat first: the beat closed under its task
+  sup:drop_kept(c)
+  c.hb = { misses = 0, host_port = ka.port }
+  sup:start_heartbeat(c)
+  t.wait_for(function() return old:status() == "done" or old:status() == "failed" end, 5, "the old task ended")
+  t.eq(old:status(), "done", "ended, not failed on the closed beat")
+  local answers = ka.answers
+  t.wait_for(function() return ka.answers >= answers + 5 end, 5, "the new heartbeat probes")
+  t.eq(c.state, "healthy")
+  sup:stop_heartbeat(c)
+  ka.stop()
 end)
 
 t.test("one probe in flight: a stalled endpoint gets no pile of probes", function()
