@@ -332,20 +332,22 @@ t.test("net.beat: probes on the grid over one kept connection; what is not plain
   t.eq(assert(probe.answer(1, probe.MAX_BODY, news[1][5])).status, 503)
   beat:disarm()
   busy.stop()
+  -- the beat armed on a new keepalive_server(opts) -> its first `want` news, the server
+  local function beat_on(opts, interval, timeout, want)
+    local s = keepalive_server(opts)
+    beat:arm(s.port, probe.request_for("/", s.port, true), interval, 0, timeout)
+    return beat_news(beat, want, 5), s
+  end
   -- the server closes each connection after its answer (an idle timeout): each probe finds
   -- the kept one closed and goes again on a new one, every one good
-  ka = keepalive_server { close_after = 1 }
-  beat:arm(ka.port, probe.request_for("/", ka.port, true), 0.03, 0, 1)
-  news = beat_news(beat, 4, 5)
+  news, ka = beat_on({ close_after = 1 }, 0.03, 1, 4)
   t.eq(#news, 4)
   for i, n in ipairs(news) do t.eq(n[1], "good", "probe " .. i .. " after the close") end
   t.ok(ka.accepts >= 4, "a connection each: " .. ka.accepts)
   beat:disarm()
   ka.stop()
   -- a server that stops answering: a probe's timeout inside the interval is a failure...
-  ka = keepalive_server { mute_after = 1 }
-  beat:arm(ka.port, probe.request_for("/", ka.port, true), 0.1, 0, 0.03)
-  news = beat_news(beat, 2, 5)
+  news, ka = beat_on({ mute_after = 1 }, 0.1, 0.03, 2)
   t.eq(news[1][1], "good")
   t.eq(news[2][1], "answer")
   t.eq(news[2][5], nil)
@@ -355,9 +357,7 @@ t.test("net.beat: probes on the grid over one kept connection; what is not plain
   beat:disarm()
   ka.stop()
   -- ...and one that outlasts the interval is still out at the next tick: "late", once a tick
-  ka = keepalive_server { mute_after = 1 }
-  beat:arm(ka.port, probe.request_for("/", ka.port, true), 0.03, 0, 5)
-  news = beat_news(beat, 3, 5)
+  news, ka = beat_on({ mute_after = 1 }, 0.03, 5, 3)
   t.eq(news[1][1], "good")
   t.eq(news[2][1], "late")
   t.eq(news[3][1], "late")
