@@ -123,7 +123,7 @@ end
 -- With ns (a net.netns), 127.0.0.1 is the container's own loopback. max: the most of the body
 -- kept (MAX_BODY).
 --
--- The exchange is one net.request (core/net.c): connect, send, read to the server's close in
+-- The exchange is one net.request (core/probe.c): connect, send, read to the server's close in
 -- C, one resume of the task at the end. It reads to the server's close: the side that closes
 -- first keeps the TIME_WAIT, and a client holding thousands of them makes every connect
 -- search longer for a free port (seen in a profile: mw closing first cost 2.4x the CPU of
