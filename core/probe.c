@@ -140,6 +140,15 @@ static void slot_give(int i)
     req_free = i;
 }
 
+/* The epoll registration of r's socket for events: its slot and that slot's generation, as
+ * req_dispatch reads them back. */
+static struct epoll_event slot_event(const request_t *r, uint32_t events)
+{
+    struct epoll_event ev = { .events = events };
+    ev.data.u64 = (uint64_t)(unsigned)r->slot | ((uint64_t)req_gens[r->slot] << 32);
+    return ev;
+}
+
 static void req_finish(request_t *r, const char *stage, int err)
 {
     if (r->done) return;
@@ -293,6 +302,44 @@ static void req_dispatch(uv_poll_t *h, int status, int events)
     } while (n == 64);
 }
 
+/* Whether nothing waits on a kept connection: the server's close, or an answer it sent unasked
+ * (a 408 before an idle close), would be read as the next request's answer. */
+static int kept_quiet(int fd)
+{
+    char peek;
+    ssize_t waiting = recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT);
+    return waiting < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* A new connection for r to 127.0.0.1:port (inside the namespace nsfd; -1: the host's), its
+ * request written as far as the socket takes it (on loopback the handshake is usually over by
+ * the time connect returns), its socket in the request epoll under a new slot and generation
+ * -> 0 | an errno (r->fd, if open, is the caller's to close) | -1: no memory for a slot. */
+static int req_connect(request_t *r, int port, int nsfd)
+{
+    r->reused = 0;
+    r->req_off = 0;
+    r->connecting = 1;
+    r->fd = nsfd >= 0 ? mw_netns_socket(nsfd) : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (r->fd < 0) {
+        int e = nsfd >= 0 ? -r->fd : errno;
+        r->fd = -1;
+        return e;
+    }
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if ((connect(r->fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) || req_write(r) < 0)
+        return errno;
+    /* a new socket, a new generation: an event for an earlier one (held by a child between
+     * fork and exec) finds nothing */
+    slot_give(r->slot);
+    r->slot = slot_take(r);
+    if (r->slot < 0) return -1;
+    struct epoll_event ev = slot_event(r, EPOLLIN | EPOLLRDHUP | EPOLLET | (r->connecting ? EPOLLOUT : 0));
+    if (epoll_ctl(req_epfd, EPOLL_CTL_ADD, r->fd, &ev) != 0) return errno;
+    return 0;
+}
+
 static int request_ready(mw_waiter *w, lua_State *L)
 {
     request_t *r = (request_t *)w;
@@ -413,17 +460,14 @@ static int net_request(lua_State *L)
         keep->fd = -1;
         r->reused = 1;
         r->connecting = 0;
-        char peek;
-        ssize_t waiting = recv(r->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (waiting >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || req_write(r) <= 0) {
+        if (!kept_quiet(r->fd) || req_write(r) <= 0) {
             r->stage = "stale";
             r->done = 1;
             return request_done(L, LUA_OK, 8);
         }
         r->slot = slot_take(r);
         if (r->slot < 0) return luaL_error(L, "net.request: out of memory");
-        struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
-        ev.data.u64 = (uint64_t)(unsigned)r->slot | ((uint64_t)req_gens[r->slot] << 32);
+        struct epoll_event ev = slot_event(r, EPOLLIN | EPOLLRDHUP | EPOLLET);
         if (epoll_ctl(req_epfd, EPOLL_CTL_MOD, r->fd, &ev) != 0 &&
             (errno != ENOENT || epoll_ctl(req_epfd, EPOLL_CTL_ADD, r->fd, &ev) != 0)) {
             r->err = errno;
@@ -436,35 +480,10 @@ static int net_request(lua_State *L)
         if (r->whole && !r->done && timeout > r->grace) timeout = r->grace;
         return mw_waiter_waitk(L, &r->w, timeout, "net.request", 8, request_done);
     }
-    r->fd = ns ? mw_netns_socket(ns->fd) : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (r->fd < 0) {
-        r->err = ns ? -r->fd : errno;
-        r->fd = -1;
-        r->stage = "connect";
-        r->done = 1;
-        return request_done(L, LUA_OK, 8);
-    }
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(r->fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
-        r->err = errno;
-        r->stage = "connect";
-        r->done = 1;
-        return request_done(L, LUA_OK, 8);
-    }
-    /* on loopback the handshake is usually over by now: write at once */
-    if (req_write(r) < 0) {
-        r->err = errno;
-        r->stage = "connect";
-        r->done = 1;
-        return request_done(L, LUA_OK, 8);
-    }
-    r->slot = slot_take(r);
-    if (r->slot < 0) return luaL_error(L, "net.request: out of memory");
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET | (r->connecting ? EPOLLOUT : 0) };
-    ev.data.u64 = (uint64_t)(unsigned)r->slot | ((uint64_t)req_gens[r->slot] << 32);
-    if (epoll_ctl(req_epfd, EPOLL_CTL_ADD, r->fd, &ev) != 0) {
-        r->err = errno;
+    e = req_connect(r, port, ns ? ns->fd : -1);
+    if (e < 0) return luaL_error(L, "net.request: out of memory");
+    if (e > 0) {
+        r->err = e;
         r->stage = "connect";
         r->done = 1;
         return request_done(L, LUA_OK, 8);
@@ -646,8 +665,7 @@ static void beat_judge(beat_t *b, int timed_out)
             beat_close_fd(b);
         } else if (b->epollout) {
             /* kept: writability would wake the loop at every ACK of a request */
-            struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
-            ev.data.u64 = (uint64_t)(unsigned)r->slot | ((uint64_t)req_gens[r->slot] << 32);
+            struct epoll_event ev = slot_event(r, EPOLLIN | EPOLLRDHUP | EPOLLET);
             if (epoll_ctl(req_epfd, EPOLL_CTL_MOD, r->fd, &ev) == 0) b->epollout = 0;
         }
     } else {
@@ -673,43 +691,14 @@ static void beat_schedule(beat_t *b);
 static void beat_connect(beat_t *b)
 {
     request_t *r = &b->r;
-    r->reused = 0;
-    r->req_off = 0;
-    r->connecting = 1;
-    r->fd = b->nsfd >= 0 ? mw_netns_socket(b->nsfd) : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (r->fd < 0) {
-        r->err = b->nsfd >= 0 ? -r->fd : errno;
-        r->fd = -1;
-        r->stage = "connect";
-        beat_judge(b, 0);
-        return;
-    }
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)b->port) };
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if ((connect(r->fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) || req_write(r) < 0) {
-        r->err = errno;
-        r->stage = "connect";
-        beat_judge(b, 0);
-        return;
-    }
-    /* a new socket, a new generation: an event for the last one (held by a child between
-     * fork and exec) finds nothing */
-    slot_give(r->slot);
-    r->slot = slot_take(r);
-    if (r->slot < 0) {
-        r->err = ENOMEM;
+    int e = req_connect(r, b->port, b->nsfd);
+    if (e != 0) {
+        r->err = e < 0 ? ENOMEM : e;
         r->stage = "connect";
         beat_judge(b, 0);
         return;
     }
     b->epollout = r->connecting;
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET | (r->connecting ? EPOLLOUT : 0) };
-    ev.data.u64 = (uint64_t)(unsigned)r->slot | ((uint64_t)req_gens[r->slot] << 32);
-    if (epoll_ctl(req_epfd, EPOLL_CTL_ADD, r->fd, &ev) != 0) {
-        r->err = errno;
-        r->stage = "connect";
-        beat_judge(b, 0);
-    }
 }
 
 /* Sends the probe: on the kept connection when the server has not closed it (nothing waits
@@ -727,9 +716,7 @@ static void beat_send(beat_t *b)
     b->sent = now_s();
     b->deadline = b->sent + b->timeout;
     if (r->fd >= 0) {
-        char peek;
-        ssize_t waiting = recv(r->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (waiting < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (kept_quiet(r->fd)) {
             r->reused = 1;
             r->connecting = 0;
             if (req_write(r) > 0) return;
