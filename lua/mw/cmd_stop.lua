@@ -150,17 +150,16 @@ end
 -- -> false when one could not be stopped
 local function stop_holders(ctx, names)
   local say, engine = ctx.say, ctx.engine
-  local joined = function(ctr) return tostring((ctr.HostConfig or {}).NetworkMode):match("^container:(%x+)$") end
   local want = {}
   for _, name in ipairs(names) do
     for _, ctr in ipairs(ctx.by[name] or {}) do
-      local id = joined(ctr)
+      local id = lookup.joined(ctr)
       if id then want[id] = true end
     end
   end
   if next(want) == nil then return true end
   for _, ctr in ipairs(lookup.containers(engine, ctx.stack) or {}) do
-    local id = joined(ctr)
+    local id = lookup.joined(ctr)
     if id and (ctr.State == "running" or ctr.State == "paused" or ctr.State == "restarting") then want[id] = nil end
   end
   local ok, tasks = true, {}

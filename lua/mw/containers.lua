@@ -14,7 +14,7 @@ local log = require "mw.log"
 local owner = require "mw.owner"
 local instance = require "mw.instance"
 
-local transition, is_up = instance.transition, instance.is_up
+local transition, is_up, instances = instance.transition, instance.is_up, instance.instances
 
 local Sup = {}
 
@@ -312,25 +312,35 @@ end
 -- sharing it is restarted into the new one (compose leaves them cut off).
 function Sup:restart_sharers(inst)
   local want = "service:" .. inst.name
+  for _, other in ipairs(self:sharers(inst)) do
+    if other.id and is_up(other) and not other.handling then
+      other.handling = true
+      log.info(other.key, "restarting", "restarting into the network namespace of " .. inst.key ..
+        ", which was " .. "restarted (network_mode " .. want .. ")", { action = "restart" })
+      self:spawn(other.key .. "-rejoin", function()
+        self:quiet_stop(other)
+        other.restarts = other.restarts + 1
+        local ok, err, info = self:restart_container(other)
+        if not ok then return self:start_failed(other, err, info) end
+        self:settle(other)
+      end)
+    end
+  end
+end
+
+-- The instances of the components that share inst's network namespace (network_mode =
+-- "service:<inst's component>"), in start order: they join instance 1 only.
+function Sup:sharers(inst)
+  local out = {}
+  if inst.index ~= 1 then return out end
+  local want = "service:" .. inst.name
   for _, name in ipairs(self.stack.order) do
     local group = self.groups[name]
     if group and group.def.network_mode == want then
-      for _, other in pairs(group.instances) do
-        if other.id and is_up(other) and not other.handling then
-          other.handling = true
-          log.info(other.key, "restarting", "restarting into the network namespace of " .. inst.key ..
-            ", which was " .. "restarted (network_mode " .. want .. ")", { action = "restart" })
-          self:spawn(other.key .. "-rejoin", function()
-            self:quiet_stop(other)
-            other.restarts = other.restarts + 1
-            local ok, err, info = self:restart_container(other)
-            if not ok then return self:start_failed(other, err, info) end
-            self:settle(other)
-          end)
-        end
-      end
+      for _, other in ipairs(instances(group)) do out[#out + 1] = other end
     end
   end
+  return out
 end
 
 -- Watches the container's main process through a pidfd: its exit is seen ~2 ms after it

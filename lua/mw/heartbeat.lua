@@ -182,8 +182,8 @@ end
 -- Whether a healthy instance's probes may run in C (net.beat): HTTP, judged by the status
 -- alone (no check; no autoscaler reading the body), on a kept connection, and none out in Lua.
 function Sup:may_beat(inst, hb)
-  return self.hb_beat and self.hb_keep and hb.kind == "http" and not hb.check and not inst.def.autoscale
-    and inst.state == "healthy" and next(inst.probes) == nil
+  return self.hb_beat and self.hb_keep and hb.kind == "http" and inst.state == "healthy" and next(inst.probes) == nil
+    and self:may_beat_on(inst, hb)
 end
 
 -- Runs the instance's probes in C (net.beat) while it is healthy or unhealthy and its settings

@@ -146,10 +146,16 @@ function M.holders(engine, stack)
   return owned_list(engine, stack, "mw.holder")
 end
 
+-- The id of the container whose network namespace a container joins (its inspect or list
+-- entry's HostConfig.NetworkMode "container:<id>") | nil.
+function M.joined(ctr)
+  return tostring((ctr.HostConfig or {}).NetworkMode):match("^container:(%x+)$")
+end
+
 -- The network holder (mw.holder) a container of stack joins, inspected, from the container's
 -- inspect or list entry (HostConfig.NetworkMode "container:<id>") -> info | nil when it has none.
 function M.holder_of(engine, ctr, stack)
-  local id = tostring((ctr.HostConfig or {}).NetworkMode):match("^container:(%x+)$")
+  local id = M.joined(ctr)
   local info = id and engine:inspect(id)
   local labels = info and info.Config and info.Config.Labels or {}
   if not (owner.owns(labels) and labels["mw.holder"] and labels["mw.stack"] == stack) then return nil end

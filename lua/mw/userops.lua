@@ -147,14 +147,8 @@ end
 
 -- Whether an instance that runs shares inst's holder (network_mode = "service:<inst's component>").
 function Sup:holder_shared(inst)
-  if inst.index ~= 1 then return false end
-  local want = "service:" .. inst.name
-  for _, group in pairs(self.groups) do
-    if group.def.network_mode == want then
-      for _, other in pairs(group.instances) do
-        if other.state ~= "user_stopped" and other.state ~= "gone" and other.state ~= "stopped" and other.id then return true end
-      end
-    end
+  for _, other in ipairs(self:sharers(inst)) do
+    if other.state ~= "user_stopped" and other.state ~= "gone" and other.state ~= "stopped" and other.id then return true end
   end
   return false
 end
