@@ -38,14 +38,31 @@ local function copy(tbl)
   return out
 end
 
--- A status row from a list entry (and its inspect, when there is one).
-function M.engine_row(ctr, info, now)
+-- Where a container's network namespace comes from, by its list entry's NetworkMode: its
+-- network holder (mw.holder; `holders` by id), another container's, or its own ->
+-- network ("held" | the mode | "own"), holder ({ name, container, state } | nil).
+function M.network_of(ctr, holders)
+  local mode = tostring((ctr.HostConfig or {}).NetworkMode or "")
+  local joined = lookup.joined(ctr)
+  local h = joined and holders and holders[joined]
+  if h then
+    return "held", { name = tostring((h.Names or {})[1] or "?"):gsub("^/", ""), container = h.Id, state = h.State }
+  end
+  if joined then return "container:" .. joined:sub(1, 12) end    -- a holder gone: cut off
+  if mode:find("^container:") or mode == "host" or mode == "none" then return mode end
+  return "own"
+end
+
+-- A status row from a list entry (and its inspect, when there is one; `holders`: the stack's
+-- network holders by id).
+function M.engine_row(ctr, info, now, holders)
   local state = info and info.State or {}
   local comp, instance, key = lookup.identity(ctr.Labels)
   local row = {
     name = key, component = comp, instance = instance, container = ctr.Id, state = ctr.State or state.Status,
     source = "engine", engine_state = ctr.State or state.Status,
   }
+  row.network, row.holder = M.network_of(ctr, holders)
   if row.state == "exited" or row.state == "dead" then
     row.exit_code = state.ExitCode or M.exit_code_of(ctr.Status)
     -- a clean exit is no failure (the state column still says how it ended)
@@ -100,7 +117,7 @@ function M.stack_status(opts)
   for _, ctr in ipairs(opts.containers or {}) do
     local comp, _, key = lookup.identity(ctr.Labels)
     if comp and not named[key] then
-      local row = M.engine_row(ctr, (opts.infos or {})[ctr.Id], now)
+      local row = M.engine_row(ctr, (opts.infos or {})[ctr.Id], now, opts.holders)
       if ctr.Labels["mw.standby"] == "1" and ctr.State == "paused" then
         row.name, row.state, row.is_standby = key .. " standby", "standby_frozen", true
       else
@@ -188,8 +205,19 @@ local function heartbeat_text(row)
   return text
 end
 
+-- "held" (its network holder runs), "held (holder stopped)", "own", "service:db", "host": where
+-- the instance's network namespace comes from.
+local function network_text(row)
+  if type(row.network) ~= "string" then return "-" end
+  local holder = type(row.holder) == "table" and row.holder or nil
+  if row.network == "held" and holder and holder.state and holder.state ~= "running" then
+    return "held (holder " .. tostring(holder.state) .. ")"
+  end
+  return row.network
+end
+
 -- The cells of one row, in column order.
-M.COLUMNS = { "COMPONENT", "STATE", "CONTAINER", "UPTIME", "RESTARTS", "LAST FAILURE", "HEARTBEAT" }
+M.COLUMNS = { "COMPONENT", "STATE", "CONTAINER", "UPTIME", "RESTARTS", "LAST FAILURE", "HEARTBEAT", "NETWORK" }
 function M.row_cells(row, now)
   return {
     row.name or "?", M.state_text(row),
@@ -198,6 +226,7 @@ function M.row_cells(row, now)
     row.restarts and tostring(row.restarts) or "-",
     M.failure_text(row.last_failure, now),
     heartbeat_text(row),
+    network_text(row),
   }
 end
 
@@ -272,6 +301,9 @@ function M.main(args, cli)
   end
   table.sort(names)
 
+  -- the network holders, by id: a held container's NetworkMode names its holder's
+  local holders = {}
+  for _, h in ipairs(lookup.holders(engine, target.name) or {}) do holders[h.Id] = h end
   -- start times and exit details are in each container's inspect: all at once, not in turn
   local infos, tasks = {}, {}
   for _, ctr in ipairs(all) do
@@ -287,6 +319,7 @@ function M.main(args, cli)
     local live = lookup.live_status(dir, name)
     stacks[#stacks + 1] = M.stack_status {
       stack = name, def = target.def, live = live, containers = by_stack[name], infos = infos, now = now,
+      holders = holders,
     }
     if not live then
       -- what `mw stop` stopped on the engine (mw.cmd_stop's marks) says so

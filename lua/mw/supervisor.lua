@@ -693,6 +693,9 @@ function Sup:snapshot()
         missed = inst.missed or 0, failed_probes = inst.failed_probes or 0, failures = inst.failures or 0,
         last_probe_error = inst.hb and inst.hb.last_error or nil,
         standby = inst.standby and { container = inst.standby.id, state = inst.standby.state } or nil,
+        network = spec.held(inst.def) and "held" or inst.def.network_mode or "own",
+        holder = inst.holder and { name = inst.holder.name, container = inst.holder.id,
+                                   state = inst.holder.running and "running" or "stopped" } or nil,
       }
     end
   end

@@ -143,6 +143,7 @@ function Sup:stop_holders(list)
     end
   end
   for _, t in ipairs(tasks) do core.join(t) end
+  if #tasks > 0 then self:changed() end      -- mw status shows the holders stopped
 end
 
 -- Whether an instance that runs shares inst's holder (network_mode = "service:<inst's component>").

@@ -432,7 +432,12 @@ t.test("status --json: healthy, backing off, given up; without mw from the engin
   local code, out, errs = mw({ "status", "--state-dir", sdir, file })
   t.eq(code, 0, errs)
   t.match(out, "supervised by mw %(pid " .. h.pid .. "%)")
-  t.match(out, "\nCOMPONENT%s+STATE%s+CONTAINER%s+UPTIME%s+RESTARTS%s+LAST FAILURE%s+HEARTBEAT\n")
+  t.match(out, "\nCOMPONENT%s+STATE%s+CONTAINER%s+UPTIME%s+RESTARTS%s+LAST FAILURE%s+HEARTBEAT%s+NETWORK\n")
+  -- ok runs in its network holder
+  t.eq(c.ok.network, "held")
+  t.eq(c.ok.holder.name, stack .. "-ok.net")
+  t.eq(c.ok.holder.state, "running")
+  t.match(out, "\nok%s[^\n]*%sheld\n")
   -- a second snapshot: one probe late under load shows ok unhealthy for a moment
   t.match(out, "\nok%s+u?n?healthy%s+%x%x%x%x%x%x%x%x%x%x%x%x%s")
   t.match(out, "\nslow%s+backing off until %d%d:%d%d:%d%d%s")
@@ -459,9 +464,13 @@ t.test("status --json: healthy, backing off, given up; without mw from the engin
   t.eq(c.slow.state, "exited")
   t.eq(c.slow.exit_code, 3)
   t.eq(c.quit.exit_code, 4)
+  t.eq(c.ok.network, "held", "the engine's view: ok's NetworkMode joins its holder")
+  t.eq(c.ok.holder.name, stack .. "-ok.net")
+  t.eq(c.ok.holder.state, "running")
   code, out = mw({ "status", "--stack", stack, "--state-dir", sdir })
   t.eq(code, 0)
   t.match(out, "no mw running")
+  t.match(out, "\nok%s[^\n]*%sheld\n")
   t.match(out, "\nslow%s+exited %(code 3%)")
   -- a stack file with a component the engine has no container for
   local file2 = dir .. "/more.lua"

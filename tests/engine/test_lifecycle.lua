@@ -108,8 +108,10 @@ t.test("without mw: stop goes dependents first with each stop_grace, status says
   check_stopped(stack, {})
   local rows = status_json(sdir, stack)
   t.eq(rows.app.state, "user_stopped")
+  t.eq(rows.app.network, "held")
+  t.eq(rows.app.holder.state, "exited", "status shows the stopped holder")
   local _, text = mw { "status", "--state-dir", sdir, file }
-  t.match(text, "\napp%s+stopped %(by user%)")
+  t.match(text, "\napp%s+stopped %(by user%)[^\n]*held %(holder exited%)\n")
 
   code, out, err = mw { "start", "--state-dir", sdir, file }
   t.match(out, "started " .. lit(stack) .. "%-db")
@@ -161,8 +163,13 @@ t.test("with mw: stop is the user's (not recovered, status says so); start bring
   check_stopped(stack, {})
   local rows = status_json(sdir, stack)
   for _, c in ipairs(ALL) do t.eq(rows[c].state, "user_stopped", c) end
+  t.wait_for(function()
+    rows = status_json(sdir, stack)
+    return rows.web.holder and rows.web.holder.state == "stopped"
+  end, SLOW, "mw status: web's network holder stopped")
+  t.eq(rows.web.network, "held")
   local _, text = mw { "status", "--state-dir", sdir, file }
-  t.match(text, "\nweb%s+stopped %(by user%)")
+  t.match(text, "\nweb%s+stopped %(by user%)[^\n]*held %(holder stopped%)\n")
 
   code, _, err = mw { "start", "--state-dir", sdir, file, "side" }
   t.eq(code, 0, err)

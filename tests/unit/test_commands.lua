@@ -229,13 +229,33 @@ t.test("status: a live mw's rows win, aged by the file's age; extra containers s
   t.eq(status.state_text(db), "backing off until " .. os.date("%H:%M:%S", 1060))
   t.eq(status.failure_text(db.last_failure, 1000), "exited 1, 12s ago")
   local cells = status.row_cells(web, 1000)
-  t.same(cells, { "web", "healthy", "a-web-id", "15s", "2", "-", "http 4ms" })
+  t.same(cells, { "web", "healthy", "a-web-id", "15s", "2", "-", "http 4ms", "-" })
+  -- where its network namespace comes from
+  web.network, web.holder = "held", { name = "a-web.net", container = "h1", state = "running" }
+  t.eq(status.row_cells(web, 1000)[8], "held")
+  web.holder.state = "exited"
+  t.eq(status.row_cells(web, 1000)[8], "held (holder exited)")
+  web.network, web.holder = "service:db", nil
+  t.eq(status.row_cells(web, 1000)[8], "service:db")
   t.eq(status.row_cells(db, 1000)[4], "-", "no uptime while backing off")
   -- the path heartbeats take shows after the latency
   web.heartbeat_via = "netns"
   t.eq(status.row_cells(web, 1000)[7], "http 4ms netns")
   web.heartbeat_via, web.heartbeat_latency = "published", nil
   t.eq(status.row_cells(web, 1000)[7], "http published")
+end)
+
+t.test("status: the network column from the engine's list (NetworkMode)", function()
+  local holders = { ["aa11"] = { Id = "aa11", Names = { "/a-web.net" }, State = "exited" } }
+  local function net(mode) return status.network_of({ HostConfig = { NetworkMode = mode }, Labels = {} }, holders) end
+  local n, h = net("container:aa11")
+  t.eq(n, "held") t.same(h, { name = "a-web.net", container = "aa11", state = "exited" })
+  t.eq(net("container:bb22"), "container:bb22", "a holder no longer there")
+  t.eq(net("mw-a"), "own") t.eq(net("default"), "own")
+  t.eq(net("host"), "host") t.eq(net("container:a-db.net"), "container:a-db.net")
+  local row = status.engine_row(ctr("a", "web", "running", { HostConfig = { NetworkMode = "container:aa11" } }), nil, 0,
+    holders)
+  t.eq(row.network, "held") t.eq(status.row_cells(row, 0)[8], "held (holder exited)")
 end)
 
 t.test("state texts", function()
