@@ -393,6 +393,7 @@ function B.stack_source(n, o)
     if o.heartbeat then fields[#fields + 1] = "heartbeat = " .. o.heartbeat end
     if o.ports then fields[#fields + 1] = "ports = " .. (type(o.ports) == "function" and o.ports(i) or o.ports) end
     if o.restart then fields[#fields + 1] = "restart = " .. o.restart end
+    if o.fields then fields[#fields + 1] = o.fields end
     if o.chain and i > 1 then
       fields[#fields + 1] = string.format('depends_on = { %s = "%s" }', B.cname(i - 1), o.cond or "healthy")
     end

@@ -81,6 +81,7 @@ local function recovery()
     prelude = PRELUDE,
     heartbeat = '{ interval = "1s", timeout = "1s", misses = 3, grace = "10s" }',
     ports = function(i) return string.format('{ "127.0.0.1:%d:8089" }', ports[i]) end,
+    fields = os.getenv("BENCH_RECOVERY_FIELDS"),      -- e.g. "hold_network = false"
   })
   local file, name, dir = E.stack("recovery", src)
   local h = B.mw({ "run", "--log-format", "json", "--state-dir", dir .. "/state", file },

@@ -6,7 +6,7 @@
 #   BENCH_RESULTS=-            print only; BENCH_RESULTS=FILE append elsewhere
 #   BENCH_TIMEOUT=SECS         per benchmark (default 1500)
 #   per benchmark: BENCH_COLD_TRIALS (3), BENCH_COLD_TRIALS_LARGE (2, N >= 30 and the chain), BENCH_COLD_SIZES (1,8,30,chain), BENCH_CHAIN_DEPTH (10),
-#   BENCH_RECOVERY_TRIALS (20), BENCH_RECOVERY_ARP (on; off: mw without its address announcement), BENCH_RECOVERY_DOCKER_NET (user; bridge: Docker's side on the default bridge), BENCH_PAUSE_TRIALS (20), BENCH_PAUSE_SLOW_TRIALS (5), BENCH_STANDBY_TRIALS (20),
+#   BENCH_RECOVERY_TRIALS (20), BENCH_RECOVERY_ARP (on; off: mw without its address announcement), BENCH_RECOVERY_DOCKER_NET (user; bridge: Docker's side on the default bridge), BENCH_RECOVERY_FIELDS (more fields for mw's components, e.g. "hold_network = false"), BENCH_PAUSE_TRIALS (20), BENCH_PAUSE_SLOW_TRIALS (5), BENCH_STANDBY_TRIALS (20),
 #   BENCH_FOOT_SIZES (1,10,50,100), BENCH_FOOT_SECS (60), BENCH_FOOT_PATHS (published,netns), BENCH_RELOAD_EDITS (50),
 #   BENCH_ADOPT_COMPONENTS (50), BENCH_ADOPT_TRIALS (5), BENCH_HB_N (1000), BENCH_HB_SECS (30),
 #   BENCH_TAKEOVER_TRIALS (20), BENCH_TAKEOVER_TTL (5; etcd coordination, needs etcd: make deps)
