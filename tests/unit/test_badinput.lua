@@ -210,6 +210,27 @@ local GARBAGE = {
     ["/containers/json"] = function() return 200, "<html><body>proxy error</body></html>" end }, "JSON" },
 }
 
+t.test("the engine's version from the ping's Server header: no GET /version (dockerd runs runc for it)", function()
+  local docker = require "mw.docker"
+  local asked = 0
+  local server_ping = function()
+    return 200, "OK", { ["Api-Version"] = "1.41", ["Server"] = "Docker/20.10.24+dfsg1 (linux)" }
+  end
+  local fake = fake_engine { ["/_ping"] = server_ping, ["/version"] = function() asked = asked + 1 return VERSION() end }
+  local e, err = docker.connect { host = fake.host }
+  t.ok(e, err)
+  t.eq(e.version, "20.10.24+dfsg1")
+  t.eq(asked, 0, "GET /version")
+  fake.stop()
+  -- an engine that does not say (Podman's "Libpod/…", a stand-in): asked once
+  fake = fake_engine { ["/_ping"] = PING, ["/version"] = function() asked = asked + 1 return VERSION() end }
+  e, err = docker.connect { host = fake.host }
+  t.ok(e, err)
+  t.eq(e.version, "20.10.0-fake")
+  t.eq(asked, 1, "GET /version")
+  fake.stop()
+end)
+
 for _, case in ipairs(GARBAGE) do
   local what, routes, want = case[1], case[2], case[3]
   t.test("engine sends " .. what .. ": mw says one line and exits 1", function()
