@@ -319,10 +319,7 @@ function Sup:restart_sharers(inst)
         ", which was " .. "restarted (network_mode " .. want .. ")", { action = "restart" })
       self:spawn(other.key .. "-rejoin", function()
         self:quiet_stop(other)
-        other.restarts = other.restarts + 1
-        local ok, err, info = self:restart_container(other)
-        if not ok then return self:start_failed(other, err, info) end
-        self:settle(other)
+        self:restart_settle(other)
       end)
     end
   end

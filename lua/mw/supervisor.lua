@@ -364,6 +364,15 @@ function Sup:quiet_stop(inst)
   transition(self, inst, "quiet_stop", "restarting")
 end
 
+-- A restart of inst counted, its container restarted and settled (or the failed start
+-- reported): the escalations' dependents and the sharers of a restarted namespace.
+function Sup:restart_settle(inst)
+  inst.restarts = inst.restarts + 1
+  local ok, err, info = self:restart_container(inst)
+  if not ok then return self:start_failed(inst, err, info) end
+  self:settle(inst)
+end
+
 function Sup:act(inst, action)
   inst.pending = nil
   local engine = self.engine
@@ -395,10 +404,7 @@ function Sup:act(inst, action)
     for _, other in ipairs(others) do
       self:spawn(other.key .. "-restart", function()
         self:wait_deps(other)
-        other.restarts = other.restarts + 1
-        local dok, derr, dinfo = self:restart_container(other)
-        if not dok then return self:start_failed(other, derr, dinfo) end
-        self:settle(other)
+        self:restart_settle(other)
       end)
     end
     return
