@@ -68,7 +68,8 @@ local function status_shows(stack_name, dir, via)
   local out
   t.wait_for(function()
     out = status(stack_name, dir)
-    return out:match("\nweb%s+healthy[^\n]* " .. via .. "\n") ~= nil
+    -- the HEARTBEAT cell ends with the path; the NETWORK column follows it
+    return out:match("\nweb%s+healthy[^\n]* " .. via .. "%s+%S[^\n]*\n") ~= nil
   end, 30, "mw status shows web healthy via " .. via)
   return out
 end
