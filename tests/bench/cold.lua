@@ -247,7 +247,7 @@ return B.main(function()
     if chain then
       rows[#rows + 1] = {
         string.format("chain of %d", n), "n/a", B.s(med.a_answer), compose_ok and B.s(med.compose) or "skipped",
-        "n/a", B.s(med.mw_hb), B.s(med.mw_hb_int), "n/a", "n/a", r(med.mw_hb, med.a_answer, CHAIN_TARGET), "n/a",
+        "n/a", B.s(med.mw_hb), B.s(med.mw_hb_int), "n/a", "n/a", r(med.mw_hb, med.a_answer, CHAIN_TARGET), "n/a", "n/a",
         r(med.mw_hb, med.compose),
       }
     else
