@@ -25,10 +25,7 @@ function M.owned(labels, target)
   return target.all or stack == target.stack
 end
 
-local function name_of(ctr)
-  local name = ctr.Names and ctr.Names[1]
-  return name and name:gsub("^/", "") or ctr.Id:sub(1, 12)
-end
+local name_of = lookup.name_of
 
 function M.main(args, cli)
   local opts, rest = cli.parse(args, { stack = "value", all = true, volumes = true, ["state-dir"] = "value" })

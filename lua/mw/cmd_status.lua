@@ -46,7 +46,7 @@ function M.network_of(ctr, holders)
   local joined = lookup.joined(ctr)
   local h = joined and holders and holders[joined]
   if h then
-    return "held", { name = tostring((h.Names or {})[1] or "?"):gsub("^/", ""), container = h.Id, state = h.State }
+    return "held", { name = lookup.name_of(h), container = h.Id, state = h.State }
   end
   if joined then return "container:" .. joined:sub(1, 12) end    -- a holder gone: cut off
   if mode:find("^container:") or mode == "host" or mode == "none" then return mode end

@@ -111,10 +111,7 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- on the engine (no mw running)
 
-local function name_of(ctr)
-  local name = ctr.Names and ctr.Names[1]
-  return name and name:gsub("^/", "") or ctr.Id:sub(1, 12)
-end
+local name_of = lookup.name_of
 
 -- The seconds a container's stop waits before SIGKILL: its component's stop_grace, else what the
 -- container was created with (mw sets StopTimeout from stop_grace), else the engine's 10.

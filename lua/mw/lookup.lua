@@ -146,6 +146,12 @@ function M.holders(engine, stack)
   return owned_list(engine, stack, "mw.holder")
 end
 
+-- A list entry's container name, without its "/" (its short id when it has none).
+function M.name_of(ctr)
+  local name = ctr.Names and ctr.Names[1]
+  return name and (name:gsub("^/", "")) or ctr.Id:sub(1, 12)
+end
+
 -- The id of the container whose network namespace a container joins (its inspect or list
 -- entry's HostConfig.NetworkMode "container:<id>") | nil.
 function M.joined(ctr)
