@@ -123,21 +123,31 @@ local function grace_of(engine, ctr, def)
   return math.tointeger(t) or 10
 end
 
+-- The states in which a container has a process to stop.
+local UP = { running = true, paused = true, restarting = true }
+
+-- Stops the containers all at once, each with grace(ctr) seconds, and says "stopped <what><name>"
+-- of each -> false when one could not be stopped.
+local function stop_each(ctx, ctrs, what, grace)
+  local ok, tasks = true, {}
+  for _, ctr in ipairs(ctrs) do
+    tasks[#tasks + 1] = core.spawn(function()
+      local sok, err = ctx.engine:stop(ctr.Id, grace(ctr))
+      if not sok then ctx.say(string.format("cannot stop %s%s: %s", what, name_of(ctr), tostring(err))) ok = false
+      else lookup.write("stopped " .. what .. name_of(ctr) .. "\n") end
+    end, "stop " .. name_of(ctr))
+  end
+  for _, t in ipairs(tasks) do core.join(t) end
+  return ok
+end
+
 local function stop_engine(ctx, names)
-  local say = ctx.say
   return in_order(names, function(name, other) return depends(ctx.deps, other, name) end, function(name)
-    local ok, tasks = true, {}
+    local up = {}
     for _, ctr in ipairs(ctx.by[name] or {}) do
-      if ctr.State == "running" or ctr.State == "paused" or ctr.State == "restarting" then
-        tasks[#tasks + 1] = core.spawn(function()
-          local sok, err = ctx.engine:stop(ctr.Id, grace_of(ctx.engine, ctr, ctx.def))
-          if not sok then say(string.format("cannot stop %s: %s", name_of(ctr), tostring(err))) ok = false
-          else lookup.write("stopped " .. name_of(ctr) .. "\n") end
-        end, "stop " .. name_of(ctr))
-      end
+      if UP[ctr.State] then up[#up + 1] = ctr end
     end
-    for _, t in ipairs(tasks) do core.join(t) end
-    return ok
+    return stop_each(ctx, up, "", function(ctr) return grace_of(ctx.engine, ctr, ctx.def) end)
   end)
 end
 
@@ -146,7 +156,7 @@ end
 -- released as compose's stop releases a container's. start_engine starts them again first.
 -- -> false when one could not be stopped
 local function stop_holders(ctx, names)
-  local say, engine = ctx.say, ctx.engine
+  local engine = ctx.engine
   local want = {}
   for _, name in ipairs(names) do
     for _, ctr in ipairs(ctx.by[name] or {}) do
@@ -157,20 +167,13 @@ local function stop_holders(ctx, names)
   if next(want) == nil then return true end
   for _, ctr in ipairs(lookup.containers(engine, ctx.stack) or {}) do
     local id = lookup.joined(ctr)
-    if id and (ctr.State == "running" or ctr.State == "paused" or ctr.State == "restarting") then want[id] = nil end
+    if id and UP[ctr.State] then want[id] = nil end
   end
-  local ok, tasks = true, {}
+  local stop = {}
   for _, holder in ipairs(lookup.holders(engine, ctx.stack) or {}) do
-    if want[holder.Id] and holder.State == "running" then
-      tasks[#tasks + 1] = core.spawn(function()
-        local sok, err = engine:stop(holder.Id, 1)
-        if not sok then say(string.format("cannot stop network holder %s: %s", name_of(holder), tostring(err))) ok = false
-        else lookup.write("stopped network holder " .. name_of(holder) .. "\n") end
-      end, "stop " .. name_of(holder))
-    end
+    if want[holder.Id] and holder.State == "running" then stop[#stop + 1] = holder end
   end
-  for _, t in ipairs(tasks) do core.join(t) end
-  return ok
+  return stop_each(ctx, stop, "network holder ", function() return 1 end)
 end
 
 -- Waits until the component's containers run -> true | nil, why.
